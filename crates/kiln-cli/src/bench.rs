@@ -1,0 +1,95 @@
+//! `kiln bench decode`: prefill and decode speed of a model with the KV cache, greedy, EOS
+//! ignored, so every run does the same work. Random weights of a preset need no download.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use candle_core::Tensor;
+use clap::Subcommand;
+use kiln_model::{Config, Llama, Preset, WeightDType};
+use serde_json::json;
+
+/// `kiln bench ...`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Tokens per second for prefill and single-sequence decode.
+    Decode {
+        /// A preset shape with random weights: tiny, small, deepseek-coder-1.3b, -6.7b, -33b.
+        #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+        preset: Option<Preset>,
+        /// Or a model directory.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: WeightDType,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Prompt length.
+        #[arg(long, default_value_t = 16)]
+        prompt_tokens: usize,
+        /// Tokens to decode.
+        #[arg(long, default_value_t = 128)]
+        new_tokens: usize,
+        /// Timed repetitions (after one warm-up); the best is reported.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `kiln bench` subcommand.
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json } = cmd;
+    let dev = kiln_model::device(&device)?;
+    let (name, model) = match (preset, model) {
+        (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),
+        (None, Some(dir)) => (dir.display().to_string(), Llama::load(&dir, Some(dtype), &dev)?),
+        (None, None) => bail!("give --preset or --model"),
+    };
+    let cfg = model.config().clone();
+    if prompt_tokens == 0 || prompt_tokens + new_tokens > cfg.max_position_embeddings {
+        bail!("--prompt-tokens {prompt_tokens} + --new-tokens {new_tokens} must be in 1..={}", cfg.max_position_embeddings);
+    }
+    // A fixed pseudo-random prompt: ids spread over the vocabulary.
+    let prompt: Vec<u32> = (0..prompt_tokens).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
+    let mut best = (f64::MAX, f64::MAX);
+    for round in 0..=repeat {
+        let mut cache = model.new_cache();
+        let t0 = Instant::now();
+        let logits = model.forward_last(&Tensor::new(prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache)?;
+        let mut next = kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?);
+        let prefill = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        for _ in 0..new_tokens {
+            let logits = model.forward_last(&Tensor::new(&[next], &dev)?.unsqueeze(0)?, &mut cache)?;
+            next = kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?);
+        }
+        let decode = t1.elapsed().as_secs_f64();
+        if round > 0 {
+            best = (best.0.min(prefill), best.1.min(decode));
+        }
+    }
+    let prefill_tps = prompt_tokens as f64 / best.0;
+    let decode_tps = new_tokens as f64 / best.1;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if json {
+        let obj = json!({
+            "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device,
+            "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
+        });
+        println!("{obj}");
+    } else {
+        println!(
+            "{name} ({:.1}M params, {}, {device}, {threads} threads): prefill {prompt_tokens} tok {prefill_tps:.1} tok/s, decode {new_tokens} tok {decode_tps:.2} tok/s",
+            cfg.num_parameters() as f64 / 1e6,
+            dtype.torch_name()
+        );
+    }
+    Ok(())
+}

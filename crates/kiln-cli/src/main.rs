@@ -1,0 +1,59 @@
+//! The `kiln` binary: parses arguments, resolves them into a checked plan, and wires the library
+//! crates together. No model or data logic lives here.
+
+mod bench;
+mod generate;
+mod info;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// kiln: DeepSeek-Coder in Rust — data, tokenizer, training, serving and evaluation of code models.
+#[derive(Debug, Parser)]
+#[command(name = "kiln", version, about, propagate_version = true)]
+struct Cli {
+    /// Log filter for diagnostics on stderr (e.g. `info`, `kiln_model=debug`); RUST_LOG also works.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Complete a prompt with a model directory (Hugging Face layout).
+    Generate(generate::GenerateArgs),
+    /// Fill in the middle between a prefix and a suffix (base models only).
+    Infill(generate::InfillArgs),
+    /// Inspect a model directory.
+    Model {
+        #[command(subcommand)]
+        command: info::ModelCommand,
+    },
+    /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = std::env::var("RUST_LOG").ok().and_then(|v| EnvFilter::try_new(v).ok()).unwrap_or_else(|| EnvFilter::new(&cli.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let result = match cli.command {
+        Command::Generate(args) => generate::run_generate(args),
+        Command::Infill(args) => generate::run_infill(args),
+        Command::Model { command } => info::run(command),
+        Command::Bench { command } => bench::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,199 @@
+//! The generation loop: prefill the prompt once, then decode one token at a time through the KV
+//! cache, sampling each token and checking the stop rules (EOS ids, stop strings, token budget,
+//! the model's position limit). Text is streamed to a callback as it becomes final: text that
+//! might still turn into a stop string is held back until it cannot.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use kiln_model::Llama;
+use kiln_tokenizer::{TextStream, Tokenizer};
+use serde::Serialize;
+
+use crate::sampling::{Sampler, SamplingParams};
+use crate::{InferError, Result};
+
+/// Everything that shapes one generation besides the prompt.
+#[derive(Debug, Clone)]
+pub struct GenerateParams {
+    /// Most new tokens to produce.
+    pub max_new_tokens: usize,
+    /// Token choice.
+    pub sampling: SamplingParams,
+    /// Ids that end generation (not included in the text).
+    pub eos_ids: Vec<u32>,
+    /// Strings that end generation; the text is cut before the first one found.
+    pub stop: Vec<String>,
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// An EOS id was produced.
+    Eos,
+    /// A stop string appeared.
+    Stop,
+    /// `max_new_tokens` were produced.
+    Length,
+    /// The model's max_position_embeddings was reached.
+    ContextFull,
+}
+
+impl FinishReason {
+    /// The OpenAI API's name for it (`stop` or `length`).
+    pub fn openai(self) -> &'static str {
+        match self {
+            Self::Eos | Self::Stop => "stop",
+            Self::Length | Self::ContextFull => "length",
+        }
+    }
+}
+
+/// Wall-clock figures of one generation.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    /// Prompt tokens processed in the prefill.
+    pub prompt_tokens: usize,
+    /// Milliseconds for the prefill (including the first token's sampling).
+    pub prefill_ms: f64,
+    /// Tokens produced after the first one.
+    pub decode_tokens: usize,
+    /// Milliseconds for those.
+    pub decode_ms: f64,
+}
+
+impl Timings {
+    /// Decode speed in tokens per second (0 when nothing was decoded).
+    pub fn decode_tokens_per_s(&self) -> f64 {
+        if self.decode_ms > 0.0 { self.decode_tokens as f64 * 1000.0 / self.decode_ms } else { 0.0 }
+    }
+}
+
+/// The result of one generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    /// The prompt as token ids.
+    pub prompt_ids: Vec<u32>,
+    /// Generated ids, ending with the EOS id when one ended generation (as in the sequence
+    /// transformers' `generate()` returns).
+    pub ids: Vec<u32>,
+    /// Generated text, special tokens skipped, cut before a stop string.
+    pub text: String,
+    /// Why it ended.
+    pub finish_reason: FinishReason,
+    /// Timings.
+    pub timings: Timings,
+}
+
+/// Runs generations for one model and its tokenizer.
+pub struct Generator<'a> {
+    model: &'a Llama,
+    tokenizer: &'a Tokenizer,
+}
+
+/// Length of the longest suffix of `text` that is a proper prefix of some stop string: those
+/// bytes may still become a stop string and must not be streamed yet.
+fn held_back(text: &str, stop: &[String]) -> usize {
+    let mut hold = 0;
+    for s in stop {
+        for (i, _) in s.char_indices().skip(1) {
+            if text.ends_with(&s[..i]) {
+                hold = hold.max(i);
+            }
+        }
+    }
+    hold
+}
+
+impl<'a> Generator<'a> {
+    /// A generator; fails if the tokenizer can emit ids the model has no row for.
+    pub fn new(model: &'a Llama, tokenizer: &'a Tokenizer) -> Result<Self> {
+        crate::check_vocab(model.config(), tokenizer)?;
+        Ok(Self { model, tokenizer })
+    }
+
+    /// Generates after `prompt_ids`, calling `on_text` with each piece of final text.
+    pub fn generate(&self, prompt_ids: &[u32], params: &GenerateParams, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+        params.sampling.validate().map_err(InferError::BadRequest)?;
+        if prompt_ids.is_empty() {
+            return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
+        }
+        let max_pos = self.model.config().max_position_embeddings;
+        if prompt_ids.len() > max_pos {
+            return Err(kiln_model::ModelError::TooLong { len: prompt_ids.len(), max: max_pos }.into());
+        }
+        let device = self.model.device();
+        let mut sampler = Sampler::new(params.sampling.clone());
+        let mut cache = self.model.new_cache();
+        let mut history = prompt_ids.to_vec();
+        let mut stream = TextStream::new(self.tokenizer, true);
+        let mut text = String::new(); // all final text, stop strings not yet cut
+        let mut sent = 0usize; // bytes of `text` handed to on_text
+        let mut ids = Vec::new();
+        let mut timings = Timings { prompt_tokens: prompt_ids.len(), ..Default::default() };
+
+        let start = Instant::now();
+        let mut input = Tensor::new(prompt_ids, device)?.unsqueeze(0)?; // (1, T)
+        let mut finish = FinishReason::Length;
+        let mut decode_start = None;
+        while ids.len() < params.max_new_tokens {
+            if cache.seq_len() + input.dim(1)? > max_pos {
+                finish = FinishReason::ContextFull;
+                break;
+            }
+            let mut logits = self.model.forward_last(&input, &mut cache)?.squeeze(0)?.to_vec1::<f32>()?;
+            let next = sampler.sample(&mut logits, &history);
+            if decode_start.is_none() {
+                timings.prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
+                decode_start = Some(Instant::now());
+            }
+            if params.eos_ids.contains(&next) {
+                // Kept in `ids` (as transformers' generate() keeps it), never in the text.
+                ids.push(next);
+                finish = FinishReason::Eos;
+                break;
+            }
+            ids.push(next);
+            history.push(next);
+            text.push_str(&stream.push(next)?);
+            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                finish = FinishReason::Stop;
+                break;
+            }
+            let safe = text.len() - held_back(&text, &params.stop);
+            if safe > sent {
+                on_text(&text[sent..safe]);
+                sent = safe;
+            }
+            input = Tensor::new(&[next], device)?.unsqueeze(0)?;
+        }
+        if finish != FinishReason::Stop {
+            text.push_str(&stream.finish()?);
+        }
+        if text.len() > sent {
+            on_text(&text[sent..]);
+        }
+        if let Some(t) = decode_start {
+            timings.decode_ms = t.elapsed().as_secs_f64() * 1000.0;
+            timings.decode_tokens = ids.len().saturating_sub(1);
+        }
+        tracing::debug!(new_tokens = ids.len(), ?finish, decode_tps = timings.decode_tokens_per_s(), "generation done");
+        Ok(Generation { prompt_ids: prompt_ids.to_vec(), ids, text, finish_reason: finish, timings })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_back;
+
+    #[test]
+    fn holds_back_partial_stop_strings_only() {
+        let stop = vec!["\ndef".to_string(), "###".to_string()];
+        assert_eq!(held_back("x = 1\nde", &stop), 3);
+        assert_eq!(held_back("x = 1\n", &stop), 1);
+        assert_eq!(held_back("a ##", &stop), 2);
+        assert_eq!(held_back("x = 1", &stop), 0);
+    }
+}

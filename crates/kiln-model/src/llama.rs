@@ -1,0 +1,425 @@
+//! The DeepSeek-Coder network: LLaMA with RMSNorm, SwiGLU, RoPE (linear position scaling) and
+//! grouped-query attention, untied lm_head. DeepSeek-Coder, arXiv 2401.14196, §3.3 and Table 2;
+//! LLaMA, arXiv 2302.13971. Read top to bottom: RmsNorm, Rope, Attention, Mlp, Block, Llama.
+//!
+//! Parameter paths equal Hugging Face `LlamaForCausalLM` tensor names. Numerics follow
+//! transformers so that f32 logits agree to 1e-4: RMSNorm and softmax run in f32 whatever the
+//! weight dtype, and RoPE angles are computed in f32 from `inv_freq / factor`.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_nn::kv_cache::KvCache;
+use candle_nn::Linear;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+
+use crate::config::{config_path, Config, RopeScaling, WeightDType};
+use crate::error::{ModelError, Result};
+use crate::weights;
+
+/// Root-mean-square layer norm: y = x / sqrt(mean(x²) + eps) * w, computed in f32.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let x32 = x.to_dtype(DType::F32)?;
+        let var = x32.sqr()?.mean_keepdim(D::Minus1)?; // (B, T, 1)
+        let normed = x32.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+        Ok(normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?)
+    }
+}
+
+/// Rotary position tables, precomputed for every position up to `max_position_embeddings`.
+/// HF "rotate_half" layout: dimension i pairs with i + head_dim/2.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor, // (max_pos, head_dim/2), f32
+    sin: Tensor,
+}
+
+impl Rope {
+    fn new(cfg: &Config, device: &Device) -> Result<Self> {
+        let half = cfg.head_dim / 2;
+        let factor = match cfg.rope_scaling {
+            RopeScaling::None => 1.0f32,
+            RopeScaling::Linear { factor } => factor as f32,
+        };
+        // Same order of f32 operations as transformers: inv_freq = 1 / base^(2i/d), then / factor.
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / cfg.head_dim as f32) / factor)
+            .collect();
+        let n = cfg.max_position_embeddings;
+        let mut angles = Vec::with_capacity(n * half);
+        for pos in 0..n {
+            angles.extend(inv_freq.iter().map(|f| pos as f32 * f));
+        }
+        let angles = Tensor::from_vec(angles, (n, half), device)?;
+        Ok(Self { cos: angles.cos()?, sin: angles.sin()? })
+    }
+
+    /// Rotates `x` (B, H, T, head_dim) for positions offset..offset+T.
+    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+        let t = x.dim(2)?;
+        let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
+    }
+}
+
+/// Reference RoPE from composed ops (cat/neg/mul), kept to check the fused kernel against.
+pub fn rope_reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let hd = x.dim(D::Minus1)?;
+    let (x1, x2) = (x.narrow(D::Minus1, 0, hd / 2)?, x.narrow(D::Minus1, hd / 2, hd / 2)?);
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    let cos = Tensor::cat(&[cos, cos], D::Minus1)?; // (T, head_dim)
+    let sin = Tensor::cat(&[sin, sin], D::Minus1)?;
+    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+}
+
+/// Per-layer key/value tensors of the positions seen so far.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    layers: Vec<KvCache>,
+}
+
+impl Cache {
+    /// Positions already held (the offset of the next token).
+    pub fn seq_len(&self) -> usize {
+        self.layers.first().map(|c| c.current_seq_len()).unwrap_or(0)
+    }
+    /// Forgets every position.
+    pub fn reset(&mut self) {
+        self.layers.iter_mut().for_each(KvCache::reset);
+    }
+}
+
+fn linear(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Linear> {
+    let w = tensors.remove(&format!("{name}.weight")).ok_or_else(|| ModelError::MissingTensors {
+        dir: Default::default(),
+        count: 1,
+        examples: format!("{name}.weight"),
+    })?;
+    Ok(Linear::new(w, None))
+}
+
+fn take(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
+    tensors.remove(name).ok_or_else(|| ModelError::MissingTensors { dir: Default::default(), count: 1, examples: name.to_string() })
+}
+
+/// Multi-head causal self-attention with grouped-query key/value heads.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, offset: usize) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let heads = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?) // (B, n, T, hd)
+        };
+        let q = heads(self.q_proj.forward(x)?, self.n_heads)?;
+        let k = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
+        let v = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
+        let q = rope.apply(&q, offset)?;
+        let k = rope.apply(&k, offset)?;
+        let (k, v) = cache.append(&k, &v)?; // (B, kv, S, hd), S = offset + T
+        let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?; // (B, H, S, hd)
+        let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?; // (B, H, T, S)
+        let scores = if t > 1 { scores.broadcast_add(&causal_mask(t, offset, x.device())?)? } else { scores };
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let y = probs.matmul(&v)?; // (B, H, T, hd)
+        let y = y.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?; // (B, T, H*hd)
+        Ok(self.o_proj.forward(&y)?)
+    }
+}
+
+/// Repeats each key/value head `n_rep` times so GQA heads line up with query heads.
+fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.contiguous()?);
+    }
+    let (b, kv, s, hd) = x.dims4()?;
+    Ok(x.unsqueeze(2)?.expand((b, kv, n_rep, s, hd))?.reshape((b, kv * n_rep, s, hd))?)
+}
+
+/// Additive mask (T, offset+T): query i may see keys 0..=offset+i.
+fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Tensor> {
+    let s = offset + t;
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(mask, (t, s), device)?)
+}
+
+/// SwiGLU feed-forward: down(silu(gate(x)) * up(x)).
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = (candle_nn::ops::silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?; // (B, T, F)
+        Ok(self.down_proj.forward(&gated)?) // (B, T, C)
+    }
+}
+
+/// One pre-norm transformer block.
+#[derive(Debug, Clone)]
+pub struct Block {
+    input_layernorm: RmsNorm,
+    self_attn: Attention,
+    post_attention_layernorm: RmsNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, offset: usize) -> Result<Tensor> {
+        let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, offset)?)?;
+        Ok((&h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
+/// The whole causal language model.
+#[derive(Debug, Clone)]
+pub struct Llama {
+    embed_tokens: Tensor, // (V, C)
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    lm_head: Linear, // (V, C), the embedding itself when tied
+    rope: Rope,
+    cfg: Config,
+    dtype: DType,
+    device: Device,
+}
+
+impl Llama {
+    /// Loads a Hugging Face model directory (`config.json` + safetensors, single or sharded).
+    /// `dtype` overrides the checkpoint's `torch_dtype`.
+    pub fn load(dir: &Path, dtype: Option<WeightDType>, device: &Device) -> Result<Self> {
+        let cfg = Config::from_file(&config_path(dir))?;
+        let dtype = dtype.unwrap_or(cfg.torch_dtype).to_candle();
+        let tensors = weights::load_checkpoint(dir, &cfg, dtype, device)?;
+        Self::from_tensors(cfg, tensors, device)
+    }
+
+    /// Builds the network from named tensors (HF names), all already in one dtype on `device`.
+    pub fn from_tensors(cfg: Config, mut tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
+        let embed_tokens = take(&mut tensors, "model.embed_tokens.weight")?;
+        let dtype = embed_tokens.dtype();
+        let norm = |t: &mut HashMap<String, Tensor>, name: &str| -> Result<RmsNorm> {
+            Ok(RmsNorm { weight: take(t, &format!("{name}.weight"))?, eps: cfg.rms_norm_eps })
+        };
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("model.layers.{i}");
+            layers.push(Block {
+                input_layernorm: norm(&mut tensors, &format!("{p}.input_layernorm"))?,
+                self_attn: Attention {
+                    q_proj: linear(&mut tensors, &format!("{p}.self_attn.q_proj"))?,
+                    k_proj: linear(&mut tensors, &format!("{p}.self_attn.k_proj"))?,
+                    v_proj: linear(&mut tensors, &format!("{p}.self_attn.v_proj"))?,
+                    o_proj: linear(&mut tensors, &format!("{p}.self_attn.o_proj"))?,
+                    n_heads: cfg.num_attention_heads,
+                    n_kv_heads: cfg.num_key_value_heads,
+                    head_dim: cfg.head_dim,
+                },
+                post_attention_layernorm: norm(&mut tensors, &format!("{p}.post_attention_layernorm"))?,
+                mlp: Mlp {
+                    gate_proj: linear(&mut tensors, &format!("{p}.mlp.gate_proj"))?,
+                    up_proj: linear(&mut tensors, &format!("{p}.mlp.up_proj"))?,
+                    down_proj: linear(&mut tensors, &format!("{p}.mlp.down_proj"))?,
+                },
+            });
+        }
+        let norm = norm(&mut tensors, "model.norm")?;
+        let lm_head = if cfg.tie_word_embeddings { Linear::new(embed_tokens.clone(), None) } else { linear(&mut tensors, "lm_head")? };
+        let rope = Rope::new(&cfg, device)?;
+        Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg, dtype, device: device.clone() })
+    }
+
+    /// A randomly initialised network (normal(0, initializer_range) matrices, unit norms), seeded.
+    pub fn random(cfg: Config, dtype: WeightDType, device: &Device, seed: u64) -> Result<Self> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let normal = Normal::new(0.0f32, cfg.initializer_range as f32).expect("positive std");
+        let mut tensors = HashMap::new();
+        for (name, shape) in cfg.expected_tensors() {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = if name.ends_with("norm.weight") { vec![1.0; n] } else { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+            let t = Tensor::from_vec(data, shape, device)?.to_dtype(dtype.to_candle())?;
+            tensors.insert(name, t);
+        }
+        Self::from_tensors(cfg, tensors, device)
+    }
+
+    /// The resolved config.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// Compute dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    /// Device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// An empty KV cache for this model.
+    pub fn new_cache(&self) -> Cache {
+        // Grow in chunks of 512 positions: preallocating 16K positions for a 33B model would
+        // take gigabytes up front, re-concatenating every step would cost O(T) per token.
+        Cache { layers: (0..self.cfg.num_hidden_layers).map(|_| KvCache::new(2, 512)).collect() }
+    }
+
+    /// Runs `ids` (B, T) after the positions already in `cache` and returns the final hidden
+    /// states (B, T, C). The cache is extended by T positions.
+    pub fn forward_hidden(&self, ids: &Tensor, cache: &mut Cache) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let offset = cache.seq_len();
+        if offset + t > self.cfg.max_position_embeddings {
+            return Err(ModelError::TooLong { len: offset + t, max: self.cfg.max_position_embeddings });
+        }
+        let max_id = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max_id as usize >= self.cfg.vocab_size {
+            return Err(ModelError::TokenOutOfRange { id: max_id, vocab_size: self.cfg.vocab_size });
+        }
+        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, t, self.cfg.hidden_size))?; // (B, T, C)
+        for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            x = block.forward(&x, &self.rope, kv, offset)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Logits (B, T, V) in f32 for every position of `ids`.
+    pub fn forward(&self, ids: &Tensor, cache: &mut Cache) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, cache)?;
+        Ok(self.lm_head.forward(&h)?.to_dtype(DType::F32)?)
+    }
+
+    /// Logits (B, V) in f32 of the last position only: what generation needs, without paying
+    /// for the vocabulary projection of every prompt position.
+    pub fn forward_last(&self, ids: &Tensor, cache: &mut Cache) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, cache)?;
+        let t = h.dim(1)?;
+        let last = h.i((.., t - 1..t, ..))?.contiguous()?; // (B, 1, C)
+        Ok(self.lm_head.forward(&last)?.squeeze(1)?.to_dtype(DType::F32)?)
+    }
+
+    /// Every parameter under its HF name (the lm_head is omitted when tied, as transformers does).
+    pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
+        for (i, l) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            let a = &l.self_attn;
+            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
+                out.push((format!("{p}.self_attn.{n}.weight"), lin.weight().clone()));
+            }
+            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
+                out.push((format!("{p}.mlp.{n}.weight"), lin.weight().clone()));
+            }
+            out.push((format!("{p}.input_layernorm.weight"), l.input_layernorm.weight.clone()));
+            out.push((format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.weight.clone()));
+        }
+        out.push(("model.norm.weight".to_string(), self.norm.weight.clone()));
+        if !self.cfg.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.weight().clone()));
+        }
+        out
+    }
+
+    /// Writes `config.json` and the weights (HF layout) into `dir`, sharding above `max_shard_bytes`.
+    pub fn save(&self, dir: &Path, max_shard_bytes: Option<usize>) -> Result<()> {
+        let mut cfg = self.cfg.clone();
+        cfg.torch_dtype = match self.dtype {
+            DType::BF16 => WeightDType::BF16,
+            DType::F16 => WeightDType::F16,
+            _ => WeightDType::F32,
+        };
+        weights::save_checkpoint(dir, &self.named_tensors(), max_shard_bytes)?;
+        let json = serde_json::to_string_pretty(&cfg.to_hf_json()).expect("config serialises");
+        weights::atomic_write(&config_path(dir), json.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Preset;
+
+    fn tiny_cfg() -> Config {
+        Config {
+            vocab_size: 64,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            num_key_value_heads: 2,
+            head_dim: 8,
+            max_position_embeddings: 64,
+            rope_scaling: RopeScaling::Linear { factor: 4.0 },
+            rope_theta: 100000.0,
+            initializer_range: 0.2,
+            ..Config::preset(Preset::Tiny)
+        }
+    }
+
+    #[test]
+    fn fused_rope_equals_reference() {
+        let dev = Device::Cpu;
+        let rope = Rope::new(&tiny_cfg(), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, 4, 7, 8), &dev).unwrap();
+        let fast = rope.apply(&x, 3).unwrap();
+        let slow = rope_reference(&x, &rope.cos.narrow(0, 3, 7).unwrap(), &rope.sin.narrow(0, 3, 7).unwrap()).unwrap();
+        let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-6, "max abs diff {diff}");
+    }
+
+    #[test]
+    fn kv_cache_decoding_equals_full_recompute() {
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny_cfg(), WeightDType::F32, &dev, 7).unwrap();
+        let ids: Vec<u32> = vec![3, 17, 5, 60, 2, 9, 33, 41, 8];
+        let full = model.forward(&Tensor::new(ids.as_slice(), &dev).unwrap().unsqueeze(0).unwrap(), &mut model.new_cache()).unwrap();
+        // Prefill 4 tokens, then one at a time.
+        let mut cache = model.new_cache();
+        let mut pieces = vec![model.forward(&Tensor::new(&ids[..4], &dev).unwrap().unsqueeze(0).unwrap(), &mut cache).unwrap()];
+        for &id in &ids[4..] {
+            pieces.push(model.forward(&Tensor::new(&[id], &dev).unwrap().unsqueeze(0).unwrap(), &mut cache).unwrap());
+        }
+        let stepped = Tensor::cat(&pieces, 1).unwrap();
+        let diff = (full - stepped).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "max abs diff {diff}");
+        assert_eq!(cache.seq_len(), ids.len());
+    }
+
+    #[test]
+    fn rejects_too_long_and_out_of_vocab_inputs() {
+        let dev = Device::Cpu;
+        let model = Llama::random(tiny_cfg(), WeightDType::F32, &dev, 1).unwrap();
+        let long = Tensor::zeros((1, 65), DType::U32, &dev).unwrap();
+        let err = model.forward(&long, &mut model.new_cache()).unwrap_err();
+        assert!(matches!(err, ModelError::TooLong { len: 65, max: 64 }), "{err}");
+        let oov = Tensor::new(&[[1u32, 64]], &dev).unwrap();
+        let err = model.forward(&oov, &mut model.new_cache()).unwrap_err();
+        assert!(matches!(err, ModelError::TokenOutOfRange { id: 64, vocab_size: 64 }), "{err}");
+    }
+}

@@ -1,0 +1,222 @@
+//! kiln-tokenizer: loading a Hugging Face `tokenizer.json` (no hub download) and the
+//! DeepSeek-Coder special tokens and prompt strings, defined once in [`special`].
+//!
+//! In: a model directory or a `tokenizer.json` (plus the optional `tokenizer_config.json` beside
+//! it, which says whether BOS is prepended). Out: token ids, text, the ids of the special tokens,
+//! and [`TextStream`] for printing generated text as it arrives without splitting UTF-8 characters.
+#![deny(missing_docs)]
+
+pub mod special;
+
+use std::path::{Path, PathBuf};
+
+/// Errors of this crate; each names the file involved and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// No tokenizer file where one was expected.
+    #[error("{path}: not found; a model directory needs tokenizer.json (Hugging Face `tokenizers` format)")]
+    MissingFile {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The file exists but `tokenizers` cannot read it.
+    #[error("{path}: cannot load tokenizer: {message}")]
+    Load {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The library's message.
+        message: String,
+    },
+    /// tokenizer_config.json is malformed.
+    #[error("{path}: invalid tokenizer config: {message}")]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Encoding or decoding failed.
+    #[error("tokenizer: {0}")]
+    Codec(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, TokenizerError>;
+
+/// Ids of the DeepSeek-Coder special tokens that exist in this vocabulary.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpecialIds {
+    /// `<｜begin▁of▁sentence｜>`
+    pub bos: Option<u32>,
+    /// `<｜end▁of▁sentence｜>`
+    pub eos: Option<u32>,
+    /// `<｜fim▁begin｜>`
+    pub fim_begin: Option<u32>,
+    /// `<｜fim▁hole｜>`
+    pub fim_hole: Option<u32>,
+    /// `<｜fim▁end｜>`
+    pub fim_end: Option<u32>,
+    /// `<|EOT|>`
+    pub eot: Option<u32>,
+}
+
+/// A loaded tokenizer with DeepSeek-Coder's BOS rule.
+#[derive(Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    add_bos: bool,
+    special: SpecialIds,
+}
+
+impl std::fmt::Debug for Tokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokenizer").field("ids", &self.id_count()).field("add_bos", &self.add_bos).field("special", &self.special).finish()
+    }
+}
+
+impl Tokenizer {
+    /// Loads `dir/tokenizer.json` and, if present, `dir/tokenizer_config.json`.
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        Self::from_file(&dir.join("tokenizer.json"))
+    }
+
+    /// Loads a `tokenizer.json`; a `tokenizer_config.json` beside it sets `add_bos_token`.
+    /// Without one, BOS is prepended when the vocabulary has DeepSeek's BOS token, as the released
+    /// models expect.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        if !path.is_file() {
+            return Err(TokenizerError::MissingFile { path: path.to_path_buf() });
+        }
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TokenizerError::Load { path: path.to_path_buf(), message: e.to_string() })?;
+        let id = |s: &str| inner.token_to_id(s);
+        let special = SpecialIds {
+            bos: id(special::BOS),
+            eos: id(special::EOS),
+            fim_begin: id(special::FIM_BEGIN),
+            fim_hole: id(special::FIM_HOLE),
+            fim_end: id(special::FIM_END),
+            eot: id(special::EOT),
+        };
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let add_bos = match std::fs::read_to_string(&config_path) {
+            Ok(text) => {
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .map_err(|e| TokenizerError::Config { path: config_path.clone(), message: e.to_string() })?;
+                match v.get("add_bos_token") {
+                    None | Some(serde_json::Value::Null) => special.bos.is_some(),
+                    Some(b) => b.as_bool().ok_or_else(|| TokenizerError::Config {
+                        path: config_path.clone(),
+                        message: format!("`add_bos_token` must be true or false, got {b}"),
+                    })?,
+                }
+            }
+            Err(_) => special.bos.is_some(),
+        };
+        tracing::debug!(path = %path.display(), ids = inner.get_vocab_size(true), add_bos, "tokenizer loaded");
+        Ok(Self { inner, add_bos, special })
+    }
+
+    /// Ids of the special tokens.
+    pub fn special(&self) -> &SpecialIds {
+        &self.special
+    }
+
+    /// Whether [`encode`](Self::encode) prepends BOS.
+    pub fn adds_bos(&self) -> bool {
+        self.add_bos && self.special.bos.is_some()
+    }
+
+    /// Number of ids the tokenizer can produce (largest id + 1, added tokens included). A model's
+    /// vocab_size must be at least this.
+    pub fn id_count(&self) -> usize {
+        let base = self.inner.get_vocab_size(true);
+        let max_added = self.inner.get_added_tokens_decoder().keys().max().map(|&m| m as usize + 1).unwrap_or(0);
+        base.max(max_added)
+    }
+
+    /// The id of a token string, if it is in the vocabulary.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Tokenizes `text` as the released models saw prompts: added tokens (FIM markers etc.)
+    /// written literally in the text become their single ids, and BOS is prepended when the
+    /// tokenizer config asks for it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        if self.adds_bos() {
+            ids.extend(self.special.bos);
+        }
+        ids.extend(self.encode_raw(text)?);
+        Ok(ids)
+    }
+
+    /// Tokenizes `text` with nothing prepended or appended.
+    pub fn encode_raw(&self, text: &str) -> Result<Vec<u32>> {
+        // The post-processor is bypassed: BOS is kiln's decision (see `encode`), so the result is
+        // the same whether or not a tokenizer.json carries a TemplateProcessing.
+        let enc = self.inner.encode_fast(text, false).map_err(|e| TokenizerError::Codec(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Turns ids back into text; `skip_special` drops the tokens marked special (BOS, EOS, EOT),
+    /// as transformers' `decode(skip_special_tokens=True)` does.
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(|e| TokenizerError::Codec(e.to_string()))
+    }
+}
+
+/// Incremental detokenizer: feed ids one at a time, get back only text that is complete. A
+/// multi-byte character split across tokens is held back until its last byte arrives, so a stream
+/// never prints U+FFFD for a character that is still being generated. Each step decodes only a
+/// short window of recent ids (the scheme text-generation-inference uses), not the whole output.
+pub struct TextStream<'a> {
+    tokenizer: &'a Tokenizer,
+    ids: Vec<u32>,
+    /// Start of the window whose text has already been handed out.
+    prefix_offset: usize,
+    /// End of that window.
+    read_offset: usize,
+    text: String,
+    skip_special: bool,
+}
+
+impl<'a> TextStream<'a> {
+    /// A stream over `tokenizer`.
+    pub fn new(tokenizer: &'a Tokenizer, skip_special: bool) -> Self {
+        Self { tokenizer, ids: Vec::new(), prefix_offset: 0, read_offset: 0, text: String::new(), skip_special }
+    }
+
+    /// Adds one id and returns the newly completed text (possibly empty).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let done = self.tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], self.skip_special)?;
+        let all = self.tokenizer.decode(&self.ids[self.prefix_offset..], self.skip_special)?;
+        // A trailing U+FFFD means an incomplete UTF-8 sequence: wait for more bytes.
+        if all.len() <= done.len() || all.ends_with('\u{FFFD}') || !all.starts_with(&done) {
+            return Ok(String::new());
+        }
+        let new = all[done.len()..].to_string();
+        self.prefix_offset = self.read_offset;
+        self.read_offset = self.ids.len();
+        self.text.push_str(&new);
+        Ok(new)
+    }
+
+    /// Flushes whatever is held back (an incomplete character comes out as U+FFFD).
+    pub fn finish(&mut self) -> Result<String> {
+        let done = self.tokenizer.decode(&self.ids[self.prefix_offset..self.read_offset], self.skip_special)?;
+        let all = self.tokenizer.decode(&self.ids[self.prefix_offset..], self.skip_special)?;
+        let rest = all.strip_prefix(done.as_str()).unwrap_or("").to_string();
+        self.prefix_offset = self.read_offset;
+        self.read_offset = self.ids.len();
+        self.text.push_str(&rest);
+        Ok(rest)
+    }
+
+    /// The text handed out so far.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
