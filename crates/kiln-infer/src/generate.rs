@@ -138,7 +138,8 @@ impl<'a> Generator<'a> {
         let mut finish = FinishReason::Length;
         let mut decode_start = None;
         while ids.len() < params.max_new_tokens {
-            if cache.seq_len() + input.dim(1)? > max_pos {
+            // The next token would sit at position history.len(): it must exist in the model.
+            if history.len() >= max_pos {
                 finish = FinishReason::ContextFull;
                 break;
             }

@@ -1,0 +1,152 @@
+//! The `kiln` binary end to end on the committed fixtures: the acceptance command's output equals
+//! transformers', and bad input gives a clear message and a failing exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+}
+
+fn kiln(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
+}
+
+fn stdout_json(out: &Output) -> Value {
+    assert!(out.status.success(), "kiln failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+fn stderr_of_failure(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn expected(name: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
+}
+
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn set_config(dir: &Path, key: &str, value: Value) {
+    let path = dir.join("config.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v[key] = value;
+    std::fs::write(path, v.to_string()).unwrap();
+}
+
+#[test]
+fn generate_prints_transformers_ids_and_text() {
+    // The README's acceptance command.
+    let model = fixture("tiny-llama");
+    let out = kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "def add(a, b):", "--max-tokens", "16", "--temperature", "0", "--json"]);
+    let got = stdout_json(&out);
+    let want = &expected("tiny-llama")["generate"];
+    assert_eq!(got["prompt_ids"], want["input_ids"]);
+    assert_eq!(got["ids"], want["new_ids"]);
+    assert_eq!(got["text"], want["text"]);
+    assert_eq!(got["finish_reason"], "eos");
+
+    // Plain mode streams the same text to stdout.
+    let out = kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "def add(a, b):", "--max-tokens", "16"]);
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", want["text"].as_str().unwrap()));
+}
+
+#[test]
+fn prompt_file_and_stop_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompt = dir.path().join("prompt.txt");
+    std::fs::write(&prompt, "def add(a, b):").unwrap();
+    let model = fixture("tiny-llama-sharded-bf16");
+    let base = ["generate", "--model", model.to_str().unwrap(), "--prompt-file", prompt.to_str().unwrap(), "--max-tokens", "16", "--json", "--dtype", "f32"];
+    let full = stdout_json(&kiln(&base));
+    let want = &expected("tiny-llama-sharded-bf16")["generate"];
+    assert_eq!(full["ids"], want["new_ids"]);
+    // Stop at a piece of the known output: the text is cut right before it.
+    let text = full["text"].as_str().unwrap().to_string();
+    let stop: String = text.chars().skip(5).take(3).collect();
+    let cut = text.find(&stop).unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--stop", stop.as_str()]);
+    let stopped = stdout_json(&kiln(&args));
+    assert_eq!(stopped["text"].as_str().unwrap(), &text[..cut]);
+    assert_eq!(stopped["finish_reason"], "stop");
+}
+
+#[test]
+fn infill_builds_the_psm_prompt() {
+    let model = fixture("tiny-llama");
+    let dir = tempfile::tempdir().unwrap();
+    let (pre, suf) = (dir.path().join("pre.py"), dir.path().join("suf.py"));
+    std::fs::write(&pre, "def f(x):\n    ").unwrap();
+    std::fs::write(&suf, "\n    return y").unwrap();
+    let got = stdout_json(&kiln(&["infill", "--model", model.to_str().unwrap(), "--prefix-file", pre.to_str().unwrap(), "--suffix-file", suf.to_str().unwrap(), "--max-tokens", "8", "--json"]));
+    let fim = expected("tiny-llama")["prompts"].as_array().unwrap().iter().find(|p| p["name"] == "fim").unwrap().clone();
+    assert_eq!(got["prompt_ids"], fim["input_ids"]);
+    // Greedy continuation of the FIM prompt is the fixture's greedy run (which ignores EOS).
+    let want: Vec<Value> = fim["greedy_ids"].as_array().unwrap().iter().take(got["ids"].as_array().unwrap().len()).cloned().collect();
+    assert_eq!(got["ids"].as_array().unwrap(), &want);
+}
+
+#[test]
+fn model_info_reports_the_shape() {
+    let model = fixture("tiny-llama-sharded-bf16");
+    let got = stdout_json(&kiln(&["model", "info", model.to_str().unwrap(), "--json"]));
+    assert_eq!(got["num_key_value_heads"], 2);
+    assert_eq!(got["num_attention_heads"], 4);
+    assert_eq!(got["dtype"], "bfloat16");
+    assert_eq!(got["rope_scaling"], "linear x4");
+    assert_eq!(got["weight_files"].as_array().unwrap().len(), 2);
+    // 2 bytes per bf16 parameter: the shards hold exactly the parameters plus small headers.
+    let params = got["parameters"].as_u64().unwrap();
+    let bytes = got["weight_bytes"].as_u64().unwrap();
+    assert!(bytes > 2 * params && bytes < 2 * params + 20_000, "{params} params, {bytes} bytes");
+}
+
+#[test]
+fn tokenizer_larger_than_vocab_is_refused() {
+    let dir = copy_of("tiny-llama");
+    set_config(dir.path(), "vocab_size", 405.into()); // the tokenizer has 409 ids
+    let err = stderr_of_failure(&kiln(&["generate", "--model", dir.path().to_str().unwrap(), "--prompt", "x"]));
+    assert!(err.contains("409") && err.contains("vocab_size is 405"), "{err}");
+}
+
+#[test]
+fn prompt_longer_than_the_context_is_refused() {
+    let model = fixture("tiny-llama");
+    let long = "word ".repeat(300);
+    let err = stderr_of_failure(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", &long]));
+    assert!(err.contains("max_position_embeddings 256"), "{err}");
+}
+
+#[test]
+fn generation_stops_at_the_context_limit() {
+    let model = fixture("tiny-llama");
+    let got = stdout_json(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", &"word ".repeat(30), "--max-tokens", "500", "--ignore-eos", "--json"]));
+    let total = got["prompt_ids"].as_array().unwrap().len() + got["ids"].as_array().unwrap().len();
+    assert_eq!(total, 256);
+    assert_eq!(got["finish_reason"], "context_full");
+}
+
+#[test]
+fn bad_arguments_are_explained() {
+    let model = fixture("tiny-llama");
+    let err = stderr_of_failure(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "x", "--top-p", "1.5"]));
+    assert!(err.contains("top-p"), "{err}");
+    let err = stderr_of_failure(&kiln(&["generate", "--model", "/no/such/dir", "--prompt", "x"]));
+    assert!(err.contains("/no/such/dir") && err.contains("not a directory"), "{err}");
+    let err = stderr_of_failure(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt-file", "/no/such/prompt.txt"]));
+    assert!(err.contains("/no/such/prompt.txt"), "{err}");
+    let err = stderr_of_failure(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "x", "--dtype", "f8"]));
+    assert!(err.contains("f8"), "{err}");
+}
