@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use kiln_model::{weights, Config, RopeScaling};
+use kiln_model::{weights, Config, Llama, Preset, RopeScaling, WeightDType};
 use serde_json::json;
 
 /// `kiln model ...`
@@ -18,11 +18,42 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a randomly initialised model of a preset shape in Hugging Face layout (config.json +
+    /// safetensors, loadable by transformers), e.g. as a training starting point or for benchmarks.
+    Init {
+        /// tiny, small, deepseek-coder-1.3b, deepseek-coder-6.7b or deepseek-coder-33b.
+        #[arg(long)]
+        preset: Preset,
+        /// Output directory (created; existing weights in it are replaced atomically).
+        #[arg(long)]
+        out: PathBuf,
+        /// Weight dtype: f32, bf16 or f16.
+        #[arg(long, default_value = "f32")]
+        dtype: WeightDType,
+        /// Seed of the normal(0, initializer_range) init.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Split weights into shards of at most this many MB (default: one file).
+        #[arg(long)]
+        max_shard_mb: Option<usize>,
+    },
 }
 
 /// Runs a `kiln model` subcommand.
 pub fn run(cmd: ModelCommand) -> Result<()> {
-    let ModelCommand::Info { dir, json } = cmd;
+    match cmd {
+        ModelCommand::Info { dir, json } => info(dir, json),
+        ModelCommand::Init { preset, out, dtype, seed, max_shard_mb } => {
+            let cfg = Config::preset(preset);
+            let model = Llama::random(cfg, dtype, &candle_core::Device::Cpu, seed)?;
+            model.save(&out, max_shard_mb.map(|mb| mb * 1_000_000))?;
+            eprintln!("wrote {} ({} parameters, {}) to {}", preset.name(), model.config().num_parameters(), dtype.torch_name(), out.display());
+            Ok(())
+        }
+    }
+}
+
+fn info(dir: PathBuf, json: bool) -> Result<()> {
     let cfg = Config::from_file(&dir.join("config.json"))?;
     let files = weights::weight_files(&dir)?;
     let bytes: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
