@@ -40,11 +40,81 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Files/s and MB/s of repository ingest + import parsing + Algorithm 1 ordering.
+    Repo {
+        /// A repository, or with --repos-root a folder whose entries are repositories.
+        path: PathBuf,
+        /// Treat every sub-folder/archive of PATH as one repository (processed in parallel).
+        #[arg(long)]
+        repos_root: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs a `kiln bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json } = cmd;
+    match cmd {
+        BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json } => {
+            decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json)
+        }
+        BenchCommand::Repo { path, repos_root, json } => repo(path, repos_root, json),
+    }
+}
+
+/// Ingests, parses and orders every repository, spreading repositories over all cores.
+fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let repos: Vec<PathBuf> = if repos_root {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(&path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        v.sort();
+        v
+    } else {
+        vec![path.clone()]
+    };
+    let opts = kiln_repo::ingest::IngestOptions::default();
+    let next = AtomicUsize::new(0);
+    let totals = Mutex::new((0usize, 0u64, 0usize, 0usize, 0usize)); // files, bytes, edges, components, failed repos
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(p) = repos.get(i) else { break };
+                match kiln_repo::ingest::ingest_path(p, &opts) {
+                    Ok((r, summary)) => {
+                        let g = kiln_repo::graph::build_graph(&r);
+                        let order = kiln_repo::graph::order(&g, 0);
+                        let mut t = totals.lock().expect("no panics while held");
+                        t.0 += summary.files;
+                        t.1 += summary.bytes;
+                        t.2 += g.edges.len();
+                        t.3 += order.len();
+                    }
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        totals.lock().expect("no panics while held").4 += 1;
+                    }
+                }
+            });
+        }
+    });
+    let secs = t0.elapsed().as_secs_f64();
+    let (files, bytes, edges, components, failed) = *totals.lock().expect("threads joined");
+    let (fps, mbps) = (files as f64 / secs, bytes as f64 / 1e6 / secs);
+    if json {
+        println!("{}", json!({"repos": repos.len(), "failed_repos": failed, "files": files, "bytes": bytes, "edges": edges, "components": components, "seconds": secs, "threads": threads, "files_per_s": fps, "mb_per_s": mbps}));
+    } else {
+        println!("{} repos ({failed} unreadable), {files} files, {:.1} MB, {edges} import edges, {components} samples in {secs:.2}s on {threads} threads: {fps:.0} files/s, {mbps:.1} MB/s", repos.len(), bytes as f64 / 1e6);
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, device: String, prompt_tokens: usize, new_tokens: usize, repeat: usize, json: bool) -> Result<()> {
     let dev = kiln_model::device(&device)?;
     let (name, model) = match (preset, model) {
         (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),

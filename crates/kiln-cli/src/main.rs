@@ -4,6 +4,7 @@
 mod bench;
 mod generate;
 mod info;
+mod repo;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,11 @@ enum Command {
         #[command(subcommand)]
         command: info::ModelCommand,
     },
+    /// Look at a repository as DeepSeek-Coder does: files ordered after the files they import.
+    Repo {
+        #[command(subcommand)]
+        command: repo::RepoCommand,
+    },
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -47,6 +53,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => generate::run_generate(args),
         Command::Infill(args) => generate::run_infill(args),
         Command::Model { command } => info::run(command),
+        Command::Repo { command } => repo::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -8,6 +8,7 @@
 //! pipeline (training samples) and inference (cross-file context), so both see the same order.
 #![deny(missing_docs)]
 
+pub mod context;
 pub mod error;
 pub mod graph;
 pub mod imports;
