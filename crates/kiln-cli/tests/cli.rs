@@ -1,14 +1,14 @@
 //! The `kiln` binary end to end on the committed fixtures: the acceptance command's output equals
 //! transformers', and bad input gives a clear message and a failing exit code.
 
-use std::path::{Path, PathBuf};
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::*;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
 
 fn kiln(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
@@ -22,19 +22,6 @@ fn stdout_json(out: &Output) -> Value {
 fn stderr_of_failure(out: &Output) -> String {
     assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn expected(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
-}
-
-fn copy_of(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    dir
 }
 
 fn set_config(dir: &Path, key: &str, value: Value) {

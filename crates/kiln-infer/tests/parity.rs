@@ -2,31 +2,21 @@
 //! scripts/make_tiny_fixtures.py): logits, greedy continuations, `generate()` output, and the
 //! agreement of the fast paths (KV cache, sharded/bf16 loading, save + reload) with the reference.
 
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::*;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use kiln_infer::{prompt, FinishReason, GenerateParams, Generator, SamplingParams};
 use kiln_model::{Llama, WeightDType};
 use kiln_tokenizer::Tokenizer;
-use serde_json::Value;
 
 const F32_TOLERANCE: f32 = 1e-4;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-fn expected(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
-}
-
 fn expected_logits(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(name).join("expected_logits.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -2,24 +2,15 @@
 //! tensor, never a panic or a silently wrong network. Each case copies a committed fixture into a
 //! temporary directory and breaks one thing.
 
-use std::path::{Path, PathBuf};
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::*;
+
+use std::path::Path;
 
 use candle_core::Device;
 use kiln_model::{Llama, ModelError};
 use serde_json::Value;
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-fn copy_of(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    dir
-}
 
 fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
     let path = dir.join("config.json");

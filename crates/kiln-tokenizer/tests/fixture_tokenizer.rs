@@ -1,24 +1,14 @@
 //! The tokenizer against transformers' `LlamaTokenizerFast` on the committed fixtures
 //! (tests/fixtures/*/expected.json, made by scripts/make_tiny_fixtures.py).
 
-use std::path::PathBuf;
+#[path = "../../../tests/support/fixtures.rs"]
+mod fixtures;
+use fixtures::*;
+
 
 use kiln_tokenizer::{special, TextStream, Tokenizer};
-use serde_json::Value;
 
 const FIXTURES: [&str; 2] = ["tiny-llama", "tiny-llama-sharded-bf16"];
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
-}
-
-fn expected(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("expected.json")).unwrap()).unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
 
 #[test]
 fn prompts_encode_and_decode_like_transformers() {
