@@ -157,6 +157,45 @@ pub fn go_package(source: &str) -> Option<String> {
     analyze(ImportSyntax::Go, source).package
 }
 
+/// Share of `source` that tree-sitter could not parse: bytes inside outermost `ERROR` nodes, plus
+/// one byte per `MISSING` node (a zero-width token the parser had to invent), over all bytes,
+/// capped at 1. `Some(0.0)` for an empty or clean file; `None` only if the parser gave no tree.
+/// Reuses this thread's cached parser, so it is as cheap as [`analyze`]'s parse.
+pub fn parse_error_share(syntax: ImportSyntax, source: &str) -> Option<f64> {
+    with_parser(syntax, |parser, _| {
+        let tree = parser.parse(source, None)?;
+        let root = tree.root_node();
+        if source.is_empty() || !root.has_error() {
+            return Some(0.0);
+        }
+        let mut bad = 0usize;
+        let mut cursor = root.walk();
+        // Pre-order walk that skips subtrees without errors and does not descend into an ERROR
+        // node (its bytes are already counted once).
+        'walk: loop {
+            let node = cursor.node();
+            let descend = if node.is_error() {
+                bad += node.byte_range().len();
+                false
+            } else if node.is_missing() {
+                bad += 1;
+                false
+            } else {
+                node.has_error()
+            };
+            if descend && cursor.goto_first_child() {
+                continue;
+            }
+            while !cursor.goto_next_sibling() {
+                if !cursor.goto_parent() {
+                    break 'walk;
+                }
+            }
+        }
+        Some((bad as f64 / source.len() as f64).min(1.0))
+    })
+}
+
 /// The grammar for one file: its language's [`ImportSyntax`], except that `.tsx` files need the
 /// TSX grammar (the TypeScript grammar rejects JSX; the language table has one TypeScript row).
 pub fn file_syntax(file: &crate::SourceFile) -> Option<ImportSyntax> {
@@ -560,6 +599,21 @@ mod tests {
     #[test]
     fn broken_source_still_yields_imports() {
         assert_eq!(texts(ImportSyntax::Python, "import os\ndef f(:\n"), ["os"]);
+    }
+
+    #[test]
+    fn parse_error_share_counts_error_bytes() {
+        assert_eq!(parse_error_share(ImportSyntax::Python, ""), Some(0.0));
+        assert_eq!(parse_error_share(ImportSyntax::Python, "def f(x):\n    return x\n"), Some(0.0));
+        assert_eq!(parse_error_share(ImportSyntax::Rust, "fn main() { let a = 1; }\n"), Some(0.0));
+        // A small local error in a larger clean file gives a small share.
+        let mostly_ok = format!("{}def broken(:\n", "def f(x):\n    return x\n".repeat(20));
+        let small = parse_error_share(ImportSyntax::Python, &mostly_ok).unwrap();
+        assert!(small > 0.0 && small < 0.1, "{small}");
+        // Prose is mostly errors for a C grammar.
+        let prose = "This is not code at all, it's ( a sentence ] with { broken } brackets !!! ?? @@\n";
+        let big = parse_error_share(ImportSyntax::C, &prose.repeat(5)).unwrap();
+        assert!(big > 0.5 && big <= 1.0, "{big}");
     }
 
     #[test]
