@@ -2,6 +2,7 @@
 //! crates together. No model or data logic lives here.
 
 mod bench;
+mod corpus;
 mod generate;
 mod info;
 mod repo;
@@ -38,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: repo::RepoCommand,
     },
+    /// Build, summarise and inspect a repository-level training corpus (Parquet shards).
+    Corpus {
+        #[command(subcommand)]
+        command: corpus::CorpusCommand,
+    },
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Command::Infill(args) => generate::run_infill(args),
         Command::Model { command } => info::run(command),
         Command::Repo { command } => repo::run(command),
+        Command::Corpus { command } => corpus::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

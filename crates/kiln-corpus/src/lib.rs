@@ -5,15 +5,26 @@
 //! with one deterministic representative each ([`dedup`]), and contamination reports naming the
 //! benchmark tasks a sample overlaps ([`decontam`]).
 //!
-//! Not here yet (issue #4, later): Parquet shards, the manifest and stats, the `--task i --tasks N`
-//! runner and the `kiln corpus` CLI. Everything here is pure, deterministic library code.
+//! Around them, the pipeline ([`pipeline`]): `kiln corpus build` as independent tasks over a
+//! sorted input list that exchange only files ([`shard`]: Parquet, written atomically), a merge
+//! with global dedup and decontamination, and a manifest with the counts ([`manifest`]).
+//! Configuration: [`config::CorpusConfig`]. Errors: [`error::CorpusError`].
 #![deny(missing_docs)]
 
+pub mod config;
 pub mod decontam;
 pub mod dedup;
+pub mod error;
 pub mod filters;
+pub mod manifest;
+pub mod pipeline;
 pub mod quality;
+pub mod shard;
 
+pub use config::CorpusConfig;
+pub use error::CorpusError;
+pub use manifest::Manifest;
+pub use pipeline::{build, list_inputs, BuildOutcome, BuildPlan};
 pub use decontam::{Benchmarks, Contamination, DecontamConfig, DecontamError, DecontamIndex};
 pub use dedup::{DedupResult, DedupUnit, LshParams, MinHasher, Signature};
 pub use filters::{check_file, DropReason, FilterConfig};

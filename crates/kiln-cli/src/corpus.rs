@@ -1,0 +1,129 @@
+//! `kiln corpus build | stats | inspect`: the corpus pipeline of kiln-corpus, wired to flags.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+use kiln_corpus::pipeline::{self, BuildPlan, TaskStatus};
+use kiln_corpus::{CorpusConfig, Manifest};
+
+/// `kiln corpus ...`
+#[derive(Debug, Subcommand)]
+pub enum CorpusCommand {
+    /// Build a repository-level corpus: filter, order, render, dedup, decontaminate, write
+    /// Parquet shards and manifest.json to --out. Rerun the same command to resume.
+    Build {
+        /// Repositories (directories, git repositories, .tar/.tar.gz/.zip archives); with
+        /// --repos-root, directories whose entries are repositories.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output directory (shards, manifest.json, config.json, tasks/).
+        #[arg(long)]
+        out: PathBuf,
+        /// Treat each INPUT as a directory of repositories.
+        #[arg(long)]
+        repos_root: bool,
+        /// Run only this task (0-based) of --tasks, without the merge (for job arrays); run the
+        /// command again without --task to merge once every task is done.
+        #[arg(long, requires = "tasks")]
+        task: Option<usize>,
+        /// Number of tasks the sorted input list is split into (default: one per input, at most 256).
+        #[arg(long)]
+        tasks: Option<usize>,
+        /// JSON config (fields of kiln_corpus::CorpusConfig; omitted fields take the paper's defaults).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Benchmarks for decontamination (humaneval/, mbpp/); default ../shared/benchmarks.
+        #[arg(long)]
+        benchmarks: Option<PathBuf>,
+        /// Skip decontamination (recorded in the manifest).
+        #[arg(long, conflicts_with = "benchmarks")]
+        no_decontam: bool,
+    },
+    /// Print the paper's Table 1 (per language: size, files, share) and the drop table.
+    Stats {
+        /// A finished corpus directory.
+        dir: PathBuf,
+        /// Print the manifest as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print samples of a finished corpus.
+    Inspect {
+        /// A finished corpus directory.
+        dir: PathBuf,
+        /// How many samples (from the first shard on).
+        #[arg(long, default_value_t = 3)]
+        n: usize,
+        /// Print the sample with this id instead.
+        #[arg(long)]
+        id: Option<String>,
+        /// Print JSON lines (with file spans) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs a `kiln corpus` subcommand.
+pub fn run(cmd: CorpusCommand) -> Result<()> {
+    match cmd {
+        CorpusCommand::Build { inputs, out, repos_root, task, tasks, config, benchmarks, no_decontam } => {
+            let config = match &config {
+                Some(p) => CorpusConfig::from_file(p)?,
+                None => CorpusConfig::default(),
+            };
+            let benchmarks = if no_decontam {
+                None
+            } else {
+                let dir = benchmarks.unwrap_or_else(|| PathBuf::from("../shared/benchmarks"));
+                if !dir.is_dir() {
+                    bail!("benchmarks directory {} not found: pass --benchmarks DIR (with humaneval/ and mbpp/) or --no-decontam", dir.display());
+                }
+                Some(std::fs::canonicalize(&dir).with_context(|| format!("--benchmarks {}", dir.display()))?)
+            };
+            let inputs = pipeline::list_inputs(&inputs, repos_root)?;
+            let plan = BuildPlan::new(inputs, out, config, benchmarks, tasks)?;
+            if let Some(t) = task {
+                let status = pipeline::run_single_task(&plan, t)?;
+                let what = if status == TaskStatus::Reused { "already finished" } else { "done" };
+                eprintln!("task {t} of {}: {what}", plan.tasks);
+                return Ok(());
+            }
+            let outcome = pipeline::build(&plan, None)?;
+            let m = &outcome.manifest;
+            eprintln!(
+                "{} samples kept of {} ({} exact dup, {} near dup, {} contaminated) in {} shard(s); tasks run {}, reused {}; {}",
+                m.samples.kept,
+                m.samples.candidates,
+                m.samples.exact_duplicates,
+                m.samples.near_duplicates,
+                m.samples.contaminated,
+                m.shards.len(),
+                outcome.tasks_run,
+                outcome.tasks_reused,
+                plan.out.join("manifest.json").display()
+            );
+            Ok(())
+        }
+        CorpusCommand::Stats { dir, json } => {
+            let m = Manifest::load(&dir)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                print!("{}", m.format_stats());
+            }
+            Ok(())
+        }
+        CorpusCommand::Inspect { dir, n, id, json } => {
+            for s in pipeline::inspect(&dir, n, id.as_deref())? {
+                if json {
+                    println!("{}", serde_json::json!({"id": s.id, "repo": s.repo, "languages": s.languages, "files": s.files, "text": s.text}));
+                } else {
+                    println!("=== {} ({}, {} files, {} bytes, {})", s.id, s.repo, s.files.len(), s.text.len(), s.languages.join(", "));
+                    print!("{}", s.text);
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,887 @@
+//! `kiln corpus build`: repositories in, Parquet shards and a manifest out.
+//!
+//! **Stages.** Per input: ingest ([`kiln_repo::ingest`]) → rule filters + quality screen per
+//! file (a counter per [`DropReason`]) → dependency graph and Algorithm 1 order per repository
+//! ([`kiln_repo::graph`]) → samples rendered with path comments ([`kiln_repo::render`]), per-file
+//! byte spans recorded → MinHash signature (kept as LSH band keys). Decontamination drops
+//! matching files before samples are formed (default), or with
+//! [`crate::config::DecontamUnit::Sample`] checks each sample and drops it after dedup. Then,
+//! globally: exact dedup (content hash) → near dedup (LSH bands, union-find, smallest id kept) →
+//! (sample-level decontamination) → Parquet shards → `manifest.json`.
+//!
+//! **Samples and the paper's dedup split.** Each weakly connected component of a repository's
+//! import graph is ordered by Algorithm 1. Its Python/Java/C#/C/C++ files form one repository
+//! sample; every file of another language is a sample on its own (the paper concatenated and
+//! near-deduplicated at repository level only for those five languages, DeepSeek-Coder issue
+//! #43). So every sample is exactly one near-dedup unit of [`crate::dedup::dedup_unit`].
+//! [`CorpusConfig::concat_all_languages`] keeps whole components instead.
+//!
+//! **Tasks.** The sorted input list is split round-robin into N tasks (task `i` takes inputs
+//! `i, i+N, i+2N, ...`). A task reads only its inputs and writes only
+//! `tasks/task-I-of-N.{parquet,json}` and finally `tasks/task-I-of-N.done` (all atomic, see
+//! [`crate::shard::AtomicFile`]), so tasks can run anywhere (a Slurm array, a Kubernetes Indexed
+//! Job: `--task i --tasks N`) and a rerun skips every task whose marker exists (resume). The merge
+//! reads all task files and writes `shard-NNNNN.parquet` and, last, `manifest.json`: the manifest
+//! is the commit point; a merge that dies before it leaves no manifest, and the next merge deletes
+//! the stray shards and starts over (the merge is deterministic, so redoing it is safe). A
+//! process killed mid-write leaves a hidden `.NAME.tmp-PID` file that is never read; it is not
+//! deleted automatically, because under a job array it may belong to a task still running.
+//!
+//! **Determinism.** Sample ids depend only on the repository name and the sample's file paths,
+//! dedup keeps the smallest `(id, input, seq)` of each cluster, and the merge emits samples in
+//! input order: the output does not depend on the number of tasks, threads, or on resumption.
+//!
+//! **Memory.** A task holds one repository (at most `IngestOptions::max_total_bytes`, 1 GiB by
+//! default; typical repositories are megabytes) plus its rendered samples. The merge keeps, in
+//! memory, every candidate's id, content hash, LSH band keys and contamination ids (~250 bytes per
+//! sample with 13 bands: 100 M samples ≈ 25 GB; beyond that, split the band keys into bucket
+//! files as datatrove does), and streams text: one batch (1024 rows) per task file being read
+//! plus the pending output batch, so text memory is bounded by the batch and row-group sizes,
+//! not by the corpus.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
+use kiln_repo::graph::{build_graph, order};
+use kiln_repo::ingest::{ingest_path, IngestOptions};
+use kiln_repo::render::{file_header, render_sample};
+use kiln_repo::{Repo, SourceFile};
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::config::{CorpusConfig, DecontamUnit};
+use crate::decontam::{Benchmarks, DecontamIndex};
+use crate::dedup::{dedup_unit, hash_window, DedupUnit, MinHasher};
+use crate::error::{io_err, CorpusError, Result};
+use crate::filters::{check_file, DropReason};
+use crate::manifest::{
+    ContaminationRecord, FailedInput, LangCount, Manifest, SampleCounts, ShardInfo, TaskMarker,
+    TaskReport, MANIFEST_FORMAT, MANIFEST_VERSION,
+};
+use crate::quality::check_quality;
+use crate::shard::{self, AtomicFile, FileSpan, Sample, ShardWriter};
+
+/// Rows per batch when streaming task files in the merge.
+const MERGE_BATCH_ROWS: usize = 1024;
+/// Samples buffered before they are handed to a Parquet writer (bounds writer-side memory).
+const WRITE_BATCH_BYTES: u64 = 16 << 20;
+
+/// A checked build plan: everything resolved before any heavy work starts.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    /// Repository paths, sorted and deduplicated.
+    pub inputs: Vec<PathBuf>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Resolved configuration.
+    pub config: CorpusConfig,
+    /// Benchmarks directory for decontamination (`None`: no decontamination).
+    pub benchmarks: Option<PathBuf>,
+    /// Number of tasks the inputs are split into.
+    pub tasks: usize,
+}
+
+/// Lists the repositories of `inputs`: each input itself, or with `repos_root` each input's
+/// entries (sub-directories and archives, hidden entries passed over, as
+/// [`kiln_repo::ingest::ingest_repos_root`] does, but without reading them yet). Sorted, deduplicated.
+pub fn list_inputs(inputs: &[PathBuf], repos_root: bool) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for input in inputs {
+        if !input.exists() {
+            return Err(CorpusError::Plan(format!("input {}: does not exist", input.display())));
+        }
+        if !repos_root {
+            out.push(input.clone());
+            continue;
+        }
+        let rd = std::fs::read_dir(input).map_err(io_err(input))?;
+        for entry in rd {
+            let entry = entry.map_err(io_err(input))?;
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            let Ok(ft) = entry.file_type() else { continue };
+            let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
+            let archive = [".tar", ".tar.gz", ".tgz", ".zip"].iter().any(|s| name.ends_with(s));
+            if ft.is_dir() || (ft.is_file() && archive) {
+                out.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+impl BuildPlan {
+    /// Checks and resolves a plan. `tasks: None` picks one task per input, at most 256 (more
+    /// tasks = finer resume; each task costs three small files).
+    pub fn new(
+        inputs: Vec<PathBuf>,
+        out: PathBuf,
+        config: CorpusConfig,
+        benchmarks: Option<PathBuf>,
+        tasks: Option<usize>,
+    ) -> Result<BuildPlan> {
+        if inputs.is_empty() {
+            return Err(CorpusError::Plan("no input repositories (give paths, or --repos-root with a directory of repositories)".into()));
+        }
+        config.validate().map_err(|message| CorpusError::Config { path: "<resolved config>".into(), message })?;
+        if tasks == Some(0) {
+            return Err(CorpusError::Plan("--tasks must be at least 1".into()));
+        }
+        let tasks = tasks.unwrap_or_else(|| inputs.len().min(256));
+        if let Some(b) = &benchmarks {
+            if !b.is_dir() {
+                return Err(CorpusError::Plan(format!(
+                    "benchmarks directory {} does not exist (expected humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl inside; pass --benchmarks DIR)",
+                    b.display()
+                )));
+            }
+        }
+        Ok(BuildPlan { inputs, out, config, benchmarks, tasks })
+    }
+
+    fn tasks_dir(&self) -> PathBuf {
+        self.out.join("tasks")
+    }
+
+    fn task_path(&self, task: usize, ext: &str) -> PathBuf {
+        self.tasks_dir().join(format!("task-{task:05}-of-{:05}.{ext}", self.tasks))
+    }
+
+    /// The inputs of `task`, with their global indices.
+    pub fn task_inputs(&self, task: usize) -> Vec<(usize, &PathBuf)> {
+        self.inputs.iter().enumerate().filter(|(j, _)| j % self.tasks == task).collect()
+    }
+
+    fn fingerprint(&self) -> String {
+        let bench = self.benchmarks.as_ref().map(|b| b.display().to_string()).unwrap_or_else(|| "none".into());
+        format!("{} benchmarks={bench}", self.config.fingerprint())
+    }
+
+    fn input_names(&self, task: usize) -> Vec<String> {
+        self.task_inputs(task).into_iter().map(|(_, p)| p.display().to_string()).collect()
+    }
+}
+
+/// What [`build`] did.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    /// The manifest written.
+    pub manifest: Manifest,
+    /// Tasks run in this call.
+    pub tasks_run: usize,
+    /// Tasks found finished and reused.
+    pub tasks_reused: usize,
+}
+
+/// Whether a task ran or was reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    /// The task ran and wrote its outputs.
+    Ran,
+    /// The task's marker existed (same plan): nothing done.
+    Reused,
+}
+
+fn load_index(plan: &BuildPlan) -> Result<Option<DecontamIndex>> {
+    match &plan.benchmarks {
+        None => Ok(None),
+        Some(dir) => {
+            let b = Benchmarks::load_dir(dir)?;
+            Ok(Some(DecontamIndex::build(&b, &plan.config.decontam)))
+        }
+    }
+}
+
+fn prepare_out(plan: &BuildPlan) -> Result<()> {
+    std::fs::create_dir_all(plan.tasks_dir()).map_err(io_err(plan.tasks_dir()))?;
+    // The resolved config beside the output, as the conventions ask.
+    let cfg = serde_json::to_vec_pretty(&plan.config).expect("config serialises");
+    AtomicFile::write_all_to(&plan.out.join("config.json"), &cfg)
+}
+
+/// Runs every task (in parallel, skipping finished ones) and then the merge.
+///
+/// `abort_after_tasks` is a test hook: once that many tasks have finished in this call, no further
+/// task starts and the call returns [`CorpusError::Aborted`] without merging (as if the process
+/// had been killed between tasks). Pass `None` in normal use.
+pub fn build(plan: &BuildPlan, abort_after_tasks: Option<usize>) -> Result<BuildOutcome> {
+    prepare_out(plan)?;
+    let index = load_index(plan)?;
+    let done = AtomicUsize::new(0);
+    let reused = AtomicUsize::new(0);
+    info!(inputs = plan.inputs.len(), tasks = plan.tasks, out = %plan.out.display(), "corpus build");
+    let results: Vec<Result<()>> = (0..plan.tasks)
+        .into_par_iter()
+        .map(|t| {
+            if abort_after_tasks.is_some_and(|k| done.load(Ordering::SeqCst) >= k) {
+                return Err(CorpusError::Aborted { completed: done.load(Ordering::SeqCst) });
+            }
+            match run_task(plan, index.as_ref(), t)? {
+                TaskStatus::Ran => {
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    info!(task = t, finished = n, tasks = plan.tasks, "task done");
+                }
+                TaskStatus::Reused => {
+                    reused.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+            Ok(())
+        })
+        .collect();
+    // A real error beats the abort hook's error in what is reported.
+    let mut aborted = false;
+    for r in results {
+        match r {
+            Err(CorpusError::Aborted { .. }) => aborted = true,
+            Err(e) => return Err(e),
+            Ok(()) => {}
+        }
+    }
+    if aborted {
+        return Err(CorpusError::Aborted { completed: done.load(Ordering::SeqCst) });
+    }
+    let manifest = merge(plan)?;
+    Ok(BuildOutcome { manifest, tasks_run: done.into_inner(), tasks_reused: reused.into_inner() })
+}
+
+/// Runs one task alone (`--task i --tasks N`), loading the benchmarks itself.
+pub fn run_single_task(plan: &BuildPlan, task: usize) -> Result<TaskStatus> {
+    if task >= plan.tasks {
+        return Err(CorpusError::Plan(format!("--task {task} is out of range for --tasks {} (tasks are numbered from 0)", plan.tasks)));
+    }
+    prepare_out(plan)?;
+    let index = load_index(plan)?;
+    run_task(plan, index.as_ref(), task)
+}
+
+/// Checks a task's completion marker: `Ok(true)` when it exists and matches the plan.
+fn task_finished(plan: &BuildPlan, task: usize) -> Result<bool> {
+    let path = plan.task_path(task, "done");
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(CorpusError::Io { path, source: e }),
+    };
+    let marker: TaskMarker = serde_json::from_str(&text).map_err(|e| CorpusError::Manifest {
+        path: path.clone(),
+        message: format!("damaged completion marker: {e}; delete it to rerun the task"),
+    })?;
+    let stale = |what: &str| CorpusError::StaleTask { marker: path.clone(), tasks_dir: plan.tasks_dir(), what: what.into() };
+    if marker.config != plan.fingerprint() {
+        return Err(stale("config or benchmarks"));
+    }
+    if marker.inputs != plan.input_names(task) {
+        return Err(stale("input list"));
+    }
+    Ok(true)
+}
+
+/// Runs task `task` of the plan unless its marker says it is done.
+pub fn run_task(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usize) -> Result<TaskStatus> {
+    if task_finished(plan, task)? {
+        info!(task, "task already finished; reused");
+        return Ok(TaskStatus::Reused);
+    }
+    let cfg = &plan.config;
+    let opts = IngestOptions { max_file_bytes: cfg.max_file_bytes, ..IngestOptions::default() };
+    let hasher = MinHasher::from_params(&cfg.lsh);
+    let mut report = TaskReport { task, tasks: plan.tasks, inputs: plan.input_names(task), ..TaskReport::default() };
+    let pq_path = plan.task_path(task, "parquet");
+    let mut writer = ShardWriter::new(AtomicFile::create(&pq_path)?, &pq_path, true)?;
+    for (j, input) in plan.task_inputs(task) {
+        let (repo, summary) = match ingest_path(input, &opts) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(input = %input.display(), error = %e, "input not read; counted as failed");
+                report.failed.push(FailedInput { input: input.display().to_string(), error: e.to_string() });
+                continue;
+            }
+        };
+        report.repos += 1;
+        report.files_ingested += summary.files as u64;
+        report.bytes_ingested += summary.bytes;
+        for (reason, n) in &summary.skipped {
+            *report.ingest_skipped.entry(reason.as_str().to_string()).or_default() += *n as u64;
+        }
+        if repo.files.is_empty() {
+            report.empty_repos += 1;
+            continue;
+        }
+        let samples = process_repo(repo, j as u32, cfg, &hasher, index, &mut report);
+        report.samples += samples.len() as u64;
+        writer.write(&samples)?;
+    }
+    writer.finish()?.commit()?;
+    let json = serde_json::to_vec_pretty(&report).expect("report serialises");
+    AtomicFile::write_all_to(&plan.task_path(task, "json"), &json)?;
+    let marker = TaskMarker { task, tasks: plan.tasks, config: plan.fingerprint(), inputs: report.inputs.clone(), samples: report.samples };
+    // The marker is written last: its presence means the two files above are complete.
+    AtomicFile::write_all_to(&plan.task_path(task, "done"), &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
+    Ok(TaskStatus::Ran)
+}
+
+/// Filters, orders, renders and fingerprints one repository's files.
+fn process_repo(
+    repo: Repo,
+    input: u32,
+    cfg: &CorpusConfig,
+    hasher: &MinHasher,
+    index: Option<&DecontamIndex>,
+    report: &mut TaskReport,
+) -> Vec<Sample> {
+    // Per file: the first rule that drops it, or the benchmark tasks it contains.
+    let file_index = index.filter(|_| cfg.decontam_unit == DecontamUnit::File);
+    let verdicts: Vec<std::result::Result<(), Drop>> = repo
+        .files
+        .par_iter()
+        .map(|f| {
+            check_file(f, &cfg.filters).map_err(Drop::Rule)?;
+            if cfg.quality_screen {
+                check_quality(f, &cfg.quality).map_err(Drop::Rule)?;
+            }
+            if let Some(c) = file_index.and_then(|ix| ix.check(&f.text)) {
+                return Err(Drop::Contaminated(c.tasks));
+            }
+            Ok(())
+        })
+        .collect();
+    let mut kept = Vec::new();
+    for (f, v) in repo.files.into_iter().zip(verdicts) {
+        match v {
+            Ok(()) => kept.push(f),
+            Err(Drop::Rule(reason)) => *report.files_dropped.entry(reason_name(reason)).or_default() += 1,
+            Err(Drop::Contaminated(tasks)) => {
+                *report.files_dropped.entry("contaminated".into()).or_default() += 1;
+                report.contamination.push(ContaminationRecord { sample: String::new(), repo: repo.name.clone(), path: Some(f.path), tasks });
+            }
+        }
+    }
+    report.files_kept += kept.len() as u64;
+    let repo = Repo { name: repo.name, files: kept };
+    if repo.files.is_empty() {
+        return Vec::new();
+    }
+    let graph = build_graph(&repo);
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for comp in order(&graph, cfg.order_seed) {
+        if cfg.concat_all_languages {
+            groups.push(comp);
+            continue;
+        }
+        let (repo_level, single): (Vec<usize>, Vec<usize>) = comp
+            .into_iter()
+            .partition(|&i| repo.files[i].language.is_some_and(|l| dedup_unit(l) == DedupUnit::RepoSample));
+        if !repo_level.is_empty() {
+            groups.push(repo_level);
+        }
+        groups.extend(single.into_iter().map(|i| vec![i]));
+    }
+    let mut samples: Vec<Sample> = groups
+        .par_iter()
+        .enumerate()
+        .map(|(seq, files)| make_sample(&repo, files, input, seq as u32, cfg, hasher, index))
+        .collect();
+    samples.sort_by_key(|s| s.seq);
+    samples
+}
+
+/// Why process_repo drops a file.
+enum Drop {
+    Rule(DropReason),
+    Contaminated(Vec<String>),
+}
+
+fn reason_name(r: DropReason) -> String {
+    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_else(|| format!("{r:?}"))
+}
+
+/// The stable id of a sample: repository name and file paths, nothing that depends on the run.
+pub fn sample_id(repo: &str, paths: &[&str]) -> String {
+    let mut key = String::from(repo);
+    for p in paths {
+        key.push('\n');
+        key.push_str(p);
+    }
+    format!("{:032x}", xxh3_128(key.as_bytes()))
+}
+
+/// Byte spans of each file's text in `render_sample(repo, files)`, from the format documented
+/// in [`kiln_repo::render`] (header line, text, `\n` appended when missing, one blank line
+/// between files). `render_spans_match_render_sample` in the tests holds the two together.
+pub fn file_spans(repo: &Repo, files: &[usize]) -> Vec<FileSpan> {
+    let mut off = 0u64;
+    let mut out = Vec::with_capacity(files.len());
+    for (k, &i) in files.iter().enumerate() {
+        let f: &SourceFile = &repo.files[i];
+        if k > 0 {
+            off += 1;
+        }
+        let start = off + file_header(f).len() as u64 + 1;
+        let end = start + f.text.len() as u64;
+        off = end + u64::from(!f.text.is_empty() && !f.text.ends_with('\n'));
+        out.push(FileSpan { path: f.path.clone(), language: f.language.map(|l| l.name().to_string()), start, end });
+    }
+    out
+}
+
+fn make_sample(
+    repo: &Repo,
+    files: &[usize],
+    input: u32,
+    seq: u32,
+    cfg: &CorpusConfig,
+    hasher: &MinHasher,
+    index: Option<&DecontamIndex>,
+) -> Sample {
+    let text = render_sample(repo, files);
+    let spans = file_spans(repo, files);
+    debug_assert!(spans.iter().zip(files).all(|(s, &i)| text[s.start as usize..s.end as usize] == repo.files[i].text));
+    let paths: Vec<&str> = files.iter().map(|&i| repo.files[i].path.as_str()).collect();
+    let mut languages: Vec<String> = spans.iter().filter_map(|s| s.language.clone()).collect();
+    languages.sort();
+    languages.dedup();
+    let sig = hasher.signature(&text);
+    let (b, r) = (cfg.lsh.bands, cfg.lsh.rows);
+    // Only the band keys travel to the merge: 8 bytes per band instead of 8 per permutation.
+    let bands = if sig.0.is_empty() { Vec::new() } else { (0..b).map(|k| hash_window(&sig.0[k * r..(k + 1) * r])).collect() };
+    let contaminated_by = match index {
+        Some(ix) if cfg.decontam_unit == DecontamUnit::Sample => ix.check(&text).map(|c| c.tasks).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    Sample {
+        id: sample_id(&repo.name, &paths),
+        repo: repo.name.clone(),
+        languages,
+        content_hash: format!("{:032x}", xxh3_128(text.as_bytes())),
+        text,
+        files: spans,
+        input,
+        seq,
+        bands,
+        contaminated_by,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Merge
+
+/// What the merge keeps in memory per candidate sample.
+struct Light {
+    id: String,
+    repo: String,
+    input: u32,
+    seq: u32,
+    hash: String,
+    bands: Vec<u64>,
+    contaminated_by: Vec<String>,
+}
+
+fn read_light(path: &Path, out: &mut Vec<Light>) -> Result<()> {
+    let pq = |e: &dyn std::fmt::Display| CorpusError::Parquet { path: path.to_path_buf(), message: e.to_string() };
+    let file = File::open(path).map_err(io_err(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| pq(&e))?;
+    // Every column but `text` and `files` (the bulk of the bytes).
+    let names = ["id", "repo", "input", "seq", "content_hash", "bands", "contaminated_by"];
+    let schema = builder.schema().clone();
+    let roots: Vec<usize> = names.iter().filter_map(|n| schema.index_of(n).ok()).collect();
+    if roots.len() != names.len() {
+        return Err(pq(&"not a kiln task candidate file (columns missing)"));
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| pq(&e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| pq(&e))?;
+        let c = |n: &str| batch.column_by_name(n).expect("projected");
+        let (ids, repos, hashes) = (c("id").as_string::<i32>(), c("repo").as_string::<i32>(), c("content_hash").as_string::<i32>());
+        let (inputs, seqs) = (c("input").as_primitive::<UInt32Type>(), c("seq").as_primitive::<UInt32Type>());
+        let (bands, contam) = (c("bands").as_list::<i32>(), c("contaminated_by").as_list::<i32>());
+        for i in 0..batch.num_rows() {
+            let cv = contam.value(i);
+            out.push(Light {
+                id: ids.value(i).to_string(),
+                repo: repos.value(i).to_string(),
+                input: inputs.value(i),
+                seq: seqs.value(i),
+                hash: hashes.value(i).to_string(),
+                bands: bands.value(i).as_primitive::<UInt64Type>().values().to_vec(),
+                contaminated_by: cv.as_string::<i32>().iter().flatten().map(String::from).collect(),
+            });
+        }
+    }
+    Ok(())
+}
+
+struct UnionFind(Vec<usize>);
+impl UnionFind {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.0[x] != x {
+            self.0[x] = self.0[self.0[x]];
+            x = self.0[x];
+        }
+        x
+    }
+    fn union(&mut self, a: usize, b: usize) {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.0[a.max(b)] = a.min(b);
+        }
+    }
+}
+
+/// The dedup and decontamination decisions over all candidates.
+struct Decisions {
+    keep: HashSet<(u32, u32)>,
+    counts: SampleCounts,
+    contamination: Vec<ContaminationRecord>,
+}
+
+fn decide(lights: &[Light], bands: usize) -> Decisions {
+    let key = |i: usize| (&lights[i].id, lights[i].input, lights[i].seq);
+    let mut counts = SampleCounts { candidates: lights.len() as u64, ..SampleCounts::default() };
+    // Exact: smallest key per content hash survives.
+    let mut by_hash: HashMap<&str, usize> = HashMap::new();
+    for (i, l) in lights.iter().enumerate() {
+        let e = by_hash.entry(l.hash.as_str()).or_insert(i);
+        if key(i) < key(*e) {
+            *e = i;
+        }
+    }
+    let exact_kept: Vec<usize> = (0..lights.len()).filter(|&i| by_hash[lights[i].hash.as_str()] == i).collect();
+    counts.exact_duplicates = (lights.len() - exact_kept.len()) as u64;
+    // Near: the same banding as `dedup::lsh_candidate_pairs` (a bucket links its members to its
+    // first member), on the exact survivors.
+    let mut uf = UnionFind((0..exact_kept.len()).collect());
+    for b in 0..bands {
+        let mut buckets: HashMap<u64, usize> = HashMap::new();
+        for (k, &i) in exact_kept.iter().enumerate() {
+            let Some(&h) = lights[i].bands.get(b) else { continue };
+            match buckets.get(&h) {
+                Some(&first) => uf.union(first, k),
+                None => {
+                    buckets.insert(h, k);
+                }
+            }
+        }
+    }
+    let mut rep: HashMap<usize, usize> = HashMap::new();
+    for (k, &i) in exact_kept.iter().enumerate() {
+        let root = uf.find(k);
+        let e = rep.entry(root).or_insert(i);
+        if key(i) < key(*e) {
+            *e = i;
+        }
+    }
+    let mut near_kept = Vec::new();
+    for (k, &i) in exact_kept.iter().enumerate() {
+        let root = uf.find(k);
+        if rep[&root] == i {
+            near_kept.push(i);
+        }
+    }
+    counts.near_duplicates = (exact_kept.len() - near_kept.len()) as u64;
+    // Decontamination last, on the survivors (the paper's order: dedup, then decontaminate).
+    let mut keep = HashSet::new();
+    let mut contamination = Vec::new();
+    for i in near_kept {
+        let l = &lights[i];
+        if l.contaminated_by.is_empty() {
+            keep.insert((l.input, l.seq));
+        } else {
+            contamination.push(ContaminationRecord { sample: l.id.clone(), repo: l.repo.clone(), path: None, tasks: l.contaminated_by.clone() });
+        }
+    }
+    counts.contaminated = contamination.len() as u64;
+    counts.kept = keep.len() as u64;
+    Decisions { keep, counts, contamination }
+}
+
+/// A task file read row by row, in order.
+struct TaskStream {
+    reader: ParquetRecordBatchReader,
+    path: PathBuf,
+    buf: VecDeque<Sample>,
+}
+
+impl TaskStream {
+    fn open(path: &Path) -> Result<TaskStream> {
+        let file = File::open(path).map_err(io_err(path))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .and_then(|b| b.with_batch_size(MERGE_BATCH_ROWS).build())
+            .map_err(|e| CorpusError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
+        Ok(TaskStream { reader, path: path.to_path_buf(), buf: VecDeque::new() })
+    }
+
+    fn peek_input(&mut self) -> Result<Option<u32>> {
+        if self.buf.is_empty() {
+            if let Some(batch) = self.reader.next() {
+                let pq = |m: String| CorpusError::Parquet { path: self.path.clone(), message: m };
+                let batch = batch.map_err(|e| pq(e.to_string()))?;
+                self.buf.extend(shard::from_batch(&batch).map_err(pq)?);
+            }
+        }
+        Ok(self.buf.front().map(|s| s.input))
+    }
+}
+
+/// Output shards being written.
+struct Shards<'p> {
+    out: &'p Path,
+    target: u64,
+    current: Option<(ShardWriter<AtomicFile>, PathBuf, u64)>,
+    pending: Vec<Sample>,
+    pending_bytes: u64,
+    done: Vec<ShardInfo>,
+}
+
+impl Shards<'_> {
+    fn push(&mut self, mut s: Sample) -> Result<()> {
+        // Candidate-only fields do not go to the output.
+        s.bands.clear();
+        s.contaminated_by.clear();
+        self.pending_bytes += s.text.len() as u64;
+        self.pending.push(s);
+        // A shard closes at the first sample that takes it to the target size (so a shard can
+        // exceed it by one sample; a sample is never split).
+        if self.current.as_ref().map_or(0, |c| c.2) + self.pending_bytes >= self.target {
+            self.close()?;
+        } else if self.pending_bytes >= WRITE_BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.current.is_none() {
+            let name = format!("shard-{:05}.parquet", self.done.len());
+            let path = self.out.join(&name);
+            self.current = Some((ShardWriter::new(AtomicFile::create(&path)?, &path, false)?, path, 0));
+        }
+        let (w, _, bytes) = self.current.as_mut().expect("opened above");
+        w.write(&self.pending)?;
+        *bytes += self.pending_bytes;
+        self.pending.clear();
+        self.pending_bytes = 0;
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        self.flush()?;
+        if let Some((w, path, text_bytes)) = self.current.take() {
+            let rows = w.rows();
+            w.finish()?.commit()?;
+            let (sha256, file_bytes) = sha256_file(&path)?;
+            let file = path.file_name().expect("shard name").to_string_lossy().into_owned();
+            info!(shard = %file, rows, text_bytes, "shard written");
+            self.done.push(ShardInfo { file, rows, text_bytes, file_bytes, sha256 });
+        }
+        Ok(())
+    }
+}
+
+/// sha256 (hex) and size of a file.
+pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).map_err(io_err(path))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).map_err(io_err(path))?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((hex, n))
+}
+
+/// The merge: global dedup and decontamination over all tasks' candidates, then the shards and
+/// the manifest. Every task must be finished.
+pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
+    for t in 0..plan.tasks {
+        if !task_finished(plan, t)? {
+            return Err(CorpusError::Plan(format!(
+                "task {t} of {} is not finished (no {}); run `kiln corpus build ... --task {t} --tasks {}` first",
+                plan.tasks,
+                plan.task_path(t, "done").display(),
+                plan.tasks
+            )));
+        }
+    }
+    let mut files = TaskReport { tasks: plan.tasks, ..TaskReport::default() };
+    let mut lights = Vec::new();
+    for t in 0..plan.tasks {
+        let jp = plan.task_path(t, "json");
+        let text = std::fs::read_to_string(&jp).map_err(io_err(&jp))?;
+        let r: TaskReport = serde_json::from_str(&text)
+            .map_err(|e| CorpusError::Manifest { path: jp.clone(), message: format!("damaged task report: {e}; delete {} to rerun the task", plan.task_path(t, "done").display()) })?;
+        files.merge(&r);
+        read_light(&plan.task_path(t, "parquet"), &mut lights)?;
+    }
+    files.inputs = plan.inputs.iter().map(|p| p.display().to_string()).collect();
+    let d = decide(&lights, plan.config.lsh.bands);
+    drop(lights);
+    info!(candidates = d.counts.candidates, exact = d.counts.exact_duplicates, near = d.counts.near_duplicates, contaminated = d.counts.contaminated, kept = d.counts.kept, "dedup and decontamination");
+
+    // The old manifest goes first, so no reader trusts it while shards are rewritten; then stray
+    // shards of an interrupted merge.
+    let mpath = plan.out.join("manifest.json");
+    match std::fs::remove_file(&mpath) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(CorpusError::Io { path: mpath, source: e }),
+    }
+    for entry in std::fs::read_dir(&plan.out).map_err(io_err(&plan.out))? {
+        let entry = entry.map_err(io_err(&plan.out))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("shard-") && name.ends_with(".parquet") {
+            std::fs::remove_file(entry.path()).map_err(io_err(entry.path()))?;
+        }
+    }
+
+    let mut streams: Vec<TaskStream> = (0..plan.tasks).map(|t| TaskStream::open(&plan.task_path(t, "parquet"))).collect::<Result<_>>()?;
+    let mut shards = Shards { out: &plan.out, target: plan.config.shard_bytes, current: None, pending: Vec::new(), pending_bytes: 0, done: Vec::new() };
+    let mut languages: BTreeMap<String, LangCount> = BTreeMap::new();
+    // Input j lives in task j % N, and a task's rows are in input order: visiting inputs in
+    // order and draining the matching task stream yields the global input order.
+    for j in 0..plan.inputs.len() {
+        let s = &mut streams[j % plan.tasks];
+        while s.peek_input()? == Some(j as u32) {
+            let sample = s.buf.pop_front().expect("peeked");
+            if !d.keep.contains(&(sample.input, sample.seq)) {
+                continue;
+            }
+            for f in &sample.files {
+                let c = languages.entry(f.language.clone().unwrap_or_else(|| "unknown".into())).or_default();
+                c.files += 1;
+                c.bytes += f.end - f.start;
+            }
+            shards.push(sample)?;
+        }
+    }
+    shards.close()?;
+    let contamination = files.contamination.iter().cloned().chain(d.contamination).collect();
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT.into(),
+        version: MANIFEST_VERSION,
+        kiln_version: env!("CARGO_PKG_VERSION").into(),
+        inputs: files.inputs.clone(),
+        tasks: plan.tasks,
+        benchmarks: plan.benchmarks.as_ref().map(|b| b.display().to_string()),
+        config: plan.config.clone(),
+        files,
+        samples: d.counts,
+        languages,
+        contamination,
+        shards: shards.done,
+    };
+    // Written last: the commit point of the whole build.
+    AtomicFile::write_all_to(&mpath, &serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))?;
+    info!(shards = manifest.shards.len(), kept = manifest.samples.kept, "manifest written");
+    Ok(manifest)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading a finished corpus
+
+/// Reads samples of a finished corpus: the one with `id`, or the first `n`.
+pub fn inspect(dir: &Path, n: usize, id: Option<&str>) -> Result<Vec<Sample>> {
+    let m = Manifest::load(dir)?;
+    let mut out = Vec::new();
+    for path in m.shard_paths(dir) {
+        let mut stop = false;
+        shard::read_file(&path, 256, |batch| {
+            for s in batch {
+                if stop {
+                    break;
+                }
+                match id {
+                    Some(want) if s.id == want => {
+                        out.push(s);
+                        stop = true;
+                    }
+                    Some(_) => {}
+                    None => {
+                        out.push(s);
+                        stop = out.len() >= n;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        if stop {
+            break;
+        }
+    }
+    if let (Some(want), true) = (id, out.is_empty()) {
+        return Err(CorpusError::Plan(format!("no sample with id {want} in {}", dir.display())));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dedup::{exact_duplicates, near_duplicates, LshParams};
+
+    /// The merge's band-key dedup (the fast, distributed path) agrees with the reference
+    /// `dedup::exact_duplicates` + `dedup::near_duplicates` on the same texts.
+    #[test]
+    fn merge_dedup_agrees_with_reference_dedup() {
+        let base: String = (0..300).map(|i| format!("let value_{i} = compute({i}, other_{i});\n")).collect();
+        let mut texts: Vec<String> = Vec::new();
+        for k in 0..12 {
+            let mut t = base.clone();
+            // Edits of growing size: from near copies (J ~ 0.98) to different documents.
+            for e in 0..k * 25 {
+                t = t.replace(&format!("value_{e} "), &format!("changed_{e}_{k} "));
+            }
+            texts.push(t);
+        }
+        texts.push(texts[0].clone()); // an exact copy
+        texts.push(String::new()); // no tokens
+        texts.push("completely unrelated text about something else entirely here".into());
+        let params = LshParams::default();
+        let hasher = MinHasher::from_params(&params);
+        let (b, r) = (params.bands, params.rows);
+        let ids: Vec<String> = (0..texts.len()).map(|i| format!("{:032x}", (i * 7919) % 101)).collect();
+        let lights: Vec<Light> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let sig = hasher.signature(t);
+                let bands = if sig.0.is_empty() { vec![] } else { (0..b).map(|k| hash_window(&sig.0[k * r..(k + 1) * r])).collect() };
+                Light { id: ids[i].clone(), repo: "r".into(), input: i as u32, seq: 0, hash: format!("{:032x}", xxh3_128(t.as_bytes())), bands, contaminated_by: vec![] }
+            })
+            .collect();
+        let d = decide(&lights, b);
+        let docs: Vec<(String, &str)> = ids.iter().cloned().zip(texts.iter().map(|s| s.as_str())).collect();
+        let exact = exact_duplicates(&docs);
+        let survivors: Vec<(String, &str)> = docs.iter().filter(|(id, _)| exact.keep.contains(id)).cloned().collect();
+        let near = near_duplicates(&survivors, &params);
+        let mut want: Vec<&String> = near.keep.iter().collect();
+        want.sort();
+        let mut got: Vec<&String> = (0..lights.len()).filter(|&i| d.keep.contains(&(i as u32, 0))).map(|i| &ids[i]).collect();
+        got.sort();
+        assert_eq!(got, want);
+        assert_eq!(d.counts.exact_duplicates as usize, exact.removed.len());
+        assert_eq!(d.counts.near_duplicates as usize, near.removed.len());
+        assert!(d.counts.near_duplicates >= 1, "planted near copies are found: {:?}", d.counts);
+    }
+}

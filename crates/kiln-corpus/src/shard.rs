@@ -1,0 +1,382 @@
+//! Parquet shards of samples, written atomically.
+//!
+//! **Output schema** (one row per sample; `shard-NNNNN.parquet`, zstd pages):
+//!
+//! | column    | type | meaning |
+//! |-----------|------|---------|
+//! | id        | `utf8` | stable id: xxh3-128 hex of repo name + the sample's file paths |
+//! | repo      | `utf8` | repository name |
+//! | languages | `list<utf8>` | distinct languages of the files, sorted |
+//! | text      | `utf8` | files rendered with path comments ([`kiln_repo::render`]), dependency ordered |
+//! | files     | `list<struct{path: utf8, language: utf8?, start: u64, end: u64}>` | per file, `text[start..end]` is the file's text exactly (its path header is the line before `start`) |
+//! | n_files   | `u32` | number of files |
+//! | bytes     | `u64` | `text` length in bytes |
+//!
+//! Task candidate files (`tasks/task-I-of-N.parquet`) carry five more columns that only the merge
+//! needs: `input` (u32, index in the sorted input list), `seq` (u32, sample number within the
+//! input), `content_hash` (`utf8`, xxh3-128 hex of `text`), `bands` (`list<u64>`, the LSH band keys
+//! of the MinHash signature) and `contaminated_by` (`list<utf8>`, benchmark task ids).
+//!
+//! **Atomicity**: every file goes through [`AtomicFile`]: written under a temporary name in the
+//! destination directory, flushed, `fsync`ed, then renamed over the final name (and the directory
+//! fsynced). A crash or an I/O error (disk full) at any point leaves either the old state or the
+//! complete new file, never a half-written one; an abandoned temporary file is removed on drop.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
+use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, StructArray, UInt32Array, UInt64Array};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::error::{io_err, CorpusError, Result};
+
+/// One file of a sample: where its text lies in the sample's text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FileSpan {
+    /// Repository-relative path.
+    pub path: String,
+    /// Language name, if known.
+    pub language: Option<String>,
+    /// Byte offset of the file's text in the sample text.
+    pub start: u64,
+    /// End (exclusive) of the file's text.
+    pub end: u64,
+}
+
+/// One sample (a row of a shard or of a task candidate file).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sample {
+    /// Stable id (see the module docs).
+    pub id: String,
+    /// Repository name.
+    pub repo: String,
+    /// Distinct languages, sorted.
+    pub languages: Vec<String>,
+    /// Rendered text.
+    pub text: String,
+    /// Per-file spans, in text order.
+    pub files: Vec<FileSpan>,
+    /// Candidate-only: index of the input in the sorted input list.
+    pub input: u32,
+    /// Candidate-only: sample number within its input.
+    pub seq: u32,
+    /// Candidate-only: xxh3-128 hex of `text`.
+    pub content_hash: String,
+    /// Candidate-only: LSH band keys (empty when the text has no tokens).
+    pub bands: Vec<u64>,
+    /// Candidate-only: benchmark tasks the sample overlaps (empty when clean or not checked).
+    pub contaminated_by: Vec<String>,
+}
+
+fn file_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("language", DataType::Utf8, true),
+        Field::new("start", DataType::UInt64, false),
+        Field::new("end", DataType::UInt64, false),
+    ])
+}
+
+/// The schema of output shards, or of task candidate files when `candidate`.
+pub fn schema(candidate: bool) -> SchemaRef {
+    let mut fields = vec![
+        Field::new("id", DataType::Utf8, false),
+        Field::new("repo", DataType::Utf8, false),
+        Field::new("languages", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        Field::new("text", DataType::Utf8, false),
+        Field::new("files", DataType::List(Arc::new(Field::new("item", DataType::Struct(file_fields()), true))), false),
+        Field::new("n_files", DataType::UInt32, false),
+        Field::new("bytes", DataType::UInt64, false),
+    ];
+    if candidate {
+        fields.extend([
+            Field::new("input", DataType::UInt32, false),
+            Field::new("seq", DataType::UInt32, false),
+            Field::new("content_hash", DataType::Utf8, false),
+            Field::new("bands", DataType::List(Arc::new(Field::new("item", DataType::UInt64, true))), false),
+            Field::new("contaminated_by", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), false),
+        ]);
+    }
+    Arc::new(Schema::new(fields))
+}
+
+fn string_list<'a>(rows: impl Iterator<Item = &'a [String]>) -> ArrayRef {
+    let mut b = ListBuilder::new(StringBuilder::new());
+    for row in rows {
+        for s in row {
+            b.values().append_value(s);
+        }
+        b.append(true);
+    }
+    Arc::new(b.finish())
+}
+
+/// Builds one record batch from samples.
+pub fn to_batch(samples: &[Sample], candidate: bool) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    let files: Vec<&FileSpan> = samples.iter().flat_map(|s| &s.files).collect();
+    let file_struct = StructArray::try_new(
+        file_fields(),
+        vec![
+            Arc::new(StringArray::from_iter_values(files.iter().map(|f| &f.path))) as ArrayRef,
+            Arc::new(files.iter().map(|f| f.language.as_deref()).collect::<StringArray>()),
+            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.start))),
+            Arc::new(UInt64Array::from_iter_values(files.iter().map(|f| f.end))),
+        ],
+        None,
+    )?;
+    let files_list = ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Struct(file_fields()), true)),
+        OffsetBuffer::from_lengths(samples.iter().map(|s| s.files.len())),
+        Arc::new(file_struct),
+        None,
+    )?;
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.id))),
+        Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.repo))),
+        string_list(samples.iter().map(|s| s.languages.as_slice())),
+        Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.text))),
+        Arc::new(files_list),
+        Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.files.len() as u32))),
+        Arc::new(UInt64Array::from_iter_values(samples.iter().map(|s| s.text.len() as u64))),
+    ];
+    if candidate {
+        let mut bands = ListBuilder::new(UInt64Builder::new());
+        for s in samples {
+            bands.values().append_slice(&s.bands);
+            bands.append(true);
+        }
+        cols.extend([
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.input))) as ArrayRef,
+            Arc::new(UInt32Array::from_iter_values(samples.iter().map(|s| s.seq))),
+            Arc::new(StringArray::from_iter_values(samples.iter().map(|s| &s.content_hash))),
+            Arc::new(bands.finish()),
+            string_list(samples.iter().map(|s| s.contaminated_by.as_slice())),
+        ]);
+    }
+    RecordBatch::try_new(schema(candidate), cols)
+}
+
+/// Reads samples back from a batch (either schema; candidate-only fields default when absent).
+pub fn from_batch(batch: &RecordBatch) -> std::result::Result<Vec<Sample>, String> {
+    let col = |name: &str| batch.column_by_name(name).ok_or_else(|| format!("missing column `{name}`"));
+    let strs = |name: &str| -> std::result::Result<&StringArray, String> {
+        col(name)?.as_string_opt::<i32>().ok_or_else(|| format!("column `{name}` is not utf8"))
+    };
+    let lists = |name: &str| -> std::result::Result<&ListArray, String> {
+        col(name)?.as_list_opt::<i32>().ok_or_else(|| format!("column `{name}` is not a list"))
+    };
+    let ids = strs("id")?;
+    let repos = strs("repo")?;
+    let texts = strs("text")?;
+    let langs = lists("languages")?;
+    let files = lists("files")?;
+    let optional_u32 = |name: &str| batch.column_by_name(name).and_then(|c| c.as_primitive_opt::<UInt32Type>().cloned());
+    let inputs = optional_u32("input");
+    let seqs = optional_u32("seq");
+    let hashes = batch.column_by_name("content_hash").and_then(|c| c.as_string_opt::<i32>().cloned());
+    let bands = batch.column_by_name("bands").and_then(|c| c.as_list_opt::<i32>().cloned());
+    let contam = batch.column_by_name("contaminated_by").and_then(|c| c.as_list_opt::<i32>().cloned());
+    let str_list = |l: &ListArray, i: usize| -> std::result::Result<Vec<String>, String> {
+        let v = l.value(i);
+        let a = v.as_string_opt::<i32>().ok_or("list item is not utf8")?;
+        Ok(a.iter().map(|s| s.unwrap_or_default().to_string()).collect())
+    };
+    let mut out = Vec::with_capacity(batch.num_rows());
+    for i in 0..batch.num_rows() {
+        let fv = files.value(i);
+        let fs = fv.as_struct_opt().ok_or("`files` items are not structs")?;
+        let fcol = |name: &str| fs.column_by_name(name).ok_or_else(|| format!("`files` lacks field `{name}`"));
+        let paths = fcol("path")?.as_string_opt::<i32>().ok_or("files.path is not utf8")?;
+        let fl = fcol("language")?.as_string_opt::<i32>().ok_or("files.language is not utf8")?;
+        let starts = fcol("start")?.as_primitive_opt::<UInt64Type>().ok_or("files.start is not u64")?;
+        let ends = fcol("end")?.as_primitive_opt::<UInt64Type>().ok_or("files.end is not u64")?;
+        let spans = (0..fs.len())
+            .map(|k| FileSpan {
+                path: paths.value(k).to_string(),
+                language: fl.is_valid(k).then(|| fl.value(k).to_string()),
+                start: starts.value(k),
+                end: ends.value(k),
+            })
+            .collect();
+        out.push(Sample {
+            id: ids.value(i).to_string(),
+            repo: repos.value(i).to_string(),
+            languages: str_list(langs, i)?,
+            text: texts.value(i).to_string(),
+            files: spans,
+            input: inputs.as_ref().map_or(0, |a| a.value(i)),
+            seq: seqs.as_ref().map_or(0, |a| a.value(i)),
+            content_hash: hashes.as_ref().map_or_else(String::new, |a| a.value(i).to_string()),
+            bands: bands.as_ref().map_or_else(Vec::new, |a| {
+                a.value(i).as_primitive::<UInt64Type>().values().to_vec()
+            }),
+            contaminated_by: match &contam {
+                Some(a) => str_list(a, i)?,
+                None => Vec::new(),
+            },
+        });
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Atomic files
+
+/// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
+#[derive(Debug)]
+pub struct AtomicFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<File>,
+}
+
+impl AtomicFile {
+    /// Creates `.NAME.tmp-PID` next to `dest` (same directory, so the rename is atomic).
+    pub fn create(dest: &Path) -> Result<AtomicFile> {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(io_err(&tmp))?;
+        Ok(AtomicFile { tmp, dest: dest.to_path_buf(), file: Some(file) })
+    }
+
+    /// The final path.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes, fsyncs and renames to the final name, then fsyncs the directory so the rename
+    /// itself survives a crash.
+    pub fn commit(mut self) -> Result<()> {
+        let file = self.file.take().expect("committed once");
+        file.sync_all().map_err(io_err(&self.tmp))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
+        if let Some(dir) = self.dest.parent() {
+            // Directory fsync is not supported everywhere (e.g. some network file systems); the
+            // rename has happened either way, so a failure here is only logged.
+            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                tracing::debug!(dir = %dir.display(), error = %e, "directory fsync failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a whole file atomically.
+    pub fn write_all_to(dest: &Path, bytes: &[u8]) -> Result<()> {
+        let mut f = AtomicFile::create(dest)?;
+        f.write_all(bytes).map_err(io_err(dest))?;
+        f.commit()
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.as_mut().expect("not committed").write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().expect("not committed").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            // Not committed: an error happened (or a panic); leave nothing behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writer / reader
+
+/// Streams samples into one Parquet file (zstd). Generic over the sink so tests can inject I/O
+/// failures; the pipeline uses `ShardWriter<AtomicFile>`.
+pub struct ShardWriter<W: Write + Send> {
+    writer: ArrowWriter<W>,
+    path: PathBuf,
+    candidate: bool,
+    rows: u64,
+}
+
+impl<W: Write + Send> ShardWriter<W> {
+    /// Starts a file; `path` is used in error messages.
+    pub fn new(sink: W, path: &Path, candidate: bool) -> Result<Self> {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+            // Row groups of ~4k samples bound a reader's memory to a few row groups of text.
+            .set_max_row_group_row_count(Some(4096))
+            .build();
+        let writer = ArrowWriter::try_new(sink, schema(candidate), Some(props)).map_err(|e| pq_err(path, e))?;
+        Ok(ShardWriter { writer, path: path.to_path_buf(), candidate, rows: 0 })
+    }
+
+    /// Appends samples.
+    pub fn write(&mut self, samples: &[Sample]) -> Result<()> {
+        if samples.is_empty() {
+            return Ok(());
+        }
+        let batch = to_batch(samples, self.candidate).map_err(|e| pq_err(&self.path, e))?;
+        self.writer.write(&batch).map_err(|e| pq_err(&self.path, e))?;
+        self.rows += samples.len() as u64;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Writes the footer and returns the sink (commit it if it is an [`AtomicFile`]).
+    pub fn finish(self) -> Result<W> {
+        let path = self.path;
+        self.writer.into_inner().map_err(|e| pq_err(&path, e))
+    }
+}
+
+fn pq_err(path: &Path, e: impl std::fmt::Display) -> CorpusError {
+    CorpusError::Parquet { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Writes `samples` to `dest` atomically.
+pub fn write_file(dest: &Path, samples: &[Sample], candidate: bool) -> Result<()> {
+    let mut w = ShardWriter::new(AtomicFile::create(dest)?, dest, candidate)?;
+    w.write(samples)?;
+    w.finish()?.commit()
+}
+
+/// Reads a Parquet file of samples in batches of `batch_rows`, calling `f` on each batch.
+pub fn read_file(path: &Path, batch_rows: usize, mut f: impl FnMut(Vec<Sample>) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| pq_err(path, e))?
+        .with_batch_size(batch_rows.max(1))
+        .build()
+        .map_err(|e| pq_err(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| pq_err(path, e))?;
+        f(from_batch(&batch).map_err(|m| pq_err(path, m))?)?;
+    }
+    Ok(())
+}
+
+/// Reads a whole file (small files and tests).
+pub fn read_all(path: &Path) -> Result<Vec<Sample>> {
+    let mut out = Vec::new();
+    read_file(path, 1024, |b| {
+        out.extend(b);
+        Ok(())
+    })?;
+    Ok(out)
+}
