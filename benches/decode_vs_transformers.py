@@ -5,7 +5,7 @@ Writes a random-weight model of a preset shape with `kiln model init`, then time
 checkpoint:
   - kiln:         `kiln bench decode --model DIR` (KV cache, greedy, EOS ignored)
   - transformers: LlamaForCausalLM.from_pretrained(DIR), a manual greedy loop with past_key_values
-Both use every core, the same prompt length and number of new tokens, best of N timed runs after a
+Both use the same number of threads (--threads, default every core), the same prompt length and number of new tokens, best of N timed runs after a
 warm-up. Prints kiln's figure, the peer's figure and the ratio (>1 means kiln is faster).
 
 Needs: a release build of kiln (cargo build --release -p kiln-cli), and torch + transformers
@@ -29,7 +29,9 @@ def kiln_figure(kiln, model_dir, args):
     cmd = [kiln, "bench", "decode", "--model", str(model_dir), "--dtype", args.dtype,
            "--prompt-tokens", str(args.prompt_tokens), "--new-tokens", str(args.new_tokens),
            "--repeat", str(args.repeat), "--json"]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    # candle's CPU kernels size their thread pool from RAYON_NUM_THREADS.
+    env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out)
 
 
@@ -37,7 +39,7 @@ def torch_figure(model_dir, args):
     import torch
     from transformers import LlamaForCausalLM
 
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(args.threads)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[args.dtype]
     model = LlamaForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa").eval()
     vocab = model.config.vocab_size
@@ -75,6 +77,8 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
+    ap.add_argument("--threads", type=int, default=os.cpu_count(),
+                    help="threads for both (1 gives a per-core figure that other load disturbs least)")
     args = ap.parse_args()
     if not Path(args.kiln).exists():
         sys.exit(f"{args.kiln} not found: run `cargo build --release -p kiln-cli` first (or pass --kiln)")
@@ -86,7 +90,7 @@ def main():
         k = kiln_figure(args.kiln, model_dir, args)
         t = torch_figure(model_dir, args)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    print(f"machine: {cpu}, {os.cpu_count()} cores; preset {args.preset} ({k['parameters'] / 1e6:.1f}M params), {args.dtype}, "
+    print(f"machine: {cpu}, {os.cpu_count()} cores, {args.threads} thread(s) each; preset {args.preset} ({k['parameters'] / 1e6:.1f}M params), {args.dtype}, "
           f"prompt {args.prompt_tokens}, new {args.new_tokens}, best of {args.repeat}")
     print(f"{'':14}{'kiln':>12}{'transformers':>14}{'ratio':>8}")
     for key, label in [("decode_tokens_per_s", "decode tok/s"), ("prefill_tokens_per_s", "prefill tok/s")]:

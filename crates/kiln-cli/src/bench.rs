@@ -146,7 +146,8 @@ fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, de
     }
     let prefill_tps = prompt_tokens as f64 / best.0;
     let decode_tps = new_tokens as f64 / best.1;
-    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // The thread count candle's CPU kernels actually use (RAYON_NUM_THREADS, else every core).
+    let threads = candle_core::utils::get_num_threads();
     if json {
         let obj = json!({
             "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device,

@@ -65,6 +65,14 @@ fn bf16_compute_stays_close_to_transformers_bf16() {
     eprintln!("tiny-llama-sharded-bf16 in bf16: worst max-abs logit diff vs transformers bf16 {worst:e}");
 }
 
+#[test]
+fn f16_compute_stays_close_to_the_f32_reference() {
+    // f16 keeps 10 mantissa bits (bf16: 7), so it lands much closer to f32 than bf16 does; the
+    // bound is a regression guard for the f16 path (norms and softmax still run in f32).
+    let worst = check_logits("tiny-llama", Some(WeightDType::F16), "prompt_", 0.05);
+    eprintln!("tiny-llama in f16: worst max-abs logit diff vs transformers f32 {worst:e}");
+}
+
 fn greedy(name: &str, dtype: Option<WeightDType>) {
     let dir = fixture(name);
     let model = Llama::load(&dir, dtype, &Device::Cpu).unwrap();
