@@ -1,0 +1,27 @@
+//! Lists the files of a repository that decontamination would drop, with what matched.
+//!
+//!     cargo run --release -p kiln-corpus --example decontam_probe -- DIR [BENCHMARKS_DIR]
+use std::path::PathBuf;
+
+use kiln_corpus::{Benchmarks, DecontamConfig, DecontamIndex};
+use kiln_repo::ingest::{ingest_path, IngestOptions};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let dir = PathBuf::from(args.first().expect("usage: decontam_probe DIR [BENCHMARKS_DIR]"));
+    let bench = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("../shared/benchmarks"));
+    let b = Benchmarks::load_dir(&bench).expect("benchmarks load");
+    let index = DecontamIndex::build(&b, &DecontamConfig::default());
+    let (repo, _) = ingest_path(&dir, &IngestOptions::default()).expect("input reads");
+    let mut n = 0;
+    for f in &repo.files {
+        if let Some(c) = index.check(&f.text) {
+            n += 1;
+            println!("{} -> {:?} ({} n-gram hits, {} exact hits)", f.path, c.tasks, c.ngram_hits, c.exact_hits);
+            for (gram, tasks) in index.explain(&f.text) {
+                println!("    {tasks:?}: {gram}");
+            }
+        }
+    }
+    println!("{n} of {} files contaminated", repo.files.len());
+}
