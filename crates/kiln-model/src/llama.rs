@@ -9,9 +9,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Module, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Tensor, D};
 use candle_nn::kv_cache::KvCache;
-use candle_nn::Linear;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
@@ -33,6 +32,59 @@ impl RmsNorm {
         let var = x32.sqr()?.mean_keepdim(D::Minus1)?; // (B, T, 1)
         let normed = x32.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         Ok(normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?)
+    }
+}
+
+/// A bias-free projection y = x Wᵀ, W stored (out, in) as in the checkpoint.
+///
+/// Decoding multiplies one row by each weight matrix, and candle's CPU GEMM runs such an M=1
+/// product on a single thread (measured: 2 threads decode no faster than 1). So on the CPU a
+/// single-row input is split over output rows into one chunk per thread, each chunk a zero-copy
+/// view of W, and the pieces are concatenated. Several rows (prefill, batches) take the plain
+/// matmul, which GEMM parallelises itself. Both paths compute the same dot products.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    /// Row blocks of `weight` for the single-row CPU path; empty when not worth splitting.
+    row_chunks: Vec<Tensor>,
+}
+
+impl Linear {
+    fn new(weight: Tensor) -> Self {
+        Self::split(weight, candle_core::utils::get_num_threads())
+    }
+
+    fn split(weight: Tensor, threads: usize) -> Self {
+        let out = weight.dim(0).unwrap_or(0);
+        // Below ~256 rows per thread the fork/join costs more than it saves.
+        let row_chunks = if weight.device().is_cpu() && threads > 1 && out >= 256 * threads {
+            let per = out.div_ceil(threads);
+            (0..out).step_by(per).filter_map(|start| weight.narrow(0, start, per.min(out - start)).ok()).collect()
+        } else {
+            Vec::new()
+        };
+        Self { weight, row_chunks }
+    }
+
+    /// The (out, in) weight.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let (k, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1]);
+        let x2 = x.reshape((rows, k))?; // (rows, in)
+        let y = if rows == 1 && !self.row_chunks.is_empty() {
+            use rayon::prelude::*;
+            let parts = self.row_chunks.par_iter().map(|w| x2.matmul(&w.t()?)).collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::cat(&parts, 1)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        }; // (rows, out)
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("at least one dim") = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
     }
 }
 
@@ -106,7 +158,7 @@ fn linear(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Linear> {
         count: 1,
         examples: format!("{name}.weight"),
     })?;
-    Ok(Linear::new(w, None))
+    Ok(Linear::new(w))
 }
 
 fn take(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
@@ -251,7 +303,7 @@ impl Llama {
             });
         }
         let norm = norm(&mut tensors, "model.norm")?;
-        let lm_head = if cfg.tie_word_embeddings { Linear::new(embed_tokens.clone(), None) } else { linear(&mut tensors, "lm_head")? };
+        let lm_head = if cfg.tie_word_embeddings { Linear::new(embed_tokens.clone()) } else { linear(&mut tensors, "lm_head")? };
         let rope = Rope::new(&cfg, device)?;
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg, dtype, device: device.clone() })
     }
@@ -391,6 +443,24 @@ mod tests {
         let slow = rope_reference(&x, &rope.cos.narrow(0, 3, 7).unwrap(), &rope.sin.narrow(0, 3, 7).unwrap()).unwrap();
         let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-6, "max abs diff {diff}");
+    }
+
+    #[test]
+    fn row_split_projection_equals_plain_matmul() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (1000, 48), &dev).unwrap();
+        let split = Linear::split(w.clone(), 3);
+        assert_eq!(split.row_chunks.len(), 3);
+        let plain = Linear::split(w, 1);
+        assert!(plain.row_chunks.is_empty());
+        for shape in [(1, 1, 48), (1, 5, 48)] {
+            let x = Tensor::randn(0f32, 1.0, shape, &dev).unwrap();
+            let a = split.forward(&x).unwrap();
+            let b = plain.forward(&x).unwrap();
+            assert_eq!(a.dims(), &[shape.0, shape.1, 1000]);
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-4, "{shape:?}: {diff}");
+        }
     }
 
     #[test]
