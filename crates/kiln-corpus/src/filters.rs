@@ -332,11 +332,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, text: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            language: kiln_repo::lang::detect(path),
-            text: text.into(),
-        }
+        SourceFile::new(path, text)
     }
     fn check(path: &str, text: &str) -> Result<(), DropReason> {
         check_file(&file(path, text), &FilterConfig::default())

@@ -53,11 +53,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, text: &str) -> SourceFile {
-        SourceFile {
-            path: path.into(),
-            language: kiln_repo::lang::detect(path),
-            text: text.into(),
-        }
+        SourceFile::new(path, text)
     }
 
     #[test]

@@ -192,7 +192,7 @@ fn fixture_build_counts_spans_dedup_and_contamination() {
 
 #[test]
 fn spans_match_render_sample() {
-    let mk = |p: &str, t: &str| SourceFile { path: p.into(), language: kiln_repo::lang::detect(p), text: t.into() };
+    let mk = |p: &str, t: &str| SourceFile::new(p, t);
     let repo = Repo {
         name: "r".into(),
         files: vec![mk("a.py", "x = 1\n"), mk("b.py", "y = 2"), mk("c.html", "<p>hi</p>\n"), mk("d.py", ""), mk("e.c", "int x;\n")],

@@ -266,7 +266,7 @@ impl HfConfig {
             return Err(field_err(path, "rope_theta", format!("must be positive, got {rope_theta}")));
         }
         let rms_norm_eps = self.rms_norm_eps.unwrap_or(1e-6);
-        if !(rms_norm_eps > 0.0) {
+        if rms_norm_eps.is_nan() || rms_norm_eps <= 0.0 {
             return Err(field_err(path, "rms_norm_eps", "must be positive"));
         }
         let dtype_name = self.torch_dtype.as_deref().or(self.dtype.as_deref()).unwrap_or("float32");

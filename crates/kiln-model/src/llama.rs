@@ -197,7 +197,7 @@ impl Attention {
         let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
         let y = probs.matmul(&v)?; // (B, H, T, hd)
         let y = y.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?; // (B, T, H*hd)
-        Ok(self.o_proj.forward(&y)?)
+        self.o_proj.forward(&y)
     }
 }
 
@@ -230,7 +230,7 @@ pub struct Mlp {
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gated = (candle_nn::ops::silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?; // (B, T, F)
-        Ok(self.down_proj.forward(&gated)?) // (B, T, C)
+        self.down_proj.forward(&gated) // (B, T, C)
     }
 }
 

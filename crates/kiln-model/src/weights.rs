@@ -162,7 +162,7 @@ fn write_safetensors(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
 pub fn save_checkpoint(dir: &Path, tensors: &[(String, Tensor)], max_shard_bytes: Option<usize>) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
     let mut sorted: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    sorted.sort_by(|a, b| natural_key(a.0).cmp(&natural_key(b.0)));
+    sorted.sort_by_key(|(name, _)| natural_key(name));
     let bytes = |t: &Tensor| t.elem_count() * t.dtype().size_in_bytes();
     let total: usize = sorted.iter().map(|(_, t)| bytes(t)).sum();
     let limit = max_shard_bytes.unwrap_or(usize::MAX);

@@ -119,7 +119,7 @@ fn ordered(graph: &DepGraph, set: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{lang, SourceFile};
+    use crate::SourceFile;
 
     fn repo_and_graph() -> (Repo, DepGraph) {
         // main imports a and b; a imports c; c imports d (distances 1, 1, 2, 3).
@@ -128,7 +128,7 @@ mod tests {
             name: "r".into(),
             files: files
                 .iter()
-                .map(|(p, t)| SourceFile { path: p.to_string(), language: lang::detect(p), text: t.to_string() })
+                .map(|(p, t)| SourceFile::new(*p, *t))
                 .collect(),
         };
         let g = graph::build_graph(&repo);

@@ -589,7 +589,7 @@ mod tests {
 
     #[test]
     fn tsx_files_get_the_tsx_grammar() {
-        let f = |p: &str| crate::SourceFile { path: p.into(), language: crate::lang::detect(p), text: String::new() };
+        let f = |p: &str| crate::SourceFile::new(p, "");
         assert_eq!(file_syntax(&f("a/B.tsx")), Some(ImportSyntax::Tsx));
         assert_eq!(file_syntax(&f("a/b.ts")), Some(ImportSyntax::TypeScript));
         assert_eq!(file_syntax(&f("a/b.py")), Some(ImportSyntax::Python));

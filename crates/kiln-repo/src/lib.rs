@@ -31,6 +31,14 @@ pub struct SourceFile {
     pub text: String,
 }
 
+impl SourceFile {
+    /// A file whose language is detected from its path (the usual way to make one).
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> Self {
+        let path = path.into();
+        Self { language: lang::detect(&path), path, text: text.into() }
+    }
+}
+
 /// A repository: a name and its files, sorted by path.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Repo {

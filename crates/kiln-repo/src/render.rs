@@ -62,10 +62,9 @@ pub fn render_sample(repo: &Repo, files: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lang;
 
     fn file(path: &str, text: &str) -> SourceFile {
-        SourceFile { path: path.into(), language: lang::detect(path), text: text.into() }
+        SourceFile::new(path, text)
     }
 
     #[test]

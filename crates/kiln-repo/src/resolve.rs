@@ -750,12 +750,12 @@ fn common_dirs(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{lang, SourceFile};
+    use crate::SourceFile;
 
     fn repo(files: &[(&str, &str)]) -> Repo {
         let mut files: Vec<SourceFile> = files
             .iter()
-            .map(|(p, t)| SourceFile { path: p.to_string(), language: lang::detect(p), text: t.to_string() })
+            .map(|(p, t)| SourceFile::new(*p, *t))
             .collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Repo { name: "t".into(), files }
