@@ -28,4 +28,4 @@ pub use pipeline::{build, list_inputs, BuildOutcome, BuildPlan};
 pub use decontam::{Benchmarks, Contamination, DecontamConfig, DecontamError, DecontamIndex};
 pub use dedup::{DedupResult, DedupUnit, LshParams, MinHasher, Signature};
 pub use filters::{check_file, DropReason, FilterConfig};
-pub use quality::{check_quality, QualityConfig};
+pub use quality::{check_error_share, check_quality, QualityConfig};

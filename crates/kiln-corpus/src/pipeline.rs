@@ -47,7 +47,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
-use kiln_repo::graph::{build_graph, order};
+use kiln_repo::graph::{build_graph_from_facts, order};
+use kiln_repo::imports::{analyze, file_syntax, FileFacts};
 use kiln_repo::ingest::{ingest_path, IngestOptions};
 use kiln_repo::render::{file_header, render_sample};
 use kiln_repo::{Repo, SourceFile};
@@ -67,7 +68,7 @@ use crate::manifest::{
     ContaminationRecord, FailedInput, LangCount, Manifest, SampleCounts, ShardInfo, TaskMarker,
     TaskReport, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
-use crate::quality::check_quality;
+use crate::quality::check_error_share;
 use crate::shard::{self, AtomicFile, FileSpan, Sample, ShardWriter};
 
 /// Rows per batch when streaming task files in the merge.
@@ -343,24 +344,31 @@ fn process_repo(
 ) -> Vec<Sample> {
     // Per file: the first rule that drops it, or the benchmark tasks it contains.
     let file_index = index.filter(|_| cfg.decontam_unit == DecontamUnit::File);
-    let verdicts: Vec<std::result::Result<(), Drop>> = repo
+    // Each file of an import language is parsed once, here: the same tree gives the quality
+    // screen's error share and the imports the graph needs (parsing dominates the pipeline).
+    let verdicts: Vec<std::result::Result<Option<FileFacts>, Drop>> = repo
         .files
         .par_iter()
         .map(|f| {
             check_file(f, &cfg.filters).map_err(Drop::Rule)?;
+            let facts = file_syntax(f).map(|s| analyze(s, &f.text));
             if cfg.quality_screen {
-                check_quality(f, &cfg.quality).map_err(Drop::Rule)?;
+                check_error_share(facts.as_ref().map(|x| x.error_share), &cfg.quality).map_err(Drop::Rule)?;
             }
             if let Some(c) = file_index.and_then(|ix| ix.check(&f.text)) {
                 return Err(Drop::Contaminated(c.tasks));
             }
-            Ok(())
+            Ok(facts)
         })
         .collect();
     let mut kept = Vec::new();
+    let mut kept_facts = Vec::new();
     for (f, v) in repo.files.into_iter().zip(verdicts) {
         match v {
-            Ok(()) => kept.push(f),
+            Ok(facts) => {
+                kept.push(f);
+                kept_facts.push(facts);
+            }
             Err(Drop::Rule(reason)) => *report.files_dropped.entry(reason_name(reason)).or_default() += 1,
             Err(Drop::Contaminated(tasks)) => {
                 *report.files_dropped.entry("contaminated".into()).or_default() += 1;
@@ -373,7 +381,7 @@ fn process_repo(
     if repo.files.is_empty() {
         return Vec::new();
     }
-    let graph = build_graph(&repo);
+    let graph = build_graph_from_facts(&repo, &kept_facts);
     let mut groups: Vec<Vec<usize>> = Vec::new();
     for comp in order(&graph, cfg.order_seed) {
         if cfg.concat_all_languages {

@@ -42,7 +42,13 @@ pub fn error_share(file: &SourceFile) -> Option<f64> {
 
 /// Keeps files without a grammar, and files whose error share is at most the threshold.
 pub fn check_quality(file: &SourceFile, cfg: &QualityConfig) -> Result<(), DropReason> {
-    match error_share(file) {
+    check_error_share(error_share(file), cfg)
+}
+
+/// The screen's verdict for an error share already measured (e.g. from
+/// [`kiln_repo::imports::FileFacts::error_share`]); `None` (no grammar) always passes.
+pub fn check_error_share(share: Option<f64>, cfg: &QualityConfig) -> Result<(), DropReason> {
+    match share {
         Some(share) if share > cfg.max_error_share => Err(DropReason::SyntaxErrors),
         _ => Ok(()),
     }

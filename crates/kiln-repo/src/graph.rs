@@ -77,13 +77,21 @@ impl DepGraph {
 
 /// Extracts and resolves every import of `repo`. Each file is parsed once.
 pub fn build_graph(repo: &Repo) -> DepGraph {
-    let n = repo.files.len();
     let facts: Vec<Option<FileFacts>> = repo
         .files
         .iter()
         .map(|f| imports::file_syntax(f).map(|s| imports::analyze(s, &f.text)))
         .collect();
-    let resolver = Resolver::from_facts(repo, &facts);
+    build_graph_from_facts(repo, &facts)
+}
+
+/// [`build_graph`] from facts the caller already has (one [`imports::analyze`] per file, `None`
+/// for files without an import grammar), so a pipeline that parsed each file for another reason
+/// (the corpus quality screen) does not parse it again.
+pub fn build_graph_from_facts(repo: &Repo, facts: &[Option<FileFacts>]) -> DepGraph {
+    assert_eq!(facts.len(), repo.files.len(), "one FileFacts slot per file");
+    let n = repo.files.len();
+    let resolver = Resolver::from_facts(repo, facts);
     let mut edges = Vec::new();
     let mut external: Vec<Vec<String>> = vec![Vec::new(); n];
     for (i, f) in facts.iter().enumerate() {

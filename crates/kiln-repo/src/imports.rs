@@ -85,7 +85,7 @@ pub struct RawImport {
 }
 
 /// Everything kiln reads from one file with one parse.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FileFacts {
     /// The imports, in source order.
     pub imports: Vec<RawImport>,
@@ -93,6 +93,9 @@ pub struct FileFacts {
     pub package: Option<String>,
     /// C# namespaces declared in the file (block and file-scoped), in source order, deduplicated.
     pub namespaces: Vec<String>,
+    /// Share of the file tree-sitter could not parse (see [`parse_error_share`]), from the same
+    /// parse, so the corpus quality screen costs no second parse.
+    pub error_share: f64,
 }
 
 /// Parses `source` once and returns its imports and declarations.
@@ -109,7 +112,7 @@ pub fn analyze(syntax: ImportSyntax, source: &str) -> FileFacts {
         let bytes = source.as_bytes();
         let names = query.capture_names();
         let mut found: Vec<(usize, RawImport)> = Vec::new();
-        let mut facts = FileFacts::default();
+        let mut facts = FileFacts { error_share: error_share_of(&tree, source), ..FileFacts::default() };
         let mut cursor = QueryCursor::new();
         let mut matches = cursor.matches(query, tree.root_node(), bytes);
         while let Some(m) = matches.next() {
@@ -162,38 +165,39 @@ pub fn go_package(source: &str) -> Option<String> {
 /// capped at 1. `Some(0.0)` for an empty or clean file; `None` only if the parser gave no tree.
 /// Reuses this thread's cached parser, so it is as cheap as [`analyze`]'s parse.
 pub fn parse_error_share(syntax: ImportSyntax, source: &str) -> Option<f64> {
-    with_parser(syntax, |parser, _| {
-        let tree = parser.parse(source, None)?;
-        let root = tree.root_node();
-        if source.is_empty() || !root.has_error() {
-            return Some(0.0);
+    with_parser(syntax, |parser, _| Some(error_share_of(&parser.parse(source, None)?, source)))
+}
+
+fn error_share_of(tree: &tree_sitter::Tree, source: &str) -> f64 {
+    let root = tree.root_node();
+    if source.is_empty() || !root.has_error() {
+        return 0.0;
+    }
+    let mut bad = 0usize;
+    let mut cursor = root.walk();
+    // Pre-order walk that skips subtrees without errors and does not descend into an ERROR
+    // node (its bytes are already counted once).
+    'walk: loop {
+        let node = cursor.node();
+        let descend = if node.is_error() {
+            bad += node.byte_range().len();
+            false
+        } else if node.is_missing() {
+            bad += 1;
+            false
+        } else {
+            node.has_error()
+        };
+        if descend && cursor.goto_first_child() {
+            continue;
         }
-        let mut bad = 0usize;
-        let mut cursor = root.walk();
-        // Pre-order walk that skips subtrees without errors and does not descend into an ERROR
-        // node (its bytes are already counted once).
-        'walk: loop {
-            let node = cursor.node();
-            let descend = if node.is_error() {
-                bad += node.byte_range().len();
-                false
-            } else if node.is_missing() {
-                bad += 1;
-                false
-            } else {
-                node.has_error()
-            };
-            if descend && cursor.goto_first_child() {
-                continue;
-            }
-            while !cursor.goto_next_sibling() {
-                if !cursor.goto_parent() {
-                    break 'walk;
-                }
+        while !cursor.goto_next_sibling() {
+            if !cursor.goto_parent() {
+                break 'walk;
             }
         }
-        Some((bad as f64 / source.len() as f64).min(1.0))
-    })
+    }
+    (bad as f64 / source.len() as f64).min(1.0)
 }
 
 /// The grammar for one file: its language's [`ImportSyntax`], except that `.tsx` files need the
@@ -614,6 +618,9 @@ mod tests {
         let prose = "This is not code at all, it's ( a sentence ] with { broken } brackets !!! ?? @@\n";
         let big = parse_error_share(ImportSyntax::C, &prose.repeat(5)).unwrap();
         assert!(big > 0.5 && big <= 1.0, "{big}");
+        // `analyze` reports the same share from its one parse.
+        assert_eq!(analyze(ImportSyntax::Python, &mostly_ok).error_share, small);
+        assert_eq!(analyze(ImportSyntax::C, &prose.repeat(5)).error_share, big);
     }
 
     #[test]
