@@ -68,9 +68,7 @@ fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let repos: Vec<PathBuf> = if repos_root {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(&path)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        v.sort();
-        v
+        kiln_repo::ingest::list_repos_root(&path)?
     } else {
         vec![path.clone()]
     };

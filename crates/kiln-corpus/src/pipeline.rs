@@ -92,8 +92,7 @@ pub struct BuildPlan {
 }
 
 /// Lists the repositories of `inputs`: each input itself, or with `repos_root` each input's
-/// entries (sub-directories and archives, hidden entries passed over, as
-/// [`kiln_repo::ingest::ingest_repos_root`] does, but without reading them yet). Sorted, deduplicated.
+/// repositories ([`kiln_repo::ingest::list_repos_root`], nothing read yet). Sorted, deduplicated.
 pub fn list_inputs(inputs: &[PathBuf], repos_root: bool) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for input in inputs {
@@ -104,19 +103,7 @@ pub fn list_inputs(inputs: &[PathBuf], repos_root: bool) -> Result<Vec<PathBuf>>
             out.push(input.clone());
             continue;
         }
-        let rd = std::fs::read_dir(input).map_err(io_err(input))?;
-        for entry in rd {
-            let entry = entry.map_err(io_err(input))?;
-            if entry.file_name().to_string_lossy().starts_with('.') {
-                continue;
-            }
-            let Ok(ft) = entry.file_type() else { continue };
-            let name = entry.file_name().to_string_lossy().to_ascii_lowercase();
-            let archive = [".tar", ".tar.gz", ".tgz", ".zip"].iter().any(|s| name.ends_with(s));
-            if ft.is_dir() || (ft.is_file() && archive) {
-                out.push(entry.path());
-            }
-        }
+        out.extend(kiln_repo::ingest::list_repos_root(input).map_err(|e| CorpusError::Plan(e.to_string()))?);
     }
     out.sort();
     out.dedup();

@@ -615,15 +615,10 @@ pub fn ingest_path(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSum
     }
 }
 
-/// Treats each entry of `root` as one repository: every sub-directory (working tree, bare
-/// repository or plain directory) and every archive file, in name order. Hidden entries,
-/// symlinks and other files are passed over. Each repository gets its own result, so one bad
-/// repository does not stop the others; the outer error is only for an unreadable `root`.
-#[allow(clippy::type_complexity)] // spelled out on purpose: one result per repository
-pub fn ingest_repos_root(
-    root: &Path,
-    opts: &IngestOptions,
-) -> Result<Vec<(PathBuf, Result<(Repo, IngestSummary)>)>> {
+/// The repositories of a repos root, sorted: its sub-directories and archives (recognised by
+/// their magic bytes or extension), hidden entries passed over. Lets a caller schedule the
+/// repositories (one task each, in parallel) before reading any of them.
+pub fn list_repos_root(root: &Path) -> Result<Vec<PathBuf>> {
     let read = std::fs::read_dir(root).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory {
             RepoError::NotARepository {
@@ -658,6 +653,19 @@ pub fn ingest_repos_root(
         }
     }
     candidates.sort();
+    Ok(candidates)
+}
+
+/// Treats each entry of `root` as one repository: every sub-directory (working tree, bare
+/// repository or plain directory) and every archive file, in name order. Hidden entries,
+/// symlinks and other files are passed over. Each repository gets its own result, so one bad
+/// repository does not stop the others; the outer error is only for an unreadable `root`.
+#[allow(clippy::type_complexity)] // spelled out on purpose: one result per repository
+pub fn ingest_repos_root(
+    root: &Path,
+    opts: &IngestOptions,
+) -> Result<Vec<(PathBuf, Result<(Repo, IngestSummary)>)>> {
+    let candidates = list_repos_root(root)?;
     Ok(candidates
         .into_iter()
         .map(|p| {

@@ -1,6 +1,8 @@
 //! The dependency graph and Algorithm 1 order on the fixture repositories of
 //! `tests/fixtures/repos/` (their intended graphs are described in its README.md).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -56,18 +58,7 @@ fn map(entries: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
 /// `to` reaches `from` (so edge from→to lies on a cycle), by BFS: an independent check of the
 /// SCC-based `graph::violations`.
 fn on_cycle(g: &DepGraph, from: usize, to: usize) -> bool {
-    let mut seen = vec![false; g.n_files];
-    let mut stack = vec![to];
-    while let Some(v) = stack.pop() {
-        if v == from {
-            return true;
-        }
-        if std::mem::replace(&mut seen[v], true) {
-            continue;
-        }
-        stack.extend(g.edges.iter().filter(|e| e.from == v).map(|e| e.to));
-    }
-    false
+    common::reaches(g, to, from)
 }
 
 /// Every order (several seeds) holds every file once, respects every edge not on a cycle, and is

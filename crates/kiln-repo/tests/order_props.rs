@@ -1,5 +1,8 @@
 //! Property tests of Algorithm 1 (`graph::order`) on random graphs.
 
+mod common;
+use common::reaches;
+
 use std::collections::BTreeSet;
 
 use kiln_repo::graph::{self, DepGraph, Edge};
@@ -48,20 +51,6 @@ fn positions(order: &[Vec<usize>], n: usize) -> Vec<usize> {
     pos
 }
 
-fn reaches(g: &DepGraph, from: usize, to: usize) -> bool {
-    let mut seen = vec![false; g.n_files];
-    let mut stack = vec![from];
-    while let Some(v) = stack.pop() {
-        if v == to {
-            return true;
-        }
-        if std::mem::replace(&mut seen[v], true) {
-            continue;
-        }
-        stack.extend(g.edges.iter().filter(|e| e.from == v).map(|e| e.to));
-    }
-    false
-}
 
 /// Weakly connected components by undirected BFS (independent of the union-find in the crate).
 fn wcc(g: &DepGraph) -> BTreeSet<BTreeSet<usize>> {
