@@ -1,6 +1,6 @@
 //! Lists the files of a repository that decontamination would drop, with what matched.
 //!
-//!     cargo run --release -p kiln-corpus --example decontam_probe -- DIR [BENCHMARKS_DIR]
+//!     cargo run --release -p kiln-corpus --example decontam_probe -- DIR [BENCHMARKS_DIR [MIN_COVERAGE]]
 use std::path::PathBuf;
 
 use kiln_corpus::{Benchmarks, DecontamConfig, DecontamIndex};
@@ -11,7 +11,11 @@ fn main() {
     let dir = PathBuf::from(args.first().expect("usage: decontam_probe DIR [BENCHMARKS_DIR]"));
     let bench = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("../shared/benchmarks"));
     let b = Benchmarks::load_dir(&bench).expect("benchmarks load");
-    let index = DecontamIndex::build(&b, &DecontamConfig::default());
+    let mut cfg = DecontamConfig::default();
+    if let Some(c) = args.get(2) {
+        cfg.min_coverage = c.parse().expect("MIN_COVERAGE is a number in 0..=1");
+    }
+    let index = DecontamIndex::build(&b, &cfg);
     let (repo, _) = ingest_path(&dir, &IngestOptions::default()).expect("input reads");
     let mut n = 0;
     for f in &repo.files {

@@ -4,8 +4,10 @@
 //! questions, code and test asserts) and sample texts. Out: for a contaminated sample, the
 //! benchmark task ids it overlaps ([`Contamination`]); `None` for a clean one.
 //!
-//! Rules (the paper's): a sample sharing **any 10-gram** with a benchmark string is contaminated;
-//! a benchmark string of **3 to 9 grams** is matched **exactly** (as a substring) instead.
+//! Rules (the paper's, with one measured change): a sample sharing **10-grams** with a benchmark
+//! string is contaminated (the paper: any one; kiln by default: at least 25 % of that string's
+//! 10-grams, see *Shared idioms* below); a benchmark string of **3 to 9 grams** is matched
+//! **exactly** (as a substring) instead.
 //!
 //! **Grams are word tokens**: maximal runs of alphanumeric/`_` characters, lower-cased, the same
 //! tokens as near-dedup ([`crate::dedup::tokens`]). Why not whitespace-separated words: code is
@@ -36,9 +38,17 @@
 //!   standard library (1814 files, file-level decontamination): with all-number n-grams only
 //!   skipped, 22 files were dropped, all false positives; 8 of them only through letter runs
 //!   (`a b c d e f g h i j` from MBPP/265, 732, 696 test asserts, `r r r ...` of MBPP/810).
-//!   Skipping single-character tokens too removes those: 14 files dropped. Remaining (not
-//!   yet addressed): `def __init__(self, a, b): self.a = a; self.b = b` (MBPP/601's solution),
-//!   `{'one': 1, 'two': 2, ...}` (HumanEval/19), `for i in range(n) for j in range(n)`.
+//!   Skipping single-character tokens too removes those: 14 files dropped.
+//! * *Shared idioms.* The 14 left matched a few n-grams of a long benchmark string: `def
+//!   __init__(self, a, b): self.a = a; self.b = b` (3 of MBPP/601's solution n-grams),
+//!   `{'one': 1, 'two': 2, ...}` (HumanEval/19), `for i in range(n) for j in range(n)`. A copy of
+//!   a benchmark string holds most of its n-grams; an idiom holds a few. So a string counts as
+//!   present only when a sample holds at least [`DecontamConfig::min_coverage`] (default 0.25) of
+//!   its indexed n-grams (at least one). Measured on the same stdlib: coverage 0 (the paper's
+//!   literal "any 10-gram") 14 files; 0.05: 9; 0.10: 4; 0.15: 1 (`collections/__init__.py`,
+//!   whose `Counter.elements` docstring MBPP/810's question was copied from); 0.25: none. A pasted
+//!   prompt, solution or test matches ~100 % of its n-grams, so recall is kept for copies, and
+//!   lightly edited copies keep well over a quarter.
 //! * *Short solutions.* HumanEval's shortest canonical solutions are idioms (`return x + y`,
 //!   `return len(string)`, `return sorted(list(set(l)))`); an exact match on them would remove
 //!   ordinary code everywhere. BigCode whitelists such strings (`HUMAN_EVAL_STRINGS_OK`); kiln
@@ -54,7 +64,7 @@ use aho_corasick::AhoCorasick;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
-use crate::dedup::{hash_window, tokens};
+use crate::dedup::{self, hash_window, tokens};
 
 /// Errors loading benchmark data.
 #[derive(Debug, thiserror::Error)]
@@ -248,6 +258,15 @@ pub struct DecontamConfig {
     pub skip_numeric_ngrams: bool,
     /// Also match solutions shorter than `n` grams exactly (off: they are common idioms).
     pub match_short_solutions: bool,
+    /// A benchmark string counts as present in a sample when the sample holds at least this share
+    /// of the string's indexed n-grams (at least one). `0.0` is the paper's literal rule: any
+    /// shared n-gram.
+    #[serde(default = "default_min_coverage")]
+    pub min_coverage: f64,
+}
+
+fn default_min_coverage() -> f64 {
+    DecontamConfig::default().min_coverage
 }
 
 impl Default for DecontamConfig {
@@ -258,6 +277,7 @@ impl Default for DecontamConfig {
             max_task_df: 2,
             skip_numeric_ngrams: true,
             match_short_solutions: false,
+            min_coverage: 0.25,
         }
     }
 }
@@ -278,7 +298,11 @@ pub struct Contamination {
 pub struct DecontamIndex {
     n: usize,
     tasks: Vec<String>,
+    /// N-gram hash → the benchmark strings (indices into `strings`) that contain it.
     ngrams: HashMap<u64, Vec<u32>>,
+    /// Per benchmark string with n-grams: its task, and how many distinct indexed n-grams a
+    /// sample must share with it to count as containing it.
+    strings: Vec<(u32, u32)>,
     short: Option<AhoCorasick>,
     /// Per short pattern, the tasks it comes from.
     short_tasks: Vec<Vec<u32>>,
@@ -301,6 +325,8 @@ impl DecontamIndex {
         let n = cfg.n.max(1);
         let mut task_ids: HashMap<&str, u32> = HashMap::new();
         let mut tasks: Vec<String> = Vec::new();
+        // String index → its task; n-gram → string indices.
+        let mut string_task: Vec<u32> = Vec::new();
         let mut ngrams: HashMap<u64, Vec<u32>> = HashMap::new();
         let mut short: HashMap<String, Vec<u32>> = HashMap::new();
         for bt in &bench.texts {
@@ -310,14 +336,16 @@ impl DecontamIndex {
             });
             let toks = token_hashes(&bt.text);
             if toks.len() >= n {
+                let sid = string_task.len() as u32;
+                string_task.push(tid);
                 let hashes: Vec<u64> = toks.iter().map(|t| t.0).collect();
                 for (w, win) in toks.windows(n).zip(hashes.windows(n)) {
                     if cfg.skip_numeric_ngrams && w.iter().all(|t| t.1) {
                         continue;
                     }
                     let e = ngrams.entry(hash_window(win)).or_default();
-                    if !e.contains(&tid) {
-                        e.push(tid);
+                    if !e.contains(&sid) {
+                        e.push(sid);
                     }
                 }
             } else if toks.len() >= cfg.min_short
@@ -330,7 +358,24 @@ impl DecontamIndex {
             }
         }
         let before = ngrams.len();
-        ngrams.retain(|_, t| t.len() <= cfg.max_task_df);
+        ngrams.retain(|_, sids| {
+            let mut ts: Vec<u32> = sids.iter().map(|&s| string_task[s as usize]).collect();
+            ts.sort_unstable();
+            ts.dedup();
+            ts.len() <= cfg.max_task_df
+        });
+        // Each string's threshold, from the n-grams it kept after the template guard.
+        let mut kept = vec![0u32; string_task.len()];
+        for sids in ngrams.values() {
+            for &s in sids {
+                kept[s as usize] += 1;
+            }
+        }
+        let strings: Vec<(u32, u32)> = string_task
+            .iter()
+            .zip(&kept)
+            .map(|(&t, &k)| (t, ((cfg.min_coverage.clamp(0.0, 1.0) * k as f64).ceil() as u32).max(1)))
+            .collect();
         let mut short: Vec<(String, Vec<u32>)> = short.into_iter().collect();
         short.sort(); // deterministic pattern ids
         let (patterns, short_tasks): (Vec<String>, Vec<Vec<u32>>) = short.into_iter().unzip();
@@ -353,6 +398,7 @@ impl DecontamIndex {
             n,
             tasks,
             ngrams,
+            strings,
             short: matcher,
             short_tasks,
         }
@@ -376,8 +422,10 @@ impl DecontamIndex {
         let names = |ts: &[u32]| ts.iter().map(|&t| self.tasks[t as usize].clone()).collect::<Vec<_>>();
         let mut out = Vec::new();
         for (i, w) in hashes.windows(self.n).enumerate() {
-            if let Some(ts) = self.ngrams.get(&hash_window(w)) {
-                out.push((toks[i..i + self.n].join(" "), names(ts)));
+            if let Some(sids) = self.ngrams.get(&hash_window(w)) {
+                let mut ts: Vec<u32> = sids.iter().map(|&s| self.strings[s as usize].0).collect();
+                ts.dedup();
+                out.push((toks[i..i + self.n].join(" "), names(&ts)));
             }
         }
         if let Some(ac) = &self.short {
@@ -393,13 +441,28 @@ impl DecontamIndex {
     pub fn check(&self, text: &str) -> Option<Contamination> {
         let mut hit: HashSet<u32> = HashSet::new();
         let mut ngram_hits = 0;
-        let hashes: Vec<u64> = tokens(text).map(|t| xxh3_64(t.as_bytes())).collect();
+        let hashes: Vec<u64> = dedup::token_hashes(text);
+        // Distinct n-grams found, then per benchmark string how many of its n-grams they cover.
+        let mut found: HashSet<u64> = HashSet::new();
         for w in hashes.windows(self.n) {
-            if let Some(ts) = self.ngrams.get(&hash_window(w)) {
+            let h = hash_window(w);
+            if self.ngrams.contains_key(&h) {
                 ngram_hits += 1;
-                hit.extend(ts);
+                found.insert(h);
             }
         }
+        let mut covered: HashMap<u32, u32> = HashMap::new();
+        for h in &found {
+            for &s in &self.ngrams[h] {
+                *covered.entry(s).or_default() += 1;
+            }
+        }
+        hit.extend(
+            covered
+                .into_iter()
+                .filter(|&(s, c)| c >= self.strings[s as usize].1)
+                .map(|(s, _)| self.strings[s as usize].0),
+        );
         let mut exact_hits = 0;
         if let Some(ac) = &self.short {
             for m in ac.find_overlapping_iter(&squash_ws(text)) {
@@ -469,11 +532,14 @@ mod tests {
         let solution = task(&b, "HumanEval/0", Field::Solution);
         let sample = format!("import sys\n\n\ndef close_pair(numbers, threshold):\n{solution}\n\nprint(close_pair([1.0], 0.5))\n");
         let c = index.check(&sample).expect("contaminated");
+        assert_eq!(c.tasks, ["HumanEval/0"]);
+        assert!(c.ngram_hits > 0);
         // HumanEval/20 (find_closest_elements) has the same double loop
         // `for idx, elem in enumerate(numbers): for idx2, elem2 in enumerate(numbers): if idx != idx2`,
-        // so the sample truly shares 10-grams with it too; both are reported.
-        assert_eq!(c.tasks, ["HumanEval/0", "HumanEval/20"]);
-        assert!(c.ngram_hits > 0);
+        // so the sample shares a few of its 10-grams too: reported only under the paper's literal
+        // any-10-gram rule, not at the default coverage.
+        let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
+        assert_eq!(literal.check(&sample).unwrap().tasks, ["HumanEval/0", "HumanEval/20"]);
         // Reformatting does not hide it (word grams ignore spacing and case).
         let squeezed = sample
             .replace(", ", ",")
@@ -500,10 +566,13 @@ mod tests {
         // Same 9 grams; the gram before (`c` vs MBPP's `n`) and after (`_` vs `in`) differ.
         let sample = "def grid(rows, C):\n    tc = [[0 for x in range(C)] for x, _ in zip(rows, rows)]\n    return tc\n";
         assert_eq!(index.check(sample), None);
-        // Control: extend it to MBPP's 10th gram and it is caught.
+        // Kept even under the paper's literal any-10-gram rule...
+        let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
+        assert_eq!(literal.check(sample), None);
+        // ...and the control: extend it to MBPP's 10th gram and that rule catches it.
         let ten =
             "def grid(C):\n    tc = [[0 for x in range(C)] for x in range(R)]\n    return tc\n";
-        assert!(index
+        assert!(literal
             .check(ten)
             .expect("10-gram shared")
             .tasks
@@ -584,6 +653,26 @@ mod tests {
             },
         );
         assert_eq!(all.check("return bar(x)").unwrap().tasks, ["A/2"]);
+    }
+
+    /// `min_coverage`: one shared 10-gram of a 40-gram solution is boilerplate at the default
+    /// (1 of 31 n-grams < 25 %) but contamination under the paper's literal rule; a quarter of the
+    /// solution is contamination either way.
+    #[test]
+    fn coverage_threshold_separates_shared_idioms_from_copies() {
+        let words: Vec<String> = (0..40).map(|i| format!("w{i}x")).collect();
+        let mut b = Benchmarks::default();
+        b.texts = vec![BenchmarkText { task: "A/1".into(), field: Field::Solution, text: words.join(" ") }];
+        let default = DecontamIndex::build(&b, &DecontamConfig::default());
+        let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
+        assert_eq!(default.ngram_count(), 31);
+        let one_gram = words[5..15].join(" ");
+        assert_eq!(default.check(&one_gram), None);
+        assert_eq!(literal.check(&one_gram).unwrap().tasks, ["A/1"]);
+        // ceil(0.25 · 31) = 8 n-grams = 17 consecutive words: contaminated; 16 words (7): clean.
+        assert_eq!(default.check(&words[3..20].join(" ")).unwrap().tasks, ["A/1"]);
+        assert_eq!(default.check(&words[3..19].join(" ")), None);
+        assert!(default.check(&words.join(" ")).is_some());
     }
 
     #[test]

@@ -61,7 +61,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::config::{CorpusConfig, DecontamUnit};
 use crate::decontam::{Benchmarks, DecontamIndex};
-use crate::dedup::{dedup_unit, hash_window, DedupUnit, MinHasher};
+use crate::dedup::{dedup_unit, DedupUnit, MinHasher};
 use crate::error::{io_err, CorpusError, Result};
 use crate::filters::{check_file, DropReason};
 use crate::manifest::{
@@ -450,7 +450,7 @@ fn make_sample(
     let sig = hasher.signature(&text);
     let (b, r) = (cfg.lsh.bands, cfg.lsh.rows);
     // Only the band keys travel to the merge: 8 bytes per band instead of 8 per permutation.
-    let bands = if sig.0.is_empty() { Vec::new() } else { (0..b).map(|k| hash_window(&sig.0[k * r..(k + 1) * r])).collect() };
+    let bands = sig.band_keys(b, r);
     let contaminated_by = match index {
         Some(ix) if cfg.decontam_unit == DecontamUnit::Sample => ix.check(&text).map(|c| c.tasks).unwrap_or_default(),
         _ => Vec::new(),
@@ -861,7 +861,7 @@ mod tests {
             .enumerate()
             .map(|(i, t)| {
                 let sig = hasher.signature(t);
-                let bands = if sig.0.is_empty() { vec![] } else { (0..b).map(|k| hash_window(&sig.0[k * r..(k + 1) * r])).collect() };
+                let bands = sig.band_keys(b, r);
                 Light { id: ids[i].clone(), repo: "r".into(), input: i as u32, seq: 0, hash: format!("{:032x}", xxh3_128(t.as_bytes())), bands, contaminated_by: vec![] }
             })
             .collect();

@@ -37,6 +37,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::error::{io_err, CorpusError, Result};
 
@@ -313,8 +314,14 @@ pub struct ShardWriter<W: Write + Send> {
 impl<W: Write + Send> ShardWriter<W> {
     /// Starts a file; `path` is used in error messages.
     pub fn new(sink: W, path: &Path, candidate: bool) -> Result<Self> {
+        // Intermediate task files are read once by the merge: the fastest zstd level. Final
+        // shards are kept: level 3 (zstd's default).
+        let level = if candidate { 1 } else { 3 };
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(level).expect("valid zstd level")))
+            // Sample texts are all distinct: a dictionary page for them is built, found useless
+            // and thrown away for every row group (5 % of a corpus build's time). Off for `text`.
+            .set_column_dictionary_enabled(ColumnPath::from("text"), false)
             // Row groups of ~4k samples bound a reader's memory to a few row groups of text.
             .set_max_row_group_row_count(Some(4096))
             .build();
