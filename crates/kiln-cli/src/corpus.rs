@@ -89,7 +89,10 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
                 eprintln!("task {t} of {}: {what}", plan.tasks);
                 return Ok(());
             }
-            let outcome = pipeline::build(&plan, None)?;
+            let progress = BuildProgress::new(plan.tasks);
+            let outcome = pipeline::build_observed(&plan, None, &progress);
+            progress.bar.finish_and_clear();
+            let outcome = outcome?;
             let m = &outcome.manifest;
             eprintln!(
                 "{} samples kept of {} ({} exact dup, {} near dup, {} contaminated) in {} shard(s); tasks run {}, reused {}; {}",
@@ -125,5 +128,37 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// The `corpus build` progress bar on stderr: tasks done of all, bytes through the pipeline and
+/// the rate. indicatif draws nothing when stderr is not a terminal (CI logs, pipes).
+struct BuildProgress {
+    bar: indicatif::ProgressBar,
+    bytes: std::sync::atomic::AtomicU64,
+    start: std::time::Instant,
+}
+
+impl BuildProgress {
+    fn new(tasks: usize) -> Self {
+        let bar = indicatif::ProgressBar::new(tasks as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} tasks  {msg}")
+                .expect("progress template is valid"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        BuildProgress { bar, bytes: 0.into(), start: std::time::Instant::now() }
+    }
+}
+
+impl pipeline::BuildObserver for BuildProgress {
+    fn task_finished(&self, _task: usize, _status: TaskStatus) {
+        self.bar.inc(1);
+    }
+
+    fn bytes_processed(&self, bytes: u64) {
+        let total = self.bytes.fetch_add(bytes, std::sync::atomic::Ordering::Relaxed) + bytes;
+        let secs = self.start.elapsed().as_secs_f64().max(1e-3);
+        self.bar.set_message(format!("{:.1} MB, {:.1} MB/s", total as f64 / 1e6, total as f64 / 1e6 / secs));
     }
 }

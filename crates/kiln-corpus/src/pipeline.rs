@@ -199,12 +199,31 @@ fn prepare_out(plan: &BuildPlan) -> Result<()> {
     AtomicFile::write_all_to(&plan.out.join("config.json"), &cfg)
 }
 
+/// Hears how a [`build`] advances, from any of its worker threads: for a progress display.
+/// (Libraries log with `tracing`; drawing is the binary's business.)
+pub trait BuildObserver: Sync {
+    /// A task finished (ran or was found done).
+    fn task_finished(&self, _task: usize, _status: TaskStatus) {}
+    /// One repository's bytes went through ingestion, filters, ordering and hashing.
+    fn bytes_processed(&self, _bytes: u64) {}
+}
+
+/// The observer that ignores everything.
+pub struct NoProgress;
+
+impl BuildObserver for NoProgress {}
+
 /// Runs every task (in parallel, skipping finished ones) and then the merge.
 ///
 /// `abort_after_tasks` is a test hook: once that many tasks have finished in this call, no further
 /// task starts and the call returns [`CorpusError::Aborted`] without merging (as if the process
 /// had been killed between tasks). Pass `None` in normal use.
 pub fn build(plan: &BuildPlan, abort_after_tasks: Option<usize>) -> Result<BuildOutcome> {
+    build_observed(plan, abort_after_tasks, &NoProgress)
+}
+
+/// [`build`], reporting progress to `observer`.
+pub fn build_observed(plan: &BuildPlan, abort_after_tasks: Option<usize>, observer: &dyn BuildObserver) -> Result<BuildOutcome> {
     prepare_out(plan)?;
     let index = load_index(plan)?;
     let done = AtomicUsize::new(0);
@@ -216,7 +235,9 @@ pub fn build(plan: &BuildPlan, abort_after_tasks: Option<usize>) -> Result<Build
             if abort_after_tasks.is_some_and(|k| done.load(Ordering::SeqCst) >= k) {
                 return Err(CorpusError::Aborted { completed: done.load(Ordering::SeqCst) });
             }
-            match run_task(plan, index.as_ref(), t)? {
+            let status = run_task_observed(plan, index.as_ref(), t, observer)?;
+            observer.task_finished(t, status);
+            match status {
                 TaskStatus::Ran => {
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                     info!(task = t, finished = n, tasks = plan.tasks, "task done");
@@ -278,6 +299,10 @@ fn task_finished(plan: &BuildPlan, task: usize) -> Result<bool> {
 
 /// Runs task `task` of the plan unless its marker says it is done.
 pub fn run_task(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usize) -> Result<TaskStatus> {
+    run_task_observed(plan, index, task, &NoProgress)
+}
+
+fn run_task_observed(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usize, observer: &dyn BuildObserver) -> Result<TaskStatus> {
     if task_finished(plan, task)? {
         info!(task, "task already finished; reused");
         return Ok(TaskStatus::Reused);
@@ -300,6 +325,7 @@ pub fn run_task(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usize) ->
         report.repos += 1;
         report.files_ingested += summary.files as u64;
         report.bytes_ingested += summary.bytes;
+        let bytes = summary.bytes;
         for (reason, n) in &summary.skipped {
             *report.ingest_skipped.entry(reason.as_str().to_string()).or_default() += *n as u64;
         }
@@ -310,6 +336,7 @@ pub fn run_task(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usize) ->
         let samples = process_repo(repo, j as u32, cfg, &hasher, index, &mut report);
         report.samples += samples.len() as u64;
         writer.write(&samples)?;
+        observer.bytes_processed(bytes);
     }
     writer.finish()?.commit()?;
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");

@@ -403,3 +403,80 @@ fn python_stdlib_end_to_end() {
         assert_eq!(kiln_corpus::pipeline::sha256_file(&dir.join(&s.file)).unwrap().0, s.sha256);
     }
 }
+
+/// Issue #4's bad inputs "a repository with 200k tiny files" and "a single 1 GB file": every tiny
+/// file is kept and accounted for (one sample each: no imports join them), the 1 GiB file (sparse,
+/// so the test costs no disk) is a counted `too_large` skip that is never read, and the output
+/// adds up.
+#[test]
+fn a_repository_of_200k_tiny_files_and_a_1gb_file() {
+    const FILES: usize = 200_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("tiny");
+    for d in 0..200 {
+        let dir = repo.join(format!("pkg{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..FILES / 200 {
+            // Distinct texts (else exact dedup keeps one) with enough letters for the 25 % rule.
+            std::fs::write(dir.join(format!("mod{f:04}.py")), format!("value_{d}_{f} = 'item'\n")).unwrap();
+        }
+    }
+    let huge = std::fs::File::create(repo.join("huge.py")).unwrap();
+    huge.set_len(1 << 30).unwrap();
+    drop(huge);
+    let dir = tmp.path().join("out");
+    let t = std::time::Instant::now();
+    let m = build(&plan(vec![repo], &dir, None, None), None).unwrap().manifest;
+    eprintln!("200k tiny files: {:?}\n{}", t.elapsed(), m.format_stats());
+    check_counts(&m);
+    assert_eq!(m.files.files_ingested, FILES as u64);
+    assert_eq!(m.files.files_kept, FILES as u64, "{:?}", m.files.files_dropped);
+    assert_eq!(m.files.ingest_skipped.get("too_large"), Some(&1), "{:?}", m.files.ingest_skipped);
+    assert_eq!(m.samples.candidates, FILES as u64);
+    assert_eq!(m.samples.kept, FILES as u64, "{:?}", m.samples);
+    let samples = all_samples(&dir, &m);
+    assert_eq!(samples.len(), FILES);
+    assert_eq!(samples.iter().map(|s| s.files.len()).sum::<usize>(), FILES);
+    let ids: BTreeSet<&str> = samples.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids.len(), FILES, "sample ids are unique");
+}
+
+/// Real Rust code: a few crates of the cargo registry this machine built kiln from, one
+/// repository per crate (the other half of issue #4's "real code found on any machine").
+#[test]
+fn cargo_registry_end_to_end() {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let mut crates: Vec<PathBuf> = home
+        .map(|h| h.join("registry/src"))
+        .and_then(|src| std::fs::read_dir(src).ok())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|index| std::fs::read_dir(index.path()).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    crates.sort();
+    // A deterministic handful across the alphabet, not the whole registry (CI time).
+    let step = (crates.len() / 6).max(1);
+    let inputs: Vec<PathBuf> = crates.iter().step_by(step).take(6).cloned().collect();
+    if inputs.is_empty() {
+        eprintln!("SKIPPING cargo_registry_end_to_end: no cargo registry sources under $CARGO_HOME/registry/src");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("out");
+    let m = build(&plan(inputs.clone(), &dir, benchmarks_dir(), None), None).unwrap().manifest;
+    eprintln!("registry build: {inputs:?}\n{}", m.format_stats());
+    check_counts(&m);
+    assert_eq!(m.files.repos, inputs.len() as u64);
+    assert!(m.files.files_kept > 10, "{:?}", m.files);
+    let rust = &m.languages["Rust"];
+    assert!(rust.files > 10 && rust.bytes > 50_000, "{rust:?}");
+    let samples = all_samples(&dir, &m);
+    check_spans(&samples);
+    let bytes: u64 = samples.iter().flat_map(|s| &s.files).map(|f| f.end - f.start).sum();
+    assert_eq!(bytes, m.languages.values().map(|c| c.bytes).sum::<u64>());
+}
