@@ -37,6 +37,14 @@ pub enum CorpusError {
         /// The parquet/arrow message.
         message: String,
     },
+    /// A dataset input (JSONL/Parquet rows of files) is damaged or lacks the needed columns.
+    #[error("dataset {path}: {message}")]
+    Dataset {
+        /// The dataset file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        message: String,
+    },
     /// A manifest or task report is missing, damaged or from another version.
     #[error("{path}: {message}")]
     Manifest {

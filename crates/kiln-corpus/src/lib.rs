@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod dataset;
 pub mod decontam;
 pub mod dedup;
 pub mod error;

@@ -47,8 +47,14 @@ pub struct TaskReport {
     pub tasks: usize,
     /// Inputs handled by this task, in order.
     pub inputs: Vec<String>,
-    /// Repositories read.
+    /// Repositories read (from repository inputs and from dataset files).
     pub repos: u64,
+    /// Dataset files read (JSONL/Parquet inputs, see [`crate::dataset`]).
+    #[serde(default)]
+    pub datasets: u64,
+    /// Of `repos`, those that came from dataset files.
+    #[serde(default)]
+    pub dataset_repos: u64,
     /// Repositories with no file left after ingestion (counted, produce no sample).
     pub empty_repos: u64,
     /// Inputs that could not be read.
@@ -74,6 +80,8 @@ impl TaskReport {
     pub fn merge(&mut self, o: &TaskReport) {
         self.inputs.extend(o.inputs.iter().cloned());
         self.repos += o.repos;
+        self.datasets += o.datasets;
+        self.dataset_repos += o.dataset_repos;
         self.empty_repos += o.empty_repos;
         self.failed.extend(o.failed.iter().cloned());
         self.files_ingested += o.files_ingested;
@@ -234,6 +242,9 @@ impl Manifest {
         let f = &self.files;
         let _ = writeln!(s, "\nStage                       Count");
         let _ = writeln!(s, "inputs                 {:>10}", self.inputs.len());
+        if f.datasets > 0 {
+            let _ = writeln!(s, "dataset files read     {:>10}", f.datasets);
+        }
         let _ = writeln!(s, "repositories read      {:>10}", f.repos);
         let _ = writeln!(s, "  empty                {:>10}", f.empty_repos);
         let _ = writeln!(s, "  failed               {:>10}", f.failed.len());

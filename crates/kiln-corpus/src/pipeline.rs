@@ -61,6 +61,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::config::{CorpusConfig, DecontamUnit};
 use crate::decontam::{Benchmarks, DecontamIndex};
+use crate::dataset::{is_dataset, read_dataset};
 use crate::dedup::{dedup_unit, DedupUnit, MinHasher};
 use crate::error::{io_err, CorpusError, Result};
 use crate::filters::{check_file, DropReason};
@@ -314,29 +315,47 @@ fn run_task_observed(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usiz
     let pq_path = plan.task_path(task, "parquet");
     let mut writer = ShardWriter::new(AtomicFile::create(&pq_path)?, &pq_path, true)?;
     for (j, input) in plan.task_inputs(task) {
-        let (repo, summary) = match ingest_path(input, &opts) {
+        let read = if is_dataset(input) {
+            read_dataset(input, &opts).map(|d| {
+                report.datasets += 1;
+                report.dataset_repos += d.repos.len() as u64;
+                if d.bad_records > 0 {
+                    *report.ingest_skipped.entry("bad_record".into()).or_default() += d.bad_records;
+                }
+                d.repos
+            })
+            .map_err(|e| e.to_string())
+        } else {
+            ingest_path(input, &opts).map(|r| vec![r]).map_err(|e| e.to_string())
+        };
+        let repos = match read {
             Ok(r) => r,
             Err(e) => {
                 warn!(input = %input.display(), error = %e, "input not read; counted as failed");
-                report.failed.push(FailedInput { input: input.display().to_string(), error: e.to_string() });
+                report.failed.push(FailedInput { input: input.display().to_string(), error: e });
                 continue;
             }
         };
-        report.repos += 1;
-        report.files_ingested += summary.files as u64;
-        report.bytes_ingested += summary.bytes;
-        let bytes = summary.bytes;
-        for (reason, n) in &summary.skipped {
-            *report.ingest_skipped.entry(reason.as_str().to_string()).or_default() += *n as u64;
+        // `(input, seq)` identifies a sample within the run; a dataset input holds many repositories.
+        let mut next_seq = 0u32;
+        for (repo, summary) in repos {
+            report.repos += 1;
+            report.files_ingested += summary.files as u64;
+            report.bytes_ingested += summary.bytes;
+            let bytes = summary.bytes;
+            for (reason, n) in &summary.skipped {
+                *report.ingest_skipped.entry(reason.as_str().to_string()).or_default() += *n as u64;
+            }
+            if repo.files.is_empty() {
+                report.empty_repos += 1;
+                continue;
+            }
+            let samples = process_repo(repo, j as u32, next_seq, cfg, &hasher, index, &mut report);
+            next_seq += samples.len() as u32;
+            report.samples += samples.len() as u64;
+            writer.write(&samples)?;
+            observer.bytes_processed(bytes);
         }
-        if repo.files.is_empty() {
-            report.empty_repos += 1;
-            continue;
-        }
-        let samples = process_repo(repo, j as u32, cfg, &hasher, index, &mut report);
-        report.samples += samples.len() as u64;
-        writer.write(&samples)?;
-        observer.bytes_processed(bytes);
     }
     writer.finish()?.commit()?;
     let json = serde_json::to_vec_pretty(&report).expect("report serialises");
@@ -351,6 +370,7 @@ fn run_task_observed(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usiz
 fn process_repo(
     repo: Repo,
     input: u32,
+    first_seq: u32,
     cfg: &CorpusConfig,
     hasher: &MinHasher,
     index: Option<&DecontamIndex>,
@@ -413,7 +433,7 @@ fn process_repo(
     let mut samples: Vec<Sample> = groups
         .par_iter()
         .enumerate()
-        .map(|(seq, files)| make_sample(&repo, files, input, seq as u32, cfg, hasher, index))
+        .map(|(seq, files)| make_sample(&repo, files, input, first_seq + seq as u32, cfg, hasher, index))
         .collect();
     samples.sort_by_key(|s| s.seq);
     samples

@@ -96,7 +96,8 @@ fn check_counts(m: &Manifest) {
     assert_eq!(c.candidates, c.exact_duplicates + c.near_duplicates + c.contaminated + c.kept, "{c:?}");
     assert_eq!(c.candidates, f.samples);
     assert_eq!(m.shards.iter().map(|s| s.rows).sum::<u64>(), c.kept);
-    assert_eq!(f.repos + f.failed.len() as u64, m.inputs.len() as u64);
+    // Every input is a repository, a dataset file (holding `dataset_repos` repositories) or failed.
+    assert_eq!(f.repos - f.dataset_repos + f.datasets + f.failed.len() as u64, m.inputs.len() as u64);
 }
 
 /// Every file span holds the file's text exactly, preceded by its path header line.
@@ -479,4 +480,95 @@ fn cargo_registry_end_to_end() {
     check_spans(&samples);
     let bytes: u64 = samples.iter().flat_map(|s| &s.files).map(|f| f.end - f.start).sum();
     assert_eq!(bytes, m.languages.values().map(|c| c.bytes).sum::<u64>());
+}
+
+/// Dataset files as inputs (The Stack's column names): rows grouped by repository and ordered by
+/// imports; damaged lines counted as `bad_record`; a truncated gzip or Parquet file, or one
+/// without a text column, fails that input with an error naming it and keeps nothing from it.
+#[test]
+fn jsonl_and_parquet_datasets_as_inputs() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let row = |repo: &str, path: &str, content: &str| {
+        serde_json::json!({"max_stars_repo_name": repo, "max_stars_repo_path": path, "content": content, "lang": "Python"}).to_string()
+    };
+    let lines = [
+        row("acme/app", "app/main.py", "from app import util\n\ndef main():\n    return util.helper()\n"),
+        row("other/lib", "lib/core.py", "def core_function(value):\n    return value * 2\n"),
+        "{\"max_stars_repo_name\": \"acme/app\", \"content\": \"trunc".to_string(), // invalid JSON
+        serde_json::json!({"max_stars_repo_name": "acme/app", "max_stars_repo_path": "app/nocontent.py"}).to_string(),
+        row("acme/app", "app/util.py", "def helper():\n    return 'helped value'\n"),
+        row("acme/app", "../escape.py", "print('outside')\n"),
+    ];
+    let jsonl = tmp.path().join("stack-00000.jsonl");
+    std::fs::write(&jsonl, lines.join("\n") + "\n").unwrap();
+    // The same rows gzipped, then cut short: a damaged container.
+    let gz = tmp.path().join("stack-00001.jsonl.gz");
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    enc.write_all((lines.join("\n") + "\n").repeat(50).as_bytes()).unwrap();
+    let full = enc.finish().unwrap();
+    std::fs::write(&gz, &full[..full.len() / 2]).unwrap();
+    // Parquet with one binary (not UTF-8) text, and a truncated copy.
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("repo_name", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("path", arrow_schema::DataType::Utf8, false),
+        arrow_schema::Field::new("content", arrow_schema::DataType::Binary, true),
+    ]));
+    let texts: Vec<Option<&[u8]>> = vec![Some(b"package_value = 'parquet row one'\n"), Some(b"\xff\xfe not utf-8 text here\n"), None];
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow_array::StringArray::from(vec!["pq/repo", "pq/repo", "pq/repo"])),
+            Arc::new(arrow_array::StringArray::from(vec!["a.py", "b.py", "c.py"])),
+            Arc::new(arrow_array::BinaryArray::from(texts)),
+        ],
+    )
+    .unwrap();
+    let pq = tmp.path().join("rows.parquet");
+    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&pq).unwrap(), schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let cut = tmp.path().join("cut.parquet");
+    let bytes = std::fs::read(&pq).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() - 20]).unwrap();
+    let notext = tmp.path().join("notext.jsonl");
+    std::fs::write(&notext, "{\"path\": \"a.py\"}\n").unwrap();
+    let nocol = tmp.path().join("nocol.parquet");
+    {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new("body", arrow_schema::DataType::Utf8, false)]));
+        let batch = arrow_array::RecordBatch::try_new(schema.clone(), vec![Arc::new(arrow_array::StringArray::from(vec!["x"]))]).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&nocol).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    let dir = tmp.path().join("out");
+    let inputs = vec![jsonl.clone(), gz.clone(), pq.clone(), cut.clone(), notext.clone(), nocol.clone()];
+    let m = build(&plan(inputs, &dir, None, None), None).unwrap().manifest;
+    eprintln!("{}", m.format_stats());
+    check_counts(&m);
+    let f = &m.files;
+    // jsonl: acme/app + other/lib; parquet: pq/repo; notext.jsonl is read but holds only a bad record.
+    assert_eq!((f.datasets, f.dataset_repos, f.repos), (3, 3, 3), "{f:?}");
+    let failed: Vec<&str> = f.failed.iter().map(|x| x.input.as_str()).collect();
+    assert_eq!(failed.len(), 3, "{failed:?}");
+    let error_of = |input: &PathBuf| &f.failed.iter().find(|x| x.input == input.display().to_string()).unwrap_or_else(|| panic!("{} failed: {failed:?}", input.display())).error;
+    for (input, name) in [(&gz, "stack-00001.jsonl.gz"), (&cut, "cut.parquet")] {
+        let e = error_of(input);
+        assert!(e.contains(name) && e.contains("damaged"), "{e}");
+    }
+    let e = error_of(&nocol);
+    assert!(e.contains("nocol.parquet") && e.contains("no text column") && e.contains("\"body\""), "{e}");
+    // Bad records: the invalid line, the row without content (jsonl), the null parquet text and
+    // notext.jsonl's row.
+    assert_eq!(f.ingest_skipped.get("bad_record"), Some(&4), "{:?}", f.ingest_skipped);
+    assert_eq!(f.ingest_skipped.get("unsafe_path"), Some(&1), "{:?}", f.ingest_skipped);
+    assert_eq!(f.ingest_skipped.get("invalid_utf8"), Some(&1), "{:?}", f.ingest_skipped);
+    assert_eq!(f.files_ingested, 4); // main, util, core, parquet a.py
+    let samples = all_samples(&dir, &m);
+    check_spans(&samples);
+    let app = samples.iter().find(|s| s.repo == "acme/app").expect("acme/app sample");
+    let paths: Vec<&str> = app.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["app/util.py", "app/main.py"], "util.py is imported by main.py so comes first");
+    assert!(samples.iter().any(|s| s.repo == "pq/repo"));
 }

@@ -1162,6 +1162,39 @@ pub fn ingest_archive(path: &Path, opts: &IngestOptions) -> Result<(Repo, Ingest
     }
 }
 
+/// A repository given as in-memory `(path, bytes)` entries, e.g. the rows of a dataset file
+/// (The Stack style: one row per file with its repository and path). Applies the same rules as
+/// the archive reader: unsafe paths (`..`, absolute) skipped, vendored/generated directories and
+/// lock files pruned, language detection, size cap, binary and UTF-8 checks, the file cap and the
+/// byte budget, duplicate paths (the later wins). Entries need not be sorted.
+pub fn ingest_entries(
+    name: &str,
+    entries: impl IntoIterator<Item = (String, Vec<u8>)>,
+    opts: &IngestOptions,
+) -> (Repo, IngestSummary) {
+    let mut c = Collector::new(opts);
+    for (raw_path, bytes) in entries {
+        let Some(parts) = safe_components(raw_path.as_bytes()) else {
+            c.skip(&raw_path, SkipReason::UnsafePath);
+            continue;
+        };
+        let rel_path = parts.join("/");
+        if c.charge(&rel_path, bytes.len() as u64) == Flow::Stop || c.visit(&rel_path) == Flow::Stop {
+            break;
+        }
+        if c.pruned_by_dir(&parts) {
+            continue;
+        }
+        let language = match c.precheck(&rel_path, bytes.len() as u64) {
+            Ok(l) => l,
+            Err(Flow::Continue) => continue,
+            Err(Flow::Stop) => break,
+        };
+        c.accept(rel_path, language, bytes);
+    }
+    c.finish(name.to_string())
+}
+
 fn archive_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
     RepoError::Archive {
         path: path.to_path_buf(),
