@@ -13,8 +13,10 @@ pub enum CorpusCommand {
     /// Build a repository-level corpus: filter, order, render, dedup, decontaminate, write
     /// Parquet shards and manifest.json to --out. Rerun the same command to resume.
     Build {
-        /// Repositories (directories, git repositories, .tar/.tar.gz/.zip archives); with
-        /// --repos-root, directories whose entries are repositories.
+        /// Repositories (directories, git repositories, .tar/.tar.gz/.zip archives) or dataset
+        /// files with one row per source file (.jsonl, .jsonl.gz, .parquet; columns
+        /// content/path/repo, The Stack's names accepted); with --repos-root, directories whose
+        /// entries are repositories.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
         /// Output directory (shards, manifest.json, config.json, tasks/).
