@@ -19,7 +19,7 @@ MB/s = ingested bytes / wall seconds (kiln: `files.bytes_ingested` of the manife
 bytes of the files it read). Both read from a warm page cache.
 
     pip install -r benches/requirements.txt
-    cargo build --release -p kiln-cli
+    cargo build --release -p kiln-cli && cargo build --release -p kiln-corpus --example filters_minhash
     python3 benches/corpus_vs_datasketch.py [--cargo-registry] [INPUT ...]
 """
 import argparse
@@ -115,12 +115,20 @@ def run_kiln(kiln, inputs, repos_root, threads, decontam):
     return m, wall, cpu
 
 
+def run_same_work(example, paths):
+    """kiln's filters + MinHash + LSH alone (examples/filters_minhash.rs), one thread, same files."""
+    r = subprocess.run([example], input="\n".join(paths), capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="*", help="repository directories (default: the python3 standard library)")
     ap.add_argument("--cargo-registry", action="store_true", help="also the cargo registry sources (~/.cargo/registry/src/*, one repository per crate)")
     ap.add_argument("--decontam", action="store_true", help="run kiln with decontamination (../shared/benchmarks)")
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
+    ap.add_argument("--same-work", default=str(ROOT / "target" / "release" / "examples" / "filters_minhash"),
+                    help="kiln's filters+MinHash example (cargo build --release -p kiln-corpus --example filters_minhash)")
     args = ap.parse_args()
     if not Path(args.kiln).exists():
         sys.exit("need a release build of kiln (cargo build --release -p kiln-cli)")
@@ -153,6 +161,11 @@ def main():
         print(f"  kiln all cores: {wn:7.2f} s wall, {cn:7.2f} s cpu, {kn:8.2f} MB/s ({os.cpu_count()} cores)")
         print(f"  python 1 proc:  {pw:7.2f} s wall, {py:8.2f} MB/s")
         print(f"  ratio per core (kiln 1 thread / python): {k1 / py:.1f}x")
+        if Path(args.same_work).exists():
+            sw = run_same_work(args.same_work, paths)
+            swr = sw["bytes"] / 1e6 / sw["seconds"]
+            print(f"  same work as the baseline (kiln filters + MinHash + LSH only, 1 thread): {swr:8.2f} MB/s, "
+                  f"{sw['kept']} kept, {sw['near_dup_hits']} LSH hits -> {swr / py:.1f}x python")
 
 
 if __name__ == "__main__":
