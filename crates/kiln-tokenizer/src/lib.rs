@@ -6,6 +6,8 @@
 //! and [`TextStream`] for printing generated text as it arrives without splitting UTF-8 characters.
 #![deny(missing_docs)]
 
+pub mod gguf;
+pub mod layout;
 pub mod special;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +68,8 @@ pub struct Tokenizer {
     inner: tokenizers::Tokenizer,
     add_bos: bool,
     special: SpecialIds,
+    /// Added tokens by id: `(content, special)`. See [`Tokenizer::decode`].
+    added: std::collections::HashMap<u32, (String, bool)>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -114,7 +118,8 @@ impl Tokenizer {
             Err(_) => special.bos.is_some(),
         };
         tracing::debug!(path = %path.display(), ids = inner.get_vocab_size(true), add_bos, "tokenizer loaded");
-        Ok(Self { inner, add_bos, special })
+        let added = inner.get_added_tokens_decoder().into_iter().map(|(id, t)| (id, (t.content, t.special))).collect();
+        Ok(Self { inner, add_bos, special, added })
     }
 
     /// Ids of the special tokens.
@@ -162,8 +167,31 @@ impl Tokenizer {
 
     /// Turns ids back into text; `skip_special` drops the tokens marked special (BOS, EOS, EOT),
     /// as transformers' `decode(skip_special_tokens=True)` does.
+    ///
+    /// Added tokens decode to their text as written. `tokenizers` instead passes them through the
+    /// ByteLevel decoder, which garbles DeepSeek's ids 32000..32012: those are the single
+    /// characters `õ ÷ Á ý À ÿ ø ú þ ü ù ö û`, matched literally in the input on encode (so
+    /// "Führer" encodes `ü` as id 32009), but the ByteLevel decoder reads `ü` as the lone byte
+    /// 0xFC and prints U+FFFD ("F�hrer"). kiln makes decode the inverse of encode instead; every
+    /// other id decodes exactly as `tokenizers` (and transformers) decode it.
     pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special).map_err(|e| TokenizerError::Codec(e.to_string()))
+        let codec = |e: tokenizers::Error| TokenizerError::Codec(e.to_string());
+        if !ids.iter().any(|id| self.added.contains_key(id)) {
+            return self.inner.decode(ids, skip_special).map_err(codec);
+        }
+        let mut out = String::new();
+        let mut run_start = 0;
+        for (i, id) in ids.iter().enumerate() {
+            if let Some((content, special)) = self.added.get(id) {
+                out.push_str(&self.inner.decode(&ids[run_start..i], skip_special).map_err(codec)?);
+                if !(skip_special && *special) {
+                    out.push_str(content);
+                }
+                run_start = i + 1;
+            }
+        }
+        out.push_str(&self.inner.decode(&ids[run_start..], skip_special).map_err(codec)?);
+        Ok(out)
     }
 }
 

@@ -1,0 +1,68 @@
+//! The real DeepSeek-Coder vocabulary, imported from llama.cpp's GGUF, tokenizes llama.cpp's test
+//! strings (`.gguf.inp`) into exactly the ids of `.gguf.out` and decodes them back.
+//!
+//! Files: `../shared/tokenizers/deepseek-coder/` (read-only, present in CI).
+use std::path::{Path, PathBuf};
+
+use kiln_tokenizer::layout::import_gguf;
+use kiln_tokenizer::Tokenizer;
+
+fn vocab_dir() -> Option<PathBuf> {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tokenizers/deepseek-coder");
+    if d.join("ggml-vocab-deepseek-coder.gguf").is_file() {
+        Some(d)
+    } else {
+        eprintln!("SKIPPING: no DeepSeek-Coder GGUF vocabulary at {}", d.display());
+        None
+    }
+}
+
+fn import(dir: &Path) -> (tempfile::TempDir, Tokenizer, usize) {
+    let imported = import_gguf(&dir.join("ggml-vocab-deepseek-coder.gguf")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("tokenizer.json"), serde_json::to_vec(&imported.tokenizer).unwrap()).unwrap();
+    std::fs::write(out.path().join("tokenizer_config.json"), serde_json::to_vec(&imported.config).unwrap()).unwrap();
+    let tok = Tokenizer::from_dir(out.path()).unwrap();
+    (out, tok, imported.ids)
+}
+
+#[test]
+fn imported_gguf_vocabulary_matches_llama_cpp_golden_ids() {
+    let Some(dir) = vocab_dir() else { return };
+    let (_tmp, tok, ids) = import(&dir);
+    assert_eq!(ids, 32022, "32,000 BPE ids + 22 added tokens (spec §3.1)");
+    let inp = std::fs::read_to_string(dir.join("ggml-vocab-deepseek-coder.gguf.inp")).unwrap();
+    let out = std::fs::read_to_string(dir.join("ggml-vocab-deepseek-coder.gguf.out")).unwrap();
+    let cases: Vec<&str> = inp.split("\n__ggml_vocab_test__\n").collect();
+    let expected: Vec<&str> = out.split('\n').collect();
+    // The file ends with a separator: one empty trailing piece on each side.
+    assert_eq!(cases.len(), expected.len());
+    assert!(cases.len() > 40);
+    let mut failures = Vec::new();
+    for (text, want) in cases.iter().zip(&expected).take(cases.len() - 1) {
+        let want: Vec<u32> = want.split_whitespace().map(|t| t.parse().unwrap()).collect();
+        let got = tok.encode_raw(text).unwrap();
+        if got != want {
+            failures.push(format!("{text:?}\n  want {want:?}\n  got  {got:?}"));
+            continue;
+        }
+        let back = tok.decode(&got, false).unwrap();
+        if back != *text {
+            failures.push(format!("{text:?} decodes to {back:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} cases differ:\n{}", failures.len(), cases.len() - 1, failures.join("\n"));
+}
+
+#[test]
+fn imported_special_tokens_have_deepseek_ids_and_roles() {
+    let Some(dir) = vocab_dir() else { return };
+    let (_tmp, tok, _) = import(&dir);
+    let s = tok.special();
+    assert_eq!((s.bos, s.eos, s.fim_hole, s.fim_begin, s.fim_end, s.eot), (Some(32013), Some(32014), Some(32015), Some(32016), Some(32017), Some(32021)));
+    assert!(tok.adds_bos());
+    assert_eq!(tok.encode("x").unwrap()[0], 32013);
+    // BOS/EOS/EOT are dropped by skip_special; FIM sentinels are not special in the release.
+    let ids = [32013, 32016, 87, 32015, 32017, 32014];
+    assert_eq!(tok.decode(&ids, true).unwrap(), "<｜fim▁begin｜>x<｜fim▁hole｜><｜fim▁end｜>");
+}
