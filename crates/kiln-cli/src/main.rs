@@ -6,6 +6,7 @@ mod corpus;
 mod generate;
 mod info;
 mod repo;
+mod tokenizer;
 
 use std::process::ExitCode;
 
@@ -44,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: corpus::CorpusCommand,
     },
+    /// Train, import (GGUF), and use byte-level BPE tokenizers in DeepSeek-Coder's layout.
+    Tokenizer {
+        #[command(subcommand)]
+        command: tokenizer::TokenizerCommand,
+    },
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -61,6 +67,7 @@ fn main() -> ExitCode {
         Command::Model { command } => info::run(command),
         Command::Repo { command } => repo::run(command),
         Command::Corpus { command } => corpus::run(command),
+        Command::Tokenizer { command } => tokenizer::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

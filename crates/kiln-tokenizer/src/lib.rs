@@ -9,6 +9,7 @@
 pub mod gguf;
 pub mod layout;
 pub mod special;
+pub mod train;
 
 use std::path::{Path, PathBuf};
 
