@@ -3,6 +3,7 @@
 
 mod bench;
 mod corpus;
+mod data;
 mod generate;
 mod info;
 mod repo;
@@ -50,6 +51,11 @@ enum Command {
         #[command(subcommand)]
         command: tokenizer::TokenizerCommand,
     },
+    /// Pack a corpus into training windows (FIM, Megatron .bin/.idx) and inspect them.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -68,6 +74,7 @@ fn main() -> ExitCode {
         Command::Repo { command } => repo::run(command),
         Command::Corpus { command } => corpus::run(command),
         Command::Tokenizer { command } => tokenizer::run(command),
+        Command::Data { command } => data::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -146,7 +146,10 @@ fn read_jsonl(path: &Path) -> Result<Rows> {
 }
 
 /// One string-like Arrow column, row by row (`None` for a null).
-fn column_strings<'a>(path: &Path, name: &str, col: &'a dyn Array) -> Result<Box<dyn Fn(usize) -> Option<&'a [u8]> + 'a>> {
+/// Row `i` of a string-like column as bytes (`None` for a null).
+type RowBytes<'a> = Box<dyn Fn(usize) -> Option<&'a [u8]> + 'a>;
+
+fn column_strings<'a>(path: &Path, name: &str, col: &'a dyn Array) -> Result<RowBytes<'a>> {
     let any = col.as_any();
     macro_rules! strings {
         ($t:ty, $bytes:expr) => {

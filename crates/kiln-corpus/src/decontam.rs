@@ -661,8 +661,7 @@ mod tests {
     #[test]
     fn coverage_threshold_separates_shared_idioms_from_copies() {
         let words: Vec<String> = (0..40).map(|i| format!("w{i}x")).collect();
-        let mut b = Benchmarks::default();
-        b.texts = vec![BenchmarkText { task: "A/1".into(), field: Field::Solution, text: words.join(" ") }];
+        let b = Benchmarks { texts: vec![BenchmarkText { task: "A/1".into(), field: Field::Solution, text: words.join(" ") }] };
         let default = DecontamIndex::build(&b, &DecontamConfig::default());
         let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
         assert_eq!(default.ngram_count(), 31);

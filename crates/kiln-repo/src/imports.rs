@@ -128,7 +128,7 @@ fn analyze_in(syntax: ImportSyntax, source: &str, scope: QueryScope) -> FileFact
         let mut found: Vec<(usize, RawImport)> = Vec::new();
         let mut facts = FileFacts { error_share: error_share_of(&tree, source), ..FileFacts::default() };
         let ranges = match scope {
-            QueryScope::WholeTree => vec![0..bytes.len()],
+            QueryScope::WholeTree => std::iter::once(0..bytes.len()).collect(),
             QueryScope::KeywordLines => keyword_ranges(syntax, bytes),
         };
         let mut cursor = QueryCursor::new();
