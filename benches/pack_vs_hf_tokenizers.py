@@ -81,10 +81,14 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"machine: {cpu}, {os.cpu_count()} cores; python tokenizers {tokenizers.__version__}")
     print(f"corpus: {len(texts)} samples, {nbytes / 1e6:.1f} MB; tokenizer {tok_path}")
-    kt = meta.get("tokens", meta)
-    print(f"  kiln data pack:          {kw:7.2f} s wall, {nbytes / 1e6 / kw:8.2f} MB/s  (meta: {json.dumps(kt)[:200]})")
+    ktokens = meta["train"]["tokens"] + meta["val"]["tokens"]
+    docs = meta["train"]["documents"] + meta["val"]["documents"]
+    print(f"  kiln data pack:          {kw:7.2f} s wall, {nbytes / 1e6 / kw:8.2f} MB/s  "
+          f"({ktokens} tokens = {ktokens - 2 * docs} + BOS/EOS for {docs} documents)")
     print(f"  tokenizers encode_batch: {pw:7.2f} s wall, {nbytes / 1e6 / pw:8.2f} MB/s  ({ptokens} tokens)")
     print(f"  ratio (kiln / tokenizers, {os.cpu_count()} cores): {pw / kw:.2f}x")
+    if ktokens - 2 * docs != ptokens:
+        print("  WARNING: token counts differ")
 
 
 if __name__ == "__main__":

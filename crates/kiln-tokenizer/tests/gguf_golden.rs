@@ -66,3 +66,16 @@ fn imported_special_tokens_have_deepseek_ids_and_roles() {
     let ids = [32013, 32016, 87, 32015, 32017, 32014];
     assert_eq!(tok.decode(&ids, true).unwrap(), "<｜fim▁begin｜>x<｜fim▁hole｜><｜fim▁end｜>");
 }
+
+/// A long text (encoded in pieces cut after newlines) gets the ids of its lines encoded one by
+/// one, with the real vocabulary: newlines never join a pre-token, so cutting there is exact.
+#[test]
+fn long_texts_encode_like_their_lines() {
+    let Some(dir) = vocab_dir() else { return };
+    let (_tmp, tok, _) = import(&dir);
+    let inp = std::fs::read_to_string(dir.join("ggml-vocab-deepseek-coder.gguf.inp")).unwrap();
+    let text = inp.replace("\n__ggml_vocab_test__\n", "\r\n").repeat(80);
+    assert!(text.len() > 50_000);
+    let by_line: Vec<u32> = text.split_inclusive('\n').flat_map(|l| tok.encode_raw(l).unwrap()).collect();
+    assert_eq!(tok.encode_raw(&text).unwrap(), by_line);
+}
