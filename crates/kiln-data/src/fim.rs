@@ -101,31 +101,76 @@ impl<'a> FimDoc<'a> {
     pub fn tokens(&self, enc: &DocEncoder<'_>, what: &str) -> Result<Vec<u32>> {
         let (p, m, s) = self.pieces();
         let mut out = Vec::with_capacity((p.len() + m.len() + s.len()) / 3 + 6);
-        out.push(enc.bos());
+        self.emit(enc, what, usize::MAX, &mut |ids| {
+            out.extend_from_slice(ids);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// The same layout as [`tokens`](Self::tokens), handed to `sink` a part at a time: each text
+    /// piece is encoded in segments of at most about `segment_bytes`, cut after a newline, so a
+    /// huge document never has all its tokens in memory at once. For a tokenizer whose
+    /// pre-tokenizer isolates newlines (DeepSeek-Coder's) the ids are the same as
+    /// [`tokens`](Self::tokens); for others they may differ at a segment boundary.
+    pub fn emit(
+        &self,
+        enc: &DocEncoder<'_>,
+        what: &str,
+        segment_bytes: usize,
+        sink: &mut dyn FnMut(&[u32]) -> Result<()>,
+    ) -> Result<()> {
+        let text = |piece: &str, sink: &mut dyn FnMut(&[u32]) -> Result<()>| -> Result<()> {
+            for segment in segments(piece, segment_bytes) {
+                sink(&enc.encode_text(segment, what)?)?;
+            }
+            Ok(())
+        };
+        sink(&[enc.bos()])?;
         match self {
-            FimDoc::Plain(text) => enc.extend_text(&mut out, text, what)?,
+            FimDoc::Plain(t) => text(t, sink)?,
             FimDoc::Psm { prefix, middle, suffix } => {
                 let f = enc.fim_ids()?;
-                out.push(f.begin);
-                enc.extend_text(&mut out, prefix, what)?;
-                out.push(f.hole);
-                enc.extend_text(&mut out, suffix, what)?;
-                out.push(f.end);
-                enc.extend_text(&mut out, middle, what)?;
+                sink(&[f.begin])?;
+                text(prefix, sink)?;
+                sink(&[f.hole])?;
+                text(suffix, sink)?;
+                sink(&[f.end])?;
+                text(middle, sink)?;
             }
             FimDoc::Spm { prefix, middle, suffix } => {
                 let f = enc.fim_ids()?;
-                out.push(f.begin);
-                out.push(f.hole);
-                enc.extend_text(&mut out, suffix, what)?;
-                out.push(f.end);
-                enc.extend_text(&mut out, prefix, what)?;
-                enc.extend_text(&mut out, middle, what)?;
+                sink(&[f.begin, f.hole])?;
+                text(suffix, sink)?;
+                sink(&[f.end])?;
+                text(prefix, sink)?;
+                text(middle, sink)?;
             }
         }
-        out.push(enc.eos());
-        Ok(out)
+        sink(&[enc.eos()])
     }
+}
+
+/// `text` cut after newlines into parts of about `max_bytes` (a part with no newline in reach
+/// runs on to the next one); one part when `text` is short.
+fn segments(text: &str, max_bytes: usize) -> impl Iterator<Item = &str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= max_bytes {
+            rest.len()
+        } else {
+            match rest.as_bytes()[..max_bytes].iter().rposition(|&b| b == b'\n') {
+                Some(i) => i + 1,
+                None => rest.as_bytes()[max_bytes..].iter().position(|&b| b == b'\n').map_or(rest.len(), |i| max_bytes + i + 1),
+            }
+        };
+        let (head, tail) = rest.split_at(cut);
+        rest = tail;
+        Some(head)
+    })
 }
 
 impl FimConfig {

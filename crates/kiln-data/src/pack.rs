@@ -18,9 +18,10 @@
 //!   results are consumed in sample order, and FIM/split draws depend only on the sample's id
 //!   and repository, so the output is byte-identical for any thread count.
 //! * **Memory**: one chunk of samples (`chunk_docs` rows of a Parquet shard) and its tokens are
-//!   in flight, plus less than one window per split. A single huge document is not split before
-//!   tokenizing; corpus samples are already bounded by the corpus filters (file size and line
-//!   length rules), so a document's tokens fit comfortably.
+//!   in flight, plus less than one window per split. A sample over `stream_bytes` (default
+//!   16 MiB; a repository-level sample of a large repository) is taken out of the parallel
+//!   chunk and tokenized alone, segment by segment into the windows, so its tokens are never all
+//!   in memory; its text is, as one Parquet value of the corpus.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -51,11 +52,14 @@ pub struct PackConfig {
     pub split_seed: u64,
     /// Samples tokenized per parallel chunk (bounds memory; does not change the output).
     pub chunk_docs: usize,
+    /// Samples with more text than this are tokenized on their own, in segments of this size
+    /// streamed into the windows, so no sample's tokens are all in memory at once.
+    pub stream_bytes: usize,
 }
 
 impl Default for PackConfig {
     fn default() -> Self {
-        Self { seq_len: 4096, fim: FimConfig::default(), val_fraction: 0.01, split_seed: 0, chunk_docs: 1024 }
+        Self { seq_len: 4096, fim: FimConfig::default(), val_fraction: 0.01, split_seed: 0, chunk_docs: 1024, stream_bytes: 16 << 20 }
     }
 }
 
@@ -67,6 +71,9 @@ impl PackConfig {
         }
         if !(0.0..=1.0).contains(&self.val_fraction) {
             return Err(DataError::Config { field: "val_fraction", value: self.val_fraction.to_string(), message: "must be between 0 and 1".into() });
+        }
+        if self.stream_bytes == 0 {
+            return Err(DataError::Config { field: "stream_bytes", value: "0".into(), message: "must be at least 1".into() });
         }
         if self.chunk_docs == 0 {
             return Err(DataError::Config { field: "chunk_docs", value: "0".into(), message: "must be at least 1".into() });
@@ -91,15 +98,25 @@ impl WindowPacker {
         Ok(Self { writer, window, pending: Vec::with_capacity(2 * window), counts: SplitCounts::default(), repos: HashSet::new() })
     }
 
-    fn push(&mut self, doc: &Prepared, repo: &str) -> Result<()> {
+    /// Counts one document (its tokens come through [`push_ids`](Self::push_ids)).
+    fn start_document(&mut self, fim: bool, spm: bool, repo: &str) {
         self.counts.documents += 1;
-        self.counts.fim_documents += u64::from(doc.fim);
-        self.counts.spm_documents += u64::from(doc.spm);
-        self.counts.tokens += doc.ids.len() as u64;
+        self.counts.fim_documents += u64::from(fim);
+        self.counts.spm_documents += u64::from(spm);
         if !self.repos.contains(repo) {
             self.repos.insert(repo.to_string());
         }
-        self.pending.extend_from_slice(&doc.ids);
+    }
+
+    fn push(&mut self, doc: &Prepared, repo: &str) -> Result<()> {
+        self.start_document(doc.fim, doc.spm, repo);
+        self.push_ids(&doc.ids)
+    }
+
+    /// Appends tokens to the stream and writes every full window.
+    fn push_ids(&mut self, ids: &[u32]) -> Result<()> {
+        self.counts.tokens += ids.len() as u64;
+        self.pending.extend_from_slice(ids);
         let mut start = 0;
         while self.pending.len() - start >= self.window {
             self.writer.add_document(&self.pending[start..start + self.window])?;
@@ -126,11 +143,27 @@ struct Prepared {
     ids: Vec<u32>,
 }
 
-fn prepare(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig) -> Result<Prepared> {
+/// Tokenizes a sample, or `None` when it is over `stream_bytes` (then [`stream`] does it).
+fn prepare(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig) -> Result<Option<Prepared>> {
+    if sample.text.len() > cfg.stream_bytes {
+        return Ok(None);
+    }
     let split = Split::of_repo(&sample.repo, cfg.val_fraction, cfg.split_seed);
     let doc = cfg.fim.apply(&sample.text, FimConfig::key_of(&sample.id));
     let ids = doc.tokens(enc, &sample.id)?;
-    Ok(Prepared { split, fim: doc.is_fim(), spm: matches!(doc, FimDoc::Spm { .. }), ids })
+    Ok(Some(Prepared { split, fim: doc.is_fim(), spm: matches!(doc, FimDoc::Spm { .. }), ids }))
+}
+
+/// A large sample, tokenized segment by segment straight into its split's windows.
+fn stream(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig, packers: &mut [WindowPacker; 2]) -> Result<()> {
+    let packer = match Split::of_repo(&sample.repo, cfg.val_fraction, cfg.split_seed) {
+        Split::Train => &mut packers[0],
+        Split::Val => &mut packers[1],
+    };
+    let doc = cfg.fim.apply(&sample.text, FimConfig::key_of(&sample.id));
+    tracing::debug!(id = %sample.id, bytes = sample.text.len(), "streaming a large sample");
+    packer.start_document(doc.is_fim(), matches!(doc, FimDoc::Spm { .. }), &sample.repo);
+    doc.emit(enc, &sample.id, cfg.stream_bytes, &mut |ids| packer.push_ids(ids))
 }
 
 /// Calls `f` on each chunk of `rows` samples of a shard, stopping at the first error of `f`.
@@ -179,9 +212,12 @@ pub fn pack_corpus(corpus_dir: &Path, tokenizer: &TokenizerFile, out_dir: &Path,
     tracing::info!(corpus = %corpus_dir.display(), shards = manifest.shards.len(), samples = rows, seq_len = cfg.seq_len, dtype = dtype.name(), "packing");
     for (n, shard) in manifest.shard_paths(corpus_dir).iter().enumerate() {
         for_each_chunk(shard, cfg.chunk_docs, |chunk| {
-            let prepared: Vec<Result<Prepared>> = chunk.par_iter().map(|s| prepare(s, &enc, cfg)).collect();
+            let prepared: Vec<Result<Option<Prepared>>> = chunk.par_iter().map(|s| prepare(s, &enc, cfg)).collect();
             for (sample, doc) in chunk.iter().zip(prepared) {
-                let doc = doc?;
+                let Some(doc) = doc? else {
+                    stream(sample, &enc, cfg, &mut packers)?;
+                    continue;
+                };
                 let packer = match doc.split {
                     Split::Train => &mut packers[0],
                     Split::Val => &mut packers[1],

@@ -39,6 +39,7 @@ fn config(seq_len: usize, rate: f64) -> PackConfig {
         val_fraction: 0.4,
         split_seed: 1,
         chunk_docs: 4,
+        stream_bytes: 16 << 20,
     }
 }
 
@@ -199,19 +200,23 @@ fn output_is_byte_identical_across_runs_threads_and_chunk_sizes() {
     let tmp = tempfile::tempdir().unwrap();
     common::write_corpus(&tmp.path().join("corpus"), &corpus());
     let tf = TokenizerFile::load(&common::tokenizer_path()).unwrap();
-    let run = |name: &str, threads: usize, chunk: usize| {
+    let run_streamed = |name: &str, threads: usize, chunk: usize, stream_bytes: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         let out = tmp.path().join(name);
-        let cfg = PackConfig { chunk_docs: chunk, ..config(20, 0.5) };
+        let cfg = PackConfig { chunk_docs: chunk, stream_bytes, ..config(20, 0.5) };
         pool.install(|| pack_corpus(&tmp.path().join("corpus"), &tf, &out, &cfg)).unwrap();
         files(&out)
     };
+    let run = |name: &str, threads: usize, chunk: usize| run_streamed(name, threads, chunk, 16 << 20);
     let a = run("a", 1, 4);
     let names: Vec<&str> = a.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["meta.json", "train.bin", "train.idx", "val.bin", "val.idx"]);
     assert_eq!(run("b", 2, 4), a);
     assert_eq!(run("c", 2, 1), a);
     assert_eq!(run("d", 1, 1000), a);
+    // Every sample streamed in segments of ~40 bytes (cut after newlines): same bytes, because
+    // the tokenizer's pre-tokenizer isolates newlines.
+    assert_eq!(run_streamed("s", 2, 4, 40), a);
     // Repacking over an existing output gives the same bytes.
     assert_eq!(run("a", 2, 3), a);
     // A different FIM seed changes the data (the test can fail).
