@@ -116,11 +116,15 @@ impl Rope {
         Ok(Self { cos: angles.cos()?, sin: angles.sin()? })
     }
 
-    /// Rotates `x` (B, H, T, head_dim) for positions offset..offset+T.
-    fn apply(&self, x: &Tensor, offset: usize) -> Result<Tensor> {
+    /// Rotates `x` (B, H, T, head_dim) for positions offset..offset+T. `differentiable` picks
+    /// the composed ops, which carry gradients; candle's fused kernel has no backward.
+    fn apply(&self, x: &Tensor, offset: usize, differentiable: bool) -> Result<Tensor> {
         let t = x.dim(2)?;
         let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
+        if differentiable {
+            return rope_reference(x, &cos, &sin);
+        }
         Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
     }
 }
@@ -178,7 +182,9 @@ pub struct Attention {
 }
 
 impl Attention {
-    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, offset: usize) -> Result<Tensor> {
+    /// With a cache: inference (fused kernels, keys/values appended). Without: training, every op
+    /// differentiable (candle's fused rope and softmax have no backward: gradients would stop).
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: Option<&mut KvCache>, offset: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?) // (B, n, T, hd)
@@ -186,15 +192,20 @@ impl Attention {
         let q = heads(self.q_proj.forward(x)?, self.n_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
         let v = heads(self.v_proj.forward(x)?, self.n_kv_heads)?;
-        let q = rope.apply(&q, offset)?;
-        let k = rope.apply(&k, offset)?;
-        let (k, v) = cache.append(&k, &v)?; // (B, kv, S, hd), S = offset + T
+        let train = cache.is_none();
+        let q = rope.apply(&q, offset, train)?;
+        let k = rope.apply(&k, offset, train)?;
+        let (k, v) = match cache {
+            Some(cache) => cache.append(&k, &v)?, // (B, kv, S, hd), S = offset + T
+            None => (k, v),
+        };
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?; // (B, H, S, hd)
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?; // (B, H, T, S)
         let scores = if t > 1 { scores.broadcast_add(&causal_mask(t, offset, x.device())?)? } else { scores };
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+        let probs = if train { candle_nn::ops::softmax(&scores, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&scores)? };
+        let probs = probs.to_dtype(v.dtype())?;
         let y = probs.matmul(&v)?; // (B, H, T, hd)
         let y = y.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?; // (B, T, H*hd)
         self.o_proj.forward(&y)
@@ -244,7 +255,7 @@ pub struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Tensor, rope: &Rope, cache: &mut KvCache, offset: usize) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, rope: &Rope, cache: Option<&mut KvCache>, offset: usize) -> Result<Tensor> {
         let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, offset)?)?;
         Ok((&h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
     }
@@ -356,9 +367,28 @@ impl Llama {
         }
         let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((ids.dim(0)?, t, self.cfg.hidden_size))?; // (B, T, C)
         for (block, kv) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            x = block.forward(&x, &self.rope, kv, offset)?;
+            x = block.forward(&x, &self.rope, Some(kv), offset)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// Training forward: logits (B, T, V) in f32 for `ids` (B, T) from position 0, no cache, every
+    /// op differentiable, so `loss.backward()` reaches every parameter (see `Attention::forward`).
+    pub fn forward_train(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.cfg.max_position_embeddings {
+            return Err(ModelError::TooLong { len: t, max: self.cfg.max_position_embeddings });
+        }
+        let max_id = ids.flatten_all()?.max(0)?.to_scalar::<u32>()?;
+        if max_id as usize >= self.cfg.vocab_size {
+            return Err(ModelError::TokenOutOfRange { id: max_id, vocab_size: self.cfg.vocab_size });
+        }
+        let mut x = self.embed_tokens.embedding(&ids.flatten_all()?)?.reshape((b, t, self.cfg.hidden_size))?;
+        for block in &self.layers {
+            x = block.forward(&x, &self.rope, None, 0)?;
+        }
+        let h = self.norm.forward(&x)?;
+        Ok(self.lm_head.forward(&h)?.to_dtype(DType::F32)?)
     }
 
     /// Logits (B, T, V) in f32 for every position of `ids`.
@@ -434,12 +464,38 @@ mod tests {
         }
     }
 
+    /// The training path computes the inference path's logits, and its gradients reach every
+    /// parameter (the fused rope/softmax kernels would silently stop them).
+    #[test]
+    fn training_forward_matches_inference_and_reaches_every_parameter() {
+        let dev = Device::Cpu;
+        let cfg = tiny_cfg();
+        let model = Llama::random(cfg.clone(), WeightDType::F32, &dev, 3).unwrap();
+        let vars: Vec<(String, candle_core::Var)> =
+            model.named_tensors().into_iter().map(|(n, t)| (n, candle_core::Var::from_tensor(&t).unwrap())).collect();
+        let trainable = Llama::from_tensors(cfg.clone(), vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), &dev).unwrap();
+        let ids = Tensor::new(&[[1u32, 5, 9, 2, 7, 7, 3, 0], [4, 4, 8, 1, 0, 2, 6, 5]], &dev).unwrap();
+        let train = trainable.forward_train(&ids).unwrap();
+        let infer = model.forward(&ids, &mut model.new_cache()).unwrap();
+        let diff = (&train - &infer).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 1e-5, "training and inference logits differ by {diff}");
+        let targets = Tensor::new(&[[5u32, 9, 2, 7, 7, 3, 0, 1], [4, 8, 1, 0, 2, 6, 5, 3]], &dev).unwrap();
+        let (b, t, v) = train.dims3().unwrap();
+        let loss = candle_nn::loss::cross_entropy(&train.reshape((b * t, v)).unwrap(), &targets.flatten_all().unwrap()).unwrap();
+        let grads = loss.backward().unwrap();
+        for (name, var) in &vars {
+            let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+            let norm = g.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(norm > 0.0, "zero gradient for {name}");
+        }
+    }
+
     #[test]
     fn fused_rope_equals_reference() {
         let dev = Device::Cpu;
         let rope = Rope::new(&tiny_cfg(), &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (1, 4, 7, 8), &dev).unwrap();
-        let fast = rope.apply(&x, 3).unwrap();
+        let fast = rope.apply(&x, 3, false).unwrap();
         let slow = rope_reference(&x, &rope.cos.narrow(0, 3, 7).unwrap(), &rope.sin.narrow(0, 3, 7).unwrap()).unwrap();
         let diff = (fast - slow).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 1e-6, "max abs diff {diff}");
