@@ -1,4 +1,23 @@
-//! kiln-train: the trainer. Planned (issue #6): AdamW, LR schedules, clipping, accumulation,
-//! precision, checkpoints and resume, metrics, long-context and SFT stages.
-//! Nothing is implemented yet.
+//! kiln-train: pre-training from scratch with DeepSeek-Coder's recipe (paper §3.3, spec §6).
+//!
+//! In: packed windows from `kiln data pack` (kiln-data) and a model (a kiln-model preset or a
+//! model directory). Out: a run directory with metrics and Hugging Face checkpoints that resume
+//! exactly. Pieces: [`schedule`] (warmup + three-stage step or cosine), [`optim`] (AdamW,
+//! clipping), [`model`] (parameters as `Var`s, loss and gradients through the differentiable
+//! training forward), [`trainer`] (the loop, evaluation, checkpoints).
+//!
+//! Not here yet (issue #6): fused ops with backward (the training forward uses composed candle
+//! ops, correct but slower), bf16 compute, SFT loss masks, loss plots.
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod model;
+pub mod optim;
+pub mod schedule;
+pub mod trainer;
+
+pub use error::{Result, TrainError};
+pub use model::TrainModel;
+pub use optim::{AdamW, AdamWConfig};
+pub use schedule::{Schedule, ScheduleKind};
+pub use trainer::{ModelInit, StepMetrics, TrainConfig, Trainer, TrainerState};

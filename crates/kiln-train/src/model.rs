@@ -1,0 +1,81 @@
+//! The network as the trainer sees it: parameters held as `Var`s under their Hugging Face
+//! names, and the loss with its gradients.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use kiln_model::{Config, Llama};
+
+use crate::error::Result;
+
+/// Trainable parameters and the network built on them (updates to the `Var`s are seen by the
+/// network: they share storage).
+pub struct TrainModel {
+    /// The resolved config.
+    pub cfg: Config,
+    /// Parameters in `Llama::named_tensors` order.
+    pub params: Vec<(String, Var)>,
+    model: Llama,
+}
+
+impl TrainModel {
+    /// Takes `model`'s weights (in f32) as trainable parameters.
+    pub fn new(model: &Llama) -> Result<Self> {
+        let cfg = model.config().clone();
+        let params: Vec<(String, Var)> = model
+            .named_tensors()
+            .into_iter()
+            .map(|(n, t)| Ok((n, Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
+            .collect::<Result<_>>()?;
+        let model = Llama::from_tensors(cfg.clone(), params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), model.device())?;
+        Ok(TrainModel { cfg, params, model })
+    }
+
+    /// Loads a model directory (for continued training: long context, SFT, resume).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::new(&Llama::load(dir, Some(kiln_model::WeightDType::F32), device)?)
+    }
+
+    /// The network (for evaluation and saving).
+    pub fn network(&self) -> &Llama {
+        &self.model
+    }
+
+    /// Inputs and targets of windows of `T + 1` tokens: `(B, T)` each.
+    fn batch(&self, windows: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
+        let t = windows[0].len() - 1;
+        let dev = self.model.device();
+        let inputs: Vec<u32> = windows.iter().flat_map(|w| w[..t].iter().copied()).collect();
+        let targets: Vec<u32> = windows.iter().flat_map(|w| w[1..].iter().copied()).collect();
+        Ok((Tensor::from_vec(inputs, (windows.len(), t), dev)?, Tensor::from_vec(targets, (windows.len(), t), dev)?))
+    }
+
+    /// Mean next-token cross-entropy over every position of `windows` (tracked for backward).
+    pub fn loss(&self, windows: &[Vec<u32>]) -> Result<Tensor> {
+        let (inputs, targets) = self.batch(windows)?;
+        let logits = self.model.forward_train(&inputs)?; // (B, T, V)
+        let (b, t, v) = logits.dims3()?;
+        Ok(candle_nn::loss::cross_entropy(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?)
+    }
+
+    /// The loss of `windows` and the gradient of every parameter (in `params` order; a zero
+    /// tensor for a parameter the loss does not reach).
+    pub fn loss_and_grads(&self, windows: &[Vec<u32>]) -> Result<(f64, Vec<Tensor>)> {
+        let loss = self.loss(windows)?;
+        let grads = loss.backward()?;
+        let out = self
+            .params
+            .iter()
+            .map(|(_, v)| match grads.get(v.as_tensor()) {
+                Some(g) => Ok(g.clone()),
+                None => Ok(v.as_tensor().zeros_like()?),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((loss.to_scalar::<f32>()? as f64, out))
+    }
+
+    /// The loss without building a backward graph (evaluation).
+    pub fn eval_loss(&self, windows: &[Vec<u32>]) -> Result<f64> {
+        Ok(self.loss(windows)?.detach().to_scalar::<f32>()? as f64)
+    }
+}

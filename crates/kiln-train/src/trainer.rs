@@ -1,0 +1,418 @@
+//! The training loop: windows from `kiln data pack`, gradient accumulation, clipping, AdamW on
+//! the schedule, metrics as JSONL, evaluation on the val split, checkpoints that resume exactly.
+//!
+//! A run directory holds `config.json` (the resolved [`TrainConfig`]), `metrics.jsonl` (one line
+//! per step, plus `eval` lines) and `checkpoint-<step>/` directories: a Hugging Face model
+//! directory (config.json, model.safetensors, generation_config.json, the tokenizer files when the
+//! data names them) plus `optimizer.safetensors` and `trainer_state.json` (step, tokens seen, the
+//! data cursor). A checkpoint is written to a temporary directory and renamed into place, then
+//! `latest` is updated; the last `keep_last` are kept. Resuming loads the latest checkpoint and
+//! continues with the same batches: on the CPU in f32 the loss trajectory equals an
+//! uninterrupted run's.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use kiln_data::loader::{Cursor, WindowLoader};
+use kiln_data::meta::PackSummary;
+use kiln_data::split::Split;
+use kiln_model::{Config, Llama, Preset, WeightDType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::model::TrainModel;
+use crate::optim::{clip_global_norm, AdamW, AdamWConfig};
+use crate::schedule::Schedule;
+
+/// Where the weights of a new run come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelInit {
+    /// Random weights of a preset shape (from scratch), seeded by [`TrainConfig::seed`]; the
+    /// vocabulary is sized to the data's tokenizer.
+    Preset(String),
+    /// An existing model directory (continued pre-training, long context, SFT).
+    Dir(PathBuf),
+}
+
+/// Everything a run is defined by; saved in the run directory and checked on resume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// A `kiln data pack` output (train.bin/.idx, optional val.bin/.idx, meta.json).
+    pub data: PathBuf,
+    /// The initial weights.
+    pub init: ModelInit,
+    /// Windows per forward pass.
+    pub micro_batch: usize,
+    /// Forward passes per optimizer step (the step's batch is `micro_batch * accumulation`
+    /// windows).
+    pub accumulation: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Learning rate schedule (its `total_steps` is `steps`).
+    pub schedule: Schedule,
+    /// AdamW settings.
+    pub adamw: AdamWConfig,
+    /// Global gradient norm limit.
+    pub clip: f64,
+    /// Seed of the initial weights and of the window order.
+    pub seed: u64,
+    /// Evaluate on the val split every this many steps (0: never).
+    pub eval_every: usize,
+    /// Val windows per evaluation.
+    pub eval_windows: usize,
+    /// Write a checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept.
+    pub keep_last: usize,
+    /// Stop after this many consecutive steps with a non-finite loss or gradient.
+    pub max_bad_steps: usize,
+}
+
+impl TrainConfig {
+    /// A config with the recipe's defaults for `init` on `data`.
+    pub fn new(data: PathBuf, init: ModelInit, steps: usize, max_lr: f64) -> Self {
+        TrainConfig {
+            data,
+            init,
+            micro_batch: 8,
+            accumulation: 1,
+            steps,
+            schedule: Schedule { max_lr, warmup_steps: (steps / 10).min(2000), total_steps: steps, kind: crate::schedule::ScheduleKind::Step },
+            adamw: AdamWConfig::default(),
+            clip: 1.0,
+            seed: 0,
+            eval_every: 0,
+            eval_windows: 16,
+            checkpoint_every: 0,
+            keep_last: 2,
+            max_bad_steps: 3,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.micro_batch == 0 || self.accumulation == 0 {
+            return bad("micro_batch and accumulation must be at least 1".into());
+        }
+        if self.steps == 0 {
+            return bad("steps must be at least 1".into());
+        }
+        if self.schedule.total_steps != self.steps {
+            return bad(format!("schedule.total_steps ({}) must equal steps ({})", self.schedule.total_steps, self.steps));
+        }
+        if !(self.schedule.max_lr > 0.0) || !(self.clip > 0.0) {
+            return bad("max_lr and clip must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The state saved with each checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerState {
+    /// Optimizer steps done.
+    pub step: usize,
+    /// Tokens trained on (targets).
+    pub tokens_seen: u64,
+    /// Where the train loader stands.
+    pub cursor: Cursor,
+    /// The last step's loss.
+    pub loss: f64,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// `"train"` or `"eval"`.
+    pub kind: String,
+    /// Optimizer step (1-based: the number of updates done after this line's step).
+    pub step: usize,
+    /// Loss (train: mean over the step's windows; eval: mean over the val windows).
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Tokens trained on so far.
+    pub tokens: u64,
+    /// Training throughput of this step.
+    pub tokens_per_s: f64,
+    /// Whether the step was skipped (non-finite loss or gradient).
+    pub skipped: bool,
+}
+
+/// Hears about each step, for a progress display.
+pub trait TrainObserver {
+    /// After each optimizer step (or skipped step) and each evaluation.
+    fn on_metrics(&self, _m: &StepMetrics, _total_steps: usize) {}
+}
+
+/// Ignores everything.
+pub struct Quiet;
+impl TrainObserver for Quiet {}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io { path: path.to_path_buf(), source }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// A training run in a directory.
+pub struct Trainer {
+    /// The run directory.
+    pub run: PathBuf,
+    /// Its config.
+    pub cfg: TrainConfig,
+    model: TrainModel,
+    opt: AdamW,
+    train: WindowLoader,
+    val: Option<WindowLoader>,
+    meta: Option<PackSummary>,
+    state: TrainerState,
+}
+
+/// Checkpoint directories of a run, oldest first.
+fn checkpoints(run: &Path) -> Vec<(usize, PathBuf)> {
+    let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(run)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
+            e.path().join("trainer_state.json").is_file().then(|| (step, e.path()))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+impl Trainer {
+    /// Starts a new run in `run` (which must not hold one already).
+    pub fn create(run: &Path, cfg: TrainConfig, device: &Device) -> Result<Self> {
+        cfg.validate()?;
+        if run.join("config.json").exists() {
+            return Err(TrainError::Checkpoint {
+                path: run.to_path_buf(),
+                message: "already holds a run; resume it (`kiln train --resume`) or choose a new directory".into(),
+            });
+        }
+        let meta = PackSummary::load(&cfg.data).ok();
+        let model = match &cfg.init {
+            ModelInit::Preset(name) => {
+                let preset: Preset = name.parse().map_err(|e| TrainError::Config(format!("preset `{name}`: {e}")))?;
+                let mut mc = Config::preset(preset);
+                if let Some(m) = &meta {
+                    // Size the vocabulary to the tokenizer, padded to a multiple of 64 as
+                    // DeepSeek padded 32,022 ids to 32,256 rows, and take its special ids.
+                    mc.vocab_size = m.tokenizer.vocab_size.div_ceil(64) * 64;
+                    let tok = kiln_tokenizer::Tokenizer::from_file(&m.tokenizer.path).map_err(|e| TrainError::Config(format!("the data's tokenizer: {e}")))?;
+                    let sp = tok.special();
+                    mc.bos_token_id = sp.bos;
+                    mc.eos_token_ids = sp.eos.into_iter().collect();
+                    mc.pad_token_id = sp.eos;
+                }
+                TrainModel::new(&Llama::random(mc, WeightDType::F32, device, cfg.seed)?)?
+            }
+            ModelInit::Dir(dir) => TrainModel::load(dir, device)?,
+        };
+        std::fs::create_dir_all(run).map_err(io(run))?;
+        write_atomic(&run.join("config.json"), &serde_json::to_vec_pretty(&cfg).expect("config serialises"))?;
+        Self::assemble(run, cfg, model, meta, None)
+    }
+
+    /// Reopens the run in `run` at its latest checkpoint.
+    pub fn resume(run: &Path, device: &Device) -> Result<Self> {
+        let path = run.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Checkpoint {
+            path: path.clone(),
+            message: format!("{e}: not a kiln training run"),
+        })?;
+        let cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("damaged run config: {e}") })?;
+        let Some((_, ckpt)) = checkpoints(run).pop() else {
+            return Err(TrainError::Checkpoint { path: run.to_path_buf(), message: "no checkpoint to resume from yet; start the run again".into() });
+        };
+        let state_path = ckpt.join("trainer_state.json");
+        let state: TrainerState = serde_json::from_slice(&std::fs::read(&state_path).map_err(io(&state_path))?)
+            .map_err(|e| TrainError::Checkpoint { path: state_path.clone(), message: format!("damaged trainer state: {e}") })?;
+        let model = TrainModel::load(&ckpt, device)?;
+        let meta = PackSummary::load(&cfg.data).ok();
+        let mut t = Self::assemble(run, cfg, model, meta, Some(state))?;
+        t.opt.load(&ckpt.join("optimizer.safetensors"))?;
+        tracing::info!(run = %run.display(), step = t.state.step, "resumed");
+        Ok(t)
+    }
+
+    fn assemble(run: &Path, cfg: TrainConfig, model: TrainModel, meta: Option<PackSummary>, state: Option<TrainerState>) -> Result<Self> {
+        let train = WindowLoader::open(&cfg.data.join(Split::Train.name()), Some(cfg.seed))?;
+        let seq_len = train.window_tokens() - 1;
+        if seq_len > model.cfg.max_position_embeddings {
+            return Err(TrainError::Config(format!(
+                "the data's windows hold {seq_len} positions, above the model's max_position_embeddings {} (pack with a smaller --seq-len, or extend the context with rope scaling first)",
+                model.cfg.max_position_embeddings
+            )));
+        }
+        if let Some(m) = &meta {
+            if m.tokenizer.vocab_size > model.cfg.vocab_size {
+                return Err(TrainError::Config(format!(
+                    "the data's tokenizer has {} ids, the model's vocabulary {}: use a model sized for this tokenizer",
+                    m.tokenizer.vocab_size, model.cfg.vocab_size
+                )));
+            }
+        }
+        let val_prefix = cfg.data.join(Split::Val.name());
+        let val = match WindowLoader::open(&val_prefix, None) {
+            Ok(l) if l.windows() > 0 => Some(l),
+            _ => None,
+        };
+        let opt = AdamW::new(&model.params, cfg.adamw)?;
+        let mut train = train;
+        let state = match state {
+            Some(s) => {
+                train.set_cursor(s.cursor)?;
+                s
+            }
+            None => TrainerState { step: 0, tokens_seen: 0, cursor: train.cursor(), loss: f64::NAN },
+        };
+        Ok(Trainer { run: run.to_path_buf(), cfg, model, opt, train, val, meta, state })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &TrainerState {
+        &self.state
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &TrainModel {
+        &self.model
+    }
+
+    /// Trains until `cfg.steps` (or `stop_at`, for tests), writing metrics and checkpoints.
+    pub fn run(&mut self, stop_at: Option<usize>, observer: &dyn TrainObserver) -> Result<TrainerState> {
+        let metrics_path = self.run.join("metrics.jsonl");
+        let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
+        let end = stop_at.unwrap_or(self.cfg.steps).min(self.cfg.steps);
+        let mut bad_in_a_row = 0usize;
+        while self.state.step < end {
+            let step = self.state.step;
+            let started = std::time::Instant::now();
+            let lr = self.cfg.schedule.lr(step);
+            let mut sum: Option<Vec<Tensor>> = None;
+            let mut loss_sum = 0.0;
+            let mut tokens = 0u64;
+            for _ in 0..self.cfg.accumulation {
+                let windows = self.train.next_batch(self.cfg.micro_batch)?;
+                tokens += windows.iter().map(|w| w.len() as u64 - 1).sum::<u64>();
+                let (loss, grads) = self.model.loss_and_grads(&windows)?;
+                loss_sum += loss;
+                sum = Some(match sum {
+                    None => grads,
+                    Some(acc) => acc.iter().zip(&grads).map(|(a, g)| a + g).collect::<candle_core::Result<Vec<_>>>()?,
+                });
+            }
+            let k = self.cfg.accumulation as f64;
+            let mut grads: Vec<Tensor> = sum.expect("accumulation >= 1").into_iter().map(|g| if k == 1.0 { Ok(g) } else { g / k }).collect::<candle_core::Result<_>>()?;
+            let loss = loss_sum / k;
+            let norm = clip_global_norm(&mut grads, self.cfg.clip)?;
+            let skipped = !loss.is_finite() || !norm.is_finite();
+            if skipped {
+                bad_in_a_row += 1;
+                tracing::warn!(step, loss, norm, "non-finite loss or gradient: step skipped");
+                if bad_in_a_row >= self.cfg.max_bad_steps {
+                    return Err(TrainError::Diverged { step, count: bad_in_a_row, loss, norm });
+                }
+            } else {
+                bad_in_a_row = 0;
+                self.opt.step(&grads, lr)?;
+            }
+            self.state.step += 1;
+            self.state.tokens_seen += tokens;
+            self.state.cursor = self.train.cursor();
+            self.state.loss = loss;
+            let m = StepMetrics {
+                kind: "train".into(),
+                step: self.state.step,
+                loss,
+                lr,
+                grad_norm: norm,
+                tokens: self.state.tokens_seen,
+                tokens_per_s: tokens as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                skipped,
+            };
+            writeln!(metrics, "{}", serde_json::to_string(&m).expect("metrics serialise")).map_err(io(&metrics_path))?;
+            observer.on_metrics(&m, self.cfg.steps);
+            let s = self.state.step;
+            if self.cfg.eval_every > 0 && s % self.cfg.eval_every == 0 {
+                if let Some(loss) = self.evaluate()? {
+                    let e = StepMetrics { kind: "eval".into(), loss, tokens_per_s: 0.0, skipped: false, ..m };
+                    writeln!(metrics, "{}", serde_json::to_string(&e).expect("metrics serialise")).map_err(io(&metrics_path))?;
+                    observer.on_metrics(&e, self.cfg.steps);
+                }
+            }
+            if s == self.cfg.steps || (self.cfg.checkpoint_every > 0 && s % self.cfg.checkpoint_every == 0) {
+                self.checkpoint()?;
+            }
+        }
+        Ok(self.state.clone())
+    }
+
+    /// Mean loss over the first `eval_windows` val windows (`None` without a val split).
+    pub fn evaluate(&mut self) -> Result<Option<f64>> {
+        let Some(val) = self.val.as_mut() else { return Ok(None) };
+        val.set_cursor(Cursor { epoch: 0, position: 0 })?;
+        let n = self.cfg.eval_windows.min(val.windows());
+        let mut total = 0.0;
+        let mut done = 0;
+        while done < n {
+            let b = self.cfg.micro_batch.min(n - done);
+            total += self.model.eval_loss(&val.next_batch(b)?)? * b as f64;
+            done += b;
+        }
+        Ok(Some(total / n.max(1) as f64))
+    }
+
+    /// Writes `checkpoint-<step>` atomically, points `latest` at it, prunes old ones.
+    pub fn checkpoint(&self) -> Result<PathBuf> {
+        let name = format!("checkpoint-{:08}", self.state.step);
+        let dest = self.run.join(&name);
+        let tmp = self.run.join(format!(".{name}.tmp"));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+        self.model.network().save(&tmp, None)?;
+        let mc = &self.model.cfg;
+        let generation = serde_json::json!({"bos_token_id": mc.bos_token_id, "eos_token_id": mc.eos_token_ids.first(), "_from_model_config": true});
+        write_atomic(&tmp.join("generation_config.json"), generation.to_string().as_bytes())?;
+        if let Some(m) = &self.meta {
+            // The tokenizer the data was packed with, so the checkpoint is a complete model dir.
+            for file in ["tokenizer.json", "tokenizer_config.json"] {
+                let src = m.tokenizer.path.with_file_name(file);
+                if src.is_file() {
+                    std::fs::copy(&src, tmp.join(file)).map_err(io(&src))?;
+                }
+            }
+        }
+        self.opt.save(&tmp.join("optimizer.safetensors"))?;
+        write_atomic(&tmp.join("trainer_state.json"), &serde_json::to_vec_pretty(&self.state).expect("state serialises"))?;
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(io(&dest))?;
+        }
+        std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+        write_atomic(&self.run.join("latest"), name.as_bytes())?;
+        let all = checkpoints(&self.run);
+        for (_, old) in all.iter().take(all.len().saturating_sub(self.cfg.keep_last.max(1))) {
+            std::fs::remove_dir_all(old).map_err(io(old))?;
+        }
+        tracing::info!(checkpoint = %dest.display(), "checkpoint written");
+        Ok(dest)
+    }
+}

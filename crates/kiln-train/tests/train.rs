@@ -1,0 +1,197 @@
+//! The trainer against PyTorch (tests/fixtures/train-parity, made by
+//! scripts/make_train_fixture.py), on a learnable task, and across a resume.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use kiln_data::megatron::{DType as TokenType, MegatronWriter};
+use kiln_model::{Config, Llama, Preset, WeightDType};
+use kiln_train::optim::{clip_global_norm, AdamW, AdamWConfig};
+use kiln_train::trainer::Quiet;
+use kiln_train::{ModelInit, Schedule, ScheduleKind, TrainConfig, TrainModel, Trainer};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train-parity")
+}
+
+fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+/// Loss and every gradient of the first step, then 10 AdamW steps with clipping and the step
+/// schedule, against torch 2.15 / transformers 4.57.6 on the same weights and batch.
+#[test]
+fn loss_gradients_and_ten_steps_match_pytorch() {
+    let dev = Device::Cpu;
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture().join("expected.json")).unwrap()).unwrap();
+    let batch: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture().join("batch.json")).unwrap()).unwrap();
+    let windows: Vec<Vec<u32>> = serde_json::from_value(batch["windows"].clone()).unwrap();
+    let model = TrainModel::load(&fixture().join("model"), &dev).unwrap();
+
+    let (loss0, grads) = model.loss_and_grads(&windows).unwrap();
+    let want0 = expected["loss0"].as_f64().unwrap();
+    assert!((loss0 - want0).abs() < 1e-5, "loss {loss0} vs torch {want0}");
+    let torch_grads = candle_core::safetensors::load(fixture().join("grads.safetensors"), &dev).unwrap();
+    assert_eq!(torch_grads.len(), model.params.len());
+    for ((name, _), g) in model.params.iter().zip(&grads) {
+        let want = &torch_grads[name];
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap().max(1e-3);
+        let d = max_abs(g, want);
+        assert!(d <= 1e-4 * scale, "gradient of {name}: max-abs diff {d} (scale {scale})");
+    }
+
+    let schedule = Schedule { max_lr: 1e-2, warmup_steps: 3, total_steps: 10, kind: ScheduleKind::Step };
+    let mut opt = AdamW::new(&model.params, AdamWConfig::default()).unwrap();
+    for s in 0..10 {
+        let (loss, mut grads) = model.loss_and_grads(&windows).unwrap();
+        let norm = clip_global_norm(&mut grads, 1.0).unwrap();
+        let lr = schedule.lr(s);
+        let (wl, wn, wlr) = (expected["losses"][s].as_f64().unwrap(), expected["grad_norms"][s].as_f64().unwrap(), expected["lrs"][s].as_f64().unwrap());
+        assert!((lr - wlr).abs() < 1e-12, "step {s}: lr {lr} vs {wlr}");
+        assert!((loss - wl).abs() < 1e-4 * wl.max(1.0), "step {s}: loss {loss} vs torch {wl}");
+        assert!((norm - wn).abs() < 1e-4 * wn, "step {s}: grad norm {norm} vs torch {wn}");
+        opt.step(&grads, lr).unwrap();
+    }
+    let final_params = candle_core::safetensors::load(fixture().join("final_params.safetensors"), &dev).unwrap();
+    for (name, var) in &model.params {
+        let d = max_abs(var.as_tensor(), &final_params[name]);
+        assert!(d < 1e-4, "{name} after 10 steps: max-abs diff {d}");
+    }
+}
+
+/// A small model (vocab 32) saved as a model directory.
+fn small_model(dir: &Path) {
+    let mut cfg = Config::preset(Preset::Tiny);
+    cfg.vocab_size = 32;
+    cfg.hidden_size = 32;
+    cfg.intermediate_size = 64;
+    cfg.num_hidden_layers = 2;
+    cfg.num_attention_heads = 4;
+    cfg.num_key_value_heads = 2;
+    cfg.head_dim = 8;
+    cfg.max_position_embeddings = 64;
+    cfg.bos_token_id = Some(0);
+    cfg.eos_token_ids = vec![1];
+    cfg.pad_token_id = Some(1);
+    Llama::random(cfg, WeightDType::F32, &Device::Cpu, 5).unwrap().save(dir, None).unwrap();
+}
+
+/// Windows of 17 tokens counting up mod 16 from a random start: every target follows from the
+/// token before it, so the loss can go to ~0 (from ln 32 ≈ 3.47).
+fn counting_data(dir: &Path, windows: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut w = MegatronWriter::create(&dir.join("train"), TokenType::U16).unwrap();
+    let mut state = 12345u64;
+    for _ in 0..windows {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let start = (state >> 33) as u32 % 16;
+        let ids: Vec<u32> = (0..17).map(|i| 2 + (start + i) % 16).collect();
+        w.add_document(&ids).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+fn config(tmp: &Path, steps: usize) -> TrainConfig {
+    let mut cfg = TrainConfig::new(tmp.join("data"), ModelInit::Dir(tmp.join("init")), steps, 1e-2);
+    cfg.micro_batch = 8;
+    cfg.schedule.warmup_steps = 5;
+    cfg
+}
+
+fn train_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m["kind"] == "train")
+        .map(|m| m["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_learnable_task_is_learned_and_the_checkpoint_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 256);
+    let run = tmp.path().join("run");
+    let mut cfg = config(tmp.path(), 150);
+    cfg.accumulation = 2;
+    cfg.checkpoint_every = 50;
+    let mut t = Trainer::create(&run, cfg, &Device::Cpu).unwrap();
+    let state = t.run(None, &Quiet).unwrap();
+    assert_eq!(state.step, 150);
+    assert_eq!(state.tokens_seen, 150 * 2 * 8 * 16);
+    let losses = train_losses(&run);
+    assert_eq!(losses.len(), 150);
+    let last: f64 = losses[140..].iter().sum::<f64>() / 10.0;
+    assert!(losses[0] > 3.0, "starts near ln 32: {}", losses[0]);
+    assert!(last < 0.2, "the counting task is learned: mean loss of the last 10 steps {last}");
+    // keep_last 2: checkpoints 100 and 150 remain; the final one is a loadable model directory.
+    let mut names: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("checkpoint-")).collect();
+    names.sort();
+    assert_eq!(names, ["checkpoint-00000100", "checkpoint-00000150"]);
+    assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap(), "checkpoint-00000150");
+    let ckpt = run.join("checkpoint-00000150");
+    let model = Llama::load(&ckpt, None, &Device::Cpu).unwrap();
+    // Greedy continuation of 2,3,4 counts on.
+    let ids = Tensor::new(&[[5u32, 6, 7]], &Device::Cpu).unwrap();
+    let next = model.forward_last(&ids, &mut model.new_cache()).unwrap().argmax(1).unwrap().to_vec1::<u32>().unwrap();
+    assert_eq!(next, [8]);
+}
+
+#[test]
+fn a_resumed_run_continues_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 40);
+    let mut cfg = config(tmp.path(), 12);
+    cfg.checkpoint_every = 6;
+    // Uninterrupted.
+    let whole = tmp.path().join("whole");
+    Trainer::create(&whole, cfg.clone(), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    // Stopped after step 6 (a checkpoint), then resumed from disk.
+    let split = tmp.path().join("split");
+    Trainer::create(&split, cfg.clone(), &Device::Cpu).unwrap().run(Some(6), &Quiet).unwrap();
+    let mut resumed = Trainer::resume(&split, &Device::Cpu).unwrap();
+    assert_eq!(resumed.state().step, 6);
+    resumed.run(None, &Quiet).unwrap();
+    let (a, b) = (train_losses(&whole), train_losses(&split));
+    assert_eq!(a.len(), 12);
+    assert_eq!(b, a, "loss trajectory after resume equals the uninterrupted run's");
+    // Weights at the end are identical too.
+    let wa = candle_core::safetensors::load(whole.join("checkpoint-00000012/model.safetensors"), &Device::Cpu).unwrap();
+    let wb = candle_core::safetensors::load(split.join("checkpoint-00000012/model.safetensors"), &Device::Cpu).unwrap();
+    for (name, t) in &wa {
+        assert_eq!(max_abs(t, &wb[name]), 0.0, "{name}");
+    }
+}
+
+#[test]
+fn bad_runs_are_refused_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 8);
+    // Windows longer than the model's positions.
+    let long = tmp.path().join("long");
+    std::fs::create_dir_all(&long).unwrap();
+    let mut w = MegatronWriter::create(&long.join("train"), TokenType::U16).unwrap();
+    w.add_document(&vec![2u32; 100]).unwrap();
+    w.finish().unwrap();
+    let mut cfg = config(tmp.path(), 4);
+    cfg.data = long;
+    let e = Trainer::create(&tmp.path().join("r1"), cfg, &Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("max_position_embeddings"), "{e}");
+    // A second run in the same directory.
+    let run = tmp.path().join("r2");
+    Trainer::create(&run, config(tmp.path(), 2), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    let e = Trainer::create(&run, config(tmp.path(), 2), &Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("already holds a run"), "{e}");
+    // A damaged optimizer state: resume names the file.
+    std::fs::write(run.join("checkpoint-00000002/optimizer.safetensors"), b"junk").unwrap();
+    let e = Trainer::resume(&run, &Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("optimizer.safetensors"), "{e}");
+    // Resume of a directory without a run.
+    let e = Trainer::resume(&tmp.path().join("nothing"), &Device::Cpu).err().expect("refused").to_string();
+    assert!(e.contains("not a kiln training run"), "{e}");
+    let _ = HashMap::<String, f64>::new();
+}
