@@ -8,6 +8,7 @@ mod generate;
 mod info;
 mod repo;
 mod tokenizer;
+mod train;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,8 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
+    /// Train a model (from scratch with a preset, or continue one) on packed data; resumable.
+    Train(train::TrainArgs),
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Corpus { command } => corpus::run(command),
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Data { command } => data::run(command),
+        Command::Train(args) => train::run(args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

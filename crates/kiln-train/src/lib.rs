@@ -13,6 +13,7 @@
 pub mod error;
 pub mod model;
 pub mod optim;
+pub mod recipe;
 pub mod schedule;
 pub mod trainer;
 

@@ -103,7 +103,7 @@ impl TrainConfig {
         if self.schedule.total_steps != self.steps {
             return bad(format!("schedule.total_steps ({}) must equal steps ({})", self.schedule.total_steps, self.steps));
         }
-        if !(self.schedule.max_lr > 0.0) || !(self.clip > 0.0) {
+        if self.schedule.max_lr.is_nan() || self.schedule.max_lr <= 0.0 || self.clip.is_nan() || self.clip <= 0.0 {
             return bad("max_lr and clip must be positive".into());
         }
         Ok(())
@@ -350,14 +350,14 @@ impl Trainer {
             writeln!(metrics, "{}", serde_json::to_string(&m).expect("metrics serialise")).map_err(io(&metrics_path))?;
             observer.on_metrics(&m, self.cfg.steps);
             let s = self.state.step;
-            if self.cfg.eval_every > 0 && s % self.cfg.eval_every == 0 {
+            if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 if let Some(loss) = self.evaluate()? {
                     let e = StepMetrics { kind: "eval".into(), loss, tokens_per_s: 0.0, skipped: false, ..m };
                     writeln!(metrics, "{}", serde_json::to_string(&e).expect("metrics serialise")).map_err(io(&metrics_path))?;
                     observer.on_metrics(&e, self.cfg.steps);
                 }
             }
-            if s == self.cfg.steps || (self.cfg.checkpoint_every > 0 && s % self.cfg.checkpoint_every == 0) {
+            if s == self.cfg.steps || (self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every)) {
                 self.checkpoint()?;
             }
         }

@@ -1,0 +1,139 @@
+//! `kiln train`: pre-training (and continued training) on `kiln data pack` output.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use kiln_model::Preset;
+use kiln_train::recipe::recipe;
+use kiln_train::trainer::TrainObserver;
+use kiln_train::{ModelInit, ScheduleKind, StepMetrics, TrainConfig, Trainer};
+
+/// LR decay after warmup.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// DeepSeek-Coder's: x sqrt(0.1) at 80% and at 90% of the steps.
+    Step,
+    /// Cosine down to 10% of the peak.
+    Cosine,
+}
+
+/// `kiln train ...`
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Continue the run in this directory from its latest checkpoint (its config.json is used;
+    /// no other setting may be given).
+    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last"])]
+    resume: Option<PathBuf>,
+    /// Packed training data (`kiln data pack --out`).
+    #[arg(long, required_unless_present = "resume")]
+    data: Option<PathBuf>,
+    /// Run directory (metrics.jsonl, checkpoint-*/).
+    #[arg(long, required_unless_present = "resume")]
+    out: Option<PathBuf>,
+    /// Train from scratch with a preset shape (tiny, small, deepseek-coder-1.3b/6.7b/33b).
+    #[arg(long, conflicts_with = "init")]
+    preset: Option<String>,
+    /// Continue from a model directory (Hugging Face layout) instead.
+    #[arg(long)]
+    init: Option<PathBuf>,
+    /// Optimizer steps.
+    #[arg(long, default_value_t = 1000)]
+    steps: usize,
+    /// Peak learning rate (default: the preset's, from the paper's Table 2 for its sizes).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Warmup steps (default: the preset's, at most a tenth of --steps).
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// Decay after warmup.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Step)]
+    schedule: ScheduleArg,
+    /// Windows per forward pass.
+    #[arg(long, default_value_t = 8)]
+    micro_batch: usize,
+    /// Forward passes per optimizer step (default: the preset's batch / micro-batch).
+    #[arg(long)]
+    accumulation: Option<usize>,
+    /// Seed of the initial weights and the window order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Evaluate on the val split every N steps (0: never).
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Checkpoint every N steps (and at the end).
+    #[arg(long, default_value_t = 500)]
+    checkpoint_every: usize,
+    /// Checkpoints kept.
+    #[arg(long, default_value_t = 2)]
+    keep_last: usize,
+}
+
+/// The progress bar: step, loss, LR, tokens/s, ETA.
+struct Progress {
+    bar: indicatif::ProgressBar,
+}
+
+impl TrainObserver for Progress {
+    fn on_metrics(&self, m: &StepMetrics, total: usize) {
+        if m.kind == "eval" {
+            self.bar.println(format!("step {:>7}  eval loss {:.4}", m.step, m.loss));
+            return;
+        }
+        self.bar.set_length(total as u64);
+        self.bar.set_position(m.step as u64);
+        let skipped = if m.skipped { "  SKIPPED (non-finite)" } else { "" };
+        self.bar.set_message(format!("loss {:.4}  lr {:.2e}  {:.0} tok/s{skipped}", m.loss, m.lr, m.tokens_per_s));
+    }
+}
+
+/// Runs `kiln train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let device = candle_core::Device::Cpu;
+    let mut trainer = match &args.resume {
+        Some(run) => Trainer::resume(run, &device)?,
+        None => {
+            let (data, out) = (args.data.clone().expect("clap requires --data"), args.out.clone().expect("clap requires --out"));
+            let (init, r) = match (&args.preset, &args.init) {
+                (Some(p), None) => {
+                    let preset: Preset = p.parse().map_err(|e| anyhow::anyhow!("--preset {p}: {e}"))?;
+                    (ModelInit::Preset(p.clone()), recipe(preset))
+                }
+                (None, Some(dir)) => (ModelInit::Dir(dir.clone()), recipe(Preset::Small)),
+                _ => bail!("give --preset NAME (train from scratch) or --init MODEL_DIR (continue training)"),
+            };
+            let lr = args.lr.unwrap_or(r.max_lr);
+            let mut cfg = TrainConfig::new(data, init, args.steps, lr);
+            cfg.micro_batch = args.micro_batch;
+            cfg.accumulation = args.accumulation.unwrap_or((r.batch_windows / args.micro_batch).max(1));
+            cfg.schedule.warmup_steps = args.warmup.unwrap_or(r.warmup_steps.min(args.steps / 10));
+            cfg.schedule.kind = match args.schedule {
+                ScheduleArg::Step => ScheduleKind::Step,
+                ScheduleArg::Cosine => ScheduleKind::Cosine,
+            };
+            cfg.seed = args.seed;
+            cfg.eval_every = args.eval_every;
+            cfg.checkpoint_every = args.checkpoint_every;
+            cfg.keep_last = args.keep_last;
+            Trainer::create(&out, cfg, &device).with_context(|| format!("starting a run in {}", out.display()))?
+        }
+    };
+    let bar = indicatif::ProgressBar::new(trainer.cfg.steps as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} (ETA {eta})  {msg}")
+            .expect("progress template is valid"),
+    );
+    bar.set_position(trainer.state().step as u64);
+    let progress = Progress { bar: bar.clone() };
+    let result = trainer.run(None, &progress);
+    bar.finish_and_clear();
+    let state = result?;
+    eprintln!(
+        "trained {} steps, {} tokens; last loss {:.4}; checkpoints and metrics.jsonl in {}",
+        state.step,
+        state.tokens_seen,
+        state.loss,
+        trainer.run.display()
+    );
+    Ok(())
+}
