@@ -40,6 +40,36 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Training tokens/s (forward, backward, clipping, AdamW) of a random model on random windows.
+    Train {
+        /// Layers.
+        #[arg(long, default_value_t = 6)]
+        layers: usize,
+        /// Model width.
+        #[arg(long, default_value_t = 384)]
+        hidden: usize,
+        /// Attention heads (and KV heads).
+        #[arg(long, default_value_t = 6)]
+        heads: usize,
+        /// SwiGLU width.
+        #[arg(long, default_value_t = 1024)]
+        intermediate: usize,
+        /// Vocabulary.
+        #[arg(long, default_value_t = 8192)]
+        vocab: usize,
+        /// Positions per window.
+        #[arg(long, default_value_t = 256)]
+        seq_len: usize,
+        /// Windows per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Timed steps (after one warm-up step).
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Files/s and MB/s of repository ingest + import parsing + Algorithm 1 ordering.
     Repo {
         /// A repository, or with --repos-root a folder whose entries are repositories.
@@ -60,7 +90,66 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json)
         }
         BenchCommand::Repo { path, repos_root, json } => repo(path, repos_root, json),
+        BenchCommand::Train { layers, hidden, heads, intermediate, vocab, seq_len, batch, steps, json } => {
+            train(layers, hidden, heads, intermediate, vocab, seq_len, batch, steps, json)
+        }
     }
+}
+
+/// Times optimizer steps of a random model (f32, CPU): forward, backward, clipping, AdamW.
+#[allow(clippy::too_many_arguments)]
+fn train(layers: usize, hidden: usize, heads: usize, intermediate: usize, vocab: usize, seq_len: usize, batch: usize, steps: usize, json: bool) -> Result<()> {
+    use kiln_train::optim::{clip_global_norm, AdamW, AdamWConfig};
+    let mut cfg = kiln_model::Config::preset(Preset::Small);
+    cfg.num_hidden_layers = layers;
+    cfg.hidden_size = hidden;
+    cfg.num_attention_heads = heads;
+    cfg.num_key_value_heads = heads;
+    cfg.head_dim = hidden / heads;
+    cfg.intermediate_size = intermediate;
+    cfg.vocab_size = vocab;
+    cfg.max_position_embeddings = cfg.max_position_embeddings.max(seq_len);
+    cfg.bos_token_id = Some(0);
+    cfg.eos_token_ids = vec![1];
+    cfg.pad_token_id = Some(1);
+    cfg.tie_word_embeddings = false;
+    let params = cfg.num_parameters();
+    let model = kiln_train::TrainModel::new(&kiln_model::Llama::random(cfg, WeightDType::F32, &candle_core::Device::Cpu, 0)?)?;
+    let mut opt = AdamW::new(&model.params, AdamWConfig::default())?;
+    let mut state = 7u64;
+    let mut windows = || -> Vec<Vec<u32>> {
+        (0..batch)
+            .map(|_| {
+                (0..=seq_len)
+                    .map(|_| {
+                        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        (state >> 33) as u32 % vocab as u32
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let mut step = |w: &[Vec<u32>]| -> Result<f64> {
+        let (loss, mut grads) = model.loss_and_grads(w)?;
+        clip_global_norm(&mut grads, 1.0)?;
+        opt.step(&grads, 1e-4)?;
+        Ok(loss)
+    };
+    step(&windows())?; // warm-up
+    let start = std::time::Instant::now();
+    let mut loss = 0.0;
+    for _ in 0..steps {
+        loss = step(&windows())?;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let tokens = (steps * batch * seq_len) as f64;
+    let threads = candle_core::utils::get_num_threads();
+    if json {
+        println!("{}", serde_json::json!({"params": params, "tokens_per_s": tokens / secs, "step_s": secs / steps as f64, "loss": loss, "threads": threads}));
+    } else {
+        println!("{params} parameters, batch {batch} x {seq_len}: {:.0} tokens/s ({:.3} s/step, {threads} threads), loss {loss:.3}", tokens / secs, secs / steps as f64);
+    }
+    Ok(())
 }
 
 /// Ingests, parses and orders every repository, spreading repositories over all cores.
