@@ -40,3 +40,31 @@ fn pack_train_generate_resume() {
     assert!(!none.status.success());
     assert!(String::from_utf8_lossy(&none.stderr).contains("--preset"));
 }
+
+#[test]
+fn sft_data_then_instruction_tuning() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tok = root.join("tests/fixtures/tiny-llama");
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |rel: &str| tmp.path().join(rel).to_str().unwrap().to_string();
+    let mut jsonl = String::new();
+    for i in 0..12 {
+        jsonl.push_str(&serde_json::json!({"instruction": format!("add {i} and 1"), "output": format!("{}", i + 1)}).to_string());
+        jsonl.push('\n');
+    }
+    jsonl.push_str(&serde_json::json!({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}).to_string());
+    jsonl.push('\n');
+    std::fs::write(tmp.path().join("chat.jsonl"), &jsonl).unwrap();
+    ok(&kiln(&["data", "sft", "--input", &p("chat.jsonl"), "--tokenizer", tok.to_str().unwrap(), "--val-fraction", "0.2", "--out", &p("sft")]));
+    for f in ["train.bin", "train.idx", "train.mask", "tokenizer.json"] {
+        assert!(tmp.path().join("sft").join(f).is_file(), "{f}");
+    }
+    ok(&kiln(&["train", "--data", &p("sft"), "--out", &p("run"), "--init", tok.to_str().unwrap(), "--steps", "3", "--micro-batch", "2", "--eval-every", "3", "--lr", "1e-5", "--schedule", "cosine"]));
+    assert!(tmp.path().join("run/checkpoint-00000003/tokenizer.json").is_file());
+    // A bad line names the file and line.
+    std::fs::write(tmp.path().join("bad.jsonl"), "{\"instruction\": \"x\"}\n").unwrap();
+    let bad = kiln(&["data", "sft", "--input", &p("bad.jsonl"), "--tokenizer", tok.to_str().unwrap(), "--out", &p("sft2")]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("bad.jsonl:1") && err.contains("messages"), "{err}");
+}

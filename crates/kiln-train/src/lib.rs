@@ -6,8 +6,10 @@
 //! clipping), [`model`] (parameters as `Var`s, loss and gradients through the differentiable
 //! training forward), [`trainer`] (the loop, evaluation, checkpoints).
 //!
-//! Not here yet (issue #6): fused ops with backward (the training forward uses composed candle
-//! ops, correct but slower), bf16 compute, SFT loss masks, loss plots.
+//! [`sft`] serves instruction-tuning conversations and their masked loss; the trainer picks it
+//! when the data directory holds SFT files (`kiln data sft`).
+//!
+//! Not here yet (issue #6): bf16 compute, loss plots, the long-context stage's own flags.
 #![deny(missing_docs)]
 
 pub mod error;
@@ -15,6 +17,7 @@ pub mod model;
 pub mod optim;
 pub mod recipe;
 pub mod schedule;
+pub mod sft;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

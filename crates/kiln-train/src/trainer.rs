@@ -24,6 +24,7 @@ use crate::error::{Result, TrainError};
 use crate::model::TrainModel;
 use crate::optim::{clip_global_norm, AdamW, AdamWConfig};
 use crate::schedule::Schedule;
+use crate::sft::{masked_loss, masked_loss_and_grads, SftLoader};
 
 /// Where the weights of a new run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +166,68 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(io(path))
 }
 
+/// Where batches come from: packed windows (pre-training) or SFT conversations with loss masks
+/// (`kiln data sft`, recognised by its `train.mask`).
+enum Source {
+    Windows(WindowLoader),
+    Sft(SftLoader),
+}
+
+impl Source {
+    fn open(prefix: &Path, seed: Option<u64>, max_len: usize, pad: u32) -> Result<Source> {
+        if kiln_data::sft::mask_path(prefix).is_file() {
+            Ok(Source::Sft(SftLoader::open(prefix, seed, max_len, pad)?))
+        } else {
+            Ok(Source::Windows(WindowLoader::open(prefix, seed)?))
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Source::Windows(l) => l.windows(),
+            Source::Sft(l) => l.len(),
+        }
+    }
+
+    fn cursor(&self) -> Cursor {
+        match self {
+            Source::Windows(l) => l.cursor(),
+            Source::Sft(l) => l.cursor(),
+        }
+    }
+
+    fn set_cursor(&mut self, c: Cursor) -> Result<()> {
+        match self {
+            Source::Windows(l) => Ok(l.set_cursor(c)?),
+            Source::Sft(l) => l.set_cursor(c),
+        }
+    }
+
+    /// Loss, gradients and the tokens learned from (targets; for SFT the masked ones).
+    fn step(&mut self, model: &TrainModel, n: usize) -> Result<(f64, Vec<Tensor>, u64)> {
+        match self {
+            Source::Windows(l) => {
+                let windows = l.next_batch(n)?;
+                let tokens = windows.iter().map(|w| w.len() as u64 - 1).sum();
+                let (loss, grads) = model.loss_and_grads(&windows)?;
+                Ok((loss, grads, tokens))
+            }
+            Source::Sft(l) => {
+                let batch = l.next_batch(n)?;
+                let (loss, grads, count) = masked_loss_and_grads(model, &batch)?;
+                Ok((loss, grads, count as u64))
+            }
+        }
+    }
+
+    fn eval(&mut self, model: &TrainModel, n: usize) -> Result<f64> {
+        match self {
+            Source::Windows(l) => model.eval_loss(&l.next_batch(n)?),
+            Source::Sft(l) => Ok(masked_loss(model, &l.next_batch(n)?)?.0.detach().to_scalar::<f32>()? as f64),
+        }
+    }
+}
+
 /// A training run in a directory.
 pub struct Trainer {
     /// The run directory.
@@ -173,8 +236,8 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     model: TrainModel,
     opt: AdamW,
-    train: WindowLoader,
-    val: Option<WindowLoader>,
+    train: Source,
+    val: Option<Source>,
     meta: Option<PackSummary>,
     state: TrainerState,
 }
@@ -252,13 +315,17 @@ impl Trainer {
     }
 
     fn assemble(run: &Path, cfg: TrainConfig, model: TrainModel, meta: Option<PackSummary>, state: Option<TrainerState>) -> Result<Self> {
-        let train = WindowLoader::open(&cfg.data.join(Split::Train.name()), Some(cfg.seed))?;
-        let seq_len = train.window_tokens() - 1;
-        if seq_len > model.cfg.max_position_embeddings {
-            return Err(TrainError::Config(format!(
-                "the data's windows hold {seq_len} positions, above the model's max_position_embeddings {} (pack with a smaller --seq-len, or extend the context with rope scaling first)",
-                model.cfg.max_position_embeddings
-            )));
+        let max_len = model.cfg.max_position_embeddings + 1;
+        let pad = model.cfg.pad_token_id.or(model.cfg.eos_token_ids.first().copied()).unwrap_or(0);
+        let train = Source::open(&cfg.data.join(Split::Train.name()), Some(cfg.seed), max_len, pad)?;
+        if let Source::Windows(w) = &train {
+            let seq_len = w.window_tokens() - 1;
+            if seq_len > model.cfg.max_position_embeddings {
+                return Err(TrainError::Config(format!(
+                    "the data's windows hold {seq_len} positions, above the model's max_position_embeddings {} (pack with a smaller --seq-len, or extend the context with rope scaling first)",
+                    model.cfg.max_position_embeddings
+                )));
+            }
         }
         if let Some(m) = &meta {
             if m.tokenizer.vocab_size > model.cfg.vocab_size {
@@ -268,9 +335,8 @@ impl Trainer {
                 )));
             }
         }
-        let val_prefix = cfg.data.join(Split::Val.name());
-        let val = match WindowLoader::open(&val_prefix, None) {
-            Ok(l) if l.windows() > 0 => Some(l),
+        let val = match Source::open(&cfg.data.join(Split::Val.name()), None, max_len, pad) {
+            Ok(l) if l.len() > 0 => Some(l),
             _ => None,
         };
         let opt = AdamW::new(&model.params, cfg.adamw)?;
@@ -309,9 +375,8 @@ impl Trainer {
             let mut loss_sum = 0.0;
             let mut tokens = 0u64;
             for _ in 0..self.cfg.accumulation {
-                let windows = self.train.next_batch(self.cfg.micro_batch)?;
-                tokens += windows.iter().map(|w| w.len() as u64 - 1).sum::<u64>();
-                let (loss, grads) = self.model.loss_and_grads(&windows)?;
+                let (loss, grads, n) = self.train.step(&self.model, self.cfg.micro_batch)?;
+                tokens += n;
                 loss_sum += loss;
                 sum = Some(match sum {
                     None => grads,
@@ -368,12 +433,12 @@ impl Trainer {
     pub fn evaluate(&mut self) -> Result<Option<f64>> {
         let Some(val) = self.val.as_mut() else { return Ok(None) };
         val.set_cursor(Cursor { epoch: 0, position: 0 })?;
-        let n = self.cfg.eval_windows.min(val.windows());
+        let n = self.cfg.eval_windows.min(val.len());
         let mut total = 0.0;
         let mut done = 0;
         while done < n {
             let b = self.cfg.micro_batch.min(n - done);
-            total += self.model.eval_loss(&val.next_batch(b)?)? * b as f64;
+            total += val.eval(&self.model, b)? * b as f64;
             done += b;
         }
         Ok(Some(total / n.max(1) as f64))
@@ -392,10 +457,15 @@ impl Trainer {
         let mc = &self.model.cfg;
         let generation = serde_json::json!({"bos_token_id": mc.bos_token_id, "eos_token_id": mc.eos_token_ids.first(), "_from_model_config": true});
         write_atomic(&tmp.join("generation_config.json"), generation.to_string().as_bytes())?;
-        if let Some(m) = &self.meta {
-            // The tokenizer the data was packed with, so the checkpoint is a complete model dir.
+        // The tokenizer the data was made with, so the checkpoint is a complete model dir:
+        // named by a packed corpus's meta.json, or copied beside SFT data.
+        let tokenizer_dir = match &self.meta {
+            Some(m) => m.tokenizer.path.parent().map(Path::to_path_buf),
+            None => Some(self.cfg.data.clone()),
+        };
+        if let Some(dir) = tokenizer_dir {
             for file in ["tokenizer.json", "tokenizer_config.json"] {
-                let src = m.tokenizer.path.with_file_name(file);
+                let src = dir.join(file);
                 if src.is_file() {
                     std::fs::copy(&src, tmp.join(file)).map_err(io(&src))?;
                 }

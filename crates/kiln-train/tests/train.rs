@@ -195,3 +195,50 @@ fn bad_runs_are_refused_with_reasons() {
     assert!(e.contains("not a kiln training run"), "{e}");
     let _ = HashMap::<String, f64>::new();
 }
+
+/// SFT: conversations whose instructions are random digits and whose response is always the
+/// same; the loss counts only the response (+ EOT) tokens, so it can go to ~0 even though the
+/// prompts are unpredictable.
+#[test]
+fn sft_learns_the_responses_only() {
+    use kiln_data::sft::{tokenize_conversation, SftWriter};
+    use kiln_tokenizer::special::Role;
+    let tmp = tempfile::tempdir().unwrap();
+    let tok = kiln_tokenizer::Tokenizer::from_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama")).unwrap();
+    let enc = kiln_data::DocEncoder::new(&tok).unwrap();
+    let data = tmp.path().join("sft");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut w = SftWriter::create(&data.join("train"), TokenType::U16).unwrap();
+    let mut state = 99u64;
+    let mut expected_targets = 0;
+    for _ in 0..64 {
+        let digits: String = (0..8)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                char::from(b'0' + ((state >> 33) % 10) as u8)
+            })
+            .collect();
+        let s = tokenize_conversation(&enc, &[(Role::System, "sys"), (Role::User, &digits), (Role::Assistant, "ok done")]).unwrap();
+        expected_targets = s.target_tokens();
+        w.add(&s).unwrap();
+    }
+    w.finish().unwrap();
+    // A model for the fixture tokenizer's 409 ids.
+    let init = tmp.path().join("init");
+    let mut cfg = Config::preset(Preset::Tiny);
+    (cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) = (448, 48, 96, 2);
+    (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.max_position_embeddings) = (4, 4, 12, 128);
+    (cfg.bos_token_id, cfg.eos_token_ids, cfg.pad_token_id) = (Some(400), vec![408], Some(401));
+    Llama::random(cfg, WeightDType::F32, &Device::Cpu, 1).unwrap().save(&init, None).unwrap();
+    let mut tc = TrainConfig::new(data, ModelInit::Dir(init), 80, 1e-2);
+    tc.schedule.warmup_steps = 5;
+    let run = tmp.path().join("run");
+    let mut t = Trainer::create(&run, tc, &Device::Cpu).unwrap();
+    let state = t.run(None, &Quiet).unwrap();
+    // tokens_seen counts the masked targets: the same number in every conversation.
+    assert_eq!(state.tokens_seen, 80 * 8 * expected_targets as u64);
+    let losses = train_losses(&run);
+    let last: f64 = losses[70..].iter().sum::<f64>() / 10.0;
+    assert!(losses[0] > 3.0, "{}", losses[0]);
+    assert!(last < 0.1, "responses learned: mean masked loss of the last 10 steps {last}");
+}
