@@ -23,7 +23,7 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint (its config.json is used;
     /// no other setting may be given).
-    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last"])]
+    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor"])]
     resume: Option<PathBuf>,
     /// Packed training data (`kiln data pack --out`).
     #[arg(long, required_unless_present = "resume")]
@@ -67,6 +67,13 @@ pub struct TrainArgs {
     /// Checkpoints kept.
     #[arg(long, default_value_t = 2)]
     keep_last: usize,
+    /// Long-context stage: the model's new max_position_embeddings (with --rope-factor; the
+    /// paper went from 4K to 16K positions with factor 4). Needs --init.
+    #[arg(long, requires_all = ["rope_factor", "init"])]
+    context_length: Option<usize>,
+    /// Long-context stage: RoPE linear scaling factor (with --context-length).
+    #[arg(long, requires = "context_length")]
+    rope_factor: Option<f64>,
 }
 
 /// The progress bar: step, loss, LR, tokens/s, ETA.
@@ -115,6 +122,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.eval_every = args.eval_every;
             cfg.checkpoint_every = args.checkpoint_every;
             cfg.keep_last = args.keep_last;
+            if let (Some(positions), Some(factor)) = (args.context_length, args.rope_factor) {
+                cfg.extend_context = Some(kiln_train::ContextExtension { max_position_embeddings: positions, rope_linear_factor: factor });
+            }
             Trainer::create(&out, cfg, &device).with_context(|| format!("starting a run in {}", out.display()))?
         }
     };

@@ -9,7 +9,9 @@
 //! [`sft`] serves instruction-tuning conversations and their masked loss; the trainer picks it
 //! when the data directory holds SFT files (`kiln data sft`).
 //!
-//! Not here yet (issue #6): bf16 compute, loss plots, the long-context stage's own flags.
+//! The long-context stage is a config of the same loop ([`trainer::ContextExtension`]).
+//!
+//! Not here yet (issue #6): bf16 compute, loss plots.
 #![deny(missing_docs)]
 
 pub mod error;
@@ -24,4 +26,4 @@ pub use error::{Result, TrainError};
 pub use model::TrainModel;
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{ModelInit, StepMetrics, TrainConfig, Trainer, TrainerState};
+pub use trainer::{ContextExtension, ModelInit, StepMetrics, TrainConfig, Trainer, TrainerState};

@@ -70,6 +70,19 @@ pub struct TrainConfig {
     pub keep_last: usize,
     /// Stop after this many consecutive steps with a non-finite loss or gradient.
     pub max_bad_steps: usize,
+    /// The long-context stage (paper §3.6): continue a model at more positions, with RoPE
+    /// positions interpolated by a linear factor (DeepSeek-Coder: 16K positions, factor 4).
+    #[serde(default)]
+    pub extend_context: Option<ContextExtension>,
+}
+
+/// New position limits for the long-context stage.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ContextExtension {
+    /// The model's new `max_position_embeddings`.
+    pub max_position_embeddings: usize,
+    /// RoPE linear scaling factor (positions are divided by it).
+    pub rope_linear_factor: f64,
 }
 
 impl TrainConfig {
@@ -90,6 +103,7 @@ impl TrainConfig {
             checkpoint_every: 0,
             keep_last: 2,
             max_bad_steps: 3,
+            extend_context: None,
         }
     }
 
@@ -286,6 +300,23 @@ impl Trainer {
                 TrainModel::new(&Llama::random(mc, WeightDType::F32, device, cfg.seed)?)?
             }
             ModelInit::Dir(dir) => TrainModel::load(dir, device)?,
+        };
+        let model = match cfg.extend_context {
+            None => model,
+            Some(ext) => {
+                if !(ext.rope_linear_factor >= 1.0) || ext.max_position_embeddings < model.cfg.max_position_embeddings {
+                    return Err(TrainError::Config(format!(
+                        "extend_context: positions {} (model: {}) and factor {} must not shrink the context",
+                        ext.max_position_embeddings, model.cfg.max_position_embeddings, ext.rope_linear_factor
+                    )));
+                }
+                let mut mc = model.cfg.clone();
+                mc.max_position_embeddings = ext.max_position_embeddings;
+                mc.rope_scaling = kiln_model::RopeScaling::Linear { factor: ext.rope_linear_factor };
+                tracing::info!(positions = mc.max_position_embeddings, factor = ext.rope_linear_factor, "long-context stage");
+                let weights = model.network().named_tensors().into_iter().collect();
+                TrainModel::new(&Llama::from_tensors(mc, weights, device)?)?
+            }
         };
         std::fs::create_dir_all(run).map_err(io(run))?;
         write_atomic(&run.join("config.json"), &serde_json::to_vec_pretty(&cfg).expect("config serialises"))?;

@@ -179,8 +179,15 @@ fn bad_runs_are_refused_with_reasons() {
     w.finish().unwrap();
     let mut cfg = config(tmp.path(), 4);
     cfg.data = long;
-    let e = Trainer::create(&tmp.path().join("r1"), cfg, &Device::Cpu).err().expect("refused").to_string();
+    let e = Trainer::create(&tmp.path().join("r1"), cfg.clone(), &Device::Cpu).err().expect("refused").to_string();
     assert!(e.contains("max_position_embeddings"), "{e}");
+    // The long-context stage makes the same data fit: 128 positions, RoPE interpolated by 2.
+    cfg.extend_context = Some(kiln_train::ContextExtension { max_position_embeddings: 128, rope_linear_factor: 2.0 });
+    let long_run = tmp.path().join("r1b");
+    Trainer::create(&long_run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(long_run.join("checkpoint-00000004/config.json")).unwrap()).unwrap();
+    assert_eq!(saved["max_position_embeddings"], 128);
+    assert_eq!(saved["rope_scaling"]["factor"], 2.0, "{saved}");
     // A second run in the same directory.
     let run = tmp.path().join("r2");
     Trainer::create(&run, config(tmp.path(), 2), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
