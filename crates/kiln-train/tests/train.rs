@@ -249,3 +249,36 @@ fn sft_learns_the_responses_only() {
     assert!(losses[0] > 3.0, "{}", losses[0]);
     assert!(last < 0.1, "responses learned: mean masked loss of the last 10 steps {last}");
 }
+
+/// A checkpoint kiln writes loads in transformers and gives kiln's logits (runs when python3
+/// has torch and transformers; `pip install -r scripts/requirements-fixtures.txt`).
+#[test]
+fn checkpoints_load_in_transformers() {
+    let probe = std::process::Command::new("python3").args(["-c", "import torch, transformers"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("SKIPPING checkpoints_load_in_transformers: python3 with torch + transformers not found (pip install -r scripts/requirements-fixtures.txt)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 16);
+    let run = tmp.path().join("run");
+    Trainer::create(&run, config(tmp.path(), 3), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    let ckpt = run.join("checkpoint-00000003");
+    let ids = [3u32, 4, 5, 6, 9, 2];
+    let model = Llama::load(&ckpt, None, &Device::Cpu).unwrap();
+    let ours = model.forward(&Tensor::new(&[ids], &Device::Cpu).unwrap(), &mut model.new_cache()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let script = format!(
+        "import json, torch, transformers\n\
+         m = transformers.LlamaForCausalLM.from_pretrained({:?}, torch_dtype=torch.float32).eval()\n\
+         with torch.no_grad():\n    print(json.dumps(m(torch.tensor([{:?}])).logits.flatten().tolist()))\n",
+        ckpt.to_str().unwrap(),
+        ids
+    );
+    let out = std::process::Command::new("python3").args(["-c", &script]).output().unwrap();
+    assert!(out.status.success(), "transformers failed to load the checkpoint: {}", String::from_utf8_lossy(&out.stderr));
+    let theirs: Vec<f32> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(theirs.len(), ours.len());
+    let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-4, "kiln vs transformers logits: max-abs {diff}");
+}
