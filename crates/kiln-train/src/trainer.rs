@@ -453,7 +453,8 @@ impl Trainer {
                     observer.on_metrics(&e, self.cfg.steps);
                 }
             }
-            if s == self.cfg.steps || (self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every)) {
+            // A skipped step changed nothing: no new checkpoint of the same weights.
+            if !skipped && (s == self.cfg.steps || (self.cfg.checkpoint_every > 0 && s.is_multiple_of(self.cfg.checkpoint_every))) {
                 self.checkpoint()?;
             }
         }

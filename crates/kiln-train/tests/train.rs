@@ -282,3 +282,26 @@ fn checkpoints_load_in_transformers() {
     let diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-4, "kiln vs transformers logits: max-abs {diff}");
 }
+
+/// An absurd learning rate blows the weights up after one update: the following non-finite steps
+/// are skipped and reported in the metrics, the run stops after `max_bad_steps` in a row, and the
+/// last good checkpoint stays loadable.
+#[test]
+fn divergence_is_detected_and_the_last_good_checkpoint_survives() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 16);
+    let mut cfg = config(tmp.path(), 20);
+    cfg.schedule.max_lr = 1e30;
+    cfg.schedule.warmup_steps = 0;
+    cfg.checkpoint_every = 1;
+    let run = tmp.path().join("run");
+    let err = Trainer::create(&run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).err().expect("diverges");
+    assert!(matches!(err, kiln_train::TrainError::Diverged { count: 3, .. }), "{err}");
+    assert!(err.to_string().contains("last good checkpoint"), "{err}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["skipped"], false);
+    assert!(lines[1..].iter().all(|m| m["skipped"] == true), "{lines:?}");
+    assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap(), "checkpoint-00000001");
+    Llama::load(&run.join("checkpoint-00000001"), None, &Device::Cpu).unwrap();
+}
