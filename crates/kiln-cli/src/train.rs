@@ -25,11 +25,14 @@ pub struct TrainArgs {
     /// no other setting may be given).
     #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor"])]
     resume: Option<PathBuf>,
-    /// Packed training data (`kiln data pack --out`).
-    #[arg(long, required_unless_present = "resume")]
+    /// Only draw RUN/loss.png and RUN/lr.png from RUN/metrics.jsonl (also done after every run).
+    #[arg(long, conflicts_with_all = ["resume", "data", "out", "preset", "init"])]
+    plot: Option<PathBuf>,
+    /// Packed training data (`kiln data pack --out`, or `kiln data sft --out`).
+    #[arg(long, required_unless_present_any = ["resume", "plot"])]
     data: Option<PathBuf>,
     /// Run directory (metrics.jsonl, checkpoint-*/).
-    #[arg(long, required_unless_present = "resume")]
+    #[arg(long, required_unless_present_any = ["resume", "plot"])]
     out: Option<PathBuf>,
     /// Train from scratch with a preset shape (tiny, small, deepseek-coder-1.3b/6.7b/33b).
     #[arg(long, conflicts_with = "init")]
@@ -96,6 +99,11 @@ impl TrainObserver for Progress {
 
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    if let Some(run) = &args.plot {
+        let [loss, lr] = kiln_train::plot::plot_run(run)?;
+        eprintln!("wrote {} and {}", loss.display(), lr.display());
+        return Ok(());
+    }
     let device = candle_core::Device::Cpu;
     let mut trainer = match &args.resume {
         Some(run) => Trainer::resume(run, &device)?,
@@ -137,9 +145,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let progress = Progress { bar: bar.clone() };
     let result = trainer.run(None, &progress);
     bar.finish_and_clear();
+    // Charts of whatever was trained, also when the run stopped on an error.
+    if let Err(e) = kiln_train::plot::plot_run(&trainer.run) {
+        tracing::warn!(error = %e, "no loss/LR charts");
+    }
     let state = result?;
     eprintln!(
-        "trained {} steps, {} tokens; last loss {:.4}; checkpoints and metrics.jsonl in {}",
+        "trained {} steps, {} tokens; last loss {:.4}; checkpoints, metrics.jsonl, loss.png and lr.png in {}",
         state.step,
         state.tokens_seen,
         state.loss,

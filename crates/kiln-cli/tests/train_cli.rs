@@ -25,6 +25,12 @@ fn pack_train_generate_resume() {
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.iter().filter(|m| m["kind"] == "train").count(), 6);
     assert!(lines.iter().any(|m| m["kind"] == "eval"), "val loss is evaluated: {metrics}");
+    for png in ["loss.png", "lr.png"] {
+        assert!(std::fs::read(tmp.path().join("run").join(png)).unwrap().starts_with(b"\x89PNG"), "{png}");
+    }
+    std::fs::remove_file(tmp.path().join("run/loss.png")).unwrap();
+    ok(&kiln(&["train", "--plot", &p("run")]));
+    assert!(tmp.path().join("run/loss.png").is_file());
     // The checkpoint is a model directory `kiln generate` runs, tokenizer included.
     let ckpt = p("run/checkpoint-00000006");
     let out: serde_json::Value = serde_json::from_str(&ok(&kiln(&["generate", "--model", &ckpt, "--prompt", "def f(", "--max-tokens", "4", "--temperature", "0", "--json"]))).unwrap();

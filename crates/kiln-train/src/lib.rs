@@ -11,12 +11,15 @@
 //!
 //! The long-context stage is a config of the same loop ([`trainer::ContextExtension`]).
 //!
-//! Not here yet (issue #6): bf16 compute, loss plots.
+//! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts.
+//!
+//! Not here yet (issue #6): bf16 compute.
 #![deny(missing_docs)]
 
 pub mod error;
 pub mod model;
 pub mod optim;
+pub mod plot;
 pub mod recipe;
 pub mod schedule;
 pub mod sft;

@@ -1,0 +1,261 @@
+//! `metrics.jsonl` as PNG charts: training loss (with eval loss points) and learning rate over
+//! steps. A small self-contained raster plotter and PNG encoder (zlib via flate2), so the trainer
+//! needs no plotting library: axes, grid, curves and min/max labels in a built-in 3x5 digit font.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::error::{Result, TrainError};
+use crate::trainer::StepMetrics;
+
+const W: usize = 800;
+const H: usize = 400;
+const MARGIN_L: usize = 70;
+const MARGIN_R: usize = 20;
+const MARGIN_T: usize = 20;
+const MARGIN_B: usize = 40;
+
+type Rgb = [u8; 3];
+const WHITE: Rgb = [255, 255, 255];
+const GRID: Rgb = [225, 225, 225];
+const AXIS: Rgb = [60, 60, 60];
+const TRAIN: Rgb = [31, 119, 180];
+const EVAL: Rgb = [214, 39, 40];
+const LR: Rgb = [44, 160, 44];
+
+/// An RGB raster.
+struct Canvas {
+    px: Vec<u8>,
+}
+
+impl Canvas {
+    fn new() -> Self {
+        Canvas { px: WHITE.repeat(W * H) }
+    }
+
+    fn set(&mut self, x: i64, y: i64, c: Rgb) {
+        if x >= 0 && y >= 0 && (x as usize) < W && (y as usize) < H {
+            let i = 3 * (y as usize * W + x as usize);
+            self.px[i..i + 3].copy_from_slice(&c);
+        }
+    }
+
+    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb) {
+        // Bresenham.
+        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
+        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
+        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
+        loop {
+            self.set(x, y, c);
+            if x == x1 && y == y1 {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    /// Text in the 3x5 font at scale 2 (digits, `.`, `-`, `e`, `+`; other characters blank).
+    fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb) {
+        for (k, ch) in s.chars().enumerate() {
+            let rows = glyph(ch);
+            for (r, bits) in rows.iter().enumerate() {
+                for col in 0..3 {
+                    if bits & (0b100 >> col) != 0 {
+                        for (ox, oy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                            self.set(x + 8 * k as i64 + 2 * col + ox, y + 2 * r as i64 + oy, c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn png(&self) -> Vec<u8> {
+        let mut raw = Vec::with_capacity(H * (1 + 3 * W));
+        for row in self.px.chunks(3 * W) {
+            raw.push(0); // filter: none
+            raw.extend_from_slice(row);
+        }
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&raw).expect("writing to memory");
+        let idat = z.finish().expect("writing to memory");
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend((W as u32).to_be_bytes());
+        ihdr.extend((H as u32).to_be_bytes());
+        ihdr.extend([8, 2, 0, 0, 0]); // 8-bit RGB, deflate, no filter method, no interlace
+        for (kind, data) in [(b"IHDR", ihdr), (b"IDAT", idat), (b"IEND", Vec::new())] {
+            out.extend((data.len() as u32).to_be_bytes());
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(kind);
+            crc.update(&data);
+            out.extend(kind);
+            out.extend(&data);
+            out.extend(crc.finalize().to_be_bytes());
+        }
+        out
+    }
+}
+
+/// 3x5 bitmaps, top row first, bit 0b100 = left column.
+fn glyph(c: char) -> [u8; 5] {
+    match c {
+        '0' => [7, 5, 5, 5, 7],
+        '1' => [2, 6, 2, 2, 7],
+        '2' => [7, 1, 7, 4, 7],
+        '3' => [7, 1, 7, 1, 7],
+        '4' => [5, 5, 7, 1, 1],
+        '5' => [7, 4, 7, 1, 7],
+        '6' => [7, 4, 7, 5, 7],
+        '7' => [7, 1, 1, 1, 1],
+        '8' => [7, 5, 7, 5, 7],
+        '9' => [7, 5, 7, 1, 7],
+        '.' => [0, 0, 0, 0, 2],
+        '-' => [0, 0, 7, 0, 0],
+        '+' => [0, 2, 7, 2, 0],
+        'e' => [0, 7, 7, 4, 7],
+        _ => [0; 5],
+    }
+}
+
+/// One chart: series of (step, value) points, drawn as lines (or dots for sparse series).
+fn chart(series: &[(&[(f64, f64)], Rgb, bool)], log_y: bool) -> Canvas {
+    let mut cv = Canvas::new();
+    let pts = series.iter().flat_map(|(s, _, _)| s.iter()).filter(|p| p.1.is_finite() && (!log_y || p.1 > 0.0));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        let y = if log_y { y.log10() } else { y };
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        return cv; // nothing to draw
+    }
+    if x1 == x0 {
+        x1 = x0 + 1.0;
+    }
+    if y1 == y0 {
+        y1 = y0 + 1.0;
+    }
+    let (pw, ph) = ((W - MARGIN_L - MARGIN_R) as f64, (H - MARGIN_T - MARGIN_B) as f64);
+    let map = |x: f64, y: f64| -> (i64, i64) {
+        let y = if log_y { y.log10() } else { y };
+        (MARGIN_L as i64 + ((x - x0) / (x1 - x0) * pw) as i64, (MARGIN_T as f64 + (1.0 - (y - y0) / (y1 - y0)) * ph) as i64)
+    };
+    for k in 0..=4 {
+        let y = (MARGIN_T as f64 + ph * k as f64 / 4.0) as i64;
+        cv.line((MARGIN_L as i64, y), ((W - MARGIN_R) as i64, y), GRID);
+    }
+    let (l, b) = (MARGIN_L as i64, (H - MARGIN_B) as i64);
+    cv.line((l, MARGIN_T as i64), (l, b), AXIS);
+    cv.line((l, b), ((W - MARGIN_R) as i64, b), AXIS);
+    let label = |v: f64| if log_y { format!("{:.2e}", 10f64.powf(v)) } else { format!("{v:.3}") };
+    cv.text(4, MARGIN_T as i64, &label(y1), AXIS);
+    cv.text(4, b - 10, &label(y0), AXIS);
+    cv.text(l, b + 12, &format!("{}", x0 as u64), AXIS);
+    let last = format!("{}", x1 as u64);
+    cv.text((W - MARGIN_R) as i64 - 8 * last.len() as i64, b + 12, &last, AXIS);
+    for (s, color, dots) in series {
+        let mut prev: Option<(i64, i64)> = None;
+        for &(x, y) in s.iter() {
+            if !y.is_finite() || (log_y && y <= 0.0) {
+                prev = None;
+                continue;
+            }
+            let p = map(x, y);
+            if *dots {
+                for d in -2..=2 {
+                    cv.line((p.0 - 2, p.1 + d), (p.0 + 2, p.1 + d), *color);
+                }
+            } else if let Some(q) = prev {
+                cv.line(q, p, *color);
+            }
+            prev = Some(p);
+        }
+    }
+    cv
+}
+
+/// Reads `run/metrics.jsonl` and writes `run/loss.png` (train loss line, eval loss dots) and
+/// `run/lr.png` (learning rate, log scale); returns the two paths.
+pub fn plot_run(run: &Path) -> Result<[std::path::PathBuf; 2]> {
+    let path = run.join("metrics.jsonl");
+    let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Io { path: path.clone(), source: e })?;
+    let mut train = Vec::new();
+    let mut eval = Vec::new();
+    let mut lr = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let m: StepMetrics = serde_json::from_str(line).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("line {}: {e}", i + 1) })?;
+        let x = m.step as f64;
+        if m.kind == "eval" {
+            eval.push((x, m.loss));
+        } else {
+            train.push((x, m.loss));
+            lr.push((x, m.lr));
+        }
+    }
+    let loss_png = run.join("loss.png");
+    let lr_png = run.join("lr.png");
+    for (file, canvas) in [
+        (&loss_png, chart(&[(&train, TRAIN, false), (&eval, EVAL, true)], false)),
+        (&lr_png, chart(&[(&lr, LR, false)], true)),
+    ] {
+        let tmp = file.with_extension("png.tmp");
+        std::fs::write(&tmp, canvas.png()).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
+        std::fs::rename(&tmp, file).map_err(|e| TrainError::Io { path: file.clone(), source: e })?;
+    }
+    Ok([loss_png, lr_png])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_valid_pngs_with_the_curves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut lines = String::new();
+        for s in 1..=50u32 {
+            let m = StepMetrics { kind: "train".into(), step: s as usize, loss: 5.0 / s as f64, lr: 1e-3 * (s as f64 / 50.0), grad_norm: 1.0, tokens: 0, tokens_per_s: 0.0, skipped: false };
+            lines.push_str(&serde_json::to_string(&m).unwrap());
+            lines.push('\n');
+        }
+        lines.push_str(&serde_json::to_string(&StepMetrics { kind: "eval".into(), step: 50, loss: f64::NAN, lr: 0.0, grad_norm: 0.0, tokens: 0, tokens_per_s: 0.0, skipped: false }).unwrap().replace("null", "0.5"));
+        lines.push('\n');
+        std::fs::write(dir.path().join("metrics.jsonl"), lines).unwrap();
+        let [loss, lr] = plot_run(dir.path()).unwrap();
+        for p in [&loss, &lr] {
+            let bytes = std::fs::read(p).unwrap();
+            assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+            assert_eq!(&bytes[12..16], b"IHDR");
+            assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), W as u32);
+            // The IDAT inflates to H rows of 1 + 3W bytes, holding curve-coloured pixels.
+            let start = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+            let len = u32::from_be_bytes(bytes[start - 4..start].try_into().unwrap()) as usize;
+            let mut raw = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
+            assert_eq!(raw.len(), H * (1 + 3 * W));
+            let colour = if p == &loss { TRAIN } else { LR };
+            assert!(has_colour(&raw, colour), "{} has its curve", p.display());
+        }
+        let bytes = std::fs::read(&loss).unwrap();
+        let start = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(bytes[start - 4..start].try_into().unwrap()) as usize;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
+        assert!(has_colour(&raw, EVAL), "eval points drawn");
+        assert!(!has_colour(&raw, LR), "no LR curve on the loss chart");
+    }
+
+    /// Whether a pixel of `colour` is in the filtered scanlines `raw` (1 filter byte per row).
+    fn has_colour(raw: &[u8], colour: Rgb) -> bool {
+        raw.chunks(1 + 3 * W).any(|row| row[1..].chunks(3).any(|c| c == colour))
+    }
+}
