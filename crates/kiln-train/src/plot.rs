@@ -126,8 +126,11 @@ fn glyph(c: char) -> [u8; 5] {
     }
 }
 
+/// A series to draw: its (step, value) points, its colour, and dots (true) or a line (false).
+type Series<'a> = (&'a [(f64, f64)], Rgb, bool);
+
 /// One chart: series of (step, value) points, drawn as lines (or dots for sparse series).
-fn chart(series: &[(&[(f64, f64)], Rgb, bool)], log_y: bool) -> Canvas {
+fn chart(series: &[Series<'_>], log_y: bool) -> Canvas {
     let mut cv = Canvas::new();
     let pts = series.iter().flat_map(|(s, _, _)| s.iter()).filter(|p| p.1.is_finite() && (!log_y || p.1 > 0.0));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
