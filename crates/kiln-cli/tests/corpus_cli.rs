@@ -1,20 +1,14 @@
 //! `kiln corpus build | stats | inspect` on the committed fixture repositories.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
+use common::{kiln, ok};
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos")
 }
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
-}
 
-fn ok(out: Output) -> String {
-    assert!(out.status.success(), "kiln failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn build_stats_inspect_and_errors() {
@@ -23,25 +17,25 @@ fn build_stats_inspect_and_errors() {
     let (root, out_s) = (fixtures().display().to_string(), out.display().to_string());
     // Job-array style: each task alone, then the merge.
     for t in ["0", "1"] {
-        ok(kiln(&["corpus", "build", &root, "--repos-root", "--out", &out_s, "--no-decontam", "--tasks", "2", "--task", t]));
+        ok(&kiln(&["corpus", "build", &root, "--repos-root", "--out", &out_s, "--no-decontam", "--tasks", "2", "--task", t]));
     }
     assert!(!out.join("manifest.json").exists(), "--task does not merge");
     let build = kiln(&["corpus", "build", &root, "--repos-root", "--out", &out_s, "--no-decontam", "--tasks", "2"]);
-    ok(build.clone());
+    ok(&build);
     assert!(String::from_utf8_lossy(&build.stderr).contains("reused 2"), "{}", String::from_utf8_lossy(&build.stderr));
 
-    let stats = ok(kiln(&["corpus", "stats", &out_s]));
+    let stats = ok(&kiln(&["corpus", "stats", &out_s]));
     assert!(stats.contains("Language") && stats.contains("Python") && stats.contains("files ingested"), "{stats}");
-    let json: serde_json::Value = serde_json::from_str(&ok(kiln(&["corpus", "stats", &out_s, "--json"]))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&ok(&kiln(&["corpus", "stats", &out_s, "--json"]))).unwrap();
     let kept = json["samples"]["kept"].as_u64().unwrap();
     assert!(kept > 0);
 
-    let text = ok(kiln(&["corpus", "inspect", &out_s, "--n", "2"]));
+    let text = ok(&kiln(&["corpus", "inspect", &out_s, "--n", "2"]));
     assert_eq!(text.matches("=== ").count(), 2, "{text}");
-    let line = ok(kiln(&["corpus", "inspect", &out_s, "--n", "1", "--json"]));
+    let line = ok(&kiln(&["corpus", "inspect", &out_s, "--n", "1", "--json"]));
     let first: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
     let id = first["id"].as_str().unwrap();
-    let by_id = ok(kiln(&["corpus", "inspect", &out_s, "--id", id, "--json"]));
+    let by_id = ok(&kiln(&["corpus", "inspect", &out_s, "--id", id, "--json"]));
     assert_eq!(serde_json::from_str::<serde_json::Value>(by_id.trim()).unwrap(), first);
 
     // Errors name the file.

@@ -1,15 +1,9 @@
 //! `kiln data pack | inspect` end to end on the fixture repositories and tokenizer.
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{kiln, ok};
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
-}
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "kiln failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 #[test]
 fn pack_then_inspect_and_missing_sentinels_are_named() {

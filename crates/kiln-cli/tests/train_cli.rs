@@ -1,16 +1,10 @@
 //! `kiln train` end to end: corpus → pack → train from a preset → generate from the checkpoint →
 //! resume; bad invocations fail with reasons.
 use std::path::Path;
-use std::process::{Command, Output};
+mod common;
+use common::{kiln, ok};
 
-fn kiln(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln")).args(args).output().expect("kiln runs")
-}
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "kiln failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 #[test]
 fn pack_train_generate_resume() {

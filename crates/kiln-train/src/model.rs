@@ -63,16 +63,20 @@ impl TrainModel {
     /// tensor for a parameter the loss does not reach).
     pub fn loss_and_grads(&self, windows: &[Vec<u32>]) -> Result<(f64, Vec<Tensor>)> {
         let loss = self.loss(windows)?;
-        let grads = loss.backward()?;
-        let out = self
-            .params
+        let grads = self.param_grads(&loss.backward()?)?;
+        Ok((loss.to_scalar::<f32>()? as f64, grads))
+    }
+
+    /// Each parameter's gradient from a backward pass, in `params` order (zeros for a parameter
+    /// the loss does not reach).
+    pub fn param_grads(&self, grads: &candle_core::backprop::GradStore) -> Result<Vec<Tensor>> {
+        self.params
             .iter()
             .map(|(_, v)| match grads.get(v.as_tensor()) {
                 Some(g) => Ok(g.clone()),
                 None => Ok(v.as_tensor().zeros_like()?),
             })
-            .collect::<Result<Vec<_>>>()?;
-        Ok((loss.to_scalar::<f32>()? as f64, out))
+            .collect()
     }
 
     /// The loss without building a backward graph (evaluation).

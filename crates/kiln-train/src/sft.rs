@@ -122,14 +122,6 @@ pub fn masked_loss(model: &TrainModel, batch: &MaskedBatch) -> Result<(Tensor, u
 /// [`masked_loss`] and the gradient of every parameter (in `model.params` order).
 pub fn masked_loss_and_grads(model: &TrainModel, batch: &MaskedBatch) -> Result<(f64, Vec<Tensor>, usize)> {
     let (loss, count) = masked_loss(model, batch)?;
-    let grads = loss.backward()?;
-    let out = model
-        .params
-        .iter()
-        .map(|(_, v)| match grads.get(v.as_tensor()) {
-            Some(g) => Ok(g.clone()),
-            None => Ok(v.as_tensor().zeros_like()?),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok((loss.to_scalar::<f32>()? as f64, out, count))
+    let grads = model.param_grads(&loss.backward()?)?;
+    Ok((loss.to_scalar::<f32>()? as f64, grads, count))
 }
