@@ -9,6 +9,7 @@
 pub mod config;
 pub mod error;
 pub mod llama;
+pub mod ops;
 pub mod weights;
 
 pub use config::{Config, HfConfig, Preset, RopeScaling, WeightDType};

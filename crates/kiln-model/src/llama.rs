@@ -5,17 +5,22 @@
 //! Parameter paths equal Hugging Face `LlamaForCausalLM` tensor names. Numerics follow
 //! transformers so that f32 logits agree to 1e-4: RMSNorm and softmax run in f32 whatever the
 //! weight dtype, and RoPE angles are computed in f32 from `inv_freq / factor`.
+//!
+//! RMSNorm, the attention core (scores, causal softmax, weighted sum of values), SwiGLU and
+//! (training) RoPE are kiln's fused ops ([`crate::ops`], with backward) in f32 on the CPU, and
+//! composed candle ops otherwise.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Tensor, D};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use candle_nn::kv_cache::KvCache;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
 use crate::config::{config_path, Config, RopeScaling, WeightDType};
 use crate::error::{ModelError, Result};
+use crate::ops;
 use crate::weights;
 
 /// Root-mean-square layer norm: y = x / sqrt(mean(x²) + eps) * w, computed in f32.
@@ -26,12 +31,9 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    /// Fused in f32 on the CPU; other dtypes normalise in f32, cast back, then scale by `w`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let x32 = x.to_dtype(DType::F32)?;
-        let var = x32.sqr()?.mean_keepdim(D::Minus1)?; // (B, T, 1)
-        let normed = x32.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        Ok(normed.to_dtype(dtype)?.broadcast_mul(&self.weight)?)
+        Ok(ops::rms_norm(x, &self.weight, self.eps)?) // (B, T, C)
     }
 }
 
@@ -117,26 +119,21 @@ impl Rope {
     }
 
     /// Rotates `x` (B, H, T, head_dim) for positions offset..offset+T. `differentiable` picks
-    /// the composed ops, which carry gradients; candle's fused kernel has no backward.
+    /// kiln's op, which carries gradients; candle's fused kernel (inference) has no backward.
     fn apply(&self, x: &Tensor, offset: usize, differentiable: bool) -> Result<Tensor> {
         let t = x.dim(2)?;
         let cos = self.cos.narrow(0, offset, t)?.to_dtype(x.dtype())?;
         let sin = self.sin.narrow(0, offset, t)?.to_dtype(x.dtype())?;
         if differentiable {
-            return rope_reference(x, &cos, &sin);
+            return Ok(ops::rope(x, &cos, &sin)?);
         }
         Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?)
     }
 }
 
-/// Reference RoPE from composed ops (cat/neg/mul), kept to check the fused kernel against.
+/// Reference RoPE from composed ops (cat/neg/mul), kept to check the fused kernels against.
 pub fn rope_reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    let hd = x.dim(D::Minus1)?;
-    let (x1, x2) = (x.narrow(D::Minus1, 0, hd / 2)?, x.narrow(D::Minus1, hd / 2, hd / 2)?);
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    let cos = Tensor::cat(&[cos, cos], D::Minus1)?; // (T, head_dim)
-    let sin = Tensor::cat(&[sin, sin], D::Minus1)?;
-    Ok((x.broadcast_mul(&cos)? + rotated.broadcast_mul(&sin)?)?)
+    Ok(ops::rope_reference(x, cos, sin)?)
 }
 
 /// Per-layer key/value tensors of the positions seen so far.
@@ -183,7 +180,8 @@ pub struct Attention {
 
 impl Attention {
     /// With a cache: inference (fused kernels, keys/values appended). Without: training, every op
-    /// differentiable (candle's fused rope and softmax have no backward: gradients would stop).
+    /// differentiable (candle's fused rope and softmax have no backward: gradients would stop;
+    /// kiln's, in `ops`, have).
     fn forward(&self, x: &Tensor, rope: &Rope, cache: Option<&mut KvCache>, offset: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
@@ -202,11 +200,14 @@ impl Attention {
         let k = repeat_kv(k, self.n_heads / self.n_kv_heads)?; // (B, H, S, hd)
         let v = repeat_kv(v, self.n_heads / self.n_kv_heads)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?; // (B, H, T, S)
-        let scores = if t > 1 { scores.broadcast_add(&causal_mask(t, offset, x.device())?)? } else { scores };
-        let probs = if train { candle_nn::ops::softmax(&scores, D::Minus1)? } else { candle_nn::ops::softmax_last_dim(&scores)? };
-        let probs = probs.to_dtype(v.dtype())?;
-        let y = probs.matmul(&v)?; // (B, H, T, hd)
+        let y = if train || ops::fusable(&[&q, &k, &v]) {
+            ops::causal_attention(&q, &k, &v, scale)? // (B, H, T, hd)
+        } else {
+            let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(DType::F32)?; // (B, H, T, S)
+            let scores = if t > 1 { scores.broadcast_add(&causal_mask(t, offset, x.device())?)? } else { scores };
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(v.dtype())?;
+            probs.matmul(&v)? // (B, H, T, hd)
+        };
         let y = y.transpose(1, 2)?.reshape((b, t, self.n_heads * self.head_dim))?; // (B, T, H*hd)
         self.o_proj.forward(&y)
     }
@@ -240,7 +241,7 @@ pub struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let gated = (candle_nn::ops::silu(&self.gate_proj.forward(x)?)? * self.up_proj.forward(x)?)?; // (B, T, F)
+        let gated = ops::swiglu(&self.gate_proj.forward(x)?, &self.up_proj.forward(x)?)?; // (B, T, F)
         self.down_proj.forward(&gated) // (B, T, C)
     }
 }

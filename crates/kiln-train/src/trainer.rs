@@ -304,7 +304,7 @@ impl Trainer {
         let model = match cfg.extend_context {
             None => model,
             Some(ext) => {
-                if !(ext.rope_linear_factor >= 1.0) || ext.max_position_embeddings < model.cfg.max_position_embeddings {
+                if ext.rope_linear_factor.is_nan() || ext.rope_linear_factor < 1.0 || ext.max_position_embeddings < model.cfg.max_position_embeddings {
                     return Err(TrainError::Config(format!(
                         "extend_context: positions {} (model: {}) and factor {} must not shrink the context",
                         ext.max_position_embeddings, model.cfg.max_position_embeddings, ext.rope_linear_factor

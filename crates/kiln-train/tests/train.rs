@@ -296,7 +296,7 @@ fn divergence_is_detected_and_the_last_good_checkpoint_survives() {
     cfg.schedule.warmup_steps = 0;
     cfg.checkpoint_every = 1;
     let run = tmp.path().join("run");
-    let err = Trainer::create(&run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).err().expect("diverges");
+    let err = Trainer::create(&run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).expect_err("diverges");
     assert!(matches!(err, kiln_train::TrainError::Diverged { count: 3, .. }), "{err}");
     assert!(err.to_string().contains("last good checkpoint"), "{err}");
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
