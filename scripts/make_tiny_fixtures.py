@@ -25,36 +25,24 @@ files on the same machine. No network access is needed at run time.
 
 from __future__ import annotations
 
-import os
-
-# Must be set before importing tokenizers / transformers.
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("RAYON_NUM_THREADS", "1")
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+import fixture_common  # noqa: F401  (sets the environment before torch/transformers load)
+from fixture_common import save_tensors, write_json, versions as common_versions
 
 import copy  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import safetensors  # noqa: E402
 import tokenizers  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
-from safetensors.torch import load_file, save_file  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # noqa: E402
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaTokenizerFast  # noqa: E402
-
-torch.set_num_threads(1)
-torch.use_deterministic_algorithms(True)
-transformers.utils.logging.disable_progress_bar()
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -510,15 +498,6 @@ def make_weights(seed: int, n_tok: int) -> dict[str, np.ndarray]:
     return w
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    os.chmod(path, 0o644)  # safetensors may create files 0600
-
-
-def write_json(path: Path, data, sort_keys: bool = False) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=sort_keys) + "\n", encoding="utf-8")
-
-
 def save_weights(out_dir: Path, weights: dict[str, np.ndarray], dtype: str, sharded: bool) -> dict[str, torch.Tensor]:
     tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
     tensors = {k: torch.from_numpy(v).to(tdtype).contiguous() for k, v in weights.items()}
@@ -628,14 +607,7 @@ def numpy_reference_logits(sd: dict[str, np.ndarray], ids: list[int], eps: float
 
 
 def versions() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "tokenizers": tokenizers.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
-    }
+    return common_versions(tokenizers=tokenizers.__version__)
 
 
 def check_rope_scaling(model_dir: Path, model: LlamaForCausalLM, ids: list[int], ref_logits: torch.Tensor) -> float:

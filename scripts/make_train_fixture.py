@@ -33,33 +33,21 @@ byte-identical files on the same machine. No network access is needed. Runs in a
 
 from __future__ import annotations
 
-import os
-
-# Must be set before importing torch / transformers.
-os.environ["HF_HUB_OFFLINE"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-os.environ.setdefault("MKL_NUM_THREADS", "1")
+import fixture_common  # noqa: F401  (sets the environment before torch/transformers load)
+from fixture_common import save_tensors as save_raw, write_json, versions
 
 import json  # noqa: E402
 import math  # noqa: E402
-import platform  # noqa: E402
+import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import safetensors  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 import transformers  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
 from transformers import LlamaForCausalLM  # noqa: E402
-
-torch.set_num_threads(1)
-torch.use_deterministic_algorithms(True)
-transformers.utils.logging.disable_progress_bar()
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "fixtures" / "train-parity"
@@ -191,23 +179,7 @@ def make_windows() -> list[list[int]]:
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    tensors = {k: v.detach().to(torch.float32).contiguous().clone() for k, v in tensors.items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
-    os.chmod(path, 0o644)  # safetensors may create files 0600
-
-
-def write_json(path: Path, data) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def versions() -> dict:
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "safetensors": safetensors.__version__,
-        "numpy": np.__version__,
-    }
+    save_raw({k: v.detach().to(torch.float32).contiguous().clone() for k, v in tensors.items()}, path)
 
 
 def load_model(model_dir: Path) -> LlamaForCausalLM:
