@@ -48,3 +48,34 @@ def versions(**extra: str) -> dict:
         "safetensors": safetensors.__version__,
         "numpy": np.__version__,
     }
+
+
+def llama_weights(seed: int, *, vocab: int, hidden: int, layers: int, heads: int, kv_heads: int, head_dim: int,
+                  intermediate: int, matrix_std: float, embed_std: float, norm_std: float) -> dict[str, np.ndarray]:
+    """Random f32 weights in HF Llama layout ([out, in] for Linear), drawn from a legacy numpy
+    stream (stable across numpy versions) in a fixed order: embeddings, each layer, norm, lm_head.
+    Matrices N(0, matrix_std^2), embeddings N(0, embed_std^2), norms 1 + norm_std * N(0, 1)."""
+    rs = np.random.RandomState(seed)
+
+    def mat(rows, cols, std=matrix_std):
+        return (rs.standard_normal((rows, cols)) * std).astype(np.float32)
+
+    def norm():
+        return (1.0 + norm_std * rs.standard_normal((hidden,))).astype(np.float32)
+
+    w: dict[str, np.ndarray] = {}
+    w["model.embed_tokens.weight"] = mat(vocab, hidden, embed_std)
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        w[p + "input_layernorm.weight"] = norm()
+        w[p + "self_attn.q_proj.weight"] = mat(heads * head_dim, hidden)
+        w[p + "self_attn.k_proj.weight"] = mat(kv_heads * head_dim, hidden)
+        w[p + "self_attn.v_proj.weight"] = mat(kv_heads * head_dim, hidden)
+        w[p + "self_attn.o_proj.weight"] = mat(hidden, heads * head_dim)
+        w[p + "post_attention_layernorm.weight"] = norm()
+        w[p + "mlp.gate_proj.weight"] = mat(intermediate, hidden)
+        w[p + "mlp.up_proj.weight"] = mat(intermediate, hidden)
+        w[p + "mlp.down_proj.weight"] = mat(hidden, intermediate)
+    w["model.norm.weight"] = norm()
+    w["lm_head.weight"] = mat(vocab, hidden)
+    return w

@@ -26,7 +26,7 @@ files on the same machine. No network access is needed at run time.
 from __future__ import annotations
 
 import fixture_common  # noqa: F401  (sets the environment before torch/transformers load)
-from fixture_common import save_tensors, write_json, versions as common_versions
+from fixture_common import llama_weights, save_tensors, write_json, versions as common_versions
 
 import copy  # noqa: E402
 import json  # noqa: E402
@@ -470,31 +470,10 @@ def config_dict(bos_id: int, eos_id: int, torch_dtype: str) -> dict:
 
 def make_weights(seed: int, n_tok: int) -> dict[str, np.ndarray]:
     """Random f32 weights in HF Llama layout ([out, in] for Linear)."""
-    rs = np.random.RandomState(seed)  # legacy stream: stable across numpy versions
-
-    def mat(rows, cols, std=MATRIX_STD):
-        return (rs.standard_normal((rows, cols)) * std).astype(np.float32)
-
-    def norm():
-        return (1.0 + NORM_STD * rs.standard_normal((HIDDEN,))).astype(np.float32)
-
-    w: dict[str, np.ndarray] = {}
-    w["model.embed_tokens.weight"] = mat(MODEL_VOCAB_SIZE, HIDDEN, EMBED_STD)
-    for i in range(LAYERS):
-        p = f"model.layers.{i}."
-        w[p + "input_layernorm.weight"] = norm()
-        w[p + "self_attn.q_proj.weight"] = mat(HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.k_proj.weight"] = mat(KV_HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.v_proj.weight"] = mat(KV_HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.o_proj.weight"] = mat(HIDDEN, HEADS * HEAD_DIM)
-        w[p + "post_attention_layernorm.weight"] = norm()
-        w[p + "mlp.gate_proj.weight"] = mat(INTERMEDIATE, HIDDEN)
-        w[p + "mlp.up_proj.weight"] = mat(INTERMEDIATE, HIDDEN)
-        w[p + "mlp.down_proj.weight"] = mat(HIDDEN, INTERMEDIATE)
-    w["model.norm.weight"] = norm()
-    lm = mat(MODEL_VOCAB_SIZE, HIDDEN)
-    lm[n_tok:] *= PAD_ROW_SCALE  # padded rows: like untrained rows, they never win
-    w["lm_head.weight"] = lm
+    w = llama_weights(seed, vocab=MODEL_VOCAB_SIZE, hidden=HIDDEN, layers=LAYERS, heads=HEADS, kv_heads=KV_HEADS,
+                      head_dim=HEAD_DIM, intermediate=INTERMEDIATE, matrix_std=MATRIX_STD, embed_std=EMBED_STD,
+                      norm_std=NORM_STD)
+    w["lm_head.weight"][n_tok:] *= PAD_ROW_SCALE  # padded rows: like untrained rows, they never win
     return w
 
 

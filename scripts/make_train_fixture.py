@@ -34,7 +34,7 @@ byte-identical files on the same machine. No network access is needed. Runs in a
 from __future__ import annotations
 
 import fixture_common  # noqa: F401  (sets the environment before torch/transformers load)
-from fixture_common import save_tensors as save_raw, write_json, versions
+from fixture_common import llama_weights, save_tensors as save_raw, write_json, versions
 
 import json  # noqa: E402
 import math  # noqa: E402
@@ -142,29 +142,9 @@ def config_dict() -> dict:
 
 def make_weights() -> dict[str, torch.Tensor]:
     """Random f32 weights in HF Llama layout ([out, in] for Linear)."""
-    rs = np.random.RandomState(WEIGHT_SEED)  # legacy stream: stable across numpy versions
-
-    def mat(rows, cols, std=MATRIX_STD):
-        return (rs.standard_normal((rows, cols)) * std).astype(np.float32)
-
-    def norm():
-        return (1.0 + NORM_STD * rs.standard_normal((HIDDEN,))).astype(np.float32)
-
-    w: dict[str, np.ndarray] = {}
-    w["model.embed_tokens.weight"] = mat(VOCAB, HIDDEN, EMBED_STD)
-    for i in range(LAYERS):
-        p = f"model.layers.{i}."
-        w[p + "input_layernorm.weight"] = norm()
-        w[p + "self_attn.q_proj.weight"] = mat(HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.k_proj.weight"] = mat(KV_HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.v_proj.weight"] = mat(KV_HEADS * HEAD_DIM, HIDDEN)
-        w[p + "self_attn.o_proj.weight"] = mat(HIDDEN, HEADS * HEAD_DIM)
-        w[p + "post_attention_layernorm.weight"] = norm()
-        w[p + "mlp.gate_proj.weight"] = mat(INTERMEDIATE, HIDDEN)
-        w[p + "mlp.up_proj.weight"] = mat(INTERMEDIATE, HIDDEN)
-        w[p + "mlp.down_proj.weight"] = mat(HIDDEN, INTERMEDIATE)
-    w["model.norm.weight"] = norm()
-    w["lm_head.weight"] = mat(VOCAB, HIDDEN)
+    w = llama_weights(WEIGHT_SEED, vocab=VOCAB, hidden=HIDDEN, layers=LAYERS, heads=HEADS, kv_heads=KV_HEADS,
+                      head_dim=HEAD_DIM, intermediate=INTERMEDIATE, matrix_std=MATRIX_STD, embed_std=EMBED_STD,
+                      norm_std=NORM_STD)
     return {k: torch.from_numpy(v).contiguous() for k, v in w.items()}
 
 
