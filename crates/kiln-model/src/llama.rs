@@ -347,6 +347,12 @@ impl Llama {
         &self.device
     }
 
+    /// The RoPE tables: cosines and sines (max_position_embeddings, head_dim / 2), f32, with the
+    /// linear scaling factor applied (what a hand-written training step rotates with).
+    pub fn rope_tables(&self) -> (&Tensor, &Tensor) {
+        (&self.rope.cos, &self.rope.sin)
+    }
+
     /// An empty KV cache for this model.
     pub fn new_cache(&self) -> Cache {
         // Grow in chunks of 512 positions: preallocating 16K positions for a 33B model would

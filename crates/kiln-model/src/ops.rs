@@ -175,13 +175,7 @@ impl CustomOp2 for RmsNormOp {
             bail!("rms_norm: weight has {} elements for a last dim of {c}", w.len());
         }
         let mut out = vec![0f32; x.len()];
-        for_rows(&mut out, c, |i, y| {
-            let xr = &x[i * c..(i + 1) * c];
-            let r = inv_rms(xr, self.eps);
-            for ((y, &xv), &wv) in y.iter_mut().zip(xr).zip(w) {
-                *y = xv * r * wv;
-            }
-        });
+        rms_norm_f32(x, w, self.eps, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -211,39 +205,62 @@ impl CustomOp3 for RmsNormBwd {
         let rows = x.len() / c.max(1);
         let mut out = vec![0f32; x.len() + c];
         let (dx, dw) = out.split_at_mut(x.len());
-        // Fixed blocks of rows, each with its partial dw; partials summed in order (deterministic).
-        let per = (GRAIN / c.max(1)).max(1);
-        let block = |b: usize, dxb: &mut [f32]| -> Vec<f32> {
-            let mut part = vec![0f32; c];
-            let mut gw = vec![0f32; c];
-            for (k, dxr) in dxb.chunks_mut(c).enumerate() {
-                let i = b * per + k;
-                let (xr, gr) = (&x[i * c..(i + 1) * c], &g[i * c..(i + 1) * c]);
-                let r = inv_rms(xr, self.eps);
-                for ((o, &gv), &wv) in gw.iter_mut().zip(gr).zip(w) {
-                    *o = gv * wv;
-                }
-                // dx = r (g w - n mean(g w n)), n = x r;  dw += g n
-                let m = dot(&gw, xr) * r / c as f32;
-                for j in 0..c {
-                    let n = xr[j] * r;
-                    dxr[j] = r * (gw[j] - n * m);
-                    part[j] += gr[j] * n;
-                }
+        rms_norm_bwd_f32(x, w, g, self.eps, dx, dw, false);
+        Ok((CpuStorage::F32(out), Shape::from((rows + 1, c))))
+    }
+}
+
+/// RMSNorm of the rows of `x` (row length `w.len()`) into `y`: the slice kernel behind
+/// [`rms_norm`], also called directly by the trainer's hand-written step.
+pub fn rms_norm_f32(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
+    assert_eq!(x.len(), y.len(), "rms_norm_f32: x and y differ in length");
+    let c = w.len();
+    for_rows(y, c, |i, y| {
+        let xr = &x[i * c..(i + 1) * c];
+        let r = inv_rms(xr, eps);
+        for ((y, &xv), &wv) in y.iter_mut().zip(xr).zip(w) {
+            *y = xv * r * wv;
+        }
+    });
+}
+
+/// RMSNorm backward over rows: `dx` gets (or, with `accumulate`, has added) the input gradient,
+/// `dw` has the weight gradient added. Deterministic: fixed blocks of rows, partial `dw`s summed
+/// in block order.
+pub fn rms_norm_bwd_f32(x: &[f32], w: &[f32], g: &[f32], eps: f32, dx: &mut [f32], dw: &mut [f32], accumulate: bool) {
+    let c = w.len();
+    assert!(x.len() == g.len() && x.len() == dx.len() && dw.len() == c, "rms_norm_bwd_f32: mismatched lengths");
+    let per = (GRAIN / c.max(1)).max(1);
+    let block = |b: usize, dxb: &mut [f32]| -> Vec<f32> {
+        let mut part = vec![0f32; c];
+        let mut gw = vec![0f32; c];
+        for (k, dxr) in dxb.chunks_mut(c).enumerate() {
+            let i = b * per + k;
+            let (xr, gr) = (&x[i * c..(i + 1) * c], &g[i * c..(i + 1) * c]);
+            let r = inv_rms(xr, eps);
+            for ((o, &gv), &wv) in gw.iter_mut().zip(gr).zip(w) {
+                *o = gv * wv;
             }
-            part
-        };
-        let parts: Vec<Vec<f32>> = if x.len() <= GRAIN {
-            dx.chunks_mut(per * c).enumerate().map(|(b, d)| block(b, d)).collect()
-        } else {
-            dx.par_chunks_mut(per * c).enumerate().map(|(b, d)| block(b, d)).collect()
-        };
-        for p in parts {
-            for (o, v) in dw.iter_mut().zip(p) {
-                *o += v;
+            // dx = r (g w - n mean(g w n)), n = x r;  dw += g n
+            let m = dot(&gw, xr) * r / c as f32;
+            for j in 0..c {
+                let n = xr[j] * r;
+                let d = r * (gw[j] - n * m);
+                dxr[j] = if accumulate { dxr[j] + d } else { d };
+                part[j] += gr[j] * n;
             }
         }
-        Ok((CpuStorage::F32(out), Shape::from((rows + 1, c))))
+        part
+    };
+    let parts: Vec<Vec<f32>> = if x.len() <= GRAIN {
+        dx.chunks_mut(per * c).enumerate().map(|(b, d)| block(b, d)).collect()
+    } else {
+        dx.par_chunks_mut(per * c).enumerate().map(|(b, d)| block(b, d)).collect()
+    };
+    for p in parts {
+        for (o, v) in dw.iter_mut().zip(p) {
+            *o += v;
+        }
     }
 }
 
@@ -291,24 +308,8 @@ impl CustomOp3 for RopeOp {
         let mut out = vec![0f32; x.len()];
         let inverse = self.inverse;
         for_rows(&mut out, d, |i, y| {
-            let xr = &x[i * d..(i + 1) * d];
             let p = i % t;
-            let (c, s) = (&cos[p * h..(p + 1) * h], &sin[p * h..(p + 1) * h]);
-            let (x1, x2) = xr.split_at(h);
-            let (y1, y2) = y.split_at_mut(h);
-            if inverse {
-                // dx1 = g1 cos + g2 sin, dx2 = g2 cos - g1 sin
-                for j in 0..h {
-                    y1[j] = x1[j] * c[j] + x2[j] * s[j];
-                    y2[j] = x2[j] * c[j] - x1[j] * s[j];
-                }
-            } else {
-                // y1 = x1 cos + (-x2) sin, y2 = x2 cos + x1 sin (the reference's order)
-                for j in 0..h {
-                    y1[j] = x1[j] * c[j] + (-x2[j]) * s[j];
-                    y2[j] = x2[j] * c[j] + x1[j] * s[j];
-                }
-            }
+            rope_row_f32(&x[i * d..(i + 1) * d], &cos[p * h..(p + 1) * h], &sin[p * h..(p + 1) * h], y, inverse);
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -316,6 +317,29 @@ impl CustomOp3 for RopeOp {
     fn bwd(&self, _x: &Tensor, cos: &Tensor, sin: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dx = g.contiguous()?.apply_op3_no_bwd(cos, sin, &RopeOp { inverse: !self.inverse })?;
         Ok((Some(dx), None, None))
+    }
+}
+
+/// Rotates one head row `x` (D) into `y` by the angles whose cosines/sines are `c`/`s` (D/2),
+/// HF rotate_half layout; `inverse` rotates back (the transpose: RoPE's backward).
+#[inline]
+pub fn rope_row_f32(x: &[f32], c: &[f32], s: &[f32], y: &mut [f32], inverse: bool) {
+    let h = c.len();
+    let (x1, x2) = x.split_at(h);
+    let (y1, y2) = y.split_at_mut(h);
+    let (x2, y2, s) = (&x2[..h], &mut y2[..h], &s[..h]);
+    if inverse {
+        // dx1 = g1 cos + g2 sin, dx2 = g2 cos - g1 sin
+        for j in 0..h {
+            y1[j] = x1[j] * c[j] + x2[j] * s[j];
+            y2[j] = x2[j] * c[j] - x1[j] * s[j];
+        }
+    } else {
+        // y1 = x1 cos + (-x2) sin, y2 = x2 cos + x1 sin (the reference's order)
+        for j in 0..h {
+            y1[j] = x1[j] * c[j] + (-x2[j]) * s[j];
+            y2[j] = x2[j] * c[j] + x1[j] * s[j];
+        }
     }
 }
 
@@ -472,12 +496,7 @@ impl CustomOp3 for CausalAttention {
         let (_, _, t, d) = l1.shape().dims4()?;
         let s = l2.shape().dims4()?.2;
         let mut o = vec![0f32; q.len()];
-        if !o.is_empty() && s > 0 {
-            let dims = attn::Dims { t, s, d, scale: self.scale };
-            o.par_chunks_mut(t * d).enumerate().for_each_init(attn::Scratch::default, |scr, (bh, o)| {
-                attn::forward(&dims, &q[bh * t * d..][..t * d], &k[bh * s * d..][..s * d], &v[bh * s * d..][..s * d], o, scr)
-            });
-        }
+        causal_attention_f32(q, k, v, &mut o, t, s, d, self.scale);
         Ok((CpuStorage::F32(o), l1.shape().clone()))
     }
 
@@ -485,27 +504,17 @@ impl CustomOp3 for CausalAttention {
         let g = g.contiguous()?;
         let (_, _, t, d) = q.dims4()?;
         let s = k.dim(2)?;
-        let dims = attn::Dims { t, s, d, scale: self.scale };
         let (mut dq, mut dk, mut dv) = (vec![0f32; q.elem_count()], vec![0f32; k.elem_count()], vec![0f32; v.elem_count()]);
-        if !dq.is_empty() && s > 0 {
-            with_f32(q, |q| {
-                with_f32(k, |k| {
-                    with_f32(v, |v| {
-                        with_f32(&g, |g| {
-                            dq.par_chunks_mut(t * d).zip(dk.par_chunks_mut(s * d)).zip(dv.par_chunks_mut(s * d)).enumerate().for_each_init(
-                                attn::Scratch::default,
-                                |scr, (bh, ((dq, dk), dv))| {
-                                    let (qh, gh) = (&q[bh * t * d..][..t * d], &g[bh * t * d..][..t * d]);
-                                    let (kh, vh) = (&k[bh * s * d..][..s * d], &v[bh * s * d..][..s * d]);
-                                    attn::backward(&dims, qh, kh, vh, gh, dq, dk, dv, scr)
-                                },
-                            );
-                            Ok(())
-                        })
+        with_f32(q, |q| {
+            with_f32(k, |k| {
+                with_f32(v, |v| {
+                    with_f32(&g, |g| {
+                        causal_attention_bwd_f32(q, k, v, g, &mut dq, &mut dk, &mut dv, t, s, d, self.scale);
+                        Ok(())
                     })
                 })
-            })?;
-        }
+            })
+        })?;
         let dev = q.device();
         Ok((
             Some(Tensor::from_vec(dq, q.shape(), dev)?),
@@ -513,6 +522,41 @@ impl CustomOp3 for CausalAttention {
             Some(Tensor::from_vec(dv, v.shape(), dev)?),
         ))
     }
+}
+
+/// Causal attention of contiguous heads: `q`/`o` (heads, T, D), `k`/`v` (heads, S, D), query i
+/// seeing keys `0..=S-T+i`; parallel over heads. The slice kernel behind [`causal_attention`].
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_f32(q: &[f32], k: &[f32], v: &[f32], o: &mut [f32], t: usize, s: usize, d: usize, scale: f32) {
+    assert!(q.len() == o.len() && k.len() == v.len() && s >= t, "causal_attention_f32: mismatched shapes");
+    if o.is_empty() || s == 0 {
+        return;
+    }
+    assert_eq!(q.len() / (t * d) * s * d, k.len(), "causal_attention_f32: q and k hold different head counts");
+    let dims = attn::Dims { t, s, d, scale };
+    o.par_chunks_mut(t * d).enumerate().for_each_init(attn::Scratch::default, |scr, (bh, o)| {
+        attn::forward(&dims, &q[bh * t * d..][..t * d], &k[bh * s * d..][..s * d], &v[bh * s * d..][..s * d], o, scr)
+    });
+}
+
+/// Backward of [`causal_attention_f32`] from the output gradient `g`: `dq` is overwritten,
+/// `dk` and `dv` are accumulated into (pass zeros for plain gradients).
+#[allow(clippy::too_many_arguments)]
+pub fn causal_attention_bwd_f32(q: &[f32], k: &[f32], v: &[f32], g: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], t: usize, s: usize, d: usize, scale: f32) {
+    assert!(q.len() == g.len() && q.len() == dq.len() && k.len() == dk.len() && v.len() == dv.len() && k.len() == v.len(), "causal_attention_bwd_f32: mismatched shapes");
+    if dq.is_empty() || s == 0 {
+        return;
+    }
+    assert_eq!(q.len() / (t * d) * s * d, k.len(), "causal_attention_bwd_f32: q and k hold different head counts");
+    let dims = attn::Dims { t, s, d, scale };
+    dq.par_chunks_mut(t * d).zip(dk.par_chunks_mut(s * d)).zip(dv.par_chunks_mut(s * d)).enumerate().for_each_init(
+        attn::Scratch::default,
+        |scr, (bh, ((dq, dk), dv))| {
+            let (qh, gh) = (&q[bh * t * d..][..t * d], &g[bh * t * d..][..t * d]);
+            let (kh, vh) = (&k[bh * s * d..][..s * d], &v[bh * s * d..][..s * d]);
+            attn::backward(&dims, qh, kh, vh, gh, dq, dk, dv, scr)
+        },
+    );
 }
 
 /// The fused attention kernel, one head at a time: a register-tiled multiply-add microkernel
@@ -815,12 +859,7 @@ impl CustomOp2 for Swiglu {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (g, u) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?);
         let mut out = vec![0f32; g.len()];
-        for_rows(&mut out, GRAIN, |c, y| {
-            let o = c * GRAIN;
-            for ((y, &gv), &uv) in y.iter_mut().zip(&g[o..]).zip(&u[o..]) {
-                *y = gv / (1.0 + exp(-gv)) * uv;
-            }
-        });
+        swiglu_f32(g, u, &mut out);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -844,16 +883,33 @@ impl CustomOp3 for SwigluBwd {
         let n = g.len();
         let mut out = vec![0f32; 2 * n];
         let (dg, du) = out.split_at_mut(n);
-        for_chunks2(dg, du, |o, dg, du| {
-            for j in 0..dg.len() {
-                let (gv, uv, dv) = (g[o + j], u[o + j], d[o + j]);
-                let s = sigmoid(gv);
-                dg[j] = dv * uv * (s * (1.0 + gv * (1.0 - s)));
-                du[j] = dv * (gv * s);
-            }
-        });
+        swiglu_bwd_f32(g, u, d, dg, du);
         Ok((CpuStorage::F32(out), Shape::from(2 * n)))
     }
+}
+
+/// `out = silu(g) * u`, elementwise: the slice kernel behind [`swiglu`].
+pub fn swiglu_f32(g: &[f32], u: &[f32], out: &mut [f32]) {
+    assert!(g.len() == u.len() && g.len() == out.len(), "swiglu_f32: mismatched lengths");
+    for_rows(out, GRAIN, |c, y| {
+        let o = c * GRAIN;
+        for ((y, &gv), &uv) in y.iter_mut().zip(&g[o..]).zip(&u[o..]) {
+            *y = gv / (1.0 + exp(-gv)) * uv;
+        }
+    });
+}
+
+/// SwiGLU backward: `dg`, `du` from the output gradient `d`.
+pub fn swiglu_bwd_f32(g: &[f32], u: &[f32], d: &[f32], dg: &mut [f32], du: &mut [f32]) {
+    assert!(g.len() == u.len() && g.len() == d.len() && g.len() == dg.len() && g.len() == du.len(), "swiglu_bwd_f32: mismatched lengths");
+    for_chunks2(dg, du, |o, dg, du| {
+        for j in 0..dg.len() {
+            let (gv, uv, dv) = (g[o + j], u[o + j], d[o + j]);
+            let s = sigmoid(gv);
+            dg[j] = dv * uv * (s * (1.0 + gv * (1.0 - s)));
+            du[j] = dv * (gv * s);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -966,6 +1022,35 @@ impl CustomOp3 for CrossEntropyRowsBwd {
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+}
+
+/// Cross-entropy and its gradient in one call, in place: row r of `logits` (N, V) is replaced
+/// by `weights[r] * (softmax(row) - onehot(targets[r]))` and its loss `lse - x[target]` is
+/// returned (unweighted). The loss's gradient for a weighted sum `sum_r weights[r] * loss_r`
+/// is then what `logits` holds: the hand-written training step's last op.
+pub fn cross_entropy_grad_inplace_f32(logits: &mut [f32], targets: &[u32], weights: &[f32], v: usize) -> Result<Vec<f32>> {
+    let n = targets.len();
+    if logits.len() != n * v || weights.len() != n {
+        bail!("cross_entropy: {} logits for {n} targets of {v} classes and {} weights", logits.len(), weights.len());
+    }
+    check_targets(targets, v)?;
+    let mut losses = vec![0f32; n];
+    let per = (GRAIN / v.max(1)).max(1);
+    logits.par_chunks_mut(per * v).zip(losses.par_chunks_mut(per)).enumerate().for_each(|(c, (rows, ls))| {
+        let mut buf = [0f32; 256];
+        for (k, (row, l)) in rows.chunks_mut(v).zip(ls.iter_mut()).enumerate() {
+            let r = c * per + k;
+            let tr = targets[r] as usize;
+            let lse = logsumexp(row, &mut buf);
+            *l = lse - row[tr];
+            let w = weights[r];
+            for x in row.iter_mut() {
+                *x = w * exp(*x - lse);
+            }
+            row[tr] -= w;
+        }
+    });
+    Ok(losses)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! Not here yet (issue #6): bf16 compute.
 #![deny(missing_docs)]
 
+pub mod cpu_step;
 pub mod error;
 pub mod model;
 pub mod optim;

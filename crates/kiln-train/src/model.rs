@@ -2,6 +2,7 @@
 //! names, and the loss with its gradients.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 use kiln_model::{Config, Llama};
@@ -16,6 +17,8 @@ pub struct TrainModel {
     /// Parameters in `Llama::named_tensors` order.
     pub params: Vec<(String, Var)>,
     model: Llama,
+    /// Buffers of the hand-written CPU step, kept between steps.
+    workspace: Mutex<crate::cpu_step::Workspace>,
 }
 
 impl TrainModel {
@@ -28,7 +31,7 @@ impl TrainModel {
             .map(|(n, t)| Ok((n, Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
             .collect::<Result<_>>()?;
         let model = Llama::from_tensors(cfg.clone(), params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), model.device())?;
-        Ok(TrainModel { cfg, params, model })
+        Ok(TrainModel { cfg, params, model, workspace: Mutex::default() })
     }
 
     /// Loads a model directory (for continued training: long context, SFT, resume).
@@ -60,11 +63,47 @@ impl TrainModel {
     }
 
     /// The loss of `windows` and the gradient of every parameter (in `params` order; a zero
-    /// tensor for a parameter the loss does not reach).
+    /// tensor for a parameter the loss does not reach). f32 on the CPU takes the hand-written
+    /// step ([`crate::cpu_step`]), anything else candle's autograd; both compute the same thing.
     pub fn loss_and_grads(&self, windows: &[Vec<u32>]) -> Result<(f64, Vec<Tensor>)> {
+        if self.hand_step_applies() {
+            let t = windows[0].len() - 1;
+            let inputs: Vec<u32> = windows.iter().flat_map(|w| w[..t].iter().copied()).collect();
+            let targets: Vec<u32> = windows.iter().flat_map(|w| w[1..].iter().copied()).collect();
+            let weights = vec![1.0 / inputs.len() as f32; inputs.len()];
+            return self.weighted_loss_and_grads(&inputs, &targets, &weights, windows.len());
+        }
+        self.autograd_loss_and_grads(windows)
+    }
+
+    /// [`TrainModel::loss_and_grads`] through candle's autograd (every device and dtype; the
+    /// reference the hand-written step is tested against).
+    pub fn autograd_loss_and_grads(&self, windows: &[Vec<u32>]) -> Result<(f64, Vec<Tensor>)> {
         let loss = self.loss(windows)?;
         let grads = self.param_grads(&loss.backward()?)?;
         Ok((loss.to_scalar::<f32>()? as f64, grads))
+    }
+
+    /// Whether [`crate::cpu_step`] can run this model: every parameter f32 on the CPU.
+    pub fn hand_step_applies(&self) -> bool {
+        self.model.device().is_cpu() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
+    }
+
+    /// `sum_r weights[r] * CE(r)` over the B·T positions of `inputs` (B rows of T, flattened)
+    /// and its gradients, through the hand-written CPU step.
+    pub fn weighted_loss_and_grads(&self, inputs: &[u32], targets: &[u32], weights: &[f32], b: usize) -> Result<(f64, Vec<Tensor>)> {
+        let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_tensor().clone()).collect();
+        let refs: Vec<&Tensor> = tensors.iter().collect();
+        let (cos, sin) = self.model.rope_tables();
+        let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
+        let out = crate::cpu_step::loss_and_grads(&self.cfg, &refs, cos, sin, inputs, targets, weights, b, &mut ws)?;
+        let grads = out
+            .grads
+            .into_iter()
+            .zip(&tensors)
+            .map(|(g, p)| Ok(Tensor::from_vec(g, p.shape(), p.device())?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((out.loss, grads))
     }
 
     /// Each parameter's gradient from a backward pass, in `params` order (zeros for a parameter

@@ -121,6 +121,16 @@ pub fn masked_loss(model: &TrainModel, batch: &MaskedBatch) -> Result<(Tensor, u
 
 /// [`masked_loss`] and the gradient of every parameter (in `model.params` order).
 pub fn masked_loss_and_grads(model: &TrainModel, batch: &MaskedBatch) -> Result<(f64, Vec<Tensor>, usize)> {
+    if model.hand_step_applies() {
+        let t = batch.ids[0].len() - 1;
+        let inputs: Vec<u32> = batch.ids.iter().flat_map(|w| w[..t].iter().copied()).collect();
+        let targets: Vec<u32> = batch.ids.iter().flat_map(|w| w[1..].iter().copied()).collect();
+        let mask: Vec<f32> = batch.mask.iter().flat_map(|m| m[1..].iter().map(|&x| x as f32)).collect();
+        let count = mask.iter().filter(|&&w| w > 0.0).count();
+        let weights: Vec<f32> = mask.iter().map(|&w| w / count.max(1) as f32).collect();
+        let (loss, grads) = model.weighted_loss_and_grads(&inputs, &targets, &weights, batch.ids.len())?;
+        return Ok((loss, grads, count));
+    }
     let (loss, count) = masked_loss(model, batch)?;
     let grads = model.param_grads(&loss.backward()?)?;
     Ok((loss.to_scalar::<f32>()? as f64, grads, count))
