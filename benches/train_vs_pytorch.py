@@ -4,16 +4,18 @@
 Same shape (issue #6's: 6 layers, d_model 384, 6 heads, SwiGLU 1024, vocab 8192, untied;
 16.9M parameters), same batch (8 windows of 256 tokens), f32, the same step: forward,
 mean cross-entropy, backward, global-norm clipping at 1.0, AdamW (0.9, 0.95, wd 0.1). One
-warm-up step, then `--steps` timed steps; tokens/s = steps * batch * seq_len / seconds. torch
-uses `--threads` threads (default: all cores), kiln its default (all cores).
+warm-up step, then `--steps` timed steps; tokens/s = steps * batch * seq_len / seconds. The two
+alternate for `--rounds` rounds and the medians are compared. torch uses `--threads` threads
+(default: all cores), kiln its default (all cores).
 
     pip install torch transformers   # versions: scripts/requirements-fixtures.txt
     cargo build --release -p kiln-cli
-    python3 benches/train_vs_pytorch.py [--steps 5]
+    python3 benches/train_vs_pytorch.py [--steps 8] [--rounds 3]
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -21,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def torch_tokens_per_s(a):
+def torch_trainer(a):
+    """A function that times `a.steps` PyTorch training steps (after one warm-up step)."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -47,11 +50,14 @@ def torch_tokens_per_s(a):
         return loss.item()
 
     step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        step()
-    secs = time.perf_counter() - t0
-    return a.steps * a.batch * a.seq_len / secs, sum(p.numel() for p in model.parameters())
+
+    def timed():
+        t0 = time.perf_counter()
+        for _ in range(a.steps):
+            step()
+        return a.steps * a.batch * a.seq_len / (time.perf_counter() - t0)
+
+    return timed, sum(p.numel() for p in model.parameters())
 
 
 def main():
@@ -63,23 +69,34 @@ def main():
     ap.add_argument("--vocab", type=int, default=8192)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
+    ap.add_argument("--rounds", type=int, default=3, help="alternate kiln and PyTorch this many times; medians are compared")
     a = ap.parse_args()
     args = ["--layers", a.layers, "--hidden", a.hidden, "--heads", a.heads, "--intermediate", a.intermediate,
             "--vocab", a.vocab, "--seq-len", a.seq_len, "--batch", a.batch, "--steps", a.steps, "--json"]
-    out = subprocess.run([a.kiln, "bench", "train", *map(str, args)], check=True, capture_output=True, text=True)
-    k = json.loads(out.stdout)
     import torch
     import transformers
-    pt, n = torch_tokens_per_s(a)
+    torch_timed, n = torch_trainer(a)
+    kiln_runs, torch_runs = [], []
+    # Alternating rounds: a shared (virtual) machine drifts; medians of interleaved runs
+    # compare like with like.
+    for r in range(a.rounds):
+        out = subprocess.run([a.kiln, "bench", "train", *map(str, args)], check=True, capture_output=True, text=True)
+        k = json.loads(out.stdout)
+        kiln_runs.append(k["tokens_per_s"])
+        torch_runs.append(torch_timed())
+        print(f"round {r + 1}: kiln {kiln_runs[-1]:.0f} tokens/s "
+              f"(forward+backward {k['forward_backward_s']:.3f} s, clipping {k['clip_s']:.3f} s, AdamW {k['optimizer_s']:.3f} s per step), "
+              f"pytorch {torch_runs[-1]:.0f} tokens/s", flush=True)
+    kt, pt = statistics.median(kiln_runs), statistics.median(torch_runs)
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     print(f"machine: {cpu}, {os.cpu_count()} cores; torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"model: {k['params']} parameters (torch counts {n}), batch {a.batch} x {a.seq_len}, f32")
-    print(f"  kiln:    {k['tokens_per_s']:8.0f} tokens/s ({k['threads']} threads)")
+    print(f"model: {k['params']} parameters (torch counts {n}), batch {a.batch} x {a.seq_len}, f32, median of {a.rounds} rounds of {a.steps} steps")
+    print(f"  kiln:    {kt:8.0f} tokens/s ({k['threads']} threads)")
     print(f"  pytorch: {pt:8.0f} tokens/s ({a.threads} threads)")
-    print(f"  ratio (kiln / pytorch): {k['tokens_per_s'] / pt:.2f}x")
+    print(f"  ratio (kiln / pytorch): {kt / pt:.2f}x")
 
 
 if __name__ == "__main__":

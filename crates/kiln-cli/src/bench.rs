@@ -129,25 +129,42 @@ fn train(layers: usize, hidden: usize, heads: usize, intermediate: usize, vocab:
             })
             .collect()
     };
-    let mut step = |w: &[Vec<u32>]| -> Result<f64> {
+    // Seconds spent in each phase (forward + backward, clipping, optimizer), summed.
+    let mut phases = [0f64; 3];
+    let mut step = |w: &[Vec<u32>], phases: &mut [f64; 3]| -> Result<f64> {
+        let t0 = std::time::Instant::now();
         let (loss, mut grads) = model.loss_and_grads(w)?;
+        let t1 = std::time::Instant::now();
         clip_global_norm(&mut grads, 1.0)?;
+        let t2 = std::time::Instant::now();
         opt.step(&grads, 1e-4)?;
+        let t3 = std::time::Instant::now();
+        for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
+            *p += (b - a).as_secs_f64();
+        }
         Ok(loss)
     };
-    step(&windows())?; // warm-up
+    step(&windows(), &mut [0f64; 3])?; // warm-up
     let start = std::time::Instant::now();
     let mut loss = 0.0;
     for _ in 0..steps {
-        loss = step(&windows())?;
+        loss = step(&windows(), &mut phases)?;
     }
+    let [fwd_bwd, clip, optim] = phases.map(|p| p / steps as f64);
     let secs = start.elapsed().as_secs_f64();
     let tokens = (steps * batch * seq_len) as f64;
     let threads = candle_core::utils::get_num_threads();
     if json {
-        println!("{}", serde_json::json!({"params": params, "tokens_per_s": tokens / secs, "step_s": secs / steps as f64, "loss": loss, "threads": threads}));
+        println!(
+            "{}",
+            serde_json::json!({"params": params, "tokens_per_s": tokens / secs, "step_s": secs / steps as f64, "forward_backward_s": fwd_bwd, "clip_s": clip, "optimizer_s": optim, "loss": loss, "threads": threads})
+        );
     } else {
-        println!("{params} parameters, batch {batch} x {seq_len}: {:.0} tokens/s ({:.3} s/step, {threads} threads), loss {loss:.3}", tokens / secs, secs / steps as f64);
+        println!(
+            "{params} parameters, batch {batch} x {seq_len}: {:.0} tokens/s ({:.3} s/step: forward+backward {fwd_bwd:.3}, clipping {clip:.3}, AdamW {optim:.3}; {threads} threads), loss {loss:.3}",
+            tokens / secs,
+            secs / steps as f64
+        );
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint (its config.json is used;
     /// no other setting may be given).
-    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor"])]
+    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor", "precision"])]
     resume: Option<PathBuf>,
     /// Only draw RUN/loss.png and RUN/lr.png from RUN/metrics.jsonl (also done after every run).
     #[arg(long, conflicts_with_all = ["resume", "data", "out", "preset", "init"])]
@@ -77,6 +77,17 @@ pub struct TrainArgs {
     /// Long-context stage: RoPE linear scaling factor (with --context-length).
     #[arg(long, requires = "context_length")]
     rope_factor: Option<f64>,
+    /// Compute precision: auto (bf16 on a GPU, f32 on the CPU), f32, or bf16 (bf16 forward and
+    /// backward, f32 master weights, gradients and optimizer state).
+    #[arg(long, value_enum, default_value = "auto")]
+    precision: PrecisionArg,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PrecisionArg {
+    Auto,
+    F32,
+    Bf16,
 }
 
 /// The progress bar: step, loss, LR, tokens/s, ETA.
@@ -130,6 +141,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.eval_every = args.eval_every;
             cfg.checkpoint_every = args.checkpoint_every;
             cfg.keep_last = args.keep_last;
+            cfg.precision = match args.precision {
+                PrecisionArg::Auto => kiln_train::Precision::Auto,
+                PrecisionArg::F32 => kiln_train::Precision::F32,
+                PrecisionArg::Bf16 => kiln_train::Precision::Bf16,
+            };
             if let (Some(positions), Some(factor)) = (args.context_length, args.rope_factor) {
                 cfg.extend_context = Some(kiln_train::ContextExtension { max_position_embeddings: positions, rope_linear_factor: factor });
             }

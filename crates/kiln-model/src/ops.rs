@@ -123,6 +123,16 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum::<f32>()
 }
 
+/// `sum(x²)` of f32 data: 16-lane partial sums per block of `GRAIN`, blocks summed in order
+/// (deterministic whatever the thread count).
+pub fn sum_of_squares_f32(x: &[f32]) -> f32 {
+    if x.len() <= GRAIN {
+        return dot(x, x);
+    }
+    let parts: Vec<f32> = x.par_chunks(GRAIN).map(|c| dot(c, c)).collect();
+    parts.iter().sum()
+}
+
 /// `out[j] = exp(x[j] * scale - shift)`; returns the sum of `out`.
 fn exp_into(out: &mut [f32], x: &[f32], scale: f32, shift: f32) -> f32 {
     for (o, &v) in out.iter_mut().zip(x) {

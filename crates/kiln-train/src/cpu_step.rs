@@ -275,7 +275,7 @@ const IN_NORM: usize = 7;
 const POST_NORM: usize = 8;
 
 /// Runs `f` on the contiguous f32 data of every tensor (all on the CPU), read-locked meanwhile.
-fn with_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
+pub(crate) fn with_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let mut slices = Vec::with_capacity(tensors.len());
     for (storage, layout) in &guards {

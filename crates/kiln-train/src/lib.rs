@@ -3,8 +3,9 @@
 //! In: packed windows from `kiln data pack` (kiln-data) and a model (a kiln-model preset or a
 //! model directory). Out: a run directory with metrics and Hugging Face checkpoints that resume
 //! exactly. Pieces: [`schedule`] (warmup + three-stage step or cosine), [`optim`] (AdamW,
-//! clipping), [`model`] (parameters as `Var`s, loss and gradients through the differentiable
-//! training forward), [`trainer`] (the loop, evaluation, checkpoints).
+//! clipping), [`model`] (parameters as f32 `Var`s, loss and gradients), [`cpu_step`] (the
+//! hand-written f32 CPU forward + backward [`model`] uses where it applies; candle's autograd
+//! elsewhere), [`trainer`] (the loop, evaluation, checkpoints).
 //!
 //! [`sft`] serves instruction-tuning conversations and their masked loss; the trainer picks it
 //! when the data directory holds SFT files (`kiln data sft`).
@@ -13,7 +14,8 @@
 //!
 //! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts.
 //!
-//! Not here yet (issue #6): bf16 compute.
+//! Precision ([`Precision`]): f32 on the CPU; bf16 compute with f32 master weights, gradients
+//! and optimizer state where asked for or on a GPU.
 #![deny(missing_docs)]
 
 pub mod cpu_step;
@@ -30,4 +32,4 @@ pub use error::{Result, TrainError};
 pub use model::TrainModel;
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{ContextExtension, ModelInit, StepMetrics, TrainConfig, Trainer, TrainerState};
+pub use trainer::{ContextExtension, ModelInit, Precision, StepMetrics, TrainConfig, Trainer, TrainerState};

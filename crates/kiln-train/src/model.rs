@@ -17,6 +17,9 @@ pub struct TrainModel {
     /// Parameters in `Llama::named_tensors` order.
     pub params: Vec<(String, Var)>,
     model: Llama,
+    /// The dtype the forward and backward run in; the parameters (master weights), their
+    /// gradients and the optimizer state stay f32.
+    compute: DType,
     /// Buffers of the hand-written CPU step, kept between steps.
     workspace: Mutex<crate::cpu_step::Workspace>,
 }
@@ -31,7 +34,7 @@ impl TrainModel {
             .map(|(n, t)| Ok((n, Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
             .collect::<Result<_>>()?;
         let model = Llama::from_tensors(cfg.clone(), params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), model.device())?;
-        Ok(TrainModel { cfg, params, model, workspace: Mutex::default() })
+        Ok(TrainModel { cfg, params, model, compute: DType::F32, workspace: Mutex::default() })
     }
 
     /// Loads a model directory (for continued training: long context, SFT, resume).
@@ -42,6 +45,32 @@ impl TrainModel {
     /// The network (for evaluation and saving).
     pub fn network(&self) -> &Llama {
         &self.model
+    }
+
+    /// Runs the forward and backward in `dtype` (f32, or bf16/f16: mixed precision): each step
+    /// casts the f32 master weights to `dtype`; the casts are part of the graph, so gradients
+    /// arrive back in f32 and the optimizer updates the f32 weights.
+    pub fn set_compute_dtype(&mut self, dtype: DType) {
+        self.compute = dtype;
+    }
+
+    /// The dtype of the forward and backward.
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
+    }
+
+    /// The network a training step runs: the model itself in f32, else a view of the master
+    /// weights cast to the compute dtype (differentiable casts).
+    pub fn step_network(&self) -> Result<std::borrow::Cow<'_, Llama>> {
+        if self.compute == DType::F32 {
+            return Ok(std::borrow::Cow::Borrowed(&self.model));
+        }
+        let cast = self
+            .params
+            .iter()
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_dtype(self.compute)?)))
+            .collect::<Result<std::collections::HashMap<_, _>>>()?;
+        Ok(std::borrow::Cow::Owned(Llama::from_tensors(self.cfg.clone(), cast, self.model.device())?))
     }
 
     /// Inputs and targets of windows of `T + 1` tokens: `(B, T)` each.
@@ -56,7 +85,7 @@ impl TrainModel {
     /// Mean next-token cross-entropy over every position of `windows` (tracked for backward).
     pub fn loss(&self, windows: &[Vec<u32>]) -> Result<Tensor> {
         let (inputs, targets) = self.batch(windows)?;
-        let logits = self.model.forward_train(&inputs)?; // (B, T, V)
+        let logits = self.step_network()?.forward_train(&inputs)?; // (B, T, V), f32
         let (b, t, v) = logits.dims3()?;
         // kiln's fused cross-entropy: one pass per row each way (candle's composed one makes ~10).
         Ok(kiln_model::ops::cross_entropy(&logits.reshape((b * t, v))?, &targets.flatten_all()?)?)
@@ -84,9 +113,10 @@ impl TrainModel {
         Ok((loss.to_scalar::<f32>()? as f64, grads))
     }
 
-    /// Whether [`crate::cpu_step`] can run this model: every parameter f32 on the CPU.
+    /// Whether [`crate::cpu_step`] can run this model: f32 compute, every parameter f32 on the
+    /// CPU.
     pub fn hand_step_applies(&self) -> bool {
-        self.model.device().is_cpu() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
+        self.compute == DType::F32 && self.model.device().is_cpu() && self.params.iter().all(|(_, v)| v.dtype() == DType::F32)
     }
 
     /// `sum_r weights[r] * CE(r)` over the B·T positions of `inputs` (B rows of T, flattened)
@@ -121,5 +151,47 @@ impl TrainModel {
     /// The loss without building a backward graph (evaluation).
     pub fn eval_loss(&self, windows: &[Vec<u32>]) -> Result<f64> {
         Ok(self.loss(windows)?.detach().to_scalar::<f32>()? as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_model::{Preset, WeightDType};
+
+    /// bf16 compute: the loss and gradients track the f32 ones (to bf16 precision), the
+    /// gradients arrive in f32 for the f32 master weights, and a few AdamW steps lower the loss.
+    #[test]
+    fn bf16_compute_keeps_f32_master_weights() {
+        let mut cfg = Config::preset(Preset::Tiny);
+        (cfg.vocab_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers) = (64, 32, 64, 2);
+        (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.max_position_embeddings) = (4, 2, 8, 64);
+        (cfg.bos_token_id, cfg.eos_token_ids, cfg.pad_token_id) = (Some(0), vec![1], Some(1));
+        cfg.initializer_range = 0.1;
+        let mut model = TrainModel::new(&Llama::random(cfg, WeightDType::F32, &Device::Cpu, 11).unwrap()).unwrap();
+        let windows: Vec<Vec<u32>> = (0..4).map(|b| (0..17u32).map(|j| (j * 5 + b * 3) % 64).collect()).collect();
+        let (loss32, grads32) = model.loss_and_grads(&windows).unwrap();
+        model.set_compute_dtype(DType::BF16);
+        assert!(!model.hand_step_applies());
+        let (loss16, grads16) = model.loss_and_grads(&windows).unwrap();
+        assert!((loss16 - loss32).abs() < 2e-2 * loss32, "bf16 loss {loss16} vs f32 {loss32}");
+        let (mut dot, mut n32, mut n16) = (0f64, 0f64, 0f64);
+        for (g32, g16) in grads32.iter().zip(&grads16) {
+            assert_eq!(g16.dtype(), DType::F32, "gradients of the master weights are f32");
+            let (a, b) = (g32.flatten_all().unwrap().to_vec1::<f32>().unwrap(), g16.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            for (x, y) in a.iter().zip(&b) {
+                (dot, n32, n16) = (dot + (*x as f64) * (*y as f64), n32 + (*x as f64).powi(2), n16 + (*y as f64).powi(2));
+            }
+        }
+        let cosine = dot / (n32.sqrt() * n16.sqrt());
+        assert!(cosine > 0.99, "bf16 gradients point elsewhere than f32 ones: cosine {cosine}");
+        let mut opt = crate::AdamW::new(&model.params, crate::AdamWConfig::default()).unwrap();
+        for _ in 0..20 {
+            let (_, grads) = model.loss_and_grads(&windows).unwrap();
+            opt.step(&grads, 1e-2).unwrap();
+        }
+        assert!(model.params.iter().all(|(_, v)| v.dtype() == DType::F32));
+        let (after, _) = model.loss_and_grads(&windows).unwrap();
+        assert!(after < 0.7 * loss16, "20 bf16 steps moved the loss from {loss16} to {after} only");
     }
 }

@@ -82,15 +82,11 @@ impl AdamW {
         let bias1 = 1.0 - c.beta1.powi(self.steps as i32);
         let bias2 = 1.0 - c.beta2.powi(self.steps as i32);
         for (slot, g) in self.slots.iter_mut().zip(grads) {
-            let mut p = slot.var.as_tensor().detach();
-            if slot.decay && c.weight_decay != 0.0 {
-                p = (p * (1.0 - lr * c.weight_decay))?;
+            if kiln_model::ops::fusable(&[slot.var.as_tensor(), &slot.m, &slot.v, g]) {
+                update_f32(slot, g, lr, &c, bias1, bias2)?;
+            } else {
+                update_composed(slot, g, lr, &c, bias1, bias2)?;
             }
-            slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
-            slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((slot.v.sqrt()? / bias2.sqrt())? + c.eps)?;
-            let update = ((&slot.m / denom)? * (lr / bias1))?;
-            slot.var.set(&(p - update)?)?;
         }
         Ok(())
     }
@@ -133,11 +129,76 @@ impl AdamW {
     }
 }
 
+/// One parameter's AdamW update from tensor ops (any device and dtype): torch's order —
+/// decay, moments, bias-corrected step.
+fn update_composed(slot: &mut Slot, g: &Tensor, lr: f64, c: &AdamWConfig, bias1: f64, bias2: f64) -> Result<()> {
+    let mut p = slot.var.as_tensor().detach();
+    if slot.decay && c.weight_decay != 0.0 {
+        p = (p * (1.0 - lr * c.weight_decay))?;
+    }
+    slot.m = ((&slot.m * c.beta1)? + (g * (1.0 - c.beta1))?)?;
+    slot.v = ((&slot.v * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
+    let denom = ((slot.v.sqrt()? / bias2.sqrt())? + c.eps)?;
+    let update = ((&slot.m / denom)? * (lr / bias1))?;
+    slot.var.set(&(p - update)?)?;
+    Ok(())
+}
+
+/// One parameter's AdamW update in a single pass over its four arrays (f32 on the CPU), the
+/// same operations in the same order as the composed tensor ops of [`AdamW::step`] (which
+/// made a dozen passes, each allocating).
+fn update_f32(slot: &mut Slot, g: &Tensor, lr: f64, c: &AdamWConfig, bias1: f64, bias2: f64) -> Result<()> {
+    let (shape, dev) = (slot.var.shape().clone(), slot.var.device().clone());
+    if g.elem_count() != shape.elem_count() {
+        return Err(TrainError::Config(format!("gradient of `{}` has {} elements, the parameter {}", slot.name, g.elem_count(), shape.elem_count())));
+    }
+    let (p, m, v, g) = (slot.var.as_tensor().contiguous()?, slot.m.contiguous()?, slot.v.contiguous()?, g.contiguous()?);
+    let (np, nm, nv) = crate::cpu_step::with_slices(&[&p, &m, &v, &g], |s| Ok(adamw_f32(s[0], s[1], s[2], s[3], lr, c, slot.decay, bias1, bias2)))?;
+    drop((p, m, v, g));
+    slot.var.set(&Tensor::from_vec(np, shape.clone(), &dev)?)?;
+    slot.m = Tensor::from_vec(nm, shape.clone(), &dev)?;
+    slot.v = Tensor::from_vec(nv, shape, &dev)?;
+    Ok(())
+}
+
+/// The arrays of [`update_f32`]: new parameter, first and second moments.
+#[allow(clippy::too_many_arguments)]
+fn adamw_f32(p: &[f32], m: &[f32], v: &[f32], g: &[f32], lr: f64, c: &AdamWConfig, decay: bool, bias1: f64, bias2: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    use rayon::prelude::*;
+    let decay = if decay && c.weight_decay != 0.0 { Some((1.0 - lr * c.weight_decay) as f32) } else { None };
+    let (b1, nb1, b2, nb2) = (c.beta1 as f32, (1.0 - c.beta1) as f32, c.beta2 as f32, (1.0 - c.beta2) as f32);
+    let (inv_sqrt_bias2, eps, step) = ((1.0 / bias2.sqrt()) as f32, c.eps as f32, (lr / bias1) as f32);
+    let (mut np, mut nm, mut nv) = (vec![0f32; p.len()], vec![0f32; p.len()], vec![0f32; p.len()]);
+    const CHUNK: usize = 1 << 14;
+    np.par_chunks_mut(CHUNK).zip(nm.par_chunks_mut(CHUNK)).zip(nv.par_chunks_mut(CHUNK)).enumerate().for_each(|(i, ((np, nm), nv))| {
+        let o = i * CHUNK;
+        for j in 0..np.len() {
+            let (pj, gj) = (p[o + j], g[o + j]);
+            let pj = match decay {
+                Some(d) => pj * d,
+                None => pj,
+            };
+            let mj = m[o + j] * b1 + gj * nb1;
+            let vj = v[o + j] * b2 + (gj * gj) * nb2;
+            let denom = vj.sqrt() * inv_sqrt_bias2 + eps;
+            np[j] = pj - (mj / denom) * step;
+            nm[j] = mj;
+            nv[j] = vj;
+        }
+    });
+    (np, nm, nv)
+}
+
 /// The L2 norm of all gradients together (f32 accumulation per tensor, f64 across tensors).
 pub fn global_norm(grads: &[Tensor]) -> Result<f64> {
     let mut sum = 0f64;
     for g in grads {
-        sum += g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        sum += if kiln_model::ops::fusable(&[g]) {
+            let g = g.contiguous()?;
+            crate::cpu_step::with_slices(&[&g], |s| Ok(kiln_model::ops::sum_of_squares_f32(s[0])))? as f64
+        } else {
+            g.to_dtype(DType::F32)?.sqr()?.sum_all()?.to_scalar::<f32>()? as f64
+        };
     }
     Ok(sum.sqrt())
 }
@@ -193,6 +254,27 @@ mod tests {
             assert!((got[i] as f64 - want[i]).abs() < 1e-6, "{got:?} vs {want:?}");
         }
         assert!((q.as_tensor().to_vec1::<f32>().unwrap()[0] as f64 - want_q).abs() < 1e-6);
+    }
+
+    /// The one-pass f32 update gives what the composed tensor ops give, over several steps.
+    #[test]
+    fn fused_update_equals_the_composed_one() {
+        let dev = Device::Cpu;
+        let init = Tensor::randn(0f32, 1.0, (37, 29), &dev).unwrap();
+        let slot = |name: &str| Slot { name: name.into(), var: Var::from_tensor(&init).unwrap(), decay: true, m: init.zeros_like().unwrap(), v: init.zeros_like().unwrap() };
+        let (mut a, mut b) = (slot("a"), slot("b"));
+        let c = AdamWConfig::default();
+        for t in 1..=4 {
+            let g = Tensor::randn(0f32, 0.3, (37, 29), &dev).unwrap();
+            let (bias1, bias2) = (1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t));
+            update_f32(&mut a, &g, 3e-3, &c, bias1, bias2).unwrap();
+            update_composed(&mut b, &g, 3e-3, &c, bias1, bias2).unwrap();
+        }
+        for (x, y) in [(a.var.as_tensor(), b.var.as_tensor()), (&a.m, &b.m), (&a.v, &b.v)] {
+            let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-6, "fused and composed AdamW differ by {diff}");
+        }
+        assert!((a.var.as_tensor() - &init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3, "the update moved nothing");
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn masked_loss(model: &TrainModel, batch: &MaskedBatch) -> Result<(Tensor, u
     let inputs = Tensor::from_vec(inputs, (b, t), dev)?;
     let targets = Tensor::from_vec(targets, b * t, dev)?;
     let weights = Tensor::from_vec(weights, b * t, dev)?;
-    let logits = model.network().forward_train(&inputs)?; // (B, T, V)
+    let logits = model.step_network()?.forward_train(&inputs)?; // (B, T, V), f32
     let v = logits.dim(D::Minus1)?;
     // Per-position cross-entropy (fused, with backward), weighted by the mask.
     let rows = kiln_model::ops::cross_entropy_rows(&logits.reshape((b * t, v))?, &targets)?.to_dtype(DType::F32)?;

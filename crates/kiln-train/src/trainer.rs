@@ -74,6 +74,34 @@ pub struct TrainConfig {
     /// positions interpolated by a linear factor (DeepSeek-Coder: 16K positions, factor 4).
     #[serde(default)]
     pub extend_context: Option<ContextExtension>,
+    /// The dtype of the forward and backward (weights, gradients and optimizer state stay f32).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Compute precision of a run. The parameters (master weights), gradients and AdamW moments are
+/// f32 whatever it is; bf16 casts the weights for each step's forward and backward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// bf16 on a GPU, f32 on the CPU (where bf16 products are slower than f32 ones).
+    #[default]
+    Auto,
+    /// f32 everywhere.
+    F32,
+    /// bf16 compute with f32 master weights.
+    Bf16,
+}
+
+impl Precision {
+    /// The compute dtype on `device`.
+    pub fn resolve(self, device: &Device) -> candle_core::DType {
+        match self {
+            Precision::Auto if device.is_cpu() => candle_core::DType::F32,
+            Precision::Auto | Precision::Bf16 => candle_core::DType::BF16,
+            Precision::F32 => candle_core::DType::F32,
+        }
+    }
 }
 
 /// New position limits for the long-context stage.
@@ -104,6 +132,7 @@ impl TrainConfig {
             keep_last: 2,
             max_bad_steps: 3,
             extend_context: None,
+            precision: Precision::Auto,
         }
     }
 
@@ -345,7 +374,10 @@ impl Trainer {
         Ok(t)
     }
 
-    fn assemble(run: &Path, cfg: TrainConfig, model: TrainModel, meta: Option<PackSummary>, state: Option<TrainerState>) -> Result<Self> {
+    fn assemble(run: &Path, cfg: TrainConfig, mut model: TrainModel, meta: Option<PackSummary>, state: Option<TrainerState>) -> Result<Self> {
+        let compute = cfg.precision.resolve(model.network().device());
+        model.set_compute_dtype(compute);
+        tracing::info!(compute = ?compute, "training precision (master weights, gradients and optimizer state in f32)");
         let max_len = model.cfg.max_position_embeddings + 1;
         let pad = model.cfg.pad_token_id.or(model.cfg.eos_token_ids.first().copied()).unwrap_or(0);
         let train = Source::open(&cfg.data.join(Split::Train.name()), Some(cfg.seed), max_len, pad)?;

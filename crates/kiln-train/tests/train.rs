@@ -139,6 +139,25 @@ fn a_learnable_task_is_learned_and_the_checkpoint_loads() {
     assert_eq!(next, [8]);
 }
 
+/// bf16 compute with f32 master weights learns the same task, and its checkpoints hold the
+/// f32 master weights.
+#[test]
+fn bf16_compute_learns_and_saves_f32_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 256);
+    let run = tmp.path().join("run");
+    let mut cfg = config(tmp.path(), 150);
+    cfg.accumulation = 2;
+    cfg.precision = kiln_train::Precision::Bf16;
+    Trainer::create(&run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    let losses = train_losses(&run);
+    let last: f64 = losses[140..].iter().sum::<f64>() / 10.0;
+    assert!(last < 0.3, "bf16: mean loss of the last 10 steps {last}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint-00000150/config.json")).unwrap()).unwrap();
+    assert_eq!(saved["torch_dtype"], "float32");
+}
+
 #[test]
 fn a_resumed_run_continues_exactly() {
     let tmp = tempfile::tempdir().unwrap();
