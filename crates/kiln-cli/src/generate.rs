@@ -6,8 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use kiln_infer::{prompt, GenerateParams, Generation, Generator, SamplingParams};
-use kiln_model::{Llama, WeightDType};
-use kiln_tokenizer::Tokenizer;
+use kiln_model::WeightDType;
 use serde_json::json;
 
 /// Options shared by every command that loads a model and samples from it.
@@ -101,43 +100,12 @@ fn read_text(inline: Option<String>, file: Option<&Path>, what: &str) -> Result<
 }
 
 /// A model and its tokenizer, loaded after every path has been checked.
-pub struct Loaded {
-    pub model: Llama,
-    pub tokenizer: Tokenizer,
-    pub eos_ids: Vec<u32>,
-}
+pub type Loaded = kiln_infer::LoadedModel;
 
-/// Loads a model directory: tokenizer and config first (cheap, so a mismatch fails before the
-/// weights are read), then the weights.
+/// Loads a model directory (see [`kiln_infer::LoadedModel::load`]).
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
-    let dir = &args.model;
-    if !dir.is_dir() {
-        bail!("--model {}: not a directory (expected a Hugging Face model folder with config.json, model.safetensors, tokenizer.json)", dir.display());
-    }
-    let tokenizer = Tokenizer::from_dir(dir)?;
-    let cfg = kiln_model::Config::from_file(&dir.join("config.json"))?;
-    if tokenizer.id_count() > cfg.vocab_size {
-        bail!(kiln_infer::InferError::VocabMismatch { tokenizer_ids: tokenizer.id_count(), vocab_size: cfg.vocab_size });
-    }
     let device = kiln_model::device(&args.device)?;
-    let model = Llama::load(dir, args.dtype, &device)?;
-    let mut eos_ids = model.config().eos_token_ids.clone();
-    // generation_config.json may name more stop ids (transformers reads it the same way).
-    let gen_cfg = dir.join("generation_config.json");
-    if let Ok(text) = std::fs::read_to_string(&gen_cfg) {
-        let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", gen_cfg.display()))?;
-        match v.get("eos_token_id") {
-            Some(serde_json::Value::Number(n)) => eos_ids.extend(n.as_u64().map(|x| x as u32)),
-            Some(serde_json::Value::Array(a)) => eos_ids.extend(a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32)),
-            _ => {}
-        }
-    }
-    if eos_ids.is_empty() {
-        eos_ids.extend(tokenizer.special().eos);
-    }
-    eos_ids.sort_unstable();
-    eos_ids.dedup();
-    Ok(Loaded { model, tokenizer, eos_ids })
+    Ok(kiln_infer::LoadedModel::load(&args.model, args.dtype, &device)?)
 }
 
 fn params(sample: &SampleArgs, eos_ids: &[u32]) -> Result<GenerateParams> {

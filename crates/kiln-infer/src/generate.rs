@@ -3,6 +3,7 @@
 //! the model's position limit). Text is streamed to a callback as it becomes final: text that
 //! might still turn into a stop string is held back until it cannot.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Tensor;
@@ -38,13 +39,15 @@ pub enum FinishReason {
     Length,
     /// The model's max_position_embeddings was reached.
     ContextFull,
+    /// The caller cancelled (a client went away).
+    Cancelled,
 }
 
 impl FinishReason {
     /// The OpenAI API's name for it (`stop` or `length`).
     pub fn openai(self) -> &'static str {
         match self {
-            Self::Eos | Self::Stop => "stop",
+            Self::Eos | Self::Stop | Self::Cancelled => "stop",
             Self::Length | Self::ContextFull => "length",
         }
     }
@@ -114,7 +117,13 @@ impl<'a> Generator<'a> {
     }
 
     /// Generates after `prompt_ids`, calling `on_text` with each piece of final text.
-    pub fn generate(&self, prompt_ids: &[u32], params: &GenerateParams, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate(&self, prompt_ids: &[u32], params: &GenerateParams, on_text: impl FnMut(&str)) -> Result<Generation> {
+        self.generate_cancellable(prompt_ids, params, &AtomicBool::new(false), on_text)
+    }
+
+    /// [`Generator::generate`] that stops (finish reason [`FinishReason::Cancelled`]) before the
+    /// next token once `cancel` is set: a server sets it when the client goes away.
+    pub fn generate_cancellable(&self, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, mut on_text: impl FnMut(&str)) -> Result<Generation> {
         params.sampling.validate().map_err(InferError::BadRequest)?;
         if prompt_ids.is_empty() {
             return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
@@ -138,6 +147,10 @@ impl<'a> Generator<'a> {
         let mut finish = FinishReason::Length;
         let mut decode_start = None;
         while ids.len() < params.max_new_tokens {
+            if cancel.load(Ordering::Relaxed) {
+                finish = FinishReason::Cancelled;
+                break;
+            }
             // The next token would sit at position history.len(): it must exist in the model.
             if history.len() >= max_pos {
                 finish = FinishReason::ContextFull;

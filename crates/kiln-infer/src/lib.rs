@@ -6,10 +6,12 @@
 #![deny(missing_docs)]
 
 pub mod generate;
+pub mod loaded;
 pub mod prompt;
 pub mod sampling;
 
 pub use generate::{FinishReason, GenerateParams, Generation, Generator, Timings};
+pub use loaded::LoadedModel;
 pub use sampling::{Sampler, SamplingParams};
 
 use kiln_model::Config;
@@ -32,6 +34,9 @@ pub enum InferError {
     /// The tokenizer lacks the tokens a prompt layout needs.
     #[error("the tokenizer has no `{0}` token, so it cannot build fill-in-the-middle prompts (DeepSeek-Coder base models have it; instruct models cannot infill)")]
     MissingSpecialToken(&'static str),
+    /// A model directory is missing or damaged.
+    #[error("{0}")]
+    ModelDir(String),
     /// From the model.
     #[error(transparent)]
     Model(#[from] kiln_model::ModelError),
