@@ -7,6 +7,7 @@ mod data;
 mod generate;
 mod info;
 mod repo;
+mod serve;
 mod tokenizer;
 mod train;
 
@@ -57,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
+    /// Serve completion and infilling over HTTP (OpenAI /v1/completions with suffix, llama.cpp /infill).
+    Serve(serve::ServeArgs),
     /// Train a model (from scratch with a preset, or continue one) on packed data; resumable.
     Train(train::TrainArgs),
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Command::Corpus { command } => corpus::run(command),
         Command::Tokenizer { command } => tokenizer::run(command),
         Command::Data { command } => data::run(command),
+        Command::Serve(args) => serve::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench { command } => bench::run(command),
     };

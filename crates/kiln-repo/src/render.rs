@@ -46,6 +46,19 @@ fn push_file(out: &mut String, file: &SourceFile) {
     }
 }
 
+/// Renders `files` in the given order in the format of the module docs (what a prompt's
+/// repository context is made of: the same bytes as a training sample).
+pub fn render_files<'a>(files: impl IntoIterator<Item = &'a SourceFile>) -> String {
+    let mut out = String::new();
+    for (k, f) in files.into_iter().enumerate() {
+        if k > 0 {
+            out.push('\n');
+        }
+        push_file(&mut out, f);
+    }
+    out
+}
+
 /// Renders `files` (indices into `repo.files`, in the given order) in the format of the module
 /// docs: header line, text, one blank line between files.
 pub fn render_sample(repo: &Repo, files: &[usize]) -> String {

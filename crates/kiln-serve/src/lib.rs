@@ -1,3 +1,205 @@
-//! kiln-serve: the HTTP API. Planned (issue #7): OpenAI-compatible completions and chat,
-//! llama.cpp-compatible `/infill`, metrics and auth, over kiln-infer. Nothing is implemented yet.
+//! kiln-serve: completion and infilling over HTTP, compatible with the clients people already
+//! have.
+//!
+//! - `POST /v1/completions`: OpenAI's legacy completions, *with* `suffix` (a request with one is
+//!   a fill-in-the-middle request in DeepSeek-Coder's PSM layout), streaming as SSE ending in
+//!   `data: [DONE]`.
+//! - `POST /infill`: llama.cpp's endpoint: `input_prefix`, `input_suffix`, `input_extra`
+//!   (files placed before the cursor's file, as kiln's repository-level training samples are
+//!   laid out), `prompt`, `n_predict`, `stream`, with llama.cpp's `timings` in the response.
+//! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus).
+//!
+//! Requests run on a fixed number of generation slots (`max_concurrency`); up to `max_queue`
+//! more wait for one, beyond that the server answers 429. Each request generates alone in its
+//! slot, so a result never depends on what else is running. A client that goes away (closed
+//! connection, dropped stream) cancels its generation before the next token and frees its slot.
+//! Unknown JSON fields are ignored (clients send many); fields whose meaning kiln does not
+//! implement (`echo`, `logprobs`, `best_of`, penalties, `logit_bias`) are rejected with a 400
+//! rather than silently ignored.
 #![deny(missing_docs)]
+
+pub mod api;
+pub mod error;
+pub mod metrics;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use kiln_infer::{GenerateParams, Generation, Generator, LoadedModel};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+pub use error::ApiError;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The name `/v1/models` lists and responses carry.
+    pub model_name: String,
+    /// Bearer tokens accepted; empty: no authentication.
+    pub api_keys: Vec<String>,
+    /// Generations running at once.
+    pub max_concurrency: usize,
+    /// Requests waiting for a slot before the server answers 429.
+    pub max_queue: usize,
+    /// Largest request body accepted (413 above).
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self { model_name: "kiln".into(), api_keys: Vec::new(), max_concurrency: 1, max_queue: 64, max_body_bytes: 8 << 20 }
+    }
+}
+
+/// What every handler shares: the model, the slots, the metrics.
+pub struct AppState {
+    /// The loaded model.
+    pub model: Arc<LoadedModel>,
+    /// Settings.
+    pub cfg: ServeConfig,
+    slots: Arc<Semaphore>,
+    /// Request counters, queue depth, latencies.
+    pub metrics: metrics::Metrics,
+    next_id: AtomicU64,
+}
+
+impl AppState {
+    /// State for `model` under `cfg`.
+    pub fn new(model: LoadedModel, cfg: ServeConfig) -> Arc<Self> {
+        let slots = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
+        Arc::new(Self { model: Arc::new(model), cfg, slots, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
+    }
+
+    /// A fresh response id with `prefix` (`cmpl-…`).
+    pub fn id(&self, prefix: &str) -> String {
+        format!("{prefix}-{:016x}", self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Waits for a generation slot, or refuses with 429 when `max_queue` requests already wait.
+    pub async fn acquire_slot(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let waiting = self.metrics.queued.fetch_add(1, Ordering::SeqCst);
+        if waiting as usize >= self.cfg.max_queue {
+            self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::status(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("{} requests are already waiting for a generation slot; retry later", self.cfg.max_queue),
+            ));
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.metrics.queued.fetch_sub(1, Ordering::SeqCst);
+        permit.map_err(|_| ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the server is shutting down"))
+    }
+}
+
+/// Sets its flag when dropped: a handler's future is dropped when the client disconnects, and
+/// the generation it started sees the flag before its next token.
+pub struct CancelOnDrop(pub Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// One generation job's outcome, with the slot wait and time to first token.
+pub struct Outcome {
+    /// The generation.
+    pub generation: Generation,
+    /// Milliseconds spent waiting for a slot.
+    pub queued_ms: f64,
+}
+
+/// Runs one generation on a blocking thread while holding `permit`. Text pieces go to `pieces`
+/// when given (streaming); a closed receiver cancels the generation, as does `cancel`.
+pub async fn generate(
+    state: &Arc<AppState>,
+    permit: OwnedSemaphorePermit,
+    ids: Vec<u32>,
+    params: GenerateParams,
+    cancel: Arc<AtomicBool>,
+    pieces: Option<mpsc::Sender<String>>,
+    queued_ms: f64,
+) -> Result<Outcome, ApiError> {
+    let model = state.model.clone();
+    let st = state.clone();
+    state.metrics.active.fetch_add(1, Ordering::SeqCst);
+    let job = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let generator = Generator::new(&model.model, &model.tokenizer)?;
+        let started = Instant::now();
+        let mut first = true;
+        generator.generate_cancellable(&ids, &params, &cancel, |piece| {
+            if first {
+                st.metrics.first_token(started.elapsed().as_secs_f64());
+                first = false;
+            }
+            if let Some(tx) = &pieces {
+                if tx.blocking_send(piece.to_string()).is_err() {
+                    cancel.store(true, Ordering::Relaxed); // the client is gone
+                }
+            }
+        })
+    });
+    let result = job.await;
+    state.metrics.active.fetch_sub(1, Ordering::SeqCst);
+    let generation = result.map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("generation thread failed: {e}")))??;
+    state.metrics.prompt_tokens.fetch_add(generation.prompt_ids.len() as u64, Ordering::Relaxed);
+    state.metrics.generated_tokens.fetch_add(generation.ids.len() as u64, Ordering::Relaxed);
+    Ok(Outcome { generation, queued_ms })
+}
+
+async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.cfg.api_keys.is_empty() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(key) if state.cfg.api_keys.iter().any(|k| k == key) => next.run(req).await,
+        Some(_) => ApiError::status(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
+        None => ApiError::status(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <key>` header (this server was started with --api-key-file)").into_response(),
+    }
+}
+
+async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let known = ["/v1/completions", "/infill", "/v1/models", "/health", "/metrics"];
+    let endpoint = if known.contains(&path.as_str()) { path.as_str() } else { "other" };
+    state.metrics.request(endpoint, resp.status().as_u16(), start.elapsed().as_secs_f64());
+    resp
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::status(StatusCode::NOT_FOUND, format!("no route {} {}; kiln serves POST /v1/completions, POST /infill, GET /v1/models, GET /health, GET /metrics", req.method(), req.uri().path()))
+}
+
+/// The HTTP routes over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/completions", post(api::completions))
+        .route("/infill", post(api::infill))
+        .route("/v1/models", get(api::models))
+        .route("/health", get(api::health))
+        .route("/metrics", get(api::metrics))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), count))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then lets running requests finish.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

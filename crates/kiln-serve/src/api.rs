@@ -1,0 +1,458 @@
+//! The endpoints: request schemas, validation (every bad field is a 400 naming it), prompt
+//! building, and the response shapes of OpenAI and llama.cpp.
+
+use std::convert::Infallible;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream};
+use kiln_infer::prompt::{self, ContextFile};
+use kiln_infer::{FinishReason, GenerateParams, Generation, SamplingParams};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{generate, ApiError, AppState, CancelOnDrop, Outcome};
+
+/// Reads the body (413 above the limit) and parses it (400 naming the position and field).
+async fn read_json<T: DeserializeOwned>(state: &AppState, req: Request) -> Result<T, ApiError> {
+    let limit = state.cfg.max_body_bytes;
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {limit} bytes")))?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("the body is not valid JSON for this endpoint: {e}")))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// A string or a list of strings (OpenAI's `stop`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One string.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+/// OpenAI's `prompt`: text, one-element text list, or token ids.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum PromptInput {
+    /// Text.
+    Text(String),
+    /// Texts (kiln takes exactly one).
+    Texts(Vec<String>),
+    /// Token ids.
+    Ids(Vec<u32>),
+    /// Several id lists (refused: one prompt per request).
+    IdLists(Vec<Vec<u32>>),
+}
+
+/// `POST /v1/completions` (OpenAI legacy completions, with `suffix`). Unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    /// Ignored (one model per server); listed by `/v1/models`.
+    pub model: Option<String>,
+    /// The text before the cursor (or the whole prompt).
+    pub prompt: Option<PromptInput>,
+    /// The text after the cursor: makes this a fill-in-the-middle request.
+    pub suffix: Option<String>,
+    /// Most new tokens (default 16, as OpenAI).
+    pub max_tokens: Option<i64>,
+    /// 0..=2 (default 1, as OpenAI; 0 is greedy).
+    pub temperature: Option<f64>,
+    /// Nucleus sampling, (0, 1].
+    pub top_p: Option<f64>,
+    /// Top-k (an extension many servers accept).
+    pub top_k: Option<i64>,
+    /// Completions per prompt, 1..=8.
+    pub n: Option<i64>,
+    /// SSE streaming.
+    pub stream: Option<bool>,
+    /// `{"include_usage": true}` adds a usage chunk before `[DONE]`.
+    pub stream_options: Option<Value>,
+    /// Stop strings (at most 16).
+    pub stop: Option<OneOrMany>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// Refused when true.
+    pub echo: Option<bool>,
+    /// Refused when set.
+    pub logprobs: Option<Value>,
+    /// Refused above 1.
+    pub best_of: Option<i64>,
+    /// Refused when non-zero.
+    pub presence_penalty: Option<f64>,
+    /// Refused when non-zero.
+    pub frequency_penalty: Option<f64>,
+    /// Refused when non-empty.
+    pub logit_bias: Option<Value>,
+}
+
+/// One file of llama.cpp's `input_extra`.
+#[derive(Debug, Deserialize)]
+pub struct ExtraChunk {
+    /// Path (default `tmp`, as llama.cpp).
+    pub filename: Option<String>,
+    /// Its text.
+    pub text: String,
+}
+
+/// `POST /infill` (llama.cpp). Unknown fields are ignored.
+#[derive(Debug, Deserialize)]
+pub struct InfillRequest {
+    /// Code before the cursor (required).
+    pub input_prefix: Option<String>,
+    /// Code after the cursor (required).
+    pub input_suffix: Option<String>,
+    /// Other files, placed before the cursor's file in the prompt.
+    #[serde(default)]
+    pub input_extra: Vec<ExtraChunk>,
+    /// Text already typed in the middle (placed after the FIM end marker).
+    pub prompt: Option<String>,
+    /// Most new tokens; -1 (the default): until EOS or the context is full.
+    pub n_predict: Option<i64>,
+    /// Default 0.8, as llama.cpp.
+    pub temperature: Option<f64>,
+    /// Default 40.
+    pub top_k: Option<i64>,
+    /// Default 0.95.
+    pub top_p: Option<f64>,
+    /// Sampling seed.
+    pub seed: Option<u64>,
+    /// Stop strings.
+    pub stop: Option<Vec<String>>,
+    /// SSE streaming.
+    pub stream: Option<bool>,
+    /// Accepted; kiln has no prefix cache yet (every prompt is processed whole).
+    pub cache_prompt: Option<bool>,
+}
+
+/// Checks and converts the sampling fields.
+fn sampling(temperature: f64, top_p: Option<f64>, top_k: Option<i64>, seed: Option<u64>) -> Result<SamplingParams, ApiError> {
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::field("temperature", format!("temperature must be between 0 and 2, got {temperature}")));
+    }
+    if let Some(p) = top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(ApiError::field("top_p", format!("top_p must be in (0, 1], got {p}")));
+        }
+    }
+    let top_k = match top_k {
+        Some(k) if k < 0 => return Err(ApiError::field("top_k", format!("top_k must be >= 0, got {k}"))),
+        Some(k) => Some(k as usize),
+        None => None,
+    };
+    Ok(SamplingParams { temperature: temperature as f32, top_k, top_p: top_p.map(|p| p as f32), repetition_penalty: 1.0, seed: seed.unwrap_or(0) })
+}
+
+fn stops(stop: Vec<String>) -> Result<Vec<String>, ApiError> {
+    if stop.len() > 16 {
+        return Err(ApiError::field("stop", format!("at most 16 stop strings, got {}", stop.len())));
+    }
+    if stop.iter().any(|s| s.is_empty()) {
+        return Err(ApiError::field("stop", "stop strings must not be empty"));
+    }
+    Ok(stop)
+}
+
+/// Checks the prompt fits the context (413 otherwise: kiln never cuts text near the cursor).
+fn check_length(state: &AppState, ids: &[u32]) -> Result<(), ApiError> {
+    let max = state.model.model.config().max_position_embeddings;
+    if ids.len() >= max {
+        return Err(ApiError::status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the prompt is {} tokens and the model's context is {max}: shorten the prompt (or the input_extra files)", ids.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn max_tokens(state: &AppState, field: &str, v: Option<i64>, default: i64) -> Result<usize, ApiError> {
+    let max = state.model.model.config().max_position_embeddings;
+    match v.unwrap_or(default) {
+        -1 if field == "n_predict" => Ok(max),
+        n if n < 1 => Err(ApiError::field(field, format!("{field} must be at least 1, got {n}"))),
+        n if n as u64 > max as u64 => Err(ApiError::field(field, format!("{field} is {n}, above the model's context of {max} tokens"))),
+        n => Ok(n as usize),
+    }
+}
+
+fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32>, GenerateParams, usize), ApiError> {
+    if r.echo == Some(true) {
+        return Err(ApiError::field("echo", "echo is not supported; send the prompt yourself"));
+    }
+    if r.logprobs.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::field("logprobs", "logprobs are not supported yet"));
+    }
+    if r.best_of.is_some_and(|b| b != 1) {
+        return Err(ApiError::field("best_of", "best_of other than 1 is not supported"));
+    }
+    for (name, v) in [("presence_penalty", r.presence_penalty), ("frequency_penalty", r.frequency_penalty)] {
+        if v.is_some_and(|v| v != 0.0) {
+            return Err(ApiError::field(name, format!("{name} is not supported; leave it at 0")));
+        }
+    }
+    if r.logit_bias.as_ref().is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty())) {
+        return Err(ApiError::field("logit_bias", "logit_bias is not supported"));
+    }
+    let n = r.n.unwrap_or(1);
+    if !(1..=8).contains(&n) {
+        return Err(ApiError::field("n", format!("n must be 1..=8, got {n}")));
+    }
+    if n > 1 && r.stream == Some(true) {
+        return Err(ApiError::field("n", "streaming supports n = 1 only"));
+    }
+    let tok = &state.model.tokenizer;
+    let ids = match (&r.prompt, &r.suffix) {
+        (None, _) => return Err(ApiError::field("prompt", "prompt is required")),
+        (Some(PromptInput::Text(p)), suffix) => text_ids(tok, p, suffix.as_deref())?,
+        (Some(PromptInput::Texts(ps)), suffix) if ps.len() == 1 => text_ids(tok, &ps[0], suffix.as_deref())?,
+        (Some(PromptInput::Texts(_)) | Some(PromptInput::IdLists(_)), _) => return Err(ApiError::field("prompt", "one prompt per request (send a string)")),
+        (Some(PromptInput::Ids(_)), Some(_)) => return Err(ApiError::field("suffix", "a suffix needs a text prompt")),
+        (Some(PromptInput::Ids(ids)), None) => {
+            let v = state.model.model.config().vocab_size;
+            if let Some(bad) = ids.iter().find(|&&i| i as usize >= v) {
+                return Err(ApiError::field("prompt", format!("token id {bad} is outside the vocabulary ({v} ids)")));
+            }
+            ids.clone()
+        }
+    };
+    if ids.is_empty() {
+        return Err(ApiError::field("prompt", "the prompt is empty"));
+    }
+    check_length(state, &ids)?;
+    let stop = stops(match &r.stop {
+        None => vec![],
+        Some(OneOrMany::One(s)) => vec![s.clone()],
+        Some(OneOrMany::Many(v)) => v.clone(),
+    })?;
+    let params = GenerateParams {
+        max_new_tokens: max_tokens(state, "max_tokens", r.max_tokens, 16)?,
+        sampling: sampling(r.temperature.unwrap_or(1.0), r.top_p, r.top_k, r.seed)?,
+        eos_ids: state.model.eos_ids.clone(),
+        stop,
+    };
+    Ok((ids, params, n as usize))
+}
+
+fn text_ids(tok: &kiln_tokenizer::Tokenizer, prompt_text: &str, suffix: Option<&str>) -> Result<Vec<u32>, ApiError> {
+    Ok(match suffix {
+        Some(s) => prompt::fim_ids(tok, prompt_text, s)?,
+        None => prompt::completion_ids(tok, prompt_text)?,
+    })
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let r: CompletionRequest = read_json(&state, req).await?;
+    let (ids, params, n) = completion_params(&state, &r)?;
+    let (id, created, model) = (state.id("cmpl"), unix_now(), state.cfg.model_name.clone());
+    if r.stream == Some(true) {
+        let include_usage = r.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
+        let chunk = move |text: &str, finish: Option<&str>| json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]});
+        let stream = stream_generation(&state, ids, params).await?;
+        let events = stream.into_events(move |ev| match ev {
+            StreamEvent::Piece(p) => vec![Event::default().data(chunk(&p, None).to_string())],
+            StreamEvent::Done(Ok(o)) => {
+                let g = &o.generation;
+                let mut out = vec![Event::default().data(chunk("", Some(g.finish_reason.openai())).to_string())];
+                if include_usage {
+                    let mut u = chunk("", None);
+                    u["choices"] = json!([]);
+                    u["usage"] = usage(g.prompt_ids.len(), g.ids.len());
+                    out.push(Event::default().data(u.to_string()));
+                }
+                out.push(Event::default().data("[DONE]"));
+                out
+            }
+            StreamEvent::Done(Err(e)) => vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string()), Event::default().data("[DONE]")],
+        });
+        return Ok(Sse::new(events).into_response());
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let mut choices = Vec::with_capacity(n);
+    let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+    for i in 0..n {
+        let mut p = params.clone();
+        p.sampling.seed = p.sampling.seed.wrapping_add(i as u64);
+        let wait = Instant::now();
+        let permit = state.acquire_slot().await?;
+        let o = generate(&state, permit, ids.clone(), p, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?;
+        prompt_tokens = o.generation.prompt_ids.len();
+        completion_tokens += o.generation.ids.len();
+        choices.push(json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}));
+    }
+    Ok(Json(json!({
+        "id": id, "object": "text_completion", "created": created, "model": model,
+        "choices": choices, "usage": usage(prompt_tokens, completion_tokens),
+    }))
+    .into_response())
+}
+
+fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Vec<u32>, GenerateParams), ApiError> {
+    let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
+    let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
+    let context: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
+    let tok = &state.model.tokenizer;
+    let (mut ids, _context_tokens) = prompt::repo_fim_ids(tok, &context, None, prefix, suffix)?;
+    if let Some(typed) = r.prompt.as_deref().filter(|p| !p.is_empty()) {
+        ids.extend(tok.encode_raw(typed).map_err(kiln_infer::InferError::from)?);
+    }
+    check_length(state, &ids)?;
+    let params = GenerateParams {
+        max_new_tokens: max_tokens(state, "n_predict", r.n_predict, -1)?,
+        sampling: sampling(r.temperature.unwrap_or(0.8), Some(r.top_p.unwrap_or(0.95)), Some(r.top_k.unwrap_or(40)), r.seed)?,
+        eos_ids: state.model.eos_ids.clone(),
+        stop: stops(r.stop.clone().unwrap_or_default())?,
+    };
+    Ok((ids, params))
+}
+
+/// llama.cpp's `stop_type`.
+fn stop_type(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Eos => "eos",
+        FinishReason::Stop => "word",
+        FinishReason::Length | FinishReason::ContextFull => "limit",
+        FinishReason::Cancelled => "none",
+    }
+}
+
+/// The full llama.cpp `/completion`-shaped response of a finished generation.
+fn llama_response(state: &AppState, o: &Outcome) -> Value {
+    let g: &Generation = &o.generation;
+    let t = &g.timings;
+    let predicted = g.ids.len();
+    let per = |ms: f64, n: usize| if n > 0 { ms / n as f64 } else { 0.0 };
+    let rate = |ms: f64, n: usize| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+    json!({
+        "index": 0, "content": g.text, "tokens": [], "id_slot": 0, "stop": true,
+        "model": state.cfg.model_name, "tokens_predicted": predicted, "tokens_evaluated": g.prompt_ids.len(),
+        "has_new_line": g.text.contains('\n'), "truncated": false,
+        "stop_type": stop_type(g.finish_reason), "stopping_word": "", "tokens_cached": 0,
+        "timings": {
+            "prompt_n": t.prompt_tokens, "prompt_ms": t.prefill_ms,
+            "prompt_per_token_ms": per(t.prefill_ms, t.prompt_tokens), "prompt_per_second": rate(t.prefill_ms, t.prompt_tokens),
+            "predicted_n": predicted, "predicted_ms": t.decode_ms,
+            "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens), "predicted_per_second": rate(t.decode_ms, t.decode_tokens),
+            "queued_ms": o.queued_ms,
+        },
+    })
+}
+
+/// `POST /infill`.
+pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
+    let r: InfillRequest = read_json(&state, req).await?;
+    let (ids, params) = infill_params(&state, &r)?;
+    if r.stream == Some(true) {
+        let st = state.clone();
+        let stream = stream_generation(&state, ids, params).await?;
+        let events = stream.into_events(move |ev| match ev {
+            StreamEvent::Piece(p) => vec![Event::default().data(json!({"content": p, "tokens": [], "stop": false}).to_string())],
+            StreamEvent::Done(Ok(o)) => {
+                let mut last = llama_response(&st, &o);
+                last["content"] = json!("");
+                vec![Event::default().data(last.to_string())]
+            }
+            StreamEvent::Done(Err(e)) => vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string())],
+        });
+        return Ok(Sse::new(events).into_response());
+    }
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let wait = Instant::now();
+    let permit = state.acquire_slot().await?;
+    let o = generate(&state, permit, ids, params, cancel, None, wait.elapsed().as_secs_f64() * 1000.0).await?;
+    Ok(Json(llama_response(&state, &o)).into_response())
+}
+
+/// What a streaming generation yields.
+pub enum StreamEvent {
+    /// Final text, in order.
+    Piece(String),
+    /// The end.
+    Done(Result<Outcome, ApiError>),
+}
+
+/// A running streamed generation.
+pub struct GenerationStream {
+    pieces: mpsc::Receiver<String>,
+    done: oneshot::Receiver<Result<Outcome, ApiError>>,
+}
+
+/// Starts a generation whose text arrives piece by piece; waits for a slot first, so a full
+/// queue is still a plain 429 response rather than an error inside a stream.
+async fn stream_generation(state: &Arc<AppState>, ids: Vec<u32>, params: GenerateParams) -> Result<GenerationStream, ApiError> {
+    let wait = Instant::now();
+    let permit = state.acquire_slot().await?;
+    let queued_ms = wait.elapsed().as_secs_f64() * 1000.0;
+    let (tx, rx) = mpsc::channel(256);
+    let (done_tx, done_rx) = oneshot::channel();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let r = generate(&st, permit, ids, params, Arc::new(AtomicBool::new(false)), Some(tx), queued_ms).await;
+        let _ = done_tx.send(r);
+    });
+    Ok(GenerationStream { pieces: rx, done: done_rx })
+}
+
+impl GenerationStream {
+    /// SSE events: `render` turns each piece, then the end, into events. Dropping the stream
+    /// (the client went away) closes the piece channel, which cancels the generation.
+    fn into_events(self, render: impl Fn(StreamEvent) -> Vec<Event> + Send + 'static) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+        let state = (Some(self), Vec::<Event>::new());
+        stream::unfold((state, render), |((mut gen, mut pending), render)| async move {
+            loop {
+                if let Some(ev) = pending.pop() {
+                    return Some((Ok(ev), ((gen, pending), render)));
+                }
+                let g = gen.as_mut()?;
+                match g.pieces.recv().await {
+                    Some(p) => pending = render(StreamEvent::Piece(p)),
+                    None => {
+                        let g = gen.take()?;
+                        let done = g.done.await.unwrap_or_else(|_| Err(ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "generation task ended without a result")));
+                        pending = render(StreamEvent::Done(done));
+                    }
+                }
+                pending.reverse(); // popped from the back
+            }
+        })
+    }
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let cfg = state.model.model.config();
+    Json(json!({"object": "list", "data": [{
+        "id": state.cfg.model_name, "object": "model", "created": unix_now(), "owned_by": "kiln",
+        "meta": {"n_ctx_train": cfg.max_position_embeddings, "n_vocab": cfg.vocab_size, "n_params": cfg.num_parameters()},
+    }]}))
+}
+
+/// `GET /health`.
+pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    use std::sync::atomic::Ordering;
+    Json(json!({"status": "ok", "slots_busy": state.metrics.active.load(Ordering::Relaxed), "queued": state.metrics.queued.load(Ordering::Relaxed)}))
+}
+
+/// `GET /metrics` (Prometheus text format).
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

@@ -1,0 +1,259 @@
+//! The real server on a loopback port with the committed tiny model, spoken to over HTTP.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use kiln_infer::{prompt, GenerateParams, Generator, LoadedModel, SamplingParams};
+use kiln_serve::{AppState, ServeConfig};
+use serde_json::{json, Value};
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama")
+}
+
+fn load() -> LoadedModel {
+    LoadedModel::load(&model_dir(), None, &candle_core::Device::Cpu).unwrap()
+}
+
+/// A random model with the fixture's tokenizer, many positions and no EOS: generations that
+/// last seconds (a slot stays busy long enough to observe).
+fn slow_model() -> LoadedModel {
+    let tokenizer = kiln_tokenizer::Tokenizer::from_dir(&model_dir()).unwrap();
+    let mut cfg = kiln_model::Config::from_file(&model_dir().join("config.json")).unwrap();
+    (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.head_dim, cfg.max_position_embeddings) = (256, 512, 4, 64, 16384);
+    let model = kiln_model::Llama::random(cfg, kiln_model::WeightDType::F32, &candle_core::Device::Cpu, 1).unwrap();
+    LoadedModel { model, tokenizer, eos_ids: vec![] }
+}
+
+/// Starts a server on a free port in a background runtime; returns its address.
+fn start(model: LoadedModel, cfg: ServeConfig) -> SocketAddr {
+    let state = AppState::new(model, cfg);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            kiln_serve::serve(listener, state, std::future::pending()).await.unwrap();
+        });
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+/// One HTTP/1.1 request; returns (status, body).
+fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n", body.len());
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let (headers, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+    (status, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn post(addr: SocketAddr, path: &str, body: &Value) -> (u16, Value) {
+    let (status, text) = request(addr, "POST", path, &[], body.to_string().as_bytes());
+    (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {text}")))
+}
+
+/// The `data:` payloads of an SSE body.
+fn sse_data(body: &str) -> Vec<String> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).map(String::from).collect()
+}
+
+/// What `kiln generate` / `kiln infill` produce: the library generation with the same settings.
+fn direct(model: &LoadedModel, ids: &[u32], max_tokens: usize) -> String {
+    let params = GenerateParams { max_new_tokens: max_tokens, sampling: SamplingParams::default(), eos_ids: model.eos_ids.clone(), stop: vec![] };
+    Generator::new(&model.model, &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
+}
+
+#[test]
+fn completions_equal_the_cli_paths_and_streams_concatenate() {
+    let reference = load();
+    let addr = start(load(), ServeConfig::default());
+    // Greedy completion = `kiln generate`.
+    let (status, v) = post(addr, "/v1/completions", &json!({"model": "x", "prompt": "def add(a, b):", "max_tokens": 16, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    let want = direct(&reference, &prompt::completion_ids(&reference.tokenizer, "def add(a, b):").unwrap(), 16);
+    assert_eq!(v["choices"][0]["text"], want);
+    assert_eq!(v["object"], "text_completion");
+    let usage = &v["usage"];
+    assert_eq!(usage["total_tokens"].as_u64().unwrap(), usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    // With a suffix = `kiln infill`.
+    let (status, v) = post(addr, "/v1/completions", &json!({"prompt": "def f(x):\n    return ", "suffix": "\n\nprint(f(2))\n", "max_tokens": 12, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    let want_fim = direct(&reference, &prompt::fim_ids(&reference.tokenizer, "def f(x):\n    return ", "\n\nprint(f(2))\n").unwrap(), 12);
+    assert_eq!(v["choices"][0]["text"], want_fim);
+    // Streamed chunks concatenate to the same text; the stream ends with [DONE], usage on request.
+    let body = json!({"prompt": "def add(a, b):", "max_tokens": 16, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+    let (status, text) = request(addr, "POST", "/v1/completions", &[], body.to_string().as_bytes());
+    assert_eq!(status, 200);
+    let data = sse_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{text}");
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let joined: String = chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|ch| ch["text"].as_str())).collect();
+    assert_eq!(joined, want);
+    assert!(chunks.iter().any(|c| c["choices"].get(0).is_some_and(|ch| ch["finish_reason"].is_string())));
+    assert!(chunks.last().unwrap()["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn infill_puts_extra_files_before_the_fim_part() {
+    let reference = load();
+    let addr = start(load(), ServeConfig::default());
+    let req = json!({
+        "input_prefix": "def f(x):\n    return ", "input_suffix": "\n",
+        "input_extra": [{"filename": "util.py", "text": "X = 1\n"}, {"filename": "lib/b.js", "text": "let y = 2;"}],
+        "n_predict": 10, "temperature": 0,
+    });
+    let (status, v) = post(addr, "/infill", &req);
+    assert_eq!(status, 200, "{v}");
+    // The layout, spelled out: the extra files as a repository sample, then the cursor's file.
+    let text = "<｜fim▁begin｜># util.py\nX = 1\n\n// lib/b.js\nlet y = 2;\n\ndef f(x):\n    return <｜fim▁hole｜>\n<｜fim▁end｜>";
+    let ids = reference.tokenizer.encode(text).unwrap();
+    assert_eq!(v["tokens_evaluated"].as_u64().unwrap() as usize, ids.len());
+    assert_eq!(v["content"], direct(&reference, &ids, 10));
+    assert_eq!(v["timings"]["prompt_n"].as_u64().unwrap() as usize, ids.len());
+    assert!(v["timings"]["predicted_per_second"].as_f64().unwrap() >= 0.0);
+    // Streaming: content pieces, then a last chunk with stop = true.
+    let mut sreq = req.clone();
+    sreq["stream"] = json!(true);
+    let (_, body) = request(addr, "POST", "/infill", &[], sreq.to_string().as_bytes());
+    let chunks: Vec<Value> = sse_data(&body).iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let joined: String = chunks.iter().filter_map(|c| c["content"].as_str()).collect();
+    assert_eq!(joined, v["content"].as_str().unwrap());
+    assert_eq!(chunks.last().unwrap()["stop"], true);
+}
+
+#[test]
+fn concurrent_requests_return_what_they_return_alone() {
+    let addr = start(load(), ServeConfig { max_concurrency: 4, ..Default::default() });
+    let prompts: Vec<String> = (0..16).map(|i| format!("def f{i}(x):\n    return x * {i}")).collect();
+    let alone: Vec<Value> = prompts.iter().map(|p| post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1).collect();
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (a, b) in alone.iter().zip(&together) {
+        assert_eq!(a["choices"], b["choices"]);
+    }
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_frees_its_slot() {
+    let addr = start(slow_model(), ServeConfig { max_concurrency: 1, ..Default::default() });
+    let body = json!({"prompt": "x", "max_tokens": 16000, "temperature": 0, "stream": true}).to_string();
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(s, "POST /v1/completions HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&got).contains("data: ") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream ended early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+    drop(s);
+    // The single slot frees: a new request completes promptly.
+    let start = Instant::now();
+    let (status, _) = post(addr, "/v1/completions", &json!({"prompt": "y", "max_tokens": 4, "temperature": 0}));
+    assert_eq!(status, 200);
+    assert!(start.elapsed() < Duration::from_secs(10), "the abandoned generation (16,000 tokens) kept the slot");
+    let (_, health) = request(addr, "GET", "/health", &[], b"");
+    assert_eq!(serde_json::from_str::<Value>(&health).unwrap()["slots_busy"], 0);
+}
+
+#[test]
+fn bad_requests_get_their_status_and_a_json_error() {
+    let mut model = load();
+    model.eos_ids.clear();
+    let max_pos = model.model.config().max_position_embeddings;
+    let addr = start(model, ServeConfig { max_body_bytes: 1 << 16, ..Default::default() });
+    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+        ("/v1/completions", b"{not json".to_vec(), 400, None),
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": -5}).to_string().into_bytes(), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "x", "max_tokens": 10_000_000}).to_string().into_bytes(), 400, Some("max_tokens")),
+        ("/v1/completions", json!({"prompt": "x", "temperature": 7.5}).to_string().into_bytes(), 400, Some("temperature")),
+        ("/v1/completions", json!({"prompt": "x", "echo": true}).to_string().into_bytes(), 400, Some("echo")),
+        ("/v1/completions", json!({"prompt": "x", "logprobs": 3}).to_string().into_bytes(), 400, Some("logprobs")),
+        ("/v1/completions", json!({"max_tokens": 3}).to_string().into_bytes(), 400, Some("prompt")),
+        ("/v1/completions", json!({"prompt": "x ".repeat(max_pos * 2)}).to_string().into_bytes(), 413, None),
+        ("/v1/completions", [b"{\"prompt\": \"".to_vec(), vec![0xff, 0xfe], b"\"}".to_vec()].concat(), 400, None),
+        ("/v1/completions", vec![b' '; 1 << 17], 413, None),
+        ("/infill", json!({"input_suffix": "x"}).to_string().into_bytes(), 400, Some("input_prefix")),
+        ("/infill", json!({"input_prefix": "x", "input_suffix": "", "n_predict": 0}).to_string().into_bytes(), 400, Some("n_predict")),
+    ];
+    for (path, body, status, param) in cases {
+        let (got, text) = request(addr, "POST", path, &[], &body);
+        let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path} {status}: not JSON ({e}): {text}"));
+        assert_eq!(got, status, "{path}: {text}");
+        assert!(v["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+        if let Some(p) = param {
+            assert_eq!(v["error"]["param"], p, "{text}");
+        }
+    }
+    let (got, text) = request(addr, "GET", "/v2/nothing", &[], b"");
+    assert_eq!(got, 404, "{text}");
+    // Unknown fields are ignored.
+    let (got, _) = post(addr, "/v1/completions", &json!({"prompt": "x", "max_tokens": 2, "user": "me", "whatever": [1, 2]}));
+    assert_eq!(got, 200);
+}
+
+#[test]
+fn keys_queue_limits_models_and_metrics() {
+    let addr = start(slow_model(), ServeConfig { api_keys: vec!["sekrit".into()], max_concurrency: 1, max_queue: 1, model_name: "tiny".into(), ..Default::default() });
+    let body = json!({"prompt": "x", "max_tokens": 2}).to_string();
+    assert_eq!(request(addr, "POST", "/v1/completions", &[], body.as_bytes()).0, 401);
+    assert_eq!(request(addr, "POST", "/v1/completions", &[("Authorization", "Bearer wrong")], body.as_bytes()).0, 401);
+    assert_eq!(request(addr, "GET", "/health", &[], b"").0, 200, "health needs no key");
+    let auth = [("Authorization", "Bearer sekrit")];
+    let (status, models) = request(addr, "GET", "/v1/models", &auth, b"");
+    assert_eq!(status, 200);
+    assert_eq!(serde_json::from_str::<Value>(&models).unwrap()["data"][0]["id"], "tiny");
+    let (status, v) = request(addr, "POST", "/v1/completions", &auth, body.as_bytes());
+    assert_eq!(status, 200, "{v}");
+    // One running, one waiting: the next ones are refused with 429 while the server stays up.
+    let long = json!({"prompt": "x", "max_tokens": 150, "temperature": 0}).to_string();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..6)
+            .map(|i| {
+                let long = long.clone();
+                s.spawn(move || {
+                    std::thread::sleep(Duration::from_millis(30 * i));
+                    request(addr, "POST", "/v1/completions", &[("Authorization", "Bearer sekrit")], long.as_bytes()).0
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(statuses.iter().filter(|&&s| s == 200).count() >= 2, "{statuses:?}");
+    let (status, metrics) = request(addr, "GET", "/metrics", &auth, b"");
+    assert_eq!(status, 200);
+    assert!(metrics.contains("kiln_requests_total{endpoint=\"/v1/completions\",status=\"429\"}"), "{metrics}");
+    assert!(metrics.contains("kiln_generated_tokens_total"), "{metrics}");
+}
