@@ -16,20 +16,8 @@ pub fn completion_ids(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
 /// them differently from the text; with DeepSeek's vocabulary it equals tokenizing the string
 /// [`special::fim_prompt`] builds (the added tokens split the text at the same places).
 pub fn fim_ids(tokenizer: &Tokenizer, prefix: &str, suffix: &str) -> Result<Vec<u32>> {
-    let s = tokenizer.special();
-    let begin = s.fim_begin.ok_or(InferError::MissingSpecialToken(special::FIM_BEGIN))?;
-    let hole = s.fim_hole.ok_or(InferError::MissingSpecialToken(special::FIM_HOLE))?;
-    let end = s.fim_end.ok_or(InferError::MissingSpecialToken(special::FIM_END))?;
-    let mut ids = Vec::new();
-    if tokenizer.adds_bos() {
-        ids.extend(s.bos);
-    }
-    ids.push(begin);
-    ids.extend(tokenizer.encode_raw(prefix)?);
-    ids.push(hole);
-    ids.extend(tokenizer.encode_raw(suffix)?);
-    ids.push(end);
-    Ok(ids)
+    // The repository layout with no context files is exactly this one.
+    Ok(repo_fim_ids(tokenizer, &[], None, prefix, suffix)?.0)
 }
 
 /// A file given as context for a completion: a path (relative to the repository root) and its
