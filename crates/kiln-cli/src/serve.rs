@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Requests allowed to wait for a slot; more get 429.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
+    /// Shortest shared token prefix reused from a slot's KV cache (shorter ones are processed again).
+    #[arg(long, default_value_t = 32)]
+    cache_min_tokens: usize,
     /// Model name in `/v1/models` and responses (default: the model directory's name).
     #[arg(long)]
     model_name: Option<String>,
@@ -54,7 +57,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         args.model.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "kiln".into())
     });
     let loaded = load(&args.model)?;
-    let cfg = kiln_serve::ServeConfig { model_name, api_keys, max_concurrency: args.max_concurrency, max_queue: args.max_queue, ..Default::default() };
+    let cfg = kiln_serve::ServeConfig { model_name, api_keys, max_concurrency: args.max_concurrency, max_queue: args.max_queue, cache_min_tokens: args.cache_min_tokens, ..Default::default() };
     let state = kiln_serve::AppState::new(loaded, cfg);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {

@@ -56,8 +56,10 @@ impl FinishReason {
 /// Wall-clock figures of one generation.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Timings {
-    /// Prompt tokens processed in the prefill.
+    /// Prompt tokens (all of them, reused or processed).
     pub prompt_tokens: usize,
+    /// Prompt tokens whose KV state came from a prefix cache (not processed again).
+    pub cached_tokens: usize,
     /// Milliseconds for the prefill (including the first token's sampling).
     pub prefill_ms: f64,
     /// Tokens produced after the first one.
@@ -87,6 +89,30 @@ pub struct Generation {
     pub finish_reason: FinishReason,
     /// Timings.
     pub timings: Timings,
+}
+
+/// A KV cache and the token ids it holds: what a server slot keeps between requests so that
+/// the next prompt sharing a prefix (the next keystroke) skips that prefix.
+pub struct PrefixCache {
+    cache: kiln_model::Cache,
+    ids: Vec<u32>,
+}
+
+impl PrefixCache {
+    /// An empty cache for `model`.
+    pub fn new(model: &Llama) -> Self {
+        Self { cache: model.new_cache(), ids: Vec::new() }
+    }
+
+    /// The token ids whose KV state is held.
+    pub fn ids(&self) -> &[u32] {
+        &self.ids
+    }
+
+    /// Length of the common prefix of the held ids and `prompt`.
+    pub fn common_prefix(&self, prompt: &[u32]) -> usize {
+        self.ids.iter().zip(prompt).take_while(|(a, b)| a == b).count()
+    }
 }
 
 /// Runs generations for one model and its tokenizer.
@@ -123,7 +149,18 @@ impl<'a> Generator<'a> {
 
     /// [`Generator::generate`] that stops (finish reason [`FinishReason::Cancelled`]) before the
     /// next token once `cancel` is set: a server sets it when the client goes away.
-    pub fn generate_cancellable(&self, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate_cancellable(&self, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, on_text: impl FnMut(&str)) -> Result<Generation> {
+        let mut prefix = PrefixCache::new(self.model);
+        self.generate_with(&mut prefix, usize::MAX, prompt_ids, params, cancel, on_text)
+    }
+
+    /// Generation that starts from `prefix`: the longest common token prefix of its ids and
+    /// `prompt_ids` is taken from its KV cache instead of being processed again, when it is at
+    /// least `min_reuse` tokens long (the last prompt token is always processed: its logits
+    /// give the first new token). Afterwards `prefix` holds this generation's positions.
+    /// `timings.cached_tokens` says how many were reused. The logits after a reused prefix can
+    /// differ from a cold run's in the last bits (other matrix shapes), as in llama.cpp.
+    pub fn generate_with(&self, prefix: &mut PrefixCache, min_reuse: usize, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, mut on_text: impl FnMut(&str)) -> Result<Generation> {
         params.sampling.validate().map_err(InferError::BadRequest)?;
         if prompt_ids.is_empty() {
             return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
@@ -134,16 +171,20 @@ impl<'a> Generator<'a> {
         }
         let device = self.model.device();
         let mut sampler = Sampler::new(params.sampling.clone());
-        let mut cache = self.model.new_cache();
+        let common = prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.seq_len());
+        let reuse = if common >= min_reuse { common } else { 0 };
+        prefix.cache.truncate(reuse);
+        prefix.ids.truncate(reuse);
+        let cache = &mut prefix.cache;
         let mut history = prompt_ids.to_vec();
         let mut stream = TextStream::new(self.tokenizer, true);
         let mut text = String::new(); // all final text, stop strings not yet cut
         let mut sent = 0usize; // bytes of `text` handed to on_text
         let mut ids = Vec::new();
-        let mut timings = Timings { prompt_tokens: prompt_ids.len(), ..Default::default() };
+        let mut timings = Timings { prompt_tokens: prompt_ids.len(), cached_tokens: reuse, ..Default::default() };
 
         let start = Instant::now();
-        let mut input = Tensor::new(prompt_ids, device)?.unsqueeze(0)?; // (1, T)
+        let mut input = Tensor::new(&prompt_ids[reuse..], device)?.unsqueeze(0)?; // (1, T - reused)
         let mut finish = FinishReason::Length;
         let mut decode_start = None;
         while ids.len() < params.max_new_tokens {
@@ -156,7 +197,7 @@ impl<'a> Generator<'a> {
                 finish = FinishReason::ContextFull;
                 break;
             }
-            let mut logits = self.model.forward_last(&input, &mut cache)?.squeeze(0)?.to_vec1::<f32>()?;
+            let mut logits = self.model.forward_last(&input, cache)?.squeeze(0)?.to_vec1::<f32>()?;
             let next = sampler.sample(&mut logits, &history);
             if decode_start.is_none() {
                 timings.prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
@@ -193,6 +234,9 @@ impl<'a> Generator<'a> {
             timings.decode_ms = t.elapsed().as_secs_f64() * 1000.0;
             timings.decode_tokens = ids.len().saturating_sub(1);
         }
+        // The cache now holds the positions fed so far: the prompt and the generated tokens but
+        // the last one (never fed).
+        prefix.ids = history[..prefix.cache.seq_len().min(history.len())].to_vec();
         tracing::debug!(new_tokens = ids.len(), ?finish, decode_tps = timings.decode_tokens_per_s(), "generation done");
         Ok(Generation { prompt_ids: prompt_ids.to_vec(), ids, text, finish_reason: finish, timings })
     }

@@ -10,7 +10,7 @@ pub mod loaded;
 pub mod prompt;
 pub mod sampling;
 
-pub use generate::{FinishReason, GenerateParams, Generation, Generator, Timings};
+pub use generate::{FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
 pub use loaded::LoadedModel;
 pub use sampling::{Sampler, SamplingParams};
 

@@ -141,6 +141,25 @@ fn kv_cache_decoding_equals_full_recompute_on_fixture() {
     assert!(diff < F32_TOLERANCE, "cache vs recompute: {diff}");
 }
 
+/// A truncated cache continues as if only the kept positions had been seen: prefill 12 tokens,
+/// cut back to 5, feed a different continuation; the logits equal a fresh run of that sequence.
+#[test]
+fn truncated_cache_equals_a_fresh_prefill() {
+    let model = Llama::load(&fixture("tiny-llama"), None, &Device::Cpu).unwrap();
+    let first: Vec<u32> = (10..22).collect();
+    let second: Vec<u32> = [&first[..5], &[300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320][..]].concat();
+    let mut cache = model.new_cache();
+    let row = |ids: &[u32]| Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    model.forward(&row(&first), &mut cache).unwrap();
+    assert_eq!(cache.seq_len(), 12);
+    cache.truncate(5);
+    assert_eq!(cache.seq_len(), 5);
+    let continued = model.forward(&row(&second[5..]), &mut cache).unwrap().squeeze(0).unwrap();
+    let fresh = logits_of(&model, &second).narrow(0, 5, second.len() - 5).unwrap();
+    let diff = max_abs_diff(&fresh, &continued);
+    assert!(diff < F32_TOLERANCE, "truncated cache vs fresh: {diff}");
+}
+
 #[test]
 fn fim_prompt_ids_equal_tokenizing_the_fim_string() {
     let dir = fixture("tiny-llama");

@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, IndexOp, Tensor};
-use candle_nn::kv_cache::KvCache;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
@@ -136,7 +135,46 @@ pub fn rope_reference(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> 
     Ok(ops::rope_reference(x, cos, sin)?)
 }
 
-/// Per-layer key/value tensors of the positions seen so far.
+/// One layer's keys and values (B, kv_heads, S, head_dim) in buffers that grow in chunks of
+/// `grow` positions; positions past `len` are stale and overwritten by the next append, which is
+/// what makes [`Cache::truncate`] free. (candle_nn's KvCache has no truncation.)
+#[derive(Debug, Clone)]
+struct KvCache {
+    k: Option<Tensor>,
+    v: Option<Tensor>,
+    len: usize,
+    grow: usize,
+}
+
+impl KvCache {
+    fn new(grow: usize) -> Self {
+        Self { k: None, v: None, len: 0, grow }
+    }
+
+    /// Appends `k`, `v` (B, kv, T, hd) and returns all held positions (B, kv, len, hd).
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dim(2)?;
+        for (buf, src) in [(&mut self.k, k), (&mut self.v, v)] {
+            let cap = buf.as_ref().map(|b| b.dim(2)).transpose()?.unwrap_or(0);
+            if self.len + t > cap {
+                let (b, h, _, d) = src.dims4()?;
+                let new_cap = (self.len + t).div_ceil(self.grow) * self.grow;
+                let bigger = Tensor::zeros((b, h, new_cap, d), src.dtype(), src.device())?;
+                if let Some(old) = buf.as_ref().filter(|_| self.len > 0) {
+                    bigger.slice_set(&old.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                }
+                *buf = Some(bigger);
+            }
+            buf.as_ref().expect("allocated above").slice_set(&src.contiguous()?, 2, self.len)?;
+        }
+        self.len += t;
+        let (kb, vb) = (self.k.as_ref().expect("appended"), self.v.as_ref().expect("appended"));
+        Ok((kb.narrow(2, 0, self.len)?, vb.narrow(2, 0, self.len)?))
+    }
+}
+
+/// Per-layer key/value tensors of the positions seen so far. A clone shares the buffers: use
+/// one copy at a time.
 #[derive(Debug, Clone)]
 pub struct Cache {
     layers: Vec<KvCache>,
@@ -145,11 +183,16 @@ pub struct Cache {
 impl Cache {
     /// Positions already held (the offset of the next token).
     pub fn seq_len(&self) -> usize {
-        self.layers.first().map(|c| c.current_seq_len()).unwrap_or(0)
+        self.layers.first().map(|c| c.len).unwrap_or(0)
     }
     /// Forgets every position.
     pub fn reset(&mut self) {
-        self.layers.iter_mut().for_each(KvCache::reset);
+        self.truncate(0);
+    }
+    /// Keeps the first `len` positions (a prefix cache reuses them for the next prompt that
+    /// starts with the same tokens); no copy.
+    pub fn truncate(&mut self, len: usize) {
+        self.layers.iter_mut().for_each(|c| c.len = c.len.min(len));
     }
 }
 
@@ -357,7 +400,7 @@ impl Llama {
     pub fn new_cache(&self) -> Cache {
         // Grow in chunks of 512 positions: preallocating 16K positions for a 33B model would
         // take gigabytes up front, re-concatenating every step would cost O(T) per token.
-        Cache { layers: (0..self.cfg.num_hidden_layers).map(|_| KvCache::new(2, 512)).collect() }
+        Cache { layers: (0..self.cfg.num_hidden_layers).map(|_| KvCache::new(512)).collect() }
     }
 
     /// Runs `ids` (B, T) after the positions already in `cache` and returns the final hidden

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{generate, ApiError, AppState, CancelOnDrop, Outcome};
+use crate::{generate, ApiError, AppState, CancelOnDrop, Job, Outcome};
 
 /// Reads the body (413 above the limit) and parses it (400 naming the position and field).
 async fn read_json<T: DeserializeOwned>(state: &AppState, req: Request) -> Result<T, ApiError> {
@@ -134,7 +134,7 @@ pub struct InfillRequest {
     pub stop: Option<Vec<String>>,
     /// SSE streaming.
     pub stream: Option<bool>,
-    /// Accepted; kiln has no prefix cache yet (every prompt is processed whole).
+    /// Reuse a slot's KV cache for the longest common prefix (default true, as llama.cpp).
     pub cache_prompt: Option<bool>,
 }
 
@@ -253,8 +253,9 @@ fn text_ids(tok: &kiln_tokenizer::Tokenizer, prompt_text: &str, suffix: Option<&
     })
 }
 
-fn usage(prompt: usize, completion: usize) -> Value {
-    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+/// OpenAI's usage object (`prompt_tokens_details.cached_tokens`: the reused prefix).
+fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
 /// `POST /v1/completions`.
@@ -265,7 +266,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
     if r.stream == Some(true) {
         let include_usage = r.stream_options.as_ref().and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
         let chunk = move |text: &str, finish: Option<&str>| json!({"id": id, "object": "text_completion", "created": created, "model": model, "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish}]});
-        let stream = stream_generation(&state, ids, params).await?;
+        let stream = stream_generation(&state, Job { ids, params, cache_prompt: true }).await?;
         let events = stream.into_events(move |ev| match ev {
             StreamEvent::Piece(p) => vec![Event::default().data(chunk(&p, None).to_string())],
             StreamEvent::Done(Ok(o)) => {
@@ -274,7 +275,7 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
                 if include_usage {
                     let mut u = chunk("", None);
                     u["choices"] = json!([]);
-                    u["usage"] = usage(g.prompt_ids.len(), g.ids.len());
+                    u["usage"] = usage(g.prompt_ids.len(), g.ids.len(), g.timings.cached_tokens);
                     out.push(Event::default().data(u.to_string()));
                 }
                 out.push(Event::default().data("[DONE]"));
@@ -287,25 +288,26 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
     let cancel = Arc::new(AtomicBool::new(false));
     let _guard = CancelOnDrop(cancel.clone());
     let mut choices = Vec::with_capacity(n);
-    let (mut prompt_tokens, mut completion_tokens) = (0, 0);
+    let (mut prompt_tokens, mut completion_tokens, mut cached_tokens) = (0, 0, 0);
     for i in 0..n {
         let mut p = params.clone();
         p.sampling.seed = p.sampling.seed.wrapping_add(i as u64);
         let wait = Instant::now();
         let permit = state.acquire_slot().await?;
-        let o = generate(&state, permit, ids.clone(), p, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?;
+        let o = generate(&state, permit, Job { ids: ids.clone(), params: p, cache_prompt: true }, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?;
         prompt_tokens = o.generation.prompt_ids.len();
+        cached_tokens = o.generation.timings.cached_tokens;
         completion_tokens += o.generation.ids.len();
         choices.push(json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}));
     }
     Ok(Json(json!({
         "id": id, "object": "text_completion", "created": created, "model": model,
-        "choices": choices, "usage": usage(prompt_tokens, completion_tokens),
+        "choices": choices, "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
     }))
     .into_response())
 }
 
-fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Vec<u32>, GenerateParams), ApiError> {
+fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
     let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
     let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
     let context: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
@@ -321,7 +323,7 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Vec<u32>, Gener
         eos_ids: state.model.eos_ids.clone(),
         stop: stops(r.stop.clone().unwrap_or_default())?,
     };
-    Ok((ids, params))
+    Ok(Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) })
 }
 
 /// llama.cpp's `stop_type`.
@@ -339,16 +341,17 @@ fn llama_response(state: &AppState, o: &Outcome) -> Value {
     let g: &Generation = &o.generation;
     let t = &g.timings;
     let predicted = g.ids.len();
+    let processed = t.prompt_tokens - t.cached_tokens; // as llama.cpp: the prompt tokens evaluated now
     let per = |ms: f64, n: usize| if n > 0 { ms / n as f64 } else { 0.0 };
     let rate = |ms: f64, n: usize| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
     json!({
         "index": 0, "content": g.text, "tokens": [], "id_slot": 0, "stop": true,
         "model": state.cfg.model_name, "tokens_predicted": predicted, "tokens_evaluated": g.prompt_ids.len(),
         "has_new_line": g.text.contains('\n'), "truncated": false,
-        "stop_type": stop_type(g.finish_reason), "stopping_word": "", "tokens_cached": 0,
+        "stop_type": stop_type(g.finish_reason), "stopping_word": "", "tokens_cached": t.cached_tokens,
         "timings": {
-            "prompt_n": t.prompt_tokens, "prompt_ms": t.prefill_ms,
-            "prompt_per_token_ms": per(t.prefill_ms, t.prompt_tokens), "prompt_per_second": rate(t.prefill_ms, t.prompt_tokens),
+            "prompt_n": processed, "prompt_ms": t.prefill_ms,
+            "prompt_per_token_ms": per(t.prefill_ms, processed), "prompt_per_second": rate(t.prefill_ms, processed),
             "predicted_n": predicted, "predicted_ms": t.decode_ms,
             "predicted_per_token_ms": per(t.decode_ms, t.decode_tokens), "predicted_per_second": rate(t.decode_ms, t.decode_tokens),
             "queued_ms": o.queued_ms,
@@ -359,10 +362,10 @@ fn llama_response(state: &AppState, o: &Outcome) -> Value {
 /// `POST /infill`.
 pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let r: InfillRequest = read_json(&state, req).await?;
-    let (ids, params) = infill_params(&state, &r)?;
+    let job = infill_params(&state, &r)?;
     if r.stream == Some(true) {
         let st = state.clone();
-        let stream = stream_generation(&state, ids, params).await?;
+        let stream = stream_generation(&state, job).await?;
         let events = stream.into_events(move |ev| match ev {
             StreamEvent::Piece(p) => vec![Event::default().data(json!({"content": p, "tokens": [], "stop": false}).to_string())],
             StreamEvent::Done(Ok(o)) => {
@@ -378,7 +381,7 @@ pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<
     let _guard = CancelOnDrop(cancel.clone());
     let wait = Instant::now();
     let permit = state.acquire_slot().await?;
-    let o = generate(&state, permit, ids, params, cancel, None, wait.elapsed().as_secs_f64() * 1000.0).await?;
+    let o = generate(&state, permit, job, cancel, None, wait.elapsed().as_secs_f64() * 1000.0).await?;
     Ok(Json(llama_response(&state, &o)).into_response())
 }
 
@@ -398,7 +401,7 @@ pub struct GenerationStream {
 
 /// Starts a generation whose text arrives piece by piece; waits for a slot first, so a full
 /// queue is still a plain 429 response rather than an error inside a stream.
-async fn stream_generation(state: &Arc<AppState>, ids: Vec<u32>, params: GenerateParams) -> Result<GenerationStream, ApiError> {
+async fn stream_generation(state: &Arc<AppState>, job: Job) -> Result<GenerationStream, ApiError> {
     let wait = Instant::now();
     let permit = state.acquire_slot().await?;
     let queued_ms = wait.elapsed().as_secs_f64() * 1000.0;
@@ -406,7 +409,7 @@ async fn stream_generation(state: &Arc<AppState>, ids: Vec<u32>, params: Generat
     let (done_tx, done_rx) = oneshot::channel();
     let st = state.clone();
     tokio::spawn(async move {
-        let r = generate(&st, permit, ids, params, Arc::new(AtomicBool::new(false)), Some(tx), queued_ms).await;
+        let r = generate(&st, permit, job, Arc::new(AtomicBool::new(false)), Some(tx), queued_ms).await;
         let _ = done_tx.send(r);
     });
     Ok(GenerationStream { pieces: rx, done: done_rx })

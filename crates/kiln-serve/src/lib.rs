@@ -11,7 +11,10 @@
 //!
 //! Requests run on a fixed number of generation slots (`max_concurrency`); up to `max_queue`
 //! more wait for one, beyond that the server answers 429. Each request generates alone in its
-//! slot, so a result never depends on what else is running. A client that goes away (closed
+//! slot, so a result never depends on what else is running. Each slot keeps the KV cache of its
+//! last request; a request takes the free slot sharing the longest token prefix with its prompt
+//! and processes only the rest (a prefix of at least `cache_min_tokens`; `cache_prompt: false`
+//! on `/infill` turns reuse off). A client that goes away (closed
 //! connection, dropped stream) cancels its generation before the next token and frees its slot.
 //! Unknown JSON fields are ignored (clients send many); fields whose meaning kiln does not
 //! implement (`echo`, `logprobs`, `best_of`, penalties, `logit_bias`) are rejected with a 400
@@ -32,7 +35,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use kiln_infer::{GenerateParams, Generation, Generator, LoadedModel};
+use kiln_infer::{GenerateParams, Generation, Generator, LoadedModel, PrefixCache};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub use error::ApiError;
@@ -50,11 +53,14 @@ pub struct ServeConfig {
     pub max_queue: usize,
     /// Largest request body accepted (413 above).
     pub max_body_bytes: usize,
+    /// Shortest common token prefix worth reusing from a slot's KV cache (shorter ones are
+    /// processed again, which keeps short prompts' results independent of what ran before).
+    pub cache_min_tokens: usize,
 }
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { model_name: "kiln".into(), api_keys: Vec::new(), max_concurrency: 1, max_queue: 64, max_body_bytes: 8 << 20 }
+        Self { model_name: "kiln".into(), api_keys: Vec::new(), max_concurrency: 1, max_queue: 64, max_body_bytes: 8 << 20, cache_min_tokens: 32 }
     }
 }
 
@@ -65,6 +71,8 @@ pub struct AppState {
     /// Settings.
     pub cfg: ServeConfig,
     slots: Arc<Semaphore>,
+    /// The KV caches of the free slots (each remembers the tokens of its last request).
+    caches: std::sync::Mutex<Vec<PrefixCache>>,
     /// Request counters, queue depth, latencies.
     pub metrics: metrics::Metrics,
     next_id: AtomicU64,
@@ -73,8 +81,10 @@ pub struct AppState {
 impl AppState {
     /// State for `model` under `cfg`.
     pub fn new(model: LoadedModel, cfg: ServeConfig) -> Arc<Self> {
-        let slots = Arc::new(Semaphore::new(cfg.max_concurrency.max(1)));
-        Arc::new(Self { model: Arc::new(model), cfg, slots, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
+        let n = cfg.max_concurrency.max(1);
+        let slots = Arc::new(Semaphore::new(n));
+        let caches = std::sync::Mutex::new((0..n).map(|_| PrefixCache::new(&model.model)).collect());
+        Arc::new(Self { model: Arc::new(model), cfg, slots, caches, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
     }
 
     /// A fresh response id with `prefix` (`cmpl-…`).
@@ -119,26 +129,47 @@ pub struct Outcome {
     pub queued_ms: f64,
 }
 
+/// How one generation runs.
+pub struct Job {
+    /// The prompt.
+    pub ids: Vec<u32>,
+    /// Sampling and stopping.
+    pub params: GenerateParams,
+    /// Reuse a slot's cached prefix (llama.cpp's `cache_prompt`).
+    pub cache_prompt: bool,
+}
+
+impl AppState {
+    /// Takes the free slot cache sharing the longest prefix with `prompt` (llama.cpp picks
+    /// slots by prompt similarity too); the caller holds a slot permit, so one is free.
+    fn take_cache(&self, prompt: &[u32]) -> PrefixCache {
+        let mut free = self.caches.lock().unwrap_or_else(|e| e.into_inner());
+        match (0..free.len()).max_by_key(|&i| free[i].common_prefix(prompt)) {
+            Some(i) => free.swap_remove(i),
+            None => PrefixCache::new(&self.model.model), // one was lost to a panic
+        }
+    }
+
+    fn return_cache(&self, cache: PrefixCache) {
+        self.caches.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
+    }
+}
+
 /// Runs one generation on a blocking thread while holding `permit`. Text pieces go to `pieces`
 /// when given (streaming); a closed receiver cancels the generation, as does `cancel`.
-pub async fn generate(
-    state: &Arc<AppState>,
-    permit: OwnedSemaphorePermit,
-    ids: Vec<u32>,
-    params: GenerateParams,
-    cancel: Arc<AtomicBool>,
-    pieces: Option<mpsc::Sender<String>>,
-    queued_ms: f64,
-) -> Result<Outcome, ApiError> {
+pub async fn generate(state: &Arc<AppState>, permit: OwnedSemaphorePermit, job: Job, cancel: Arc<AtomicBool>, pieces: Option<mpsc::Sender<String>>, queued_ms: f64) -> Result<Outcome, ApiError> {
     let model = state.model.clone();
     let st = state.clone();
     state.metrics.active.fetch_add(1, Ordering::SeqCst);
     let job = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let Job { ids, params, cache_prompt } = job;
         let generator = Generator::new(&model.model, &model.tokenizer)?;
+        let mut prefix = st.take_cache(&ids);
+        let min_reuse = if cache_prompt { st.cfg.cache_min_tokens.max(1) } else { usize::MAX };
         let started = Instant::now();
         let mut first = true;
-        generator.generate_cancellable(&ids, &params, &cancel, |piece| {
+        let result = generator.generate_with(&mut prefix, min_reuse, &ids, &params, &cancel, |piece| {
             if first {
                 st.metrics.first_token(started.elapsed().as_secs_f64());
                 first = false;
@@ -148,13 +179,16 @@ pub async fn generate(
                     cancel.store(true, Ordering::Relaxed); // the client is gone
                 }
             }
-        })
+        });
+        st.return_cache(prefix);
+        result
     });
     let result = job.await;
     state.metrics.active.fetch_sub(1, Ordering::SeqCst);
     let generation = result.map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("generation thread failed: {e}")))??;
     state.metrics.prompt_tokens.fetch_add(generation.prompt_ids.len() as u64, Ordering::Relaxed);
     state.metrics.generated_tokens.fetch_add(generation.ids.len() as u64, Ordering::Relaxed);
+    state.metrics.cached_tokens.fetch_add(generation.timings.cached_tokens as u64, Ordering::Relaxed);
     Ok(Outcome { generation, queued_ms })
 }
 

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub prompt_tokens: AtomicU64,
     /// Tokens generated.
     pub generated_tokens: AtomicU64,
+    /// Prompt tokens taken from a slot's KV cache instead of being processed.
+    pub cached_tokens: AtomicU64,
     /// Requests waiting for a slot.
     pub queued: AtomicU64,
     /// Requests generating.
@@ -57,6 +59,7 @@ impl Metrics {
         for (name, help, v) in [
             ("kiln_prompt_tokens_total", "Prompt tokens processed.", &self.prompt_tokens),
             ("kiln_generated_tokens_total", "Tokens generated.", &self.generated_tokens),
+            ("kiln_prompt_cache_hit_tokens_total", "Prompt tokens reused from a slot's KV cache.", &self.cached_tokens),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }

@@ -257,3 +257,36 @@ fn keys_queue_limits_models_and_metrics() {
     assert!(metrics.contains("kiln_requests_total{endpoint=\"/v1/completions\",status=\"429\"}"), "{metrics}");
     assert!(metrics.contains("kiln_generated_tokens_total"), "{metrics}");
 }
+
+/// A second request sharing a long prefix (the repository context) reuses its KV state: it
+/// reports the cached tokens and processes the prompt faster; `cache_prompt: false` opts out.
+#[test]
+fn a_shared_prefix_is_taken_from_the_cache() {
+    let addr = start(slow_model(), ServeConfig::default());
+    let context: String = (0..120).map(|i| format!("def helper_{i}(x):\n    return x + {i}\n")).collect();
+    let req = |prefix: &str, cache: bool| json!({
+        "input_extra": [{"filename": "helpers.py", "text": context}],
+        "input_prefix": prefix, "input_suffix": "\n", "n_predict": 4, "temperature": 0, "cache_prompt": cache,
+    });
+    let (status, cold) = post(addr, "/infill", &req("def main():\n    return helper_", true));
+    assert_eq!(status, 200, "{cold}");
+    let total = cold["tokens_evaluated"].as_u64().unwrap();
+    assert!(total > 1000, "a long prompt: {total} tokens");
+    assert_eq!(cold["tokens_cached"], 0);
+    // The next keystroke: same context and prefix start, one more character typed.
+    let (_, warm) = post(addr, "/infill", &req("def main():\n    return helper_1", true));
+    let cached = warm["tokens_cached"].as_u64().unwrap();
+    assert!(cached + 20 >= total && cached < warm["tokens_evaluated"].as_u64().unwrap(), "cached {cached} of {total}");
+    assert_eq!(warm["timings"]["prompt_n"].as_u64().unwrap(), warm["tokens_evaluated"].as_u64().unwrap() - cached);
+    let (cold_ms, warm_ms) = (cold["timings"]["prompt_ms"].as_f64().unwrap(), warm["timings"]["prompt_ms"].as_f64().unwrap());
+    assert!(warm_ms < cold_ms / 2.0, "prompt processing {warm_ms} ms with the cache vs {cold_ms} ms without");
+    let (_, off) = post(addr, "/infill", &req("def main():\n    return helper_1", false));
+    assert_eq!(off["tokens_cached"], 0);
+    // OpenAI's field for it.
+    let long = format!("{context}\ndef main():");
+    let _ = post(addr, "/v1/completions", &json!({"prompt": long, "max_tokens": 2, "temperature": 0}));
+    let (_, v) = post(addr, "/v1/completions", &json!({"prompt": format!("{long}\n"), "max_tokens": 2, "temperature": 0}));
+    assert!(v["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap() > 1000, "{v}");
+    let (_, metrics) = request(addr, "GET", "/metrics", &[], b"");
+    assert!(metrics.lines().any(|l| l.starts_with("kiln_prompt_cache_hit_tokens_total ") && !l.ends_with(" 0")), "{metrics}");
+}
