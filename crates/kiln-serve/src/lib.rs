@@ -4,6 +4,8 @@
 //! - `POST /v1/completions`: OpenAI's legacy completions, *with* `suffix` (a request with one is
 //!   a fill-in-the-middle request in DeepSeek-Coder's PSM layout), streaming as SSE ending in
 //!   `data: [DONE]`.
+//! - `POST /v1/chat/completions`: OpenAI chat for the instruct checkpoints, rendered with
+//!   DeepSeek-Coder instruct's template, stopping at `<|EOT|>`; streaming too.
 //! - `POST /infill`: llama.cpp's endpoint: `input_prefix`, `input_suffix`, `input_extra`
 //!   (files placed before the cursor's file, as kiln's repository-level training samples are
 //!   laid out), `prompt`, `n_predict`, `stream`, with llama.cpp's `timings` in the response.
@@ -208,14 +210,14 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let path = req.uri().path().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let known = ["/v1/completions", "/infill", "/v1/models", "/health", "/metrics"];
+    let known = ["/v1/completions", "/v1/chat/completions", "/infill", "/v1/models", "/health", "/metrics"];
     let endpoint = if known.contains(&path.as_str()) { path.as_str() } else { "other" };
     state.metrics.request(endpoint, resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::status(StatusCode::NOT_FOUND, format!("no route {} {}; kiln serves POST /v1/completions, POST /infill, GET /v1/models, GET /health, GET /metrics", req.method(), req.uri().path()))
+    ApiError::status(StatusCode::NOT_FOUND, format!("no route {} {}; kiln serves POST /v1/completions, POST /v1/chat/completions, POST /infill, GET /v1/models, GET /health, GET /metrics", req.method(), req.uri().path()))
 }
 
 /// The HTTP routes over `state`.
@@ -223,6 +225,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/completions", post(api::completions))
         .route("/infill", post(api::infill))
+        .route("/v1/chat/completions", post(api::chat_completions))
         .route("/v1/models", get(api::models))
         .route("/health", get(api::health))
         .route("/metrics", get(api::metrics))

@@ -290,3 +290,42 @@ fn a_shared_prefix_is_taken_from_the_cache() {
     let (_, metrics) = request(addr, "GET", "/metrics", &[], b"");
     assert!(metrics.lines().any(|l| l.starts_with("kiln_prompt_cache_hit_tokens_total ") && !l.ends_with(" 0")), "{metrics}");
 }
+
+/// Chat completions render DeepSeek-Coder instruct's template and stop at <|EOT|>; the stream's
+/// deltas concatenate to the whole reply; bad messages are 400s naming the field.
+#[test]
+fn chat_completions_use_the_instruct_template() {
+    use kiln_tokenizer::special::{chat_prompt, Role};
+    let reference = load();
+    let addr = start(load(), ServeConfig::default());
+    let messages = json!([{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": [{"type": "text", "text": "Write add(a, b)."}]}]);
+    let (status, v) = post(addr, "/v1/chat/completions", &json!({"messages": messages, "max_tokens": 12, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    let ids = prompt::completion_ids(&reference.tokenizer, &chat_prompt(&[(Role::System, "Be brief.\n"), (Role::User, "Write add(a, b).")], true)).unwrap();
+    let mut eos = reference.eos_ids.clone();
+    eos.extend(reference.tokenizer.special().eot);
+    let params = GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![] };
+    let want = Generator::new(&reference.model, &reference.tokenizer).unwrap().generate(&ids, &params, |_| {}).unwrap().text;
+    assert_eq!(v["choices"][0]["message"]["content"], want);
+    assert_eq!(v["usage"]["prompt_tokens"].as_u64().unwrap() as usize, ids.len());
+    let body = json!({"messages": messages, "max_tokens": 12, "temperature": 0, "stream": true});
+    let (_, text) = request(addr, "POST", "/v1/chat/completions", &[], body.to_string().as_bytes());
+    let data = sse_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let joined: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(joined, want);
+    for (bad, param) in [
+        (json!({"messages": []}), "messages"),
+        (json!({"messages": [{"role": "robot", "content": "x"}]}), "messages[0].role"),
+        (json!({"messages": [{"role": "user", "content": 5}]}), "messages[0].content"),
+        (json!({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}), "tools"),
+    ] {
+        let (status, v) = post(addr, "/v1/chat/completions", &bad);
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["param"], param, "{v}");
+    }
+}
