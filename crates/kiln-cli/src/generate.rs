@@ -91,6 +91,67 @@ pub struct InfillArgs {
     sample: SampleArgs,
 }
 
+/// `kiln complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The repository (directory, git repository or archive).
+    #[arg(long)]
+    repo: PathBuf,
+    /// The file to complete in, relative to the repository root.
+    #[arg(long)]
+    file: String,
+    /// The cursor's line (1-based).
+    #[arg(long)]
+    line: usize,
+    /// The cursor's column in characters (0-based; default: the end of the line).
+    #[arg(long)]
+    column: Option<usize>,
+    #[command(flatten)]
+    sample: SampleArgs,
+}
+
+/// Splits `text` at (line, column): line 1-based, column 0-based in characters (default: end of
+/// the line). Errors name the position that is out of range.
+fn split_at_cursor(text: &str, line: usize, column: Option<usize>) -> Result<(String, String)> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    if line == 0 || line > lines.len().max(1) {
+        bail!("--line {line}: the file has {} lines (lines count from 1)", lines.len());
+    }
+    let start: usize = lines[..line - 1].iter().map(|l| l.len()).sum();
+    let this = lines.get(line - 1).copied().unwrap_or("");
+    let body = this.strip_suffix('\n').unwrap_or(this);
+    let body = body.strip_suffix('\r').unwrap_or(body);
+    let chars = body.chars().count();
+    let col = column.unwrap_or(chars);
+    if col > chars {
+        bail!("--column {col}: line {line} has {chars} characters");
+    }
+    let at = start + body.char_indices().nth(col).map(|(i, _)| i).unwrap_or(body.len());
+    Ok((text[..at].to_string(), text[at..].to_string()))
+}
+
+/// Runs `kiln complete`: the middle at the cursor, with the files the current file imports
+/// (dependency ordered, from the repository) in front, as `kiln serve --repo` builds it.
+pub fn run_complete(args: CompleteArgs) -> Result<()> {
+    let index = kiln_infer::repo::RepoIndex::load(&args.repo)?;
+    let file = kiln_infer::repo::normalize_path(&args.file).map_err(|e| anyhow::anyhow!("--file {}: {e}", args.file))?;
+    let Some(text) = index.text_of(&file) else {
+        bail!("--file {file}: not a kept source file of {} (paths are relative to the repository root; `kiln repo order` lists them)", args.repo.display());
+    };
+    let (prefix, suffix) = split_at_cursor(text, args.line, args.column)?;
+    let loaded = load(&args.model)?;
+    let tok = &loaded.tokenizer;
+    let max_pos = loaded.model.config().max_position_embeddings;
+    let near = prompt::fim_ids(tok, &prefix, &suffix)?.len();
+    let budget = max_pos.saturating_sub(near + args.sample.max_tokens.min(max_pos / 4) + 16);
+    let context = if budget >= 16 { index.context_for(&file, budget, tok)? } else { Vec::new() };
+    tracing::info!(context_files = context.len(), "repository context");
+    let (ids, _) = prompt::repo_fim_ids(tok, &context, Some(&file), &prefix, &suffix)?;
+    run(&loaded, ids, &args.sample)
+}
+
 fn read_text(inline: Option<String>, file: Option<&Path>, what: &str) -> Result<String> {
     match (inline, file) {
         (Some(t), _) => Ok(t),
@@ -177,4 +238,21 @@ pub fn run_infill(args: InfillArgs) -> Result<()> {
     let loaded = load(&args.model)?;
     let ids = prompt::fim_ids(&loaded.tokenizer, &prefix, &suffix)?;
     run(&loaded, ids, &args.sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_at_cursor;
+
+    #[test]
+    fn cursor_splits_by_line_and_character() {
+        let text = "ab\ncdé\nf";
+        assert_eq!(split_at_cursor(text, 1, Some(1)).unwrap(), ("a".into(), "b\ncdé\nf".into()));
+        assert_eq!(split_at_cursor(text, 2, None).unwrap(), ("ab\ncdé".into(), "\nf".into()));
+        assert_eq!(split_at_cursor(text, 2, Some(3)).unwrap(), ("ab\ncdé".into(), "\nf".into()));
+        assert_eq!(split_at_cursor(text, 3, Some(0)).unwrap(), ("ab\ncdé\n".into(), "f".into()));
+        assert!(split_at_cursor(text, 4, None).is_err());
+        assert!(split_at_cursor(text, 2, Some(4)).is_err());
+        assert!(split_at_cursor(text, 0, None).is_err());
+    }
 }

@@ -33,6 +33,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Fill in the middle between a prefix and a suffix (base models only).
     Infill(generate::InfillArgs),
+    /// Complete at a cursor in a repository's file, with the files it imports as context.
+    Complete(generate::CompleteArgs),
     /// Inspect a model directory.
     Model {
         #[command(subcommand)]
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Generate(args) => generate::run_generate(args),
         Command::Infill(args) => generate::run_infill(args),
+        Command::Complete(args) => generate::run_complete(args),
         Command::Model { command } => info::run(command),
         Command::Repo { command } => repo::run(command),
         Command::Corpus { command } => corpus::run(command),

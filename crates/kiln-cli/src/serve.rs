@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// Port (0: any free port; the chosen one is logged).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// A repository (directory, git repository or archive) indexed at start: requests naming a
+    /// `file` in it get the files that file imports, dependency ordered, before the prompt.
+    #[arg(long)]
+    repo: Option<PathBuf>,
     /// File of API keys, one per line; requests must then send `Authorization: Bearer <key>`.
     #[arg(long)]
     api_key_file: Option<PathBuf>,
@@ -56,9 +60,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let model_name = args.model_name.clone().unwrap_or_else(|| {
         args.model.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "kiln".into())
     });
+    let repo = args.repo.as_deref().map(kiln_infer::repo::RepoIndex::load).transpose()?;
     let loaded = load(&args.model)?;
     let cfg = kiln_serve::ServeConfig { model_name, api_keys, max_concurrency: args.max_concurrency, max_queue: args.max_queue, cache_min_tokens: args.cache_min_tokens, ..Default::default() };
-    let state = kiln_serve::AppState::new(loaded, cfg);
+    let state = kiln_serve::AppState::new_with_repo(loaded, cfg, repo);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;

@@ -85,6 +85,29 @@ fn infill_builds_the_psm_prompt() {
     assert_eq!(got["ids"].as_array().unwrap(), &want);
 }
 
+/// `kiln complete` at a cursor in a repository file: the prompt is the FIM layout with the
+/// file's imports (as far as the tiny model's 256 positions allow) and its path comment, and
+/// the same as `kiln infill` gives for the text with that context written out by hand.
+#[test]
+fn complete_puts_the_repository_context_before_the_cursor() {
+    let model = fixture("tiny-llama");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos/python");
+    let got = stdout_json(&kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "main.py", "--line", "8", "--column", "4", "--max-tokens", "4", "--json"]));
+    let prompt: Vec<u64> = got["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let tok = kiln_tokenizer::Tokenizer::from_dir(&model).unwrap();
+    let decoded = tok.decode(&prompt.iter().map(|&i| i as u32).collect::<Vec<_>>(), false).unwrap();
+    assert!(decoded.contains("<｜fim▁begin｜>") && decoded.contains("<｜fim▁hole｜>") && decoded.ends_with("<｜fim▁end｜>"), "{decoded}");
+    assert!(decoded.contains("# main.py\nimport sys\n"), "the cursor file's header precedes its text: {decoded}");
+    let ctx_at = decoded.find("# app/").expect("some dependency of main.py fits the budget");
+    assert!(ctx_at < decoded.find("# main.py").unwrap(), "context first: {decoded}");
+    assert!(decoded.contains("    <｜fim▁hole｜>tool(app.a.run(), x.X)\n<｜fim▁end｜>"), "cursor at line 8, column 4: {decoded}");
+    let out = kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "../../etc/passwd", "--line", "1"]);
+    assert!(!out.status.success());
+    assert!(stderr_of_failure(&out).contains("without `..`"));
+    let out = kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "main.py", "--line", "99"]);
+    assert!(stderr_of_failure(&out).contains("--line 99"), "{}", stderr_of_failure(&out));
+}
+
 #[test]
 fn model_info_reports_the_shape() {
     let model = fixture("tiny-llama-sharded-bf16");

@@ -8,6 +8,7 @@
 pub mod generate;
 pub mod loaded;
 pub mod prompt;
+pub mod repo;
 pub mod sampling;
 
 pub use generate::{FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
@@ -34,6 +35,9 @@ pub enum InferError {
     /// The tokenizer lacks the tokens a prompt layout needs.
     #[error("the tokenizer has no `{0}` token, so it cannot build fill-in-the-middle prompts (DeepSeek-Coder base models have it; instruct models cannot infill)")]
     MissingSpecialToken(&'static str),
+    /// A repository could not be read for context.
+    #[error("repository: {0}")]
+    Repo(String),
     /// A model directory is missing or damaged.
     #[error("{0}")]
     ModelDir(String),

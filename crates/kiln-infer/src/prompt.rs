@@ -50,21 +50,45 @@ pub fn repo_fim_ids(tokenizer: &Tokenizer, context: &[ContextFile], current_path
         ids.extend(s.bos);
     }
     ids.push(begin);
-    let files: Vec<kiln_repo::SourceFile> = context.iter().map(|f| kiln_repo::SourceFile::new(f.path.clone(), f.text.clone())).collect();
-    let mut rendered = kiln_repo::render::render_files(&files);
-    if !rendered.is_empty() {
-        rendered.push('\n'); // the blank line between files
-    }
-    ids.extend(tokenizer.encode_raw(&rendered)?);
+    ids.extend(context_ids(tokenizer, context)?);
     let context_len = ids.len();
-    let mut head = String::new();
-    if let Some(path) = current_path {
-        head = kiln_repo::render::file_header(&kiln_repo::SourceFile::new(path, ""));
-        head.push('\n');
-    }
-    ids.extend(tokenizer.encode_raw(&(head + prefix))?);
+    ids.extend(tokenizer.encode_raw(&(file_head(current_path) + prefix))?);
     ids.push(hole);
     ids.extend(tokenizer.encode_raw(suffix)?);
     ids.push(end);
     Ok((ids, context_len))
+}
+
+/// Ids for a left-to-right completion with repository context: BOS + the context files (as in
+/// [`repo_fim_ids`]) + the current file's path comment (when given) + `prompt`. Returns the ids
+/// and the length of the context part.
+pub fn repo_completion_ids(tokenizer: &Tokenizer, context: &[ContextFile], current_path: Option<&str>, prompt: &str) -> Result<(Vec<u32>, usize)> {
+    let mut ids = Vec::new();
+    if tokenizer.adds_bos() {
+        ids.extend(tokenizer.special().bos);
+    }
+    ids.extend(context_ids(tokenizer, context)?);
+    let context_len = ids.len();
+    ids.extend(tokenizer.encode_raw(&(file_head(current_path) + prompt))?);
+    Ok((ids, context_len))
+}
+
+/// The context files rendered as a repository sample, then the blank line that separates them
+/// from the current file; tokenized alone (it ends in a newline, where DeepSeek's pre-tokenizer
+/// always splits, so the ids equal those of the whole prompt's text).
+fn context_ids(tokenizer: &Tokenizer, context: &[ContextFile]) -> Result<Vec<u32>> {
+    let files: Vec<kiln_repo::SourceFile> = context.iter().map(|f| kiln_repo::SourceFile::new(f.path.clone(), f.text.clone())).collect();
+    let mut rendered = kiln_repo::render::render_files(&files);
+    if !rendered.is_empty() {
+        rendered.push('\n');
+    }
+    Ok(tokenizer.encode_raw(&rendered)?)
+}
+
+/// The current file's path comment and newline (empty without a path).
+fn file_head(current_path: Option<&str>) -> String {
+    match current_path {
+        Some(path) => kiln_repo::render::file_header(&kiln_repo::SourceFile::new(path, "")) + "\n",
+        None => String::new(),
+    }
 }

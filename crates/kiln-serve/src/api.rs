@@ -67,6 +67,9 @@ pub struct CompletionRequest {
     pub prompt: Option<PromptInput>,
     /// The text after the cursor: makes this a fill-in-the-middle request.
     pub suffix: Option<String>,
+    /// kiln: the file being edited, relative to the `--repo` root; its imports (dependency
+    /// ordered) and its path comment go before the prompt.
+    pub file: Option<String>,
     /// Most new tokens (default 16, as OpenAI).
     pub max_tokens: Option<i64>,
     /// 0..=2 (default 1, as OpenAI; 0 is greedy).
@@ -120,6 +123,8 @@ pub struct InfillRequest {
     pub input_extra: Vec<ExtraChunk>,
     /// Text already typed in the middle (placed after the FIM end marker).
     pub prompt: Option<String>,
+    /// kiln: the file being edited, relative to the `--repo` root (see [`CompletionRequest::file`]).
+    pub file: Option<String>,
     /// Most new tokens; -1 (the default): until EOS or the context is full.
     pub n_predict: Option<i64>,
     /// Default 0.8, as llama.cpp.
@@ -188,6 +193,23 @@ fn max_tokens(state: &AppState, field: &str, v: Option<i64>, default: i64) -> Re
     }
 }
 
+/// The repository context for a request naming `file`: its dependencies from `--repo`, in at
+/// most the tokens the prompt near the cursor (`used` tokens) and `max_new` new tokens leave,
+/// and the file's normalised path (its header goes before the prefix). The context is what
+/// gets cut, never the text near the cursor.
+fn repo_context(state: &AppState, file: Option<&str>, used: usize, max_new: usize) -> Result<(Vec<ContextFile>, Option<String>), ApiError> {
+    let Some(file) = file else { return Ok((Vec::new(), None)) };
+    let path = kiln_infer::repo::normalize_path(file).map_err(|e| ApiError::field("file", e.to_string().trim_start_matches("bad request: ").to_string()))?;
+    let Some(repo) = &state.repo else { return Ok((Vec::new(), Some(path))) };
+    let max_pos = state.model.model.config().max_position_embeddings;
+    let reserve = max_new.min(max_pos / 4) + 16;
+    let budget = max_pos.saturating_sub(used + reserve);
+    if budget < 16 {
+        return Ok((Vec::new(), Some(path)));
+    }
+    Ok((repo.context_for(&path, budget, &state.model.tokenizer)?, Some(path)))
+}
+
 fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32>, GenerateParams, usize), ApiError> {
     if r.echo == Some(true) {
         return Err(ApiError::field("echo", "echo is not supported; send the prompt yourself"));
@@ -213,11 +235,12 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
     if n > 1 && r.stream == Some(true) {
         return Err(ApiError::field("n", "streaming supports n = 1 only"));
     }
-    let tok = &state.model.tokenizer;
+    let max_new = max_tokens(state, "max_tokens", r.max_tokens, 16)?;
     let ids = match (&r.prompt, &r.suffix) {
         (None, _) => return Err(ApiError::field("prompt", "prompt is required")),
-        (Some(PromptInput::Text(p)), suffix) => text_ids(tok, p, suffix.as_deref())?,
-        (Some(PromptInput::Texts(ps)), suffix) if ps.len() == 1 => text_ids(tok, &ps[0], suffix.as_deref())?,
+        (Some(PromptInput::Text(p)), suffix) => text_ids(state, p, suffix.as_deref(), r.file.as_deref(), max_new)?,
+        (Some(PromptInput::Texts(ps)), suffix) if ps.len() == 1 => text_ids(state, &ps[0], suffix.as_deref(), r.file.as_deref(), max_new)?,
+        (Some(PromptInput::Ids(_)), _) if r.file.is_some() => return Err(ApiError::field("file", "repository context needs a text prompt")),
         (Some(PromptInput::Texts(_)) | Some(PromptInput::IdLists(_)), _) => return Err(ApiError::field("prompt", "one prompt per request (send a string)")),
         (Some(PromptInput::Ids(_)), Some(_)) => return Err(ApiError::field("suffix", "a suffix needs a text prompt")),
         (Some(PromptInput::Ids(ids)), None) => {
@@ -238,7 +261,7 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
         Some(OneOrMany::Many(v)) => v.clone(),
     })?;
     let params = GenerateParams {
-        max_new_tokens: max_tokens(state, "max_tokens", r.max_tokens, 16)?,
+        max_new_tokens: max_new,
         sampling: sampling(r.temperature.unwrap_or(1.0), r.top_p, r.top_k, r.seed)?,
         eos_ids: state.model.eos_ids.clone(),
         stop,
@@ -246,10 +269,19 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
     Ok((ids, params, n as usize))
 }
 
-fn text_ids(tok: &kiln_tokenizer::Tokenizer, prompt_text: &str, suffix: Option<&str>) -> Result<Vec<u32>, ApiError> {
+fn text_ids(state: &AppState, prompt_text: &str, suffix: Option<&str>, file: Option<&str>, max_new: usize) -> Result<Vec<u32>, ApiError> {
+    let tok = &state.model.tokenizer;
+    if file.is_none() {
+        return Ok(match suffix {
+            Some(s) => prompt::fim_ids(tok, prompt_text, s)?,
+            None => prompt::completion_ids(tok, prompt_text)?,
+        });
+    }
+    let near = tok.encode_raw(prompt_text).map_err(kiln_infer::InferError::from)?.len() + suffix.map(|s| tok.encode_raw(s).map(|i| i.len()).unwrap_or(s.len())).unwrap_or(0);
+    let (context, path) = repo_context(state, file, near + 8, max_new)?;
     Ok(match suffix {
-        Some(s) => prompt::fim_ids(tok, prompt_text, s)?,
-        None => prompt::completion_ids(tok, prompt_text)?,
+        Some(s) => prompt::repo_fim_ids(tok, &context, path.as_deref(), prompt_text, s)?.0,
+        None => prompt::repo_completion_ids(tok, &context, path.as_deref(), prompt_text)?.0,
     })
 }
 
@@ -310,15 +342,20 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
 fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
     let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
     let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
-    let context: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
+    let extra: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
     let tok = &state.model.tokenizer;
-    let (mut ids, _context_tokens) = prompt::repo_fim_ids(tok, &context, None, prefix, suffix)?;
+    let max_new = max_tokens(state, "n_predict", r.n_predict, -1)?;
+    let (_, near) = prompt::repo_fim_ids(tok, &extra, None, prefix, suffix).map(|(ids, _)| ((), ids.len()))?;
+    // Repository context first (dependency order), then the client's chunks, then the file.
+    let (mut context, path) = repo_context(state, r.file.as_deref(), near, max_new)?;
+    context.extend(extra);
+    let (mut ids, _context_tokens) = prompt::repo_fim_ids(tok, &context, path.as_deref(), prefix, suffix)?;
     if let Some(typed) = r.prompt.as_deref().filter(|p| !p.is_empty()) {
         ids.extend(tok.encode_raw(typed).map_err(kiln_infer::InferError::from)?);
     }
     check_length(state, &ids)?;
     let params = GenerateParams {
-        max_new_tokens: max_tokens(state, "n_predict", r.n_predict, -1)?,
+        max_new_tokens: max_new,
         sampling: sampling(r.temperature.unwrap_or(0.8), Some(r.top_p.unwrap_or(0.95)), Some(r.top_k.unwrap_or(40)), r.seed)?,
         eos_ids: state.model.eos_ids.clone(),
         stop: stops(r.stop.clone().unwrap_or_default())?,

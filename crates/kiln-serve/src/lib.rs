@@ -70,6 +70,8 @@ impl Default for ServeConfig {
 pub struct AppState {
     /// The loaded model.
     pub model: Arc<LoadedModel>,
+    /// The repository whose files give context to requests naming a `file` (`--repo`).
+    pub repo: Option<kiln_infer::repo::RepoIndex>,
     /// Settings.
     pub cfg: ServeConfig,
     slots: Arc<Semaphore>,
@@ -83,10 +85,15 @@ pub struct AppState {
 impl AppState {
     /// State for `model` under `cfg`.
     pub fn new(model: LoadedModel, cfg: ServeConfig) -> Arc<Self> {
+        Self::new_with_repo(model, cfg, None)
+    }
+
+    /// State for `model` under `cfg`, adding context from `repo` to requests that name a file.
+    pub fn new_with_repo(model: LoadedModel, cfg: ServeConfig, repo: Option<kiln_infer::repo::RepoIndex>) -> Arc<Self> {
         let n = cfg.max_concurrency.max(1);
         let slots = Arc::new(Semaphore::new(n));
         let caches = std::sync::Mutex::new((0..n).map(|_| PrefixCache::new(&model.model)).collect());
-        Arc::new(Self { model: Arc::new(model), cfg, slots, caches, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
+        Arc::new(Self { model: Arc::new(model), repo, cfg, slots, caches, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
     }
 
     /// A fresh response id with `prefix` (`cmpl-…`).

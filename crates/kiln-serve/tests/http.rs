@@ -329,3 +329,52 @@ fn chat_completions_use_the_instruct_template() {
         assert_eq!(v["error"]["param"], param, "{v}");
     }
 }
+
+/// With `--repo`, a request naming its `file` gets the files that file imports, dependency
+/// ordered under their path comments, before the cursor's file (with its own path comment);
+/// a path outside the repository is a 400 and nothing is read.
+#[test]
+fn repo_context_precedes_the_cursor_file() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos/python");
+    let index = kiln_infer::repo::RepoIndex::load(&root).unwrap();
+    let model = slow_model();
+    let tokenizer = kiln_tokenizer::Tokenizer::from_dir(&model_dir()).unwrap();
+    let state = AppState::new_with_repo(model, ServeConfig::default(), Some(index));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            kiln_serve::serve(listener, state, std::future::pending()).await.unwrap();
+        });
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let main = std::fs::read_to_string(root.join("main.py")).unwrap();
+    let cut = main.find("tool(app").unwrap();
+    let (prefix, suffix) = main.split_at(cut);
+    let (status, v) = post(addr, "/infill", &json!({"file": "./main.py", "input_prefix": prefix, "input_suffix": suffix, "n_predict": 3, "temperature": 0}));
+    assert_eq!(status, 200, "{v}");
+    // main.py imports app.a (which pulls in the rest of app/) and mylib.tools: dependencies first.
+    let order = ["app/d.py", "app/c.py", "app/b.py", "app/a.py", "app/x.py", "app/y.py", "src/mylib/tools.py"];
+    let mut text = String::from("<｜fim▁begin｜>");
+    for path in order {
+        let body = std::fs::read_to_string(root.join(path)).unwrap();
+        text.push_str(&format!("# {path}\n{body}"));
+        if !body.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push('\n');
+    }
+    text.push_str(&format!("# main.py\n{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>"));
+    assert_eq!(v["tokens_evaluated"].as_u64().unwrap() as usize, tokenizer.encode(&text).unwrap().len(), "layout of {text}");
+    // The same through OpenAI's endpoint (suffix = FIM).
+    let (status, o) = post(addr, "/v1/completions", &json!({"file": "main.py", "prompt": prefix, "suffix": suffix, "max_tokens": 3, "temperature": 0}));
+    assert_eq!(status, 200, "{o}");
+    assert_eq!(o["usage"]["prompt_tokens"], v["tokens_evaluated"]);
+    for bad in ["../../etc/passwd", "/etc/passwd"] {
+        let (status, e) = post(addr, "/infill", &json!({"file": bad, "input_prefix": "x", "input_suffix": ""}));
+        assert_eq!(status, 400, "{e}");
+        assert_eq!(e["error"]["param"], "file");
+    }
+}
