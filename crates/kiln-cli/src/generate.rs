@@ -183,6 +183,7 @@ fn params(sample: &SampleArgs, eos_ids: &[u32]) -> Result<GenerateParams> {
         sampling,
         eos_ids: if sample.ignore_eos { vec![] } else { eos_ids.to_vec() },
         stop: sample.stop.clone(),
+        ..Default::default()
     })
 }
 

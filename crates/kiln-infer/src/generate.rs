@@ -15,7 +15,7 @@ use crate::sampling::{Sampler, SamplingParams};
 use crate::{InferError, Result};
 
 /// Everything that shapes one generation besides the prompt.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateParams {
     /// Most new tokens to produce.
     pub max_new_tokens: usize,
@@ -25,6 +25,51 @@ pub struct GenerateParams {
     pub eos_ids: Vec<u32>,
     /// Strings that end generation; the text is cut before the first one found.
     pub stop: Vec<String>,
+    /// Infilling: a generated line (after the first newline) indented by fewer than this many
+    /// columns (a tab counts 4) ends the middle, and is cut: code after the cursor's block is
+    /// already in the suffix (llama.cpp's `n_indent`).
+    pub min_indent: Option<usize>,
+    /// Stop this many milliseconds after the first generated newline: an editor wants the
+    /// current line fast and tolerates a short block (llama.cpp's `t_max_predict_ms`).
+    pub max_ms_after_newline: Option<u64>,
+}
+
+/// Bytes at the end of `text` not to stream yet: a partial stop string, or (with
+/// `min_indent`) a started line that is still only whitespace, which may yet be dedented and cut.
+fn hold_len(text: &str, params: &GenerateParams) -> usize {
+    let mut hold = held_back(text, &params.stop);
+    if params.min_indent.is_some() {
+        if let Some(i) = text.rfind('\n') {
+            if text[i + 1..].trim().is_empty() {
+                hold = hold.max(text.len() - (i + 1));
+            }
+        }
+    }
+    hold
+}
+
+/// Columns of leading whitespace of `line` (a tab counts 4).
+fn indent_of(line: &str) -> usize {
+    line.chars().take_while(|c| *c == ' ' || *c == '\t').map(|c| if c == '\t' { 4 } else { 1 }).sum()
+}
+
+/// Where a line indented less than `min` starts in `text`, looking only at lines that follow a
+/// newline and already hold a non-blank character (a blank line never ends the middle).
+fn dedent_cut(text: &str, min: usize) -> Option<usize> {
+    let mut start = text.find('\n')? + 1;
+    loop {
+        let rest = &text[start..];
+        let line = rest.split('\n').next().unwrap_or("");
+        if line.trim().is_empty() {
+            // Blank (or still only whitespace): undecided unless a later line exists.
+        } else if indent_of(line) < min {
+            return Some(start);
+        }
+        match rest.find('\n') {
+            Some(i) => start += i + 1,
+            None => return None,
+        }
+    }
 }
 
 /// Why generation ended.
@@ -187,6 +232,7 @@ impl<'a> Generator<'a> {
         let mut input = Tensor::new(&prompt_ids[reuse..], device)?.unsqueeze(0)?; // (1, T - reused)
         let mut finish = FinishReason::Length;
         let mut decode_start = None;
+        let mut first_newline: Option<(Instant, u64)> = None;
         while ids.len() < params.max_new_tokens {
             if cancel.load(Ordering::Relaxed) {
                 finish = FinishReason::Cancelled;
@@ -217,7 +263,23 @@ impl<'a> Generator<'a> {
                 finish = FinishReason::Stop;
                 break;
             }
-            let safe = text.len() - held_back(&text, &params.stop);
+            if let Some(cut) = params.min_indent.and_then(|n| dedent_cut(&text, n)) {
+                text.truncate(cut);
+                finish = FinishReason::Stop;
+                break;
+            }
+            if let (Some(limit), None) = (params.max_ms_after_newline, first_newline) {
+                if text.contains('\n') {
+                    first_newline = Some((Instant::now(), limit));
+                }
+            }
+            if let Some((at, limit)) = first_newline {
+                if at.elapsed().as_millis() as u64 >= limit {
+                    finish = FinishReason::Length;
+                    break;
+                }
+            }
+            let safe = text.len() - hold_len(&text, params);
             if safe > sent {
                 on_text(&text[sent..safe]);
                 sent = safe;
@@ -226,6 +288,10 @@ impl<'a> Generator<'a> {
         }
         if finish != FinishReason::Stop {
             text.push_str(&stream.finish()?);
+            if let Some(cut) = params.min_indent.and_then(|n| dedent_cut(&text, n)) {
+                text.truncate(cut);
+                finish = FinishReason::Stop;
+            }
         }
         if text.len() > sent {
             on_text(&text[sent..]);
@@ -245,6 +311,29 @@ impl<'a> Generator<'a> {
 #[cfg(test)]
 mod tests {
     use super::held_back;
+
+    #[test]
+    fn whitespace_of_a_new_line_is_held_back_when_dedent_stops() {
+        use super::{hold_len, GenerateParams};
+        let p = GenerateParams { min_indent: Some(4), ..Default::default() };
+        assert_eq!(hold_len("x\n  ", &p), 2, "the indentation is not known yet");
+        assert_eq!(hold_len("x\n    y", &p), 0);
+        assert_eq!(hold_len("x\n", &p), 0);
+        assert_eq!(hold_len("x\n  ", &GenerateParams::default()), 0, "off without min_indent");
+    }
+
+    #[test]
+    fn a_dedented_line_ends_the_middle() {
+        use super::dedent_cut;
+        // The first line continues the cursor's line: never cut, whatever its indentation.
+        assert_eq!(dedent_cut("x + 1", 4), None);
+        assert_eq!(dedent_cut("x + 1\n    y = 2\n", 4), None);
+        let t = "x + 1\n    y = 2\n\nprint(y)";
+        assert_eq!(dedent_cut(t, 4), Some(t.find("print").unwrap()));
+        assert_eq!(dedent_cut("a\n\tb\n", 4), None, "a tab is 4 columns");
+        assert_eq!(dedent_cut("a\n  \n", 4), None, "blank lines do not count");
+        assert_eq!(dedent_cut("a\n  b", 4), Some(2));
+    }
 
     #[test]
     fn holds_back_partial_stop_strings_only() {

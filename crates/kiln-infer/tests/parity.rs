@@ -82,7 +82,7 @@ fn greedy(name: &str, dtype: Option<WeightDType>) {
     let n = exp["greedy_new_tokens"].as_u64().unwrap() as usize;
     assert!(n >= 32);
     for p in exp["prompts"].as_array().unwrap() {
-        let params = GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), eos_ids: vec![], stop: vec![] };
+        let params = GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), eos_ids: vec![], stop: vec![], ..Default::default() };
         let g = generator.generate(&ids(&p["input_ids"]), &params, |_| {}).unwrap();
         assert_eq!(g.ids, ids(&p["greedy_ids"]), "{name}: greedy ids for prompt {}", p["name"]);
         assert_eq!(g.finish_reason, FinishReason::Length);
@@ -110,6 +110,7 @@ fn generate_equals_transformers_generate() {
             sampling: SamplingParams::default(),
             eos_ids: model.config().eos_token_ids.clone(),
             stop: vec![],
+            ..Default::default()
         };
         let mut streamed = String::new();
         let g = Generator::new(&model, &tok).unwrap().generate(&prompt_ids, &params, |s| streamed.push_str(s)).unwrap();

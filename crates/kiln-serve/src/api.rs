@@ -141,6 +141,10 @@ pub struct InfillRequest {
     pub stream: Option<bool>,
     /// Reuse a slot's KV cache for the longest common prefix (default true, as llama.cpp).
     pub cache_prompt: Option<bool>,
+    /// A generated line indented by fewer columns ends the middle (0: off, the default).
+    pub n_indent: Option<i64>,
+    /// Stop this many ms after the first generated newline (0: off, the default).
+    pub t_max_predict_ms: Option<i64>,
 }
 
 /// Checks and converts the sampling fields.
@@ -265,6 +269,7 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
         sampling: sampling(r.temperature.unwrap_or(1.0), r.top_p, r.top_k, r.seed)?,
         eos_ids: state.model.eos_ids.clone(),
         stop,
+        ..Default::default()
     };
     Ok((ids, params, n as usize))
 }
@@ -359,6 +364,16 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
         sampling: sampling(r.temperature.unwrap_or(0.8), Some(r.top_p.unwrap_or(0.95)), Some(r.top_k.unwrap_or(40)), r.seed)?,
         eos_ids: state.model.eos_ids.clone(),
         stop: stops(r.stop.clone().unwrap_or_default())?,
+        min_indent: match r.n_indent {
+            Some(n) if n < 0 => return Err(ApiError::field("n_indent", format!("n_indent must be >= 0, got {n}"))),
+            Some(n) if n > 0 => Some(n as usize),
+            _ => None,
+        },
+        max_ms_after_newline: match r.t_max_predict_ms {
+            Some(t) if t < 0 => return Err(ApiError::field("t_max_predict_ms", format!("t_max_predict_ms must be >= 0, got {t}"))),
+            Some(t) if t > 0 => Some(t as u64),
+            _ => None,
+        },
     };
     Ok(Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) })
 }
@@ -585,6 +600,7 @@ fn chat_job(state: &AppState, r: &ChatRequest) -> Result<(Job, usize), ApiError>
             Some(OneOrMany::One(s)) => vec![s.clone()],
             Some(OneOrMany::Many(v)) => v.clone(),
         })?,
+        ..Default::default()
     };
     Ok((Job { ids, params, cache_prompt: true }, n as usize))
 }

@@ -87,7 +87,7 @@ fn sse_data(body: &str) -> Vec<String> {
 
 /// What `kiln generate` / `kiln infill` produce: the library generation with the same settings.
 fn direct(model: &LoadedModel, ids: &[u32], max_tokens: usize) -> String {
-    let params = GenerateParams { max_new_tokens: max_tokens, sampling: SamplingParams::default(), eos_ids: model.eos_ids.clone(), stop: vec![] };
+    let params = GenerateParams { max_new_tokens: max_tokens, sampling: SamplingParams::default(), eos_ids: model.eos_ids.clone(), stop: vec![], ..Default::default() };
     Generator::new(&model.model, &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
 }
 
@@ -206,6 +206,9 @@ fn bad_requests_get_their_status_and_a_json_error() {
         ("/v1/completions", vec![b' '; 1 << 17], 413, None),
         ("/infill", json!({"input_suffix": "x"}).to_string().into_bytes(), 400, Some("input_prefix")),
         ("/infill", json!({"input_prefix": "x", "input_suffix": "", "n_predict": 0}).to_string().into_bytes(), 400, Some("n_predict")),
+        ("/infill", json!({"input_prefix": "x", "input_suffix": "", "n_indent": -2}).to_string().into_bytes(), 400, Some("n_indent")),
+        ("/infill", json!({"input_prefix": "x", "input_suffix": "", "t_max_predict_ms": -1}).to_string().into_bytes(), 400, Some("t_max_predict_ms")),
+        ("/v1/completions", json!({"prompt": "x", "file": "../secret.py"}).to_string().into_bytes(), 400, Some("file")),
     ];
     for (path, body, status, param) in cases {
         let (got, text) = request(addr, "POST", path, &[], &body);
@@ -306,7 +309,7 @@ fn chat_completions_use_the_instruct_template() {
     let ids = prompt::completion_ids(&reference.tokenizer, &chat_prompt(&[(Role::System, "Be brief.\n"), (Role::User, "Write add(a, b).")], true)).unwrap();
     let mut eos = reference.eos_ids.clone();
     eos.extend(reference.tokenizer.special().eot);
-    let params = GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![] };
+    let params = GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![], ..Default::default() };
     let want = Generator::new(&reference.model, &reference.tokenizer).unwrap().generate(&ids, &params, |_| {}).unwrap().text;
     assert_eq!(v["choices"][0]["message"]["content"], want);
     assert_eq!(v["usage"]["prompt_tokens"].as_u64().unwrap() as usize, ids.len());
