@@ -13,7 +13,7 @@ use serde_json::json;
 /// `kiln bench ...`
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Tokens per second for prefill and single-sequence decode.
+    /// Tokens per second for prefill and decode (one sequence, or `--batch` together).
     Decode {
         /// A preset shape with random weights: tiny, small, deepseek-coder-1.3b, -6.7b, -33b.
         #[arg(long, conflicts_with = "model", required_unless_present = "model")]
@@ -36,6 +36,9 @@ pub enum BenchCommand {
         /// Timed repetitions (after one warm-up); the best is reported.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Sequences decoded together per step (as a batching server does); tokens/s counts all.
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -86,8 +89,8 @@ pub enum BenchCommand {
 /// Runs a `kiln bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json } => {
-            decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, json)
+        BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch, json } => {
+            decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch.max(1), json)
         }
         BenchCommand::Repo { path, repos_root, json } => repo(path, repos_root, json),
         BenchCommand::Train { layers, hidden, heads, intermediate, vocab, seq_len, batch, steps, json } => {
@@ -218,7 +221,7 @@ fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, device: String, prompt_tokens: usize, new_tokens: usize, repeat: usize, json: bool) -> Result<()> {
+fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, device: String, prompt_tokens: usize, new_tokens: usize, repeat: usize, batch: usize, json: bool) -> Result<()> {
     let dev = kiln_model::device(&device)?;
     let (name, model) = match (preset, model) {
         (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),
@@ -233,15 +236,24 @@ fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, de
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
     let mut best = (f64::MAX, f64::MAX);
     for round in 0..=repeat {
-        let mut cache = model.new_cache();
-        let t0 = Instant::now();
-        let logits = model.forward_last(&Tensor::new(prompt.as_slice(), &dev)?.unsqueeze(0)?, &mut cache)?;
-        let mut next = kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?);
-        let prefill = t0.elapsed().as_secs_f64();
+        // Each sequence is prefilled on its own (the first one timed), then all decode together
+        // through `decode_batch`, the path `kiln generate` and `kiln serve` take.
+        let mut caches: Vec<kiln_model::Cache> = (0..batch).map(|_| model.new_cache()).collect();
+        let mut next = Vec::with_capacity(batch);
+        let mut prefill = 0.0;
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            let logits = model.forward_last(&Tensor::new(prompt.as_slice(), &dev)?.unsqueeze(0)?, cache)?;
+            next.push(kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?));
+            if i == 0 {
+                prefill = t0.elapsed().as_secs_f64();
+            }
+        }
         let t1 = Instant::now();
         for _ in 0..new_tokens {
-            let logits = model.forward_last(&Tensor::new(&[next], &dev)?.unsqueeze(0)?, &mut cache)?;
-            next = kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?);
+            let mut refs: Vec<&mut kiln_model::Cache> = caches.iter_mut().collect();
+            let logits = model.decode_batch(&next, &mut refs)?.to_vec2::<f32>()?;
+            next = logits.iter().map(|row| kiln_infer::sampling::argmax(row)).collect();
         }
         let decode = t1.elapsed().as_secs_f64();
         if round > 0 {
@@ -249,13 +261,13 @@ fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, de
         }
     }
     let prefill_tps = prompt_tokens as f64 / best.0;
-    let decode_tps = new_tokens as f64 / best.1;
+    let decode_tps = (new_tokens * batch) as f64 / best.1;
     // The thread count candle's CPU kernels actually use (RAYON_NUM_THREADS, else every core).
     let threads = candle_core::utils::get_num_threads();
     if json {
         let obj = json!({
             "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device,
-            "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens,
+            "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch": batch,
             "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
         });
         println!("{obj}");

@@ -206,6 +206,23 @@ impl<'a> Generator<'a> {
     /// `timings.cached_tokens` says how many were reused. The logits after a reused prefix can
     /// differ from a cold run's in the last bits (other matrix shapes), as in llama.cpp.
     pub fn generate_with(&self, prefix: &mut PrefixCache, min_reuse: usize, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+        let taken = std::mem::replace(prefix, PrefixCache::new(self.model));
+        let mut d = self.start(taken, min_reuse, prompt_ids, params, cancel, &mut on_text)?;
+        while let Some(tok) = d.next_input(cancel) {
+            // Through `decode_batch` with one sequence: the path a batching server takes, so a
+            // sequence decodes the same alone or batched.
+            let mut logits = self.model.decode_batch(&[tok], &mut [d.cache_mut()])?.squeeze(0)?.to_vec1::<f32>()?;
+            d.accept(&mut logits, &mut on_text)?;
+        }
+        let (generation, cache) = d.finish(&mut on_text)?;
+        *prefix = cache;
+        Ok(generation)
+    }
+
+    /// Starts a generation: checks the request, reuses `prefix` as [`Generator::generate_with`]
+    /// describes, processes the rest of the prompt and samples the first token. Drive the
+    /// returned [`Decoding`] with [`Decoding::next_input`] / [`Decoding::accept`].
+    pub fn start(&self, mut prefix: PrefixCache, min_reuse: usize, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, on_text: &mut dyn FnMut(&str)) -> Result<Decoding<'a>> {
         params.sampling.validate().map_err(InferError::BadRequest)?;
         if prompt_ids.is_empty() {
             return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
@@ -214,97 +231,165 @@ impl<'a> Generator<'a> {
         if prompt_ids.len() > max_pos {
             return Err(kiln_model::ModelError::TooLong { len: prompt_ids.len(), max: max_pos }.into());
         }
-        let device = self.model.device();
-        let mut sampler = Sampler::new(params.sampling.clone());
         let common = prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.seq_len());
         let reuse = if common >= min_reuse { common } else { 0 };
         prefix.cache.truncate(reuse);
         prefix.ids.truncate(reuse);
-        let cache = &mut prefix.cache;
-        let mut history = prompt_ids.to_vec();
-        let mut stream = TextStream::new(self.tokenizer, true);
-        let mut text = String::new(); // all final text, stop strings not yet cut
-        let mut sent = 0usize; // bytes of `text` handed to on_text
-        let mut ids = Vec::new();
-        let mut timings = Timings { prompt_tokens: prompt_ids.len(), cached_tokens: reuse, ..Default::default() };
+        let mut d = Decoding {
+            model: self.model,
+            params: params.clone(),
+            sampler: Sampler::new(params.sampling.clone()),
+            prefix,
+            history: prompt_ids.to_vec(),
+            prompt_len: prompt_ids.len(),
+            stream: TextStream::new(self.tokenizer, true),
+            text: String::new(),
+            sent: 0,
+            ids: Vec::new(),
+            timings: Timings { prompt_tokens: prompt_ids.len(), cached_tokens: reuse, ..Default::default() },
+            start: Instant::now(),
+            decode_start: None,
+            first_newline: None,
+            finish: None,
+            last: None,
+        };
+        if d.can_continue(cancel) {
+            let rest = Tensor::new(&prompt_ids[reuse..], self.model.device())?.unsqueeze(0)?; // (1, T - reused)
+            let mut logits = self.model.forward_last(&rest, &mut d.prefix.cache)?.squeeze(0)?.to_vec1::<f32>()?;
+            d.accept(&mut logits, on_text)?;
+        }
+        Ok(d)
+    }
+}
 
-        let start = Instant::now();
-        let mut input = Tensor::new(&prompt_ids[reuse..], device)?.unsqueeze(0)?; // (1, T - reused)
-        let mut finish = FinishReason::Length;
-        let mut decode_start = None;
-        let mut first_newline: Option<(Instant, u64)> = None;
-        while ids.len() < params.max_new_tokens {
-            if cancel.load(Ordering::Relaxed) {
-                finish = FinishReason::Cancelled;
-                break;
-            }
+/// One sequence being generated, a token at a time: what [`Generator::generate_with`] loops
+/// over, and what a server batching several sequences drives — feed [`Decoding::next_input`]
+/// to the model (alone or in `Llama::decode_batch` with others, using
+/// [`Decoding::cache_mut`]), hand the logits to [`Decoding::accept`], and [`Decoding::finish`]
+/// when `next_input` says `None`.
+pub struct Decoding<'a> {
+    model: &'a Llama,
+    params: GenerateParams,
+    sampler: Sampler,
+    prefix: PrefixCache,
+    history: Vec<u32>,
+    prompt_len: usize,
+    stream: TextStream<'a>,
+    text: String, // all final text, stop strings not yet cut
+    sent: usize,  // bytes of `text` handed to on_text
+    ids: Vec<u32>,
+    timings: Timings,
+    start: Instant,
+    decode_start: Option<Instant>,
+    first_newline: Option<(Instant, u64)>,
+    finish: Option<FinishReason>,
+    last: Option<u32>, // the sampled token not yet fed to the model
+}
+
+impl Decoding<'_> {
+    /// The checks before each model step; sets the finish reason when one fails.
+    fn can_continue(&mut self, cancel: &AtomicBool) -> bool {
+        if self.finish.is_some() {
+            return false;
+        }
+        self.finish = if cancel.load(Ordering::Relaxed) {
+            Some(FinishReason::Cancelled)
+        } else if self.ids.len() >= self.params.max_new_tokens {
+            Some(FinishReason::Length)
+        } else if self.history.len() >= self.model.config().max_position_embeddings {
             // The next token would sit at position history.len(): it must exist in the model.
-            if history.len() >= max_pos {
-                finish = FinishReason::ContextFull;
-                break;
-            }
-            let mut logits = self.model.forward_last(&input, cache)?.squeeze(0)?.to_vec1::<f32>()?;
-            let next = sampler.sample(&mut logits, &history);
-            if decode_start.is_none() {
-                timings.prefill_ms = start.elapsed().as_secs_f64() * 1000.0;
-                decode_start = Some(Instant::now());
-            }
-            if params.eos_ids.contains(&next) {
-                // Kept in `ids` (as transformers' generate() keeps it), never in the text.
-                ids.push(next);
-                finish = FinishReason::Eos;
-                break;
-            }
-            ids.push(next);
-            history.push(next);
-            text.push_str(&stream.push(next)?);
-            if let Some(cut) = params.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-                finish = FinishReason::Stop;
-                break;
-            }
-            if let Some(cut) = params.min_indent.and_then(|n| dedent_cut(&text, n)) {
-                text.truncate(cut);
-                finish = FinishReason::Stop;
-                break;
-            }
-            if let (Some(limit), None) = (params.max_ms_after_newline, first_newline) {
-                if text.contains('\n') {
-                    first_newline = Some((Instant::now(), limit));
-                }
-            }
-            if let Some((at, limit)) = first_newline {
-                if at.elapsed().as_millis() as u64 >= limit {
-                    finish = FinishReason::Length;
-                    break;
-                }
-            }
-            let safe = text.len() - hold_len(&text, params);
-            if safe > sent {
-                on_text(&text[sent..safe]);
-                sent = safe;
-            }
-            input = Tensor::new(&[next], device)?.unsqueeze(0)?;
+            Some(FinishReason::ContextFull)
+        } else {
+            None
+        };
+        self.finish.is_none()
+    }
+
+    /// The token to feed next, or `None` when the generation has ended.
+    pub fn next_input(&mut self, cancel: &AtomicBool) -> Option<u32> {
+        if self.can_continue(cancel) {
+            self.last
+        } else {
+            None
         }
+    }
+
+    /// The KV cache the next token goes into.
+    pub fn cache_mut(&mut self) -> &mut kiln_model::Cache {
+        &mut self.prefix.cache
+    }
+
+    /// Takes the logits after the last input: samples, checks the stop rules, streams text.
+    pub fn accept(&mut self, logits: &mut [f32], on_text: &mut dyn FnMut(&str)) -> Result<()> {
+        let next = self.sampler.sample(logits, &self.history);
+        if self.decode_start.is_none() {
+            self.timings.prefill_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+            self.decode_start = Some(Instant::now());
+        }
+        self.last = None;
+        self.ids.push(next);
+        if self.params.eos_ids.contains(&next) {
+            // Kept in `ids` (as transformers' generate() keeps it), never in the text.
+            self.finish = Some(FinishReason::Eos);
+            return Ok(());
+        }
+        self.history.push(next);
+        let piece = self.stream.push(next)?;
+        self.text.push_str(&piece);
+        let p = &self.params;
+        if let Some(cut) = p.stop.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+            self.text.truncate(cut);
+            self.finish = Some(FinishReason::Stop);
+            return Ok(());
+        }
+        if let Some(cut) = p.min_indent.and_then(|n| dedent_cut(&self.text, n)) {
+            self.text.truncate(cut);
+            self.finish = Some(FinishReason::Stop);
+            return Ok(());
+        }
+        if let (Some(limit), None) = (p.max_ms_after_newline, self.first_newline) {
+            if self.text.contains('\n') {
+                self.first_newline = Some((Instant::now(), limit));
+            }
+        }
+        if let Some((at, limit)) = self.first_newline {
+            if at.elapsed().as_millis() as u64 >= limit {
+                self.finish = Some(FinishReason::Length);
+                return Ok(());
+            }
+        }
+        let safe = self.text.len() - hold_len(&self.text, p);
+        if safe > self.sent {
+            on_text(&self.text[self.sent..safe]);
+            self.sent = safe;
+        }
+        self.last = Some(next);
+        Ok(())
+    }
+
+    /// Ends the generation: flushes the text, returns it and the prefix cache (holding the
+    /// prompt and the generated tokens that were fed), for the next request to reuse.
+    pub fn finish(mut self, on_text: &mut dyn FnMut(&str)) -> Result<(Generation, PrefixCache)> {
+        let mut finish = self.finish.unwrap_or(FinishReason::Length);
         if finish != FinishReason::Stop {
-            text.push_str(&stream.finish()?);
-            if let Some(cut) = params.min_indent.and_then(|n| dedent_cut(&text, n)) {
-                text.truncate(cut);
+            self.text.push_str(&self.stream.finish()?);
+            if let Some(cut) = self.params.min_indent.and_then(|n| dedent_cut(&self.text, n)) {
+                self.text.truncate(cut);
                 finish = FinishReason::Stop;
             }
         }
-        if text.len() > sent {
-            on_text(&text[sent..]);
+        if self.text.len() > self.sent {
+            on_text(&self.text[self.sent..]);
         }
-        if let Some(t) = decode_start {
-            timings.decode_ms = t.elapsed().as_secs_f64() * 1000.0;
-            timings.decode_tokens = ids.len().saturating_sub(1);
+        if let Some(t) = self.decode_start {
+            self.timings.decode_ms = t.elapsed().as_secs_f64() * 1000.0;
+            self.timings.decode_tokens = self.ids.len().saturating_sub(1);
         }
-        // The cache now holds the positions fed so far: the prompt and the generated tokens but
-        // the last one (never fed).
-        prefix.ids = history[..prefix.cache.seq_len().min(history.len())].to_vec();
-        tracing::debug!(new_tokens = ids.len(), ?finish, decode_tps = timings.decode_tokens_per_s(), "generation done");
-        Ok(Generation { prompt_ids: prompt_ids.to_vec(), ids, text, finish_reason: finish, timings })
+        let held = self.prefix.cache.seq_len().min(self.history.len());
+        self.prefix.ids = self.history[..held].to_vec();
+        tracing::debug!(new_tokens = self.ids.len(), ?finish, decode_tps = self.timings.decode_tokens_per_s(), "generation done");
+        let prompt_ids = self.history[..self.prompt_len].to_vec();
+        Ok((Generation { prompt_ids, ids: self.ids, text: self.text, finish_reason: finish, timings: self.timings }, self.prefix))
     }
 }
 

@@ -11,7 +11,7 @@ pub mod prompt;
 pub mod repo;
 pub mod sampling;
 
-pub use generate::{FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
+pub use generate::{Decoding, FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
 pub use loaded::LoadedModel;
 pub use sampling::{Sampler, SamplingParams};
 

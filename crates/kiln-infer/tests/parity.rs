@@ -161,6 +161,39 @@ fn truncated_cache_equals_a_fresh_prefill() {
     assert!(diff < F32_TOLERANCE, "truncated cache vs fresh: {diff}");
 }
 
+/// A decode step batched over sequences of different lengths gives each sequence the same
+/// logits, bit for bit, as stepping it alone (what lets a server batch without changing
+/// results), and close to the full recompute.
+#[test]
+fn batched_decode_equals_each_sequence_alone() {
+    let model = Llama::load(&fixture("tiny-llama"), None, &Device::Cpu).unwrap();
+    let prompts: Vec<Vec<u32>> = vec![(10..15).collect(), (40..61).collect(), vec![7, 300, 2, 99]];
+    let next = [17u32, 250, 3];
+    let prefill = |p: &[u32]| {
+        let mut c = model.new_cache();
+        model.forward_last(&Tensor::new(p, &Device::Cpu).unwrap().unsqueeze(0).unwrap(), &mut c).unwrap();
+        c
+    };
+    let mut alone = Vec::new();
+    for (p, &t) in prompts.iter().zip(&next) {
+        let mut c = prefill(p);
+        alone.push(model.decode_batch(&[t], &mut [&mut c]).unwrap().squeeze(0).unwrap().to_vec1::<f32>().unwrap());
+    }
+    let mut caches: Vec<_> = prompts.iter().map(|p| prefill(p)).collect();
+    let mut refs: Vec<&mut kiln_model::Cache> = caches.iter_mut().collect();
+    let batched = model.decode_batch(&next, &mut refs).unwrap().to_vec2::<f32>().unwrap();
+    for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "sequence {i}: batched logits differ from alone");
+    }
+    for (i, (p, &t)) in prompts.iter().zip(&next).enumerate() {
+        assert_eq!(caches[i].seq_len(), p.len() + 1);
+        let full = logits_of(&model, &[p.as_slice(), &[t]].concat());
+        let last = full.get(p.len()).unwrap();
+        let diff = max_abs_diff(&last, &Tensor::new(batched[i].as_slice(), &Device::Cpu).unwrap());
+        assert!(diff < F32_TOLERANCE, "sequence {i}: batched decode vs recompute {diff}");
+    }
+}
+
 #[test]
 fn fim_prompt_ids_equal_tokenizing_the_fim_string() {
     let dir = fixture("tiny-llama");

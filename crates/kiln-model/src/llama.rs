@@ -97,6 +97,18 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// Projection of a decode step's rows (S, in), one row per sequence: f32 on the CPU takes
+    /// the batch-invariant kernel ([`ops::linear_rows`]), so a row's result does not depend on
+    /// the other rows; elsewhere the plain product.
+    fn forward_rows(&self, x: &Tensor) -> Result<Tensor> {
+        if ops::fusable(&[x, &self.weight]) {
+            return Ok(ops::linear_rows(x, &self.weight)?);
+        }
+        self.forward(x)
+    }
+}
+
 /// Rotary position tables, precomputed for every position up to `max_position_embeddings`.
 /// HF "rotate_half" layout: dimension i pairs with i + head_dim/2.
 #[derive(Debug, Clone)]
@@ -264,6 +276,36 @@ impl Attention {
     }
 }
 
+impl Attention {
+    /// One decode step for S sequences: row i of `x` (S, C) is the next position of the
+    /// sequence whose keys/values `caches[i]` holds (its layer `layer`).
+    fn decode_rows(&self, x: &Tensor, rope: &Rope, caches: &mut [&mut Cache], layer: usize) -> Result<Tensor> {
+        let s = x.dim(0)?;
+        let (q, k, v) = (self.q_proj.forward_rows(x)?, self.k_proj.forward_rows(x)?, self.v_proj.forward_rows(x)?);
+        let head = |t: &Tensor, i: usize, n: usize| -> Result<Tensor> { Ok(t.narrow(0, i, 1)?.reshape((1, 1, n, self.head_dim))?.transpose(1, 2)?.contiguous()?) };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let mut outs = Vec::with_capacity(s);
+        for (i, cache) in caches.iter_mut().enumerate() {
+            let kv = &mut cache.layers[layer];
+            let offset = kv.len;
+            let qi = rope.apply(&head(&q, i, self.n_heads)?, offset, false)?;
+            let ki = rope.apply(&head(&k, i, self.n_kv_heads)?, offset, false)?;
+            let vi = head(&v, i, self.n_kv_heads)?;
+            let (ka, va) = kv.append(&ki, &vi)?;
+            let ka = repeat_kv(ka, self.n_heads / self.n_kv_heads)?;
+            let va = repeat_kv(va, self.n_heads / self.n_kv_heads)?;
+            let y = if ops::fusable(&[&qi, &ka, &va]) {
+                ops::causal_attention(&qi, &ka, &va, scale)?
+            } else {
+                let scores = (qi.matmul(&ka.t()?)? * scale)?.to_dtype(DType::F32)?;
+                candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(va.dtype())?.matmul(&va)?
+            }; // (1, H, 1, hd)
+            outs.push(y.transpose(1, 2)?.reshape((1, self.n_heads * self.head_dim))?);
+        }
+        self.o_proj.forward_rows(&Tensor::cat(&outs, 0)?)
+    }
+}
+
 /// Repeats each key/value head `n_rep` times so GQA heads line up with query heads.
 fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
     if n_rep == 1 {
@@ -297,6 +339,13 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    fn decode_rows(&self, x: &Tensor) -> Result<Tensor> {
+        let gated = ops::swiglu(&self.gate_proj.forward_rows(x)?, &self.up_proj.forward_rows(x)?)?;
+        self.down_proj.forward_rows(&gated)
+    }
+}
+
 /// One pre-norm transformer block.
 #[derive(Debug, Clone)]
 pub struct Block {
@@ -310,6 +359,13 @@ impl Block {
     fn forward(&self, x: &Tensor, rope: &Rope, cache: Option<&mut KvCache>, offset: usize) -> Result<Tensor> {
         let h = (x + self.self_attn.forward(&self.input_layernorm.forward(x)?, rope, cache, offset)?)?;
         Ok((&h + self.mlp.forward(&self.post_attention_layernorm.forward(&h)?)?)?)
+    }
+}
+
+impl Block {
+    fn decode_rows(&self, x: &Tensor, rope: &Rope, caches: &mut [&mut Cache], layer: usize) -> Result<Tensor> {
+        let h = (x + self.self_attn.decode_rows(&self.input_layernorm.forward(x)?, rope, caches, layer)?)?;
+        Ok((&h + self.mlp.decode_rows(&self.post_attention_layernorm.forward(&h)?)?)?)
     }
 }
 
@@ -462,6 +518,32 @@ impl Llama {
         let t = h.dim(1)?;
         let last = h.i((.., t - 1..t, ..))?.contiguous()?; // (B, 1, C)
         Ok(self.lm_head.forward(&last)?.squeeze(1)?.to_dtype(DType::F32)?)
+    }
+
+    /// One decode step for several sequences at once: `tokens[i]` is the next token of the
+    /// sequence whose positions `caches[i]` holds (each at its own length). Returns the
+    /// next-token logits (S, V) in f32; every cache grows by one position. The projections run
+    /// over all S rows together (the weights are read once per step, not once per sequence),
+    /// and on the f32 CPU path each row's result is independent of the others, bit for bit: a
+    /// sequence decodes the same alone or batched (continuous batching in a server).
+    pub fn decode_batch(&self, tokens: &[u32], caches: &mut [&mut Cache]) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(candle_core::Error::Msg(format!("decode_batch: {} tokens for {} caches", tokens.len(), caches.len())).into());
+        }
+        for (&id, c) in tokens.iter().zip(caches.iter()) {
+            if c.seq_len() + 1 > self.cfg.max_position_embeddings {
+                return Err(ModelError::TooLong { len: c.seq_len() + 1, max: self.cfg.max_position_embeddings });
+            }
+            if id as usize >= self.cfg.vocab_size {
+                return Err(ModelError::TokenOutOfRange { id, vocab_size: self.cfg.vocab_size });
+            }
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed_tokens.embedding(&ids)?; // (S, C)
+        for (l, block) in self.layers.iter().enumerate() {
+            x = block.decode_rows(&x, &self.rope, caches, l)?;
+        }
+        Ok(self.lm_head.forward_rows(&self.norm.forward(&x)?)?.to_dtype(DType::F32)?)
     }
 
     /// Every parameter under its HF name (the lm_head is omitted when tied, as transformers does).

@@ -447,7 +447,7 @@ pub enum StreamEvent {
 
 /// A running streamed generation.
 pub struct GenerationStream {
-    pieces: mpsc::Receiver<String>,
+    pieces: mpsc::UnboundedReceiver<String>,
     done: oneshot::Receiver<Result<Outcome, ApiError>>,
 }
 
@@ -457,7 +457,7 @@ async fn stream_generation(state: &Arc<AppState>, job: Job) -> Result<Generation
     let wait = Instant::now();
     let permit = state.acquire_slot().await?;
     let queued_ms = wait.elapsed().as_secs_f64() * 1000.0;
-    let (tx, rx) = mpsc::channel(256);
+    let (tx, rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = oneshot::channel();
     let st = state.clone();
     tokio::spawn(async move {

@@ -12,8 +12,9 @@
 //! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus).
 //!
 //! Requests run on a fixed number of generation slots (`max_concurrency`); up to `max_queue`
-//! more wait for one, beyond that the server answers 429. Each request generates alone in its
-//! slot, so a result never depends on what else is running. Each slot keeps the KV cache of its
+//! more wait for one, beyond that the server answers 429. The running requests decode together
+//! ([`engine`]: continuous batching, one `decode_batch` per step), and on the CPU a result is
+//! the same bits whatever else is running. Each slot keeps the KV cache of its
 //! last request; a request takes the free slot sharing the longest token prefix with its prompt
 //! and processes only the rest (a prefix of at least `cache_min_tokens`; `cache_prompt: false`
 //! on `/infill` turns reuse off). A client that goes away (closed
@@ -24,6 +25,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod engine;
 pub mod error;
 pub mod metrics;
 
@@ -37,7 +39,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use kiln_infer::{GenerateParams, Generation, Generator, LoadedModel, PrefixCache};
+use kiln_infer::{GenerateParams, Generation, LoadedModel, PrefixCache};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub use error::ApiError;
@@ -75,10 +77,10 @@ pub struct AppState {
     /// Settings.
     pub cfg: ServeConfig,
     slots: Arc<Semaphore>,
-    /// The KV caches of the free slots (each remembers the tokens of its last request).
-    caches: std::sync::Mutex<Vec<PrefixCache>>,
     /// Request counters, queue depth, latencies.
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
+    /// Jobs for the engine thread (continuous batching).
+    engine: std::sync::mpsc::Sender<engine::EngineJob>,
     next_id: AtomicU64,
 }
 
@@ -92,8 +94,17 @@ impl AppState {
     pub fn new_with_repo(model: LoadedModel, cfg: ServeConfig, repo: Option<kiln_infer::repo::RepoIndex>) -> Arc<Self> {
         let n = cfg.max_concurrency.max(1);
         let slots = Arc::new(Semaphore::new(n));
-        let caches = std::sync::Mutex::new((0..n).map(|_| PrefixCache::new(&model.model)).collect());
-        Arc::new(Self { model: Arc::new(model), repo, cfg, slots, caches, metrics: metrics::Metrics::default(), next_id: AtomicU64::new(1) })
+        let model = Arc::new(model);
+        let metrics = Arc::new(metrics::Metrics::default());
+        let shared = Arc::new(engine::EngineShared {
+            model: model.clone(),
+            caches: std::sync::Mutex::new((0..n).map(|_| PrefixCache::new(&model.model)).collect()),
+            metrics: metrics.clone(),
+            cache_min_tokens: cfg.cache_min_tokens,
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name("kiln-engine".into()).spawn(move || engine::run(shared, rx, n)).expect("the engine thread starts");
+        Arc::new(Self { model, repo, cfg, slots, metrics, engine: tx, next_id: AtomicU64::new(1) })
     }
 
     /// A fresh response id with `prefix` (`cmpl-…`).
@@ -148,57 +159,16 @@ pub struct Job {
     pub cache_prompt: bool,
 }
 
-impl AppState {
-    /// Takes the free slot cache sharing the longest prefix with `prompt` (llama.cpp picks
-    /// slots by prompt similarity too); the caller holds a slot permit, so one is free.
-    fn take_cache(&self, prompt: &[u32]) -> PrefixCache {
-        let mut free = self.caches.lock().unwrap_or_else(|e| e.into_inner());
-        match (0..free.len()).max_by_key(|&i| free[i].common_prefix(prompt)) {
-            Some(i) => free.swap_remove(i),
-            None => PrefixCache::new(&self.model.model), // one was lost to a panic
-        }
+/// Runs one generation on the engine (batched with whatever else runs) while holding
+/// `permit`. Text pieces go to `pieces` when given (streaming); a closed receiver cancels the
+/// generation, as does `cancel`.
+pub async fn generate(state: &Arc<AppState>, permit: OwnedSemaphorePermit, job: Job, cancel: Arc<AtomicBool>, pieces: Option<mpsc::UnboundedSender<String>>, queued_ms: f64) -> Result<Outcome, ApiError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    let sent = state.engine.send(engine::EngineJob { job, cancel, pieces, done, permit, queued_ms });
+    if sent.is_err() {
+        return Err(ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the generation engine has stopped"));
     }
-
-    fn return_cache(&self, cache: PrefixCache) {
-        self.caches.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
-    }
-}
-
-/// Runs one generation on a blocking thread while holding `permit`. Text pieces go to `pieces`
-/// when given (streaming); a closed receiver cancels the generation, as does `cancel`.
-pub async fn generate(state: &Arc<AppState>, permit: OwnedSemaphorePermit, job: Job, cancel: Arc<AtomicBool>, pieces: Option<mpsc::Sender<String>>, queued_ms: f64) -> Result<Outcome, ApiError> {
-    let model = state.model.clone();
-    let st = state.clone();
-    state.metrics.active.fetch_add(1, Ordering::SeqCst);
-    let job = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let Job { ids, params, cache_prompt } = job;
-        let generator = Generator::new(&model.model, &model.tokenizer)?;
-        let mut prefix = st.take_cache(&ids);
-        let min_reuse = if cache_prompt { st.cfg.cache_min_tokens.max(1) } else { usize::MAX };
-        let started = Instant::now();
-        let mut first = true;
-        let result = generator.generate_with(&mut prefix, min_reuse, &ids, &params, &cancel, |piece| {
-            if first {
-                st.metrics.first_token(started.elapsed().as_secs_f64());
-                first = false;
-            }
-            if let Some(tx) = &pieces {
-                if tx.blocking_send(piece.to_string()).is_err() {
-                    cancel.store(true, Ordering::Relaxed); // the client is gone
-                }
-            }
-        });
-        st.return_cache(prefix);
-        result
-    });
-    let result = job.await;
-    state.metrics.active.fetch_sub(1, Ordering::SeqCst);
-    let generation = result.map_err(|e| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, format!("generation thread failed: {e}")))??;
-    state.metrics.prompt_tokens.fetch_add(generation.prompt_ids.len() as u64, Ordering::Relaxed);
-    state.metrics.generated_tokens.fetch_add(generation.ids.len() as u64, Ordering::Relaxed);
-    state.metrics.cached_tokens.fetch_add(generation.timings.cached_tokens as u64, Ordering::Relaxed);
-    Ok(Outcome { generation, queued_ms })
+    result.await.map_err(|_| ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "the generation engine dropped the request"))?
 }
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
