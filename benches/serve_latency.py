@@ -6,7 +6,7 @@ prompt with and without the prefix cache.
 The model is the `small` preset (random weights: speed does not depend on what the weights say)
 with the real DeepSeek-Coder vocabulary from ../shared/tokenizers. Each client streams one
 /v1/completions request of --new-tokens tokens (greedy); the server runs --slots generations at
-once (default: as many as clients, capped at 4).
+once, decoding them together (default: as many as clients).
 
     cargo build --release -p kiln-cli
     python3 benches/serve_latency.py [--new-tokens 32] [--clients 1,4,16]
@@ -97,7 +97,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
     ap.add_argument("--clients", default="1,4,16")
-    ap.add_argument("--max-slots", type=int, default=4)
+    ap.add_argument("--max-slots", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--port", type=int, default=18431)
     a = ap.parse_args()

@@ -92,3 +92,38 @@ fn file_head(current_path: Option<&str>) -> String {
         None => String::new(),
     }
 }
+
+/// Optional stop words of a language for infilling (Tabby's rule, opt-in in kiln): a blank line
+/// (`\n\n`), and a newline followed by a keyword that starts a new top-level item, since the
+/// middle of a hole rarely spans past the end of its block. `language` is a name from kiln-repo's
+/// table (`Python`, `Rust`, ...) or a file path to detect it from; `None` when unknown.
+pub fn language_stops(language: &str) -> Option<Vec<String>> {
+    let lang = kiln_repo::lang::Language::by_name(language).or_else(|| kiln_repo::lang::detect(language))?;
+    let keywords: &[&str] = match lang.name() {
+        "Python" => &["def ", "class ", "import ", "from ", "if __name__", "@"],
+        "Rust" => &["fn ", "pub ", "impl ", "use ", "struct ", "enum ", "mod ", "trait ", "#["],
+        "JavaScript" | "TypeScript" => &["function ", "class ", "import ", "export ", "const ", "let ", "var "],
+        "Go" => &["func ", "type ", "import ", "package ", "var ", "const "],
+        "Java" | "C#" => &["public ", "private ", "protected ", "class ", "import ", "using ", "namespace "],
+        "C" | "C++" => &["#include", "#define", "int ", "void ", "static ", "struct ", "typedef ", "namespace ", "template"],
+        _ => &[],
+    };
+    let mut stops = vec!["\n\n".to_string()];
+    stops.extend(keywords.iter().map(|k| format!("\n{k}")));
+    Some(stops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::language_stops;
+
+    #[test]
+    fn language_stops_by_name_or_path() {
+        let py = language_stops("src/app.py").unwrap();
+        assert!(py.contains(&"\n\n".to_string()) && py.contains(&"\ndef ".to_string()));
+        assert_eq!(language_stops("Python"), Some(py));
+        assert!(language_stops("lib.rs").unwrap().contains(&"\nfn ".to_string()));
+        assert_eq!(language_stops("Markdown").map(|v| v.len()), Some(1), "a blank line only");
+        assert_eq!(language_stops("no-such-language"), None);
+    }
+}

@@ -70,6 +70,11 @@ pub struct CompletionRequest {
     /// kiln: the file being edited, relative to the `--repo` root; its imports (dependency
     /// ordered) and its path comment go before the prompt.
     pub file: Option<String>,
+    /// kiln: add the language's stop words (a blank line, a newline + a top-level keyword);
+    /// the language comes from `language` or from `file`'s extension.
+    pub language_stops: Option<bool>,
+    /// kiln: the language for `language_stops` (`Python`, `Rust`, ...).
+    pub language: Option<String>,
     /// Most new tokens (default 16, as OpenAI).
     pub max_tokens: Option<i64>,
     /// 0..=2 (default 1, as OpenAI; 0 is greedy).
@@ -125,6 +130,10 @@ pub struct InfillRequest {
     pub prompt: Option<String>,
     /// kiln: the file being edited, relative to the `--repo` root (see [`CompletionRequest::file`]).
     pub file: Option<String>,
+    /// kiln: see [`CompletionRequest::language_stops`].
+    pub language_stops: Option<bool>,
+    /// kiln: see [`CompletionRequest::language`].
+    pub language: Option<String>,
     /// Most new tokens; -1 (the default): until EOS or the context is full.
     pub n_predict: Option<i64>,
     /// Default 0.8, as llama.cpp.
@@ -171,6 +180,23 @@ fn stops(stop: Vec<String>) -> Result<Vec<String>, ApiError> {
     }
     if stop.iter().any(|s| s.is_empty()) {
         return Err(ApiError::field("stop", "stop strings must not be empty"));
+    }
+    Ok(stop)
+}
+
+/// The stop words `language_stops` asks for, added to `stop`.
+fn with_language_stops(mut stop: Vec<String>, on: Option<bool>, language: Option<&str>, file: Option<&str>) -> Result<Vec<String>, ApiError> {
+    if on != Some(true) {
+        return Ok(stop);
+    }
+    let Some(name) = language.or(file) else {
+        return Err(ApiError::field("language_stops", "language_stops needs `language` or `file` to know the language"));
+    };
+    let words = prompt::language_stops(name).ok_or_else(|| ApiError::field(if language.is_some() { "language" } else { "file" }, format!("unknown language `{name}`")))?;
+    for w in words {
+        if !stop.contains(&w) {
+            stop.push(w);
+        }
     }
     Ok(stop)
 }
@@ -264,6 +290,7 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
         Some(OneOrMany::One(s)) => vec![s.clone()],
         Some(OneOrMany::Many(v)) => v.clone(),
     })?;
+    let stop = with_language_stops(stop, r.language_stops, r.language.as_deref(), r.file.as_deref())?;
     let params = GenerateParams {
         max_new_tokens: max_new,
         sampling: sampling(r.temperature.unwrap_or(1.0), r.top_p, r.top_k, r.seed)?,
@@ -344,13 +371,23 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
     .into_response())
 }
 
-fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
+fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool), ApiError> {
     let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
     let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
-    let extra: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
+    let mut extra: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
     let tok = &state.model.tokenizer;
     let max_new = max_tokens(state, "n_predict", r.n_predict, -1)?;
-    let (_, near) = prompt::repo_fim_ids(tok, &extra, None, prefix, suffix).map(|(ids, _)| ((), ids.len()))?;
+    // Chunks that do not fit go first, oldest first (llama.cpp's order); the text near the
+    // cursor is never cut.
+    let max_pos = state.model.model.config().max_position_embeddings;
+    let room = max_pos.saturating_sub(max_new.min(max_pos / 4) + 1);
+    let mut near = prompt::repo_fim_ids(tok, &extra, None, prefix, suffix)?.0.len();
+    let mut truncated = false;
+    while near > room && !extra.is_empty() {
+        extra.remove(0);
+        truncated = true;
+        near = prompt::repo_fim_ids(tok, &extra, None, prefix, suffix)?.0.len();
+    }
     // Repository context first (dependency order), then the client's chunks, then the file.
     let (mut context, path) = repo_context(state, r.file.as_deref(), near, max_new)?;
     context.extend(extra);
@@ -363,7 +400,7 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
         max_new_tokens: max_new,
         sampling: sampling(r.temperature.unwrap_or(0.8), Some(r.top_p.unwrap_or(0.95)), Some(r.top_k.unwrap_or(40)), r.seed)?,
         eos_ids: state.model.eos_ids.clone(),
-        stop: stops(r.stop.clone().unwrap_or_default())?,
+        stop: with_language_stops(stops(r.stop.clone().unwrap_or_default())?, r.language_stops, r.language.as_deref(), r.file.as_deref())?,
         min_indent: match r.n_indent {
             Some(n) if n < 0 => return Err(ApiError::field("n_indent", format!("n_indent must be >= 0, got {n}"))),
             Some(n) if n > 0 => Some(n as usize),
@@ -375,7 +412,7 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<Job, ApiError> {
             _ => None,
         },
     };
-    Ok(Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) })
+    Ok((Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) }, truncated))
 }
 
 /// llama.cpp's `stop_type`.
@@ -389,7 +426,7 @@ fn stop_type(f: FinishReason) -> &'static str {
 }
 
 /// The full llama.cpp `/completion`-shaped response of a finished generation.
-fn llama_response(state: &AppState, o: &Outcome) -> Value {
+fn llama_response(state: &AppState, o: &Outcome, truncated: bool) -> Value {
     let g: &Generation = &o.generation;
     let t = &g.timings;
     let predicted = g.ids.len();
@@ -399,7 +436,7 @@ fn llama_response(state: &AppState, o: &Outcome) -> Value {
     json!({
         "index": 0, "content": g.text, "tokens": [], "id_slot": 0, "stop": true,
         "model": state.cfg.model_name, "tokens_predicted": predicted, "tokens_evaluated": g.prompt_ids.len(),
-        "has_new_line": g.text.contains('\n'), "truncated": false,
+        "has_new_line": g.text.contains('\n'), "truncated": truncated,
         "stop_type": stop_type(g.finish_reason), "stopping_word": "", "tokens_cached": t.cached_tokens,
         "timings": {
             "prompt_n": processed, "prompt_ms": t.prefill_ms,
@@ -414,14 +451,14 @@ fn llama_response(state: &AppState, o: &Outcome) -> Value {
 /// `POST /infill`.
 pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let r: InfillRequest = read_json(&state, req).await?;
-    let job = infill_params(&state, &r)?;
+    let (job, truncated) = infill_params(&state, &r)?;
     if r.stream == Some(true) {
         let st = state.clone();
         let stream = stream_generation(&state, job).await?;
         let events = stream.into_events(move |ev| match ev {
             StreamEvent::Piece(p) => vec![Event::default().data(json!({"content": p, "tokens": [], "stop": false}).to_string())],
             StreamEvent::Done(Ok(o)) => {
-                let mut last = llama_response(&st, &o);
+                let mut last = llama_response(&st, &o, truncated);
                 last["content"] = json!("");
                 vec![Event::default().data(last.to_string())]
             }
@@ -434,7 +471,7 @@ pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<
     let wait = Instant::now();
     let permit = state.acquire_slot().await?;
     let o = generate(&state, permit, job, cancel, None, wait.elapsed().as_secs_f64() * 1000.0).await?;
-    Ok(Json(llama_response(&state, &o)).into_response())
+    Ok(Json(llama_response(&state, &o, truncated)).into_response())
 }
 
 /// What a streaming generation yields.

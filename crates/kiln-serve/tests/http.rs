@@ -381,3 +381,32 @@ fn repo_context_precedes_the_cursor_file() {
         assert_eq!(e["error"]["param"], "file");
     }
 }
+
+/// input_extra chunks that do not fit the context are dropped oldest first (`truncated`), the
+/// text near the cursor is kept; language stop words are opt-in and checked.
+#[test]
+fn extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked() {
+    let reference = load();
+    let addr = start(load(), ServeConfig::default());
+    let big = "value = compute(value) + 1\n".repeat(60); // far over the tiny model's 256 positions
+    let req = json!({
+        "input_extra": [{"filename": "old.py", "text": big}, {"filename": "new.py", "text": "X = 1\n"}],
+        "input_prefix": "def f(x):\n    return ", "input_suffix": "\n", "n_predict": 4, "temperature": 0,
+    });
+    let (status, v) = post(addr, "/infill", &req);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["truncated"], true);
+    let text = "<｜fim▁begin｜># new.py\nX = 1\n\ndef f(x):\n    return <｜fim▁hole｜>\n<｜fim▁end｜>";
+    assert_eq!(v["tokens_evaluated"].as_u64().unwrap() as usize, reference.tokenizer.encode(text).unwrap().len());
+    // Opt-in language stop words.
+    let mut r = req.clone();
+    r["input_extra"] = json!([]);
+    r["language_stops"] = json!(true);
+    r["file"] = json!("pkg/mod.py");
+    assert_eq!(post(addr, "/infill", &r).0, 200);
+    r["language"] = json!("Klingon");
+    let (status, e) = post(addr, "/infill", &r);
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("language")), "{e}");
+    let (status, e) = post(addr, "/v1/completions", &json!({"prompt": "x", "language_stops": true}));
+    assert_eq!((status, e["error"]["param"].as_str()), (400, Some("language_stops")), "{e}");
+}
