@@ -410,3 +410,21 @@ fn extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked() {
     let (status, e) = post(addr, "/v1/completions", &json!({"prompt": "x", "language_stops": true}));
     assert_eq!((status, e["error"]["param"].as_str()), (400, Some("language_stops")), "{e}");
 }
+
+/// Many requests at once: the ones beyond the slots and the queue get 429 at once, the others
+/// complete, and the server stays up.
+#[test]
+fn a_burst_of_requests_gets_429s_and_the_server_stays_up() {
+    let addr = start(slow_model(), ServeConfig { max_concurrency: 2, max_queue: 4, ..Default::default() });
+    let body = json!({"prompt": "x", "max_tokens": 64, "temperature": 0}).to_string();
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..120).map(|_| s.spawn(|| request(addr, "POST", "/v1/completions", &[], body.as_bytes()).0)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let busy = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(ok + busy, statuses.len(), "only 200s and 429s: {statuses:?}");
+    assert!(ok >= 2 && busy > 0, "{ok} completed, {busy} refused");
+    let (status, _) = post(addr, "/v1/completions", &json!({"prompt": "y", "max_tokens": 2}));
+    assert_eq!(status, 200, "the server still serves");
+}
