@@ -322,6 +322,28 @@ fn usage(prompt: usize, completion: usize, cached: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
+/// Runs `n` generations of `job` one after another (seeds `seed`, `seed + 1`, ...), each in a
+/// slot; all are cancelled if the client goes away (the future is dropped).
+async fn run_n(state: &Arc<AppState>, job: &Job, n: usize) -> Result<Vec<Outcome>, ApiError> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let _guard = CancelOnDrop(cancel.clone());
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut j = Job { ids: job.ids.clone(), params: job.params.clone(), cache_prompt: job.cache_prompt };
+        j.params.sampling.seed = j.params.sampling.seed.wrapping_add(i as u64);
+        let wait = Instant::now();
+        let permit = state.acquire_slot().await?;
+        out.push(generate(state, permit, j, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?);
+    }
+    Ok(out)
+}
+
+/// (prompt tokens, completion tokens over all choices, cached prompt tokens) for `usage`.
+fn totals(outcomes: &[Outcome]) -> (usize, usize, usize) {
+    let last = outcomes.last().map(|o| (o.generation.prompt_ids.len(), o.generation.timings.cached_tokens)).unwrap_or((0, 0));
+    (last.0, outcomes.iter().map(|o| o.generation.ids.len()).sum(), last.1)
+}
+
 /// `POST /v1/completions`.
 pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let r: CompletionRequest = read_json(&state, req).await?;
@@ -349,21 +371,13 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
         });
         return Ok(Sse::new(events).into_response());
     }
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(cancel.clone());
-    let mut choices = Vec::with_capacity(n);
-    let (mut prompt_tokens, mut completion_tokens, mut cached_tokens) = (0, 0, 0);
-    for i in 0..n {
-        let mut p = params.clone();
-        p.sampling.seed = p.sampling.seed.wrapping_add(i as u64);
-        let wait = Instant::now();
-        let permit = state.acquire_slot().await?;
-        let o = generate(&state, permit, Job { ids: ids.clone(), params: p, cache_prompt: true }, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?;
-        prompt_tokens = o.generation.prompt_ids.len();
-        cached_tokens = o.generation.timings.cached_tokens;
-        completion_tokens += o.generation.ids.len();
-        choices.push(json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}));
-    }
+    let outcomes = run_n(&state, &Job { ids, params, cache_prompt: true }, n).await?;
+    let choices: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}))
+        .collect();
+    let (prompt_tokens, completion_tokens, cached_tokens) = totals(&outcomes);
     Ok(Json(json!({
         "id": id, "object": "text_completion", "created": created, "model": model,
         "choices": choices, "usage": usage(prompt_tokens, completion_tokens, cached_tokens),
@@ -671,21 +685,13 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) 
         let events = stream::once(async move { Ok::<_, Infallible>(first) }).chain(events);
         return Ok(Sse::new(events).into_response());
     }
-    let cancel = Arc::new(AtomicBool::new(false));
-    let _guard = CancelOnDrop(cancel.clone());
-    let mut choices = Vec::with_capacity(n);
-    let (mut prompt_tokens, mut completion_tokens, mut cached_tokens) = (0, 0, 0);
-    for i in 0..n {
-        let mut j = Job { ids: job.ids.clone(), params: job.params.clone(), cache_prompt: true };
-        j.params.sampling.seed = j.params.sampling.seed.wrapping_add(i as u64);
-        let wait = Instant::now();
-        let permit = state.acquire_slot().await?;
-        let o = generate(&state, permit, j, cancel.clone(), None, wait.elapsed().as_secs_f64() * 1000.0).await?;
-        prompt_tokens = o.generation.prompt_ids.len();
-        cached_tokens = o.generation.timings.cached_tokens;
-        completion_tokens += o.generation.ids.len();
-        choices.push(json!({"index": i, "message": {"role": "assistant", "content": o.generation.text}, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}));
-    }
+    let outcomes = run_n(&state, &job, n).await?;
+    let choices: Vec<Value> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(i, o)| json!({"index": i, "message": {"role": "assistant", "content": o.generation.text}, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}))
+        .collect();
+    let (prompt_tokens, completion_tokens, cached_tokens) = totals(&outcomes);
     Ok(Json(json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": choices, "usage": usage(prompt_tokens, completion_tokens, cached_tokens),

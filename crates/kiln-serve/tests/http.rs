@@ -29,7 +29,10 @@ fn slow_model() -> LoadedModel {
 
 /// Starts a server on a free port in a background runtime; returns its address.
 fn start(model: LoadedModel, cfg: ServeConfig) -> SocketAddr {
-    let state = AppState::new(model, cfg);
+    start_state(AppState::new(model, cfg))
+}
+
+fn start_state(state: std::sync::Arc<AppState>) -> SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -342,17 +345,7 @@ fn repo_context_precedes_the_cursor_file() {
     let index = kiln_infer::repo::RepoIndex::load(&root).unwrap();
     let model = slow_model();
     let tokenizer = kiln_tokenizer::Tokenizer::from_dir(&model_dir()).unwrap();
-    let state = AppState::new_with_repo(model, ServeConfig::default(), Some(index));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap()).unwrap();
-            kiln_serve::serve(listener, state, std::future::pending()).await.unwrap();
-        });
-    });
-    let addr = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let addr = start_state(AppState::new_with_repo(model, ServeConfig::default(), Some(index)));
     let main = std::fs::read_to_string(root.join("main.py")).unwrap();
     let cut = main.find("tool(app").unwrap();
     let (prefix, suffix) = main.split_at(cut);
