@@ -4,6 +4,7 @@
 mod bench;
 mod corpus;
 mod data;
+mod eval;
 mod generate;
 mod info;
 mod repo;
@@ -64,6 +65,11 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Train a model (from scratch with a preset, or continue one) on packed data; resumable.
     Train(train::TrainArgs),
+    /// Evaluate on benchmarks with DeepSeek-Coder's protocols (generated code runs sandboxed).
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -104,6 +110,7 @@ fn main() -> ExitCode {
         Command::Data { command } => data::run(command),
         Command::Serve(args) => serve::run(args),
         Command::Train(args) => train::run(args),
+        Command::Eval { command } => eval::run(command),
         Command::Bench { command } => bench::run(command),
     };
     match result {

@@ -1,0 +1,127 @@
+//! `kiln eval`: benchmarks with DeepSeek-Coder's protocols (kiln-eval).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use kiln_eval::humaneval;
+use kiln_eval::metrics::pass_at_k;
+use kiln_eval::run::score_humaneval;
+use kiln_eval::sandbox::{detect_isolation, Limits, RunResult};
+use kiln_infer::{prompt, GenerateParams, Generator, SamplingParams};
+use serde_json::json;
+
+use crate::generate::{load, ModelArgs};
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// HumanEval (164 Python problems): greedy completions, DeepSeek's stop words, prelude and 10 s limit.
+    Humaneval(HumanevalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HumanevalArgs {
+    /// HumanEval.jsonl(.gz) (default: ../shared/benchmarks/humaneval/HumanEval.jsonl.gz).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Score the canonical solutions instead of a model's completions (checks the harness).
+    #[arg(long, conflicts_with = "model")]
+    canonical: bool,
+    #[command(flatten)]
+    model: Option<ModelArgs>,
+    /// Most new tokens per problem (DeepSeek: 500).
+    #[arg(long, default_value_t = 500)]
+    max_tokens: usize,
+    /// Programs run at once.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Seconds per test program (DeepSeek: 10).
+    #[arg(long, default_value_t = 10)]
+    timeout: u64,
+    /// Only the first N problems.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Write samples.jsonl and summary.json here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: EvalCommand) -> Result<()> {
+    match cmd {
+        EvalCommand::Humaneval(a) => run_humaneval(a),
+    }
+}
+
+fn run_humaneval(a: HumanevalArgs) -> Result<()> {
+    let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval/HumanEval.jsonl.gz"));
+    let mut problems = humaneval::load(&data)?;
+    if let Some(n) = a.limit {
+        problems.truncate(n);
+    }
+    let started = Instant::now();
+    let mut generation_errors = 0usize;
+    let completions: Vec<String> = if a.canonical {
+        problems.iter().map(humaneval::canonical_completion).collect()
+    } else {
+        let Some(margs) = &a.model else { bail!("give --model DIR (or --canonical to check the harness)") };
+        let loaded = load(margs)?;
+        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+        let params = GenerateParams {
+            max_new_tokens: a.max_tokens,
+            sampling: SamplingParams::default(),
+            eos_ids: loaded.eos_ids.clone(),
+            stop: humaneval::STOP.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let mut out = Vec::with_capacity(problems.len());
+        for (i, p) in problems.iter().enumerate() {
+            let ids = prompt::completion_ids(&loaded.tokenizer, humaneval::model_input(p))?;
+            // A problem the model cannot take (a prompt over its context) scores 0, the run goes on.
+            match generator.generate(&ids, &params, |_| {}) {
+                Ok(g) => out.push(humaneval::truncate(&g.text).to_string()),
+                Err(e) => {
+                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
+                    generation_errors += 1;
+                    out.push(String::new());
+                }
+            }
+            tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
+        }
+        out
+    };
+    let generated_s = started.elapsed().as_secs_f64();
+    let isolation = detect_isolation();
+    let limits = Limits { timeout: Duration::from_secs(a.timeout), ..Limits::default() };
+    let samples: Vec<_> = problems.iter().zip(completions).collect();
+    let t = Instant::now();
+    let scored = score_humaneval(&samples, a.workers, &limits, isolation)?;
+    let scoring_s = t.elapsed().as_secs_f64();
+    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
+    let timed_out = scored.iter().filter(|s| s.result == RunResult::TimedOut).count();
+    let pass1 = scored.iter().map(|s| pass_at_k(1, usize::from(s.result == RunResult::Passed), 1).unwrap_or(0.0)).sum::<f64>() / scored.len().max(1) as f64;
+    let summary = json!({
+        "benchmark": "humaneval", "problems": scored.len(), "passed": passed, "timed_out": timed_out,
+        "pass@1": pass1, "generation_errors": generation_errors, "source": if a.canonical { "canonical" } else { "model" },
+        "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
+    });
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
+        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
+        for s in &scored {
+            writeln!(f, "{}", serde_json::to_string(s)?)?;
+        }
+        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    }
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!("| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|");
+        println!("| humaneval | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |", scored.len(), pass1 * 100.0, a.workers);
+    }
+    Ok(())
+}
