@@ -27,8 +27,14 @@ pub struct HumanevalArgs {
     #[arg(long)]
     data: Option<PathBuf>,
     /// Score the canonical solutions instead of a model's completions (checks the harness).
-    #[arg(long, conflicts_with = "model")]
+    #[arg(long, conflicts_with_all = ["model", "endpoint"])]
     canonical: bool,
+    /// Take completions from an OpenAI-compatible server (`http://host:port`, e.g. `kiln serve`).
+    #[arg(long, conflicts_with = "model")]
+    endpoint: Option<String>,
+    /// File holding the endpoint's API key.
+    #[arg(long, requires = "endpoint")]
+    api_key_file: Option<PathBuf>,
     #[command(flatten)]
     model: Option<ModelArgs>,
     /// Most new tokens per problem (DeepSeek: 500).
@@ -67,8 +73,27 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     let mut generation_errors = 0usize;
     let completions: Vec<String> = if a.canonical {
         problems.iter().map(humaneval::canonical_completion).collect()
+    } else if let Some(url) = &a.endpoint {
+        let key = match &a.api_key_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
+            None => None,
+        };
+        let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
+        let mut out = Vec::with_capacity(problems.len());
+        for (i, p) in problems.iter().enumerate() {
+            match endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP) {
+                Ok(text) => out.push(humaneval::truncate(&text).to_string()),
+                Err(e) => {
+                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
+                    generation_errors += 1;
+                    out.push(String::new());
+                }
+            }
+            tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
+        }
+        out
     } else {
-        let Some(margs) = &a.model else { bail!("give --model DIR (or --canonical to check the harness)") };
+        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
         let loaded = load(margs)?;
         let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
         let params = GenerateParams {
@@ -106,7 +131,7 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     let pass1 = scored.iter().map(|s| pass_at_k(1, usize::from(s.result == RunResult::Passed), 1).unwrap_or(0.0)).sum::<f64>() / scored.len().max(1) as f64;
     let summary = json!({
         "benchmark": "humaneval", "problems": scored.len(), "passed": passed, "timed_out": timed_out,
-        "pass@1": pass1, "generation_errors": generation_errors, "source": if a.canonical { "canonical" } else { "model" },
+        "pass@1": pass1, "generation_errors": generation_errors, "source": if a.canonical { "canonical" } else if a.endpoint.is_some() { "endpoint" } else { "model" },
         "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
     });
     if let Some(dir) = &a.out {

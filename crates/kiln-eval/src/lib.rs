@@ -6,10 +6,13 @@
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
 //! (DeepSeek-Coder's HumanEval protocol), [`run`] (scoring many samples with N workers).
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, infilling, the repository-level benchmark, the
-//! `--endpoint` target and resumable runs.
+//! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
+//!
+//! Not here yet (issue #8): MBPP, MultiPL-E, infilling, the repository-level benchmark and
+//! resumable runs.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod humaneval;
 pub mod metrics;
 pub mod run;
@@ -28,6 +31,9 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
+    /// The completions endpoint failed, timed out or answered garbage.
+    #[error("endpoint {0}")]
+    Endpoint(String),
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]
     Exec(#[from] std::io::Error),

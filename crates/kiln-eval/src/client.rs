@@ -1,0 +1,114 @@
+//! An OpenAI-compatible completions endpoint as an evaluation target (`kiln serve`, llama.cpp's
+//! server, vLLM, ...): plain HTTP/1.1 over a socket, no TLS (serve locally, or put a proxy in
+//! front), greedy requests one at a time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::EvalError;
+
+/// Where completions come from.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    host: String,
+    port: u16,
+    base: String,
+    api_key: Option<String>,
+    timeout: Duration,
+}
+
+impl Endpoint {
+    /// Parses `http://host[:port][/base]`.
+    pub fn parse(url: &str, api_key: Option<String>, timeout: Duration) -> Result<Self, EvalError> {
+        let bad = |m: &str| EvalError::Endpoint(format!("{url}: {m}"));
+        let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// endpoints are supported (serve locally, or put a TLS proxy in front)"))?;
+        let (authority, base) = rest.split_once('/').map(|(a, b)| (a, format!("/{}", b.trim_end_matches('/')))).unwrap_or((rest, String::new()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad("the port is not a number"))?),
+            None => (authority.to_string(), 80),
+        };
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let base = base.trim_end_matches("/v1").to_string();
+        Ok(Self { host, port, base, api_key, timeout })
+    }
+
+    /// One greedy completion of `prompt` (`/v1/completions`), `max_tokens` at most, cut by the
+    /// server at `stop` (and again here: not every server honours every stop string).
+    pub fn complete(&self, prompt: &str, max_tokens: usize, stop: &[&str]) -> Result<String, EvalError> {
+        // OpenAI allows at most 4 stop strings; send the first 4, cut the rest here.
+        let body = json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stop": &stop[..stop.len().min(4)]}).to_string();
+        let v = self.post("/v1/completions", &body)?;
+        let text = v["choices"][0]["text"].as_str().ok_or_else(|| EvalError::Endpoint(format!("{}: no choices[0].text in the response: {}", self.url(), excerpt(&v.to_string()))))?;
+        let cut = stop.iter().filter_map(|s| text.find(s)).min().unwrap_or(text.len());
+        Ok(text[..cut].to_string())
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}:{}{}", self.host, self.port, self.base)
+    }
+
+    fn post(&self, path: &str, body: &str) -> Result<Value, EvalError> {
+        let err = |m: String| EvalError::Endpoint(format!("{}{path}: {m}", self.url()));
+        let mut s = TcpStream::connect((self.host.as_str(), self.port)).map_err(|e| err(format!("cannot connect: {e}")))?;
+        s.set_read_timeout(Some(self.timeout)).map_err(|e| err(e.to_string()))?;
+        let auth = self.api_key.as_ref().map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
+        let head = format!(
+            "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{auth}\r\n",
+            self.base,
+            self.host,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).map_err(|e| err(format!("sending: {e}")))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| err(if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut { format!("no answer within {:?}", self.timeout) } else { e.to_string() }))?;
+        let text = String::from_utf8_lossy(&raw);
+        let (headers, body) = text.split_once("\r\n\r\n").ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(&text))))?;
+        let status: u16 = headers.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(headers))))?;
+        let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
+        if status != 200 {
+            return Err(err(format!("HTTP {status}: {}", excerpt(&body))));
+        }
+        serde_json::from_str(&body).map_err(|e| err(format!("the response is not JSON ({e}): {}", excerpt(&body))))
+    }
+}
+
+fn excerpt(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_bad_ones_are_named() {
+        let e = Endpoint::parse("http://127.0.0.1:8080", None, Duration::from_secs(1)).unwrap();
+        assert_eq!((e.host.as_str(), e.port, e.base.as_str()), ("127.0.0.1", 8080, ""));
+        let e = Endpoint::parse("http://localhost:9000/v1/", None, Duration::from_secs(1)).unwrap();
+        assert_eq!((e.port, e.base.as_str()), (9000, ""));
+        let e = Endpoint::parse("http://h/proxy/v1", None, Duration::from_secs(1)).unwrap();
+        assert_eq!((e.port, e.base.as_str()), (80, "/proxy"));
+        for bad in ["https://x", "http://:80", "http://h:port"] {
+            let err = Endpoint::parse(bad, None, Duration::from_secs(1)).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
+    }
+}
