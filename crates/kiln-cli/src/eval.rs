@@ -63,6 +63,25 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
+/// One completion per problem from `complete`, cut at the stop words. A problem that gets no
+/// completion (a prompt over the model's context, an endpoint error) scores 0, is counted in
+/// `errors` and logged; the run goes on.
+fn complete_each(problems: &[humaneval::Problem], errors: &mut usize, mut complete: impl FnMut(&humaneval::Problem) -> Result<String>) -> Vec<String> {
+    let mut out = Vec::with_capacity(problems.len());
+    for (i, p) in problems.iter().enumerate() {
+        match complete(p) {
+            Ok(text) => out.push(humaneval::truncate(&text).to_string()),
+            Err(e) => {
+                tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
+                *errors += 1;
+                out.push(String::new());
+            }
+        }
+        tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
+    }
+    out
+}
+
 fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval/HumanEval.jsonl.gz"));
     let mut problems = humaneval::load(&data)?;
@@ -79,19 +98,7 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
             None => None,
         };
         let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
-        let mut out = Vec::with_capacity(problems.len());
-        for (i, p) in problems.iter().enumerate() {
-            match endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP) {
-                Ok(text) => out.push(humaneval::truncate(&text).to_string()),
-                Err(e) => {
-                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
-                    generation_errors += 1;
-                    out.push(String::new());
-                }
-            }
-            tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
-        }
-        out
+        complete_each(&problems, &mut generation_errors, |p| Ok(endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP)?))
     } else {
         let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
         let loaded = load(margs)?;
@@ -103,21 +110,10 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
             stop: humaneval::STOP.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let mut out = Vec::with_capacity(problems.len());
-        for (i, p) in problems.iter().enumerate() {
+        complete_each(&problems, &mut generation_errors, |p| {
             let ids = prompt::completion_ids(&loaded.tokenizer, humaneval::model_input(p))?;
-            // A problem the model cannot take (a prompt over its context) scores 0, the run goes on.
-            match generator.generate(&ids, &params, |_| {}) {
-                Ok(g) => out.push(humaneval::truncate(&g.text).to_string()),
-                Err(e) => {
-                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
-                    generation_errors += 1;
-                    out.push(String::new());
-                }
-            }
-            tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
-        }
-        out
+            Ok(generator.generate(&ids, &params, |_| {})?.text)
+        })
     };
     let generated_s = started.elapsed().as_secs_f64();
     let isolation = detect_isolation();
