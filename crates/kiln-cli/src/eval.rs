@@ -19,6 +19,9 @@ use crate::generate::{load, ModelArgs};
 pub enum EvalCommand {
     /// HumanEval (164 Python problems): greedy completions, DeepSeek's stop words, prelude and 10 s limit.
     Humaneval(HumanevalArgs),
+    /// HumanEval single-line infilling (1,033 tasks): the middle line by FIM, scored by execution
+    /// (3 s per program) and exact match. Takes the same options (`--max-tokens` default 500: use ~64).
+    Infill(HumanevalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -60,6 +63,7 @@ pub struct HumanevalArgs {
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Humaneval(a) => run_humaneval(a),
+        EvalCommand::Infill(a) => run_infill(a),
     }
 }
 
@@ -143,6 +147,83 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     } else {
         println!("| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|");
         println!("| humaneval | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |", scored.len(), pass1 * 100.0, a.workers);
+    }
+    Ok(())
+}
+
+/// A generated middle for single-line infilling: up to and including its first newline (the
+/// task removed one line; anything after it would be code the suffix already has).
+fn one_line(middle: &str) -> String {
+    match middle.find('\n') {
+        Some(i) => middle[..=i].to_string(),
+        None => middle.to_string(),
+    }
+}
+
+fn run_infill(a: HumanevalArgs) -> Result<()> {
+    use kiln_eval::infilling;
+    let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"));
+    let mut problems = infilling::load(&data)?;
+    if let Some(n) = a.limit {
+        problems.truncate(n);
+    }
+    let mut errors = 0usize;
+    let mut each = |complete: &mut dyn FnMut(&infilling::Problem) -> Result<String>| -> Vec<String> {
+        problems
+            .iter()
+            .map(|p| match complete(p) {
+                Ok(m) => one_line(&m),
+                Err(e) => {
+                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the task scores 0");
+                    errors += 1;
+                    String::new()
+                }
+            })
+            .collect()
+    };
+    let middles: Vec<String> = if a.canonical {
+        problems.iter().map(|p| p.canonical_solution.clone()).collect()
+    } else if let Some(url) = &a.endpoint {
+        let key = match &a.api_key_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
+            None => None,
+        };
+        let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
+        each(&mut |p| Ok(endpoint.complete_fim(&p.prompt, &p.suffix, a.max_tokens)?))
+    } else {
+        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
+        let loaded = load(margs)?;
+        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+        let params = GenerateParams { max_new_tokens: a.max_tokens, sampling: SamplingParams::default(), eos_ids: loaded.eos_ids.clone(), ..Default::default() };
+        each(&mut |p| Ok(generator.generate(&prompt::fim_ids(&loaded.tokenizer, &p.prompt, &p.suffix)?, &params, |_| {})?.text))
+    };
+    let exact = problems.iter().zip(&middles).filter(|(p, m)| infilling::exact_match(p, m)).count();
+    let programs: Vec<_> = problems.iter().zip(&middles).map(|(p, m)| (p.task_id.clone(), m.clone(), infilling::program(p, m))).collect();
+    let isolation = detect_isolation();
+    let limits = Limits { timeout: Duration::from_secs(a.timeout.min(3)), ..Limits::default() };
+    let t = Instant::now();
+    let scored = kiln_eval::run::score_programs(&programs, a.workers, &limits, isolation)?;
+    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
+    let n = scored.len().max(1) as f64;
+    let summary = json!({
+        "benchmark": "humaneval-single-line-infilling", "problems": scored.len(), "passed": passed, "pass@1": passed as f64 / n,
+        "exact_match": exact as f64 / n, "generation_errors": errors,
+        "source": if a.canonical { "canonical" } else if a.endpoint.is_some() { "endpoint" } else { "model" },
+        "isolation": isolation, "workers": a.workers, "scoring_s": t.elapsed().as_secs_f64(),
+    });
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
+        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
+        for s in &scored {
+            writeln!(f, "{}", serde_json::to_string(s)?)?;
+        }
+        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
+    }
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!("| benchmark | tasks | pass@1 | exact match | isolation |\n|---|---|---|---|---|");
+        println!("| humaneval single-line infilling | {} | {:.1}% | {:.1}% | {isolation:?} |", scored.len(), 100.0 * passed as f64 / n, 100.0 * exact as f64 / n);
     }
     Ok(())
 }

@@ -80,6 +80,14 @@ fn endpoint_completions_equal_in_process_ones() {
     let (a, b) = (completions(&local), completions(&remote));
     assert_eq!(a.len(), 4);
     assert_eq!(a, b, "per-sample completions differ between --model and --endpoint");
+    // Infilling through OpenAI's `suffix` equals in-process FIM.
+    let fim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+    let fim_args = ["--data", fim.to_str().unwrap(), "--limit", "3", "--max-tokens", "8", "--json"];
+    let (fl, fr) = (tmp.path().join("fim-local"), tmp.path().join("fim-remote"));
+    let s: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "infill", "--model", model.to_str().unwrap(), "--out", fl.to_str().unwrap()][..], &fim_args].concat()))).unwrap();
+    assert_eq!((s["problems"].as_u64(), s["generation_errors"].as_u64()), (Some(3), Some(0)), "{s}");
+    ok(&kiln(&[&["eval", "infill", "--endpoint", &url, "--out", fr.to_str().unwrap()][..], &fim_args].concat()));
+    assert_eq!(completions(&fl), completions(&fr), "infilling completions differ between --model and --endpoint");
     // A dead endpoint: every problem reported, the run completes, nothing passes.
     let dead: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--endpoint", "http://127.0.0.1:1"][..], &common_args].concat()))).unwrap();
     assert_eq!(dead["generation_errors"], 4);

@@ -48,6 +48,14 @@ impl Endpoint {
         Ok(text[..cut].to_string())
     }
 
+    /// One greedy fill-in-the-middle completion between `prefix` and `suffix`, through
+    /// OpenAI's `suffix` field (kiln serve, Ollama; llama.cpp and vLLM refuse it).
+    pub fn complete_fim(&self, prefix: &str, suffix: &str, max_tokens: usize) -> Result<String, EvalError> {
+        let body = json!({"prompt": prefix, "suffix": suffix, "max_tokens": max_tokens, "temperature": 0}).to_string();
+        let v = self.post("/v1/completions", &body)?;
+        v["choices"][0]["text"].as_str().map(String::from).ok_or_else(|| EvalError::Endpoint(format!("{}: no choices[0].text in the response: {}", self.url(), excerpt(&v.to_string()))))
+    }
+
     fn url(&self) -> String {
         format!("http://{}:{}{}", self.host, self.port, self.base)
     }

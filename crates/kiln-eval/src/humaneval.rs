@@ -3,7 +3,6 @@
 //! `\ndef`, `\nclass`, `\nif`, `\n#`, `\nprint`, then a test program of DeepSeek's import
 //! prelude + prompt + completion + the tests + `check(entry_point)`, run with a 10 s limit.
 
-use std::io::Read;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -33,20 +32,7 @@ pub const STOP: [&str; 5] = ["\ndef", "\nclass", "\nif", "\n#", "\nprint"];
 
 /// Reads `HumanEval.jsonl.gz` (or plain `.jsonl`); every line must hold every field.
 pub fn load(path: &Path) -> Result<Vec<Problem>, EvalError> {
-    let bad = |m: String| EvalError::Data { path: path.to_path_buf(), message: m };
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut s = String::new();
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).map_err(|e| bad(format!("not a readable gzip file: {e}")))?;
-        s
-    } else {
-        String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| bad(format!("line {}: {e} (each line needs task_id, prompt, entry_point, canonical_solution, test)", i + 1))))
-        .collect()
+    crate::load_jsonl(path, "task_id, prompt, entry_point, canonical_solution, test")
 }
 
 /// The model's input for `p`: the prompt without trailing whitespace.

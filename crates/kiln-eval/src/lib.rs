@@ -4,21 +4,42 @@
 //! In: a benchmark file (`../shared/benchmarks`) and completions (from a model, or the
 //! canonical solutions to check the harness). Out: per-sample results and scores. Pieces:
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
-//! (DeepSeek-Coder's HumanEval protocol), [`run`] (scoring many samples with N workers).
+//! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling), [`run`] (scoring many samples with N workers).
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, infilling, the repository-level benchmark and
-//! resumable runs.
+//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling, the
+//! repository-level benchmark and resumable runs.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod humaneval;
+pub mod infilling;
 pub mod metrics;
 pub mod run;
 pub mod sandbox;
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Reads a benchmark file of JSON lines, gzipped or not; `fields` names what each line needs
+/// (for the error message).
+pub fn load_jsonl<T: serde::de::DeserializeOwned>(path: &Path, fields: &str) -> Result<Vec<T>, EvalError> {
+    let bad = |m: String| EvalError::Data { path: path.to_path_buf(), message: m };
+    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut s = String::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).map_err(|e| bad(format!("not a readable gzip file: {e}")))?;
+        s
+    } else {
+        String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|e| bad(format!("line {}: {e} (each line needs {fields})", i + 1))))
+        .collect()
+}
 
 /// Errors of evaluation.
 #[derive(Debug, thiserror::Error)]

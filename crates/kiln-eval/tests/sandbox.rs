@@ -112,3 +112,27 @@ fn edit_similarity_equals_python_difflib() {
         assert_eq!(edit_similarity(a, b), want_es, "{a:?} / {b:?}");
     }
 }
+
+/// Single-line infilling: the removed lines (200 sampled over the 1,033 tasks, as the
+/// reference check did) pass when put back, and match exactly; a wrong line fails.
+#[test]
+fn infilling_ground_truth_lines_pass() {
+    if !python_ready() {
+        return;
+    }
+    use kiln_eval::infilling;
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+    let problems = infilling::load(&path).unwrap();
+    assert_eq!(problems.len(), 1033);
+    let sample: Vec<_> = problems.iter().step_by(5).take(200).collect();
+    let limits = Limits { timeout: Duration::from_secs(3), ..Limits::default() };
+    let programs: Vec<_> = sample.iter().map(|p| (p.task_id.clone(), p.canonical_solution.clone(), infilling::program(p, &p.canonical_solution))).collect();
+    let scored = kiln_eval::run::score_programs(&programs, 2, &limits, detect_isolation()).unwrap();
+    let failed: Vec<_> = scored.iter().filter(|s| s.result != RunResult::Passed).map(|s| &s.task_id).collect();
+    assert!(failed.is_empty(), "{} of 200 ground-truth lines failed: {failed:?}", failed.len());
+    assert!(sample.iter().all(|p| infilling::exact_match(p, &format!("  {}  ", p.canonical_solution))));
+    let p = sample[0];
+    assert!(!infilling::exact_match(p, "    return 0\n"));
+    let wrong = kiln_eval::run::score_programs(&[(p.task_id.clone(), String::new(), infilling::program(p, "    return 0\n"))], 1, &limits, detect_isolation()).unwrap();
+    assert_ne!(wrong[0].result, RunResult::Passed);
+}
