@@ -67,23 +67,62 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
-/// One completion per problem from `complete`, cut at the stop words. A problem that gets no
-/// completion (a prompt over the model's context, an endpoint error) scores 0, is counted in
-/// `errors` and logged; the run goes on.
-fn complete_each(problems: &[humaneval::Problem], errors: &mut usize, mut complete: impl FnMut(&humaneval::Problem) -> Result<String>) -> Vec<String> {
+/// One completion per problem from `complete`, post-processed by `finish` (stop words, one
+/// line). A problem that gets no completion (a prompt over the model's context, an endpoint
+/// error) scores 0, is counted in `errors` and logged; the run goes on.
+fn complete_each<P>(problems: &[P], id: impl Fn(&P) -> &str, errors: &mut usize, finish: impl Fn(&str) -> String, mut complete: impl FnMut(&P) -> Result<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(problems.len());
     for (i, p) in problems.iter().enumerate() {
         match complete(p) {
-            Ok(text) => out.push(humaneval::truncate(&text).to_string()),
+            Ok(text) => out.push(finish(&text)),
             Err(e) => {
-                tracing::warn!(task = %p.task_id, error = %e, "no completion; the problem scores 0");
+                tracing::warn!(task = id(p), error = %e, "no completion; the problem scores 0");
                 *errors += 1;
                 out.push(String::new());
             }
         }
-        tracing::info!(task = %p.task_id, done = i + 1, of = problems.len(), "generated");
+        tracing::info!(task = id(p), done = i + 1, of = problems.len(), "generated");
     }
     out
+}
+
+/// The `--endpoint` target, with its key from `--api-key-file`.
+fn endpoint(a: &HumanevalArgs, url: &str) -> Result<kiln_eval::client::Endpoint> {
+    let key = match &a.api_key_file {
+        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
+        None => None,
+    };
+    Ok(kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?)
+}
+
+/// Where the completions came from, for the summary.
+fn source(a: &HumanevalArgs) -> &'static str {
+    if a.canonical {
+        "canonical"
+    } else if a.endpoint.is_some() {
+        "endpoint"
+    } else {
+        "model"
+    }
+}
+
+/// Writes `samples.jsonl` and `summary.json` into `--out` (when given) and prints the summary
+/// as JSON (`--json`) or as the Markdown `table`.
+fn report(a: &HumanevalArgs, scored: &[kiln_eval::run::Scored], summary: &serde_json::Value, table: String) -> Result<()> {
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
+        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
+        for s in scored {
+            writeln!(f, "{}", serde_json::to_string(s)?)?;
+        }
+        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(summary)?)?;
+    }
+    if a.json {
+        println!("{summary}");
+    } else {
+        println!("{table}");
+    }
+    Ok(())
 }
 
 fn run_humaneval(a: HumanevalArgs) -> Result<()> {
@@ -97,12 +136,10 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     let completions: Vec<String> = if a.canonical {
         problems.iter().map(humaneval::canonical_completion).collect()
     } else if let Some(url) = &a.endpoint {
-        let key = match &a.api_key_file {
-            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
-            None => None,
-        };
-        let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
-        complete_each(&problems, &mut generation_errors, |p| Ok(endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP)?))
+        let endpoint = endpoint(&a, url)?;
+        complete_each(&problems, |p| &p.task_id, &mut generation_errors, |t| humaneval::truncate(t).to_string(), |p| {
+            Ok(endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP)?)
+        })
     } else {
         let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
         let loaded = load(margs)?;
@@ -114,7 +151,7 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
             stop: humaneval::STOP.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        complete_each(&problems, &mut generation_errors, |p| {
+        complete_each(&problems, |p| &p.task_id, &mut generation_errors, |t| humaneval::truncate(t).to_string(), |p| {
             let ids = prompt::completion_ids(&loaded.tokenizer, humaneval::model_input(p))?;
             Ok(generator.generate(&ids, &params, |_| {})?.text)
         })
@@ -131,23 +168,16 @@ fn run_humaneval(a: HumanevalArgs) -> Result<()> {
     let pass1 = scored.iter().map(|s| pass_at_k(1, usize::from(s.result == RunResult::Passed), 1).unwrap_or(0.0)).sum::<f64>() / scored.len().max(1) as f64;
     let summary = json!({
         "benchmark": "humaneval", "problems": scored.len(), "passed": passed, "timed_out": timed_out,
-        "pass@1": pass1, "generation_errors": generation_errors, "source": if a.canonical { "canonical" } else if a.endpoint.is_some() { "endpoint" } else { "model" },
+        "pass@1": pass1, "generation_errors": generation_errors, "source": source(&a),
         "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
     });
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
-        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
-        for s in &scored {
-            writeln!(f, "{}", serde_json::to_string(s)?)?;
-        }
-        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
-    }
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!("| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|");
-        println!("| humaneval | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |", scored.len(), pass1 * 100.0, a.workers);
-    }
+    let table = format!(
+        "| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|\n| humaneval | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |",
+        scored.len(),
+        pass1 * 100.0,
+        a.workers
+    );
+    report(&a, &scored, &summary, table)?;
     Ok(())
 }
 
@@ -168,34 +198,17 @@ fn run_infill(a: HumanevalArgs) -> Result<()> {
         problems.truncate(n);
     }
     let mut errors = 0usize;
-    let mut each = |complete: &mut dyn FnMut(&infilling::Problem) -> Result<String>| -> Vec<String> {
-        problems
-            .iter()
-            .map(|p| match complete(p) {
-                Ok(m) => one_line(&m),
-                Err(e) => {
-                    tracing::warn!(task = %p.task_id, error = %e, "no completion; the task scores 0");
-                    errors += 1;
-                    String::new()
-                }
-            })
-            .collect()
-    };
     let middles: Vec<String> = if a.canonical {
         problems.iter().map(|p| p.canonical_solution.clone()).collect()
     } else if let Some(url) = &a.endpoint {
-        let key = match &a.api_key_file {
-            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
-            None => None,
-        };
-        let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
-        each(&mut |p| Ok(endpoint.complete_fim(&p.prompt, &p.suffix, a.max_tokens)?))
+        let endpoint = endpoint(&a, url)?;
+        complete_each(&problems, |p| &p.task_id, &mut errors, one_line, |p| Ok(endpoint.complete_fim(&p.prompt, &p.suffix, a.max_tokens)?))
     } else {
         let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
         let loaded = load(margs)?;
         let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
         let params = GenerateParams { max_new_tokens: a.max_tokens, sampling: SamplingParams::default(), eos_ids: loaded.eos_ids.clone(), ..Default::default() };
-        each(&mut |p| Ok(generator.generate(&prompt::fim_ids(&loaded.tokenizer, &p.prompt, &p.suffix)?, &params, |_| {})?.text))
+        complete_each(&problems, |p| &p.task_id, &mut errors, one_line, |p| Ok(generator.generate(&prompt::fim_ids(&loaded.tokenizer, &p.prompt, &p.suffix)?, &params, |_| {})?.text))
     };
     let exact = problems.iter().zip(&middles).filter(|(p, m)| infilling::exact_match(p, m)).count();
     let programs: Vec<_> = problems.iter().zip(&middles).map(|(p, m)| (p.task_id.clone(), m.clone(), infilling::program(p, m))).collect();
@@ -208,22 +221,13 @@ fn run_infill(a: HumanevalArgs) -> Result<()> {
     let summary = json!({
         "benchmark": "humaneval-single-line-infilling", "problems": scored.len(), "passed": passed, "pass@1": passed as f64 / n,
         "exact_match": exact as f64 / n, "generation_errors": errors,
-        "source": if a.canonical { "canonical" } else if a.endpoint.is_some() { "endpoint" } else { "model" },
-        "isolation": isolation, "workers": a.workers, "scoring_s": t.elapsed().as_secs_f64(),
+        "source": source(&a), "isolation": isolation, "workers": a.workers, "scoring_s": t.elapsed().as_secs_f64(),
     });
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
-        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
-        for s in &scored {
-            writeln!(f, "{}", serde_json::to_string(s)?)?;
-        }
-        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(&summary)?)?;
-    }
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!("| benchmark | tasks | pass@1 | exact match | isolation |\n|---|---|---|---|---|");
-        println!("| humaneval single-line infilling | {} | {:.1}% | {:.1}% | {isolation:?} |", scored.len(), 100.0 * passed as f64 / n, 100.0 * exact as f64 / n);
-    }
-    Ok(())
+    let table = format!(
+        "| benchmark | tasks | pass@1 | exact match | isolation |\n|---|---|---|---|---|\n| humaneval single-line infilling | {} | {:.1}% | {:.1}% | {isolation:?} |",
+        scored.len(),
+        100.0 * passed as f64 / n,
+        100.0 * exact as f64 / n
+    );
+    report(&a, &scored, &summary, table)
 }

@@ -149,11 +149,6 @@ impl PrefixCache {
         Self { cache: model.new_cache(), ids: Vec::new() }
     }
 
-    /// The token ids whose KV state is held.
-    pub fn ids(&self) -> &[u32] {
-        &self.ids
-    }
-
     /// Length of the common prefix of the held ids and `prompt`.
     pub fn common_prefix(&self, prompt: &[u32]) -> usize {
         self.ids.iter().zip(prompt).take_while(|(a, b)| a == b).count()
