@@ -7,6 +7,7 @@ mod data;
 mod eval;
 mod generate;
 mod info;
+mod quickstart;
 mod repo;
 mod serve;
 mod tokenizer;
@@ -70,6 +71,9 @@ enum Command {
         #[command(subcommand)]
         command: eval::EvalCommand,
     },
+    /// The whole recipe in one command on code found on this machine: corpus, tokenizer, FIM
+    /// packing, training from scratch, evaluation, report; resumable.
+    Quickstart(quickstart::QuickstartArgs),
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -111,6 +115,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval { command } => eval::run(command),
+        Command::Quickstart(args) => quickstart::run(args),
         Command::Bench { command } => bench::run(command),
     };
     match result {

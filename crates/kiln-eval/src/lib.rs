@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod client;
+pub mod compression;
 pub mod humaneval;
 pub mod infilling;
 pub mod metrics;

@@ -10,10 +10,12 @@ pub mod loaded;
 pub mod prompt;
 pub mod repo;
 pub mod sampling;
+pub mod score;
 
 pub use generate::{Decoding, FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
 pub use loaded::LoadedModel;
 pub use sampling::{Sampler, SamplingParams};
+pub use score::{text_loss, TextLoss};
 
 use kiln_model::Config;
 use kiln_tokenizer::Tokenizer;

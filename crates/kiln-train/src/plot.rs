@@ -62,10 +62,15 @@ impl Canvas {
         }
     }
 
-    /// Text in the 3x5 font at scale 2 (digits, `.`, `-`, `e`, `+`; other characters blank).
+    /// Text in the 3x5 font at scale 2 (digits, letters as capitals except `e`, a few marks;
+    /// other characters blank).
     fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb) {
+        let mut prev = ' ';
         for (k, ch) in s.chars().enumerate() {
-            let rows = glyph(ch);
+            // A lower-case e after a digit is an exponent (1.00e-3) and keeps its small glyph;
+            // in words it is a capital like every other letter.
+            let rows = if ch == 'e' && !prev.is_ascii_digit() { glyph('E') } else { glyph(ch) };
+            prev = ch;
             for (r, bits) in rows.iter().enumerate() {
                 for col in 0..3 {
                     if bits & (0b100 >> col) != 0 {
@@ -121,9 +126,81 @@ fn glyph(c: char) -> [u8; 5] {
         '.' => [0, 0, 0, 0, 2],
         '-' => [0, 0, 7, 0, 0],
         '+' => [0, 2, 7, 2, 0],
+        // Lower-case e stays small: it is the exponent in axis labels (1.00e-3).
         'e' => [0, 7, 7, 4, 7],
+        '#' => [5, 7, 5, 7, 5],
+        '/' => [1, 1, 2, 4, 4],
+        '%' => [5, 1, 2, 4, 5],
+        '(' => [1, 2, 2, 2, 1],
+        ')' => [4, 2, 2, 2, 4],
+        ':' => [0, 2, 0, 2, 0],
+        '_' => [0, 0, 0, 0, 7],
+        c if c.is_ascii_alphabetic() => letter(c.to_ascii_uppercase()),
         _ => [0; 5],
     }
+}
+
+/// Capital letters of the 3x5 font.
+fn letter(c: char) -> [u8; 5] {
+    const LETTERS: [[u8; 5]; 26] = [
+        [2, 5, 7, 5, 5], // A
+        [6, 5, 6, 5, 6], // B
+        [3, 4, 4, 4, 3], // C
+        [6, 5, 5, 5, 6], // D
+        [7, 4, 6, 4, 7], // E
+        [7, 4, 6, 4, 4], // F
+        [3, 4, 5, 5, 3], // G
+        [5, 5, 7, 5, 5], // H
+        [7, 2, 2, 2, 7], // I
+        [1, 1, 1, 5, 2], // J
+        [5, 5, 6, 5, 5], // K
+        [4, 4, 4, 4, 7], // L
+        [5, 7, 7, 5, 5], // M
+        [6, 5, 5, 5, 5], // N
+        [2, 5, 5, 5, 2], // O
+        [6, 5, 6, 4, 4], // P
+        [2, 5, 5, 6, 3], // Q
+        [6, 5, 6, 5, 5], // R
+        [3, 4, 2, 1, 6], // S
+        [7, 2, 2, 2, 2], // T
+        [5, 5, 5, 5, 7], // U
+        [5, 5, 5, 5, 2], // V
+        [5, 5, 7, 7, 5], // W
+        [5, 5, 2, 5, 5], // X
+        [5, 5, 2, 2, 2], // Y
+        [7, 1, 2, 4, 7], // Z
+    ];
+    LETTERS[(c as u8 - b'A') as usize]
+}
+
+/// Colour of the bars of [`bar_chart`].
+const BAR: Rgb = [31, 119, 180];
+
+/// A horizontal bar chart PNG: one labelled bar per row (at most 16 rows, the largest first as
+/// given), its value printed after it with `unit`, under a title. For tables that read better
+/// as a picture (the corpus by language).
+pub fn bar_chart(path: &Path, title: &str, rows: &[(String, f64)], unit: &str) -> Result<()> {
+    let mut cv = Canvas::new();
+    cv.text(10, 8, title, AXIS);
+    let rows = &rows[..rows.len().min(16)];
+    let max = rows.iter().map(|r| r.1).fold(0.0f64, f64::max).max(f64::MIN_POSITIVE);
+    let (left, right) = (170i64, (W - 110) as i64);
+    let row_h = ((H - 40) / rows.len().max(1)).min(28) as i64;
+    for (i, (label, value)) in rows.iter().enumerate() {
+        let y = 32 + i as i64 * row_h;
+        let label: String = label.chars().take(20).collect();
+        cv.text(10, y + (row_h - 10) / 2, &label, AXIS);
+        let len = ((value / max).clamp(0.0, 1.0) * (right - left) as f64) as i64;
+        for yy in y + 2..y + row_h - 2 {
+            cv.line((left, yy), (left + len.max(1), yy), BAR);
+        }
+        let shown = if *value < 10.0 { format!("{value:.2} {unit}") } else { format!("{value:.1} {unit}") };
+        cv.text(left + len + 6, y + (row_h - 10) / 2, &shown, AXIS);
+    }
+    let tmp = path.with_extension("png.tmp");
+    std::fs::write(&tmp, cv.png()).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
+    std::fs::rename(&tmp, path).map_err(|e| TrainError::Io { path: path.to_path_buf(), source: e })?;
+    Ok(())
 }
 
 /// A series to draw: its (step, value) points, its colour, and dots (true) or a line (false).
@@ -255,6 +332,24 @@ mod tests {
         std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
         assert!(has_colour(&raw, EVAL), "eval points drawn");
         assert!(!has_colour(&raw, LR), "no LR curve on the loss chart");
+    }
+
+    #[test]
+    fn bar_chart_draws_bars_proportional_to_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bars.png");
+        bar_chart(&p, "Corpus by language", &[("Rust".into(), 40.0), ("Python".into(), 10.0)], "MB").unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        let start = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(bytes[start - 4..start].try_into().unwrap()) as usize;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
+        // Bar pixels per row: the first bar is four times the second.
+        let widths: Vec<usize> = raw.chunks(1 + 3 * W).map(|row| row[1..].chunks(3).filter(|c| *c == BAR).count()).filter(|&n| n > 0).collect();
+        let (long, short) = (*widths.iter().max().unwrap(), *widths.iter().min().unwrap());
+        assert!((long as f64 / short as f64 - 4.0).abs() < 0.1, "{long} vs {short}");
+        // Labels are drawn in the axis colour left of the bars.
+        assert!(raw.chunks(1 + 3 * W).any(|row| row[1..1 + 3 * 160].chunks(3).any(|c| c == AXIS)));
     }
 
     /// Whether a pixel of `colour` is in the filtered scanlines `raw` (1 filter byte per row).

@@ -1,0 +1,290 @@
+//! Quickstart's evaluation, on the repositories `kiln data pack` held out (never trained on):
+//! bits per byte of the model against zstd -19 (each file alone, and all files as one stream),
+//! single-line infilling exact match on held-out lines, and samples to show.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use kiln_corpus::Manifest;
+use kiln_data::Split;
+use kiln_infer::{prompt, GenerateParams, Generator, LoadedModel, SamplingParams, TextLoss};
+use serde::{Deserialize, Serialize};
+
+use super::Run;
+
+/// Held-out text scored for bits per byte (enough for a stable figure, seconds on a tiny model).
+const MAX_HELDOUT_BYTES: usize = 384 << 10;
+/// In-file context around an infilled line: bytes before and after.
+const INFILL_PREFIX_BYTES: usize = 3000;
+const INFILL_SUFFIX_BYTES: usize = 1000;
+
+/// One held-out file.
+struct HeldOut {
+    repo: String,
+    path: String,
+    language: String,
+    text: String,
+}
+
+/// What quickstart measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub heldout_repos: Vec<String>,
+    pub heldout_files: usize,
+    pub heldout_bytes: usize,
+    /// Mean cross-entropy per token on the held-out files (nats).
+    pub loss_per_token: f64,
+    pub model_bits_per_byte: f64,
+    /// zstd -19 on each file alone.
+    pub zstd_each_bits_per_byte: f64,
+    /// zstd -19 on all the files as one stream.
+    pub zstd_concat_bits_per_byte: f64,
+    pub per_language: Vec<LanguageRow>,
+    pub infill: InfillScore,
+    pub sample_completion: Option<SampleText>,
+    pub sample_infill: Option<SampleText>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LanguageRow {
+    pub language: String,
+    pub files: usize,
+    pub bytes: usize,
+    pub model_bits_per_byte: f64,
+    pub zstd_each_bits_per_byte: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InfillScore {
+    pub lines: usize,
+    pub exact: usize,
+    pub exact_match: f64,
+}
+
+/// A prompt (shown tail), the model's text, and for an infill the suffix (shown head).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SampleText {
+    pub file: String,
+    pub prompt: String,
+    pub output: String,
+    pub suffix: String,
+}
+
+pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize) -> Result<Results> {
+    let seed = run.state.settings.seed;
+    let files = heldout_files(&run.dir("corpus"), val_fraction, seed)?;
+    let mut repos: Vec<String> = files.iter().map(|f| f.repo.clone()).collect();
+    repos.dedup();
+    let bytes: usize = files.iter().map(|f| f.text.len()).sum();
+    run.say(format!("  {} held-out files ({:.0} KB) from {} repositories: {}", files.len(), bytes as f64 / 1024.0, repos.len(), repos.join(", ")));
+    let model_dir = run.dir("model");
+    let loaded = LoadedModel::load(&model_dir, None, &candle_core::Device::Cpu).with_context(|| format!("loading the trained model {}", model_dir.display()))?;
+    let window = run.state.settings.seq_len;
+
+    let mut total = TextLoss::default();
+    let mut langs: BTreeMap<String, (usize, TextLoss, u64)> = BTreeMap::new();
+    for f in &files {
+        let loss = kiln_infer::text_loss(&loaded.model, &loaded.tokenizer, &f.text, window)?;
+        total.add(loss);
+        let e = langs.entry(f.language.clone()).or_default();
+        e.0 += 1;
+        e.1.add(loss);
+        e.2 += kiln_eval::compression::zstd_bits(f.text.as_bytes());
+    }
+    let texts: Vec<&[u8]> = files.iter().map(|f| f.text.as_bytes()).collect();
+    let each_bits: u64 = langs.values().map(|l| l.2).sum();
+    let concat_bits = kiln_eval::compression::zstd_bits(&texts.concat());
+    let per_byte = |bits: u64, n: usize| bits as f64 / n.max(1) as f64;
+    let per_language = langs
+        .into_iter()
+        .map(|(language, (files, loss, zbits))| LanguageRow { language, files, bytes: loss.bytes, model_bits_per_byte: loss.bits_per_byte(), zstd_each_bits_per_byte: per_byte(zbits, loss.bytes) })
+        .collect();
+    run.say(format!(
+        "  bits per byte: model {:.3}, zstd -19 per file {:.3}, zstd -19 all files as one stream {:.3}",
+        total.bits_per_byte(),
+        per_byte(each_bits, bytes),
+        per_byte(concat_bits, bytes)
+    ));
+
+    let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+    let infill = infill_lines(&files, eval_lines, seed, &loaded, &generator)?;
+    run.say(format!("  single-line infilling on {} held-out lines: exact match {:.1}%", infill.lines, infill.exact_match * 100.0));
+    let (sample_completion, sample_infill) = samples(&files, &loaded, &generator)?;
+    Ok(Results {
+        heldout_repos: repos,
+        heldout_files: files.len(),
+        heldout_bytes: bytes,
+        loss_per_token: total.per_token(),
+        model_bits_per_byte: total.bits_per_byte(),
+        zstd_each_bits_per_byte: per_byte(each_bits, bytes),
+        zstd_concat_bits_per_byte: per_byte(concat_bits, bytes),
+        per_language,
+        infill,
+        sample_completion,
+        sample_infill,
+    })
+}
+
+/// The files of the held-out repositories, in a seeded order, up to [`MAX_HELDOUT_BYTES`].
+fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<HeldOut>> {
+    let manifest = Manifest::load(corpus)?;
+    let mut all = Vec::new();
+    for shard in manifest.shard_paths(corpus) {
+        for s in kiln_corpus::shard::read_all(&shard)? {
+            if Split::of_repo(&s.repo, val_fraction, seed) != Split::Val {
+                continue;
+            }
+            for span in &s.files {
+                let Some(text) = s.text.get(span.start as usize..span.end as usize) else { continue };
+                if text.trim().is_empty() {
+                    continue;
+                }
+                all.push(HeldOut { repo: s.repo.clone(), path: span.path.clone(), language: span.language.clone().unwrap_or_else(|| "unknown".into()), text: text.to_string() });
+            }
+        }
+    }
+    all.sort_by_key(|f| mix(seed, &format!("{}/{}", f.repo, f.path)));
+    let mut taken = 0;
+    all.retain(|f| {
+        let keep = taken < MAX_HELDOUT_BYTES;
+        taken += f.text.len();
+        keep
+    });
+    all.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
+    Ok(all)
+}
+
+fn mix(seed: u64, s: &str) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for b in s.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+fn greedy(loaded: &LoadedModel, max_new_tokens: usize, stop: &[&str]) -> GenerateParams {
+    GenerateParams {
+        max_new_tokens,
+        sampling: SamplingParams::default(),
+        eos_ids: loaded.eos_ids.clone(),
+        stop: stop.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A byte index at or before `i` that is a char boundary of `s`.
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    i = i.min(s.len());
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Single-line infilling on held-out code, as the SantaCoder FIM task scores it: a line of at
+/// least 4 non-blank characters is removed, the model fills the hole (PSM, greedy, up to its
+/// first newline), and the stripped result must equal the stripped line.
+fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Generator) -> Result<InfillScore> {
+    let mut candidates: Vec<(usize, usize, usize)> = Vec::new(); // (file, line start, line end)
+    for (i, f) in files.iter().enumerate() {
+        let mut start = 0;
+        for line in f.text.split_inclusive('\n') {
+            let end = start + line.trim_end_matches('\n').len();
+            if line.trim().len() >= 4 {
+                candidates.push((i, start, end));
+            }
+            start += line.len();
+        }
+    }
+    candidates.sort_by_key(|&(i, s, _)| mix(seed ^ 0x1f, &format!("{}:{}:{s}", files[i].repo, files[i].path)));
+    candidates.truncate(n);
+    let params = greedy(loaded, 48, &["\n"]);
+    let mut score = InfillScore { lines: candidates.len(), ..Default::default() };
+    for (i, start, end) in candidates {
+        let text = &files[i].text;
+        let prefix = &text[floor_boundary(text, start.saturating_sub(INFILL_PREFIX_BYTES))..start];
+        let suffix = &text[end..floor_boundary(text, end + INFILL_SUFFIX_BYTES)];
+        let ids = prompt::fim_ids(&loaded.tokenizer, prefix, suffix)?;
+        let out = generator.generate(&ids, &params, |_| {})?.text;
+        let middle = out.split('\n').next().unwrap_or("");
+        score.exact += usize::from(middle.trim() == text[start..end].trim());
+    }
+    score.exact_match = score.exact as f64 / score.lines.max(1) as f64;
+    Ok(score)
+}
+
+/// The first `n` lines of `s`.
+pub fn first_lines(s: &str, n: usize) -> String {
+    s.split_inclusive('\n').take(n).collect()
+}
+
+/// The last `n` lines of `s` (all of it when it has fewer).
+fn last_lines(s: &str, n: usize) -> &str {
+    let body = s.strip_suffix('\n').unwrap_or(s);
+    let mut seen = 0;
+    for (i, c) in body.char_indices().rev() {
+        if c == '\n' {
+            seen += 1;
+            if seen == n {
+                return &s[i + 1..];
+            }
+        }
+    }
+    s
+}
+
+/// A completion after the first function header of a held-out file (Python preferred), and an
+/// infill of the line after it.
+fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator) -> Result<(Option<SampleText>, Option<SampleText>)> {
+    let header = |f: &HeldOut| -> Option<usize> {
+        let mut start = 0;
+        for line in f.text.split_inclusive('\n') {
+            let t = line.trim_start();
+            if (t.starts_with("def ") || t.starts_with("fn ") || t.starts_with("pub fn ")) && line.len() < 120 && start > 0 {
+                return Some(start + line.len());
+            }
+            start += line.len();
+        }
+        None
+    };
+    let mut ordered: Vec<&HeldOut> = files.iter().filter(|f| f.language == "Python").collect();
+    ordered.extend(files.iter().filter(|f| f.language != "Python"));
+    let Some((f, cut)) = ordered.into_iter().find_map(|f| header(f).filter(|&c| c < f.text.len()).map(|c| (f, c))) else {
+        return Ok((None, None));
+    };
+    let text = &f.text;
+    let before = &text[floor_boundary(text, cut.saturating_sub(INFILL_PREFIX_BYTES))..cut];
+    let ids = prompt::completion_ids(&loaded.tokenizer, before)?;
+    let output = generator.generate(&ids, &greedy(loaded, 64, &["\n\n\n"]), |_| {})?.text;
+    let file = format!("{}/{}", f.repo, f.path);
+    let completion = SampleText { file: file.clone(), prompt: last_lines(before, 6).to_string(), output, suffix: String::new() };
+    // The infill: the line after the header is the hole.
+    let line_end = text[cut..].find('\n').map(|i| cut + i).unwrap_or(text.len());
+    let suffix = &text[line_end..floor_boundary(text, line_end + INFILL_SUFFIX_BYTES)];
+    let ids = prompt::fim_ids(&loaded.tokenizer, before, suffix)?;
+    let output = generator.generate(&ids, &greedy(loaded, 48, &["\n"]), |_| {})?.text;
+    let shown_suffix: String = suffix.split_inclusive('\n').take(4).collect();
+    let infill = SampleText { file, prompt: last_lines(before, 6).to_string(), output, suffix: shown_suffix };
+    Ok((Some(completion), Some(infill)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_lines_keeps_the_tail() {
+        assert_eq!(last_lines("a\nb\nc\nd\n", 2), "c\nd\n");
+        assert_eq!(last_lines("a\nb\n", 5), "a\nb\n");
+        assert_eq!(last_lines("x", 1), "x");
+    }
+
+    #[test]
+    fn boundaries_never_split_a_character() {
+        let s = "aé€z";
+        for i in 0..=s.len() + 2 {
+            assert!(s.is_char_boundary(floor_boundary(s, i)));
+        }
+    }
+}
