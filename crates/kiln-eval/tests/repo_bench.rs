@@ -158,7 +158,7 @@ fn metrics_on_hand_computed_pairs() {
     // Whitespace around the line does not matter for EM and ES.
     assert!(exact_match("  x = 1  ", "x = 1"));
     assert_eq!(edit_similarity("  x = 1 ", "x = 1"), 100);
-    assert!(repo_bench::identifier_match("apply_tax( amount )", gt, "Python") == false);
+    assert!(!repo_bench::identifier_match("apply_tax( amount )", gt, "Python"));
     assert!(repo_bench::identifier_match("return apply_tax( amount )", gt, "Python"));
     // Score rows: per language and all, in percent.
     let t = |lang: &str, gt: &str| RepoTask {
