@@ -160,3 +160,58 @@ fn repo_benchmark_end_to_end() {
     let table = ok(&kiln(&["eval", "repo", "--bench", from_corpus.to_str().unwrap(), "--model", model.to_str().unwrap(), "--max-tokens", "2", "--limit", "3"]));
     assert!(table.contains("| with |") && table.contains("| without |") && table.contains("| all | 3 |"), "{table}");
 }
+
+/// `kiln eval repo --endpoint` (the rendered prompt text sent to `kiln serve`) gives the same
+/// predictions as `--model` in-process, task by task and in both conditions.
+#[test]
+fn repo_benchmark_endpoint_equals_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixtures = root.join("crates/kiln-eval/tests/fixtures/repos");
+    let bench = tmp.path().join("bench.jsonl");
+    let repos: Vec<String> = ["pyshop", "rustcalc", "tsnotes"].iter().map(|r| fixtures.join(r).to_str().unwrap().to_string()).collect();
+    let repo_args: Vec<&str> = repos.iter().map(String::as_str).collect();
+    ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--max-tasks", "6", "--out", bench.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
+    let model = root.join("tests/fixtures/tiny-llama");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !healthy(port) {
+        assert!(start.elapsed() < Duration::from_secs(60), "kiln serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    // The same prompt budget for both (the endpoint path cannot read the model's window).
+    let common = ["--bench", bench.to_str().unwrap(), "--max-tokens", "6", "--max-prompt-tokens", "240", "--context-tokens", "100", "--json"];
+    ok(&kiln(&[&["eval", "repo", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common].concat()));
+    let url = format!("http://127.0.0.1:{port}");
+    let tokenizer = model.join("tokenizer.json");
+    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "repo", "--endpoint", &url, "--tokenizer", tokenizer.to_str().unwrap(), "--out", remote.to_str().unwrap()][..], &common].concat()))).unwrap();
+    assert_eq!(summary["source"], "endpoint");
+    assert_eq!(summary["generation_errors"], 0);
+    let predictions = |dir: &Path| -> Vec<(String, String, String)> {
+        std::fs::read_to_string(dir.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let p = |c: &str| v[c]["prediction"].as_str().unwrap().to_string();
+                (v["task_id"].as_str().unwrap().to_string(), p("with_context"), p("without_context"))
+            })
+            .collect()
+    };
+    let (a, b) = (predictions(&local), predictions(&remote));
+    assert_eq!(a.len(), 6);
+    assert!(a.iter().any(|(_, with, _)| !with.is_empty()), "the model produced something to compare");
+    assert_eq!(a, b);
+    // Without --tokenizer the endpoint mode says what it needs.
+    let out = kiln(&["eval", "repo", "--bench", bench.to_str().unwrap(), "--endpoint", &url]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizer"));
+}

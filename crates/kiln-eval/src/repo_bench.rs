@@ -861,7 +861,8 @@ pub struct RepoReport {
 }
 
 /// Runs both conditions of every task through `complete` (an in-process model, an endpoint, an
-/// oracle in tests) and scores them. A failing completion is logged, counted in
+/// oracle in tests) and scores them; a task with no context file within the budget is asked
+/// once (both prompts would be the same). A failing completion is logged, counted in
 /// `generation_errors` and scores as an empty prediction; the run goes on. `repos` must hold
 /// every task's repository (the snapshot of [`load_bench`]).
 pub fn evaluate<E: Display>(tasks: &[RepoTask], repos: &[Repo], tokenizer: &Tokenizer, opts: &EvalOptions, mut complete: impl FnMut(&Prompt) -> Result<String, E>) -> Result<RepoReport, EvalError> {
@@ -889,7 +890,9 @@ pub fn evaluate<E: Display>(tasks: &[RepoTask], repos: &[Repo], tokenizer: &Toke
             Ok(Outcome { exact_match: exact_match(&prediction, &gt), edit_similarity: edit_similarity(&prediction, &gt), prompt_tokens: p.ids.len(), raw, prediction })
         };
         let with_context = run(&context)?;
-        let without_context = run(&[])?;
+        // No file fit the budget (or the file imports none): the two prompts are the same, so
+        // the model is asked once.
+        let without_context = if context.is_empty() { with_context.clone() } else { run(&[])? };
         results.push(TaskResult {
             task_id: task.task_id.clone(),
             language: task.language.clone(),

@@ -205,6 +205,8 @@ fn the_context_prompt_holds_the_defining_file_and_the_plain_one_does_not() {
             assert!(p.text.ends_with(&t.prefix), "{}", t.task_id);
             assert!(p.text.contains(&format!(" {}\n", t.path)), "{}: path comment", t.task_id);
             assert_eq!(tok.decode(&p.ids, true).unwrap(), p.text, "{}", t.task_id);
+            // What an endpoint tokenizes from the text is what the in-process model gets.
+            assert_eq!(tok.encode(&p.text).unwrap(), p.ids, "{}", t.task_id);
         }
         assert!(with.text.ends_with(&without.text), "{}: the only difference is the context files", t.task_id);
     }
