@@ -13,7 +13,7 @@ use kiln_repo::ingest::{ingest_path, IngestOptions};
 use kiln_repo::Repo;
 use kiln_tokenizer::Tokenizer;
 
-const NAMES: [&str; 3] = ["pyshop", "rustcalc", "tsnotes"];
+const NAMES: [&str; 4] = ["javabank", "pyshop", "rustcalc", "tsnotes"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repos").join(name)
@@ -48,7 +48,7 @@ fn every_task_uses_a_symbol_defined_in_another_imported_file() {
     let repos = repos();
     let tasks = repo_bench::build_from_repos(&repos, &all_repos()).unwrap();
     let per_repo: HashSet<&str> = tasks.iter().map(|t| t.repo.as_str()).collect();
-    assert_eq!(per_repo.len(), 3, "every fixture repository gives tasks: {per_repo:?}");
+    assert_eq!(per_repo.len(), NAMES.len(), "every fixture repository gives tasks: {per_repo:?}");
     for t in &tasks {
         let repo = repos.iter().find(|r| r.name == t.repo).unwrap();
         let idx = |p: &str| repo.files.iter().position(|f| f.path == p).unwrap();
@@ -80,7 +80,7 @@ fn only_held_out_repositories_give_tasks() {
     let seed = (0..1000u64)
         .find(|&s| {
             let val = NAMES.iter().filter(|n| kiln_data::Split::of_repo(n, 0.5, s) == kiln_data::Split::Val).count();
-            val == 1 || val == 2
+            val > 0 && val < NAMES.len()
         })
         .unwrap();
     let held: HashSet<&str> = NAMES.iter().copied().filter(|n| kiln_data::Split::of_repo(n, 0.5, seed) == kiln_data::Split::Val).collect();
@@ -111,7 +111,7 @@ fn builds_are_byte_identical_and_caps_hold() {
     // The bench round-trips.
     let (loaded, snap) = repo_bench::load_bench(&dir.path().join("a.jsonl")).unwrap();
     assert_eq!(loaded, tasks);
-    assert_eq!(snap.len(), 3);
+    assert_eq!(snap.len(), NAMES.len());
     // Caps: per file and in all.
     let capped = repo_bench::build_from_repos(&repos(), &BuildOptions { max_per_file: 1, max_tasks: 4, ..all_repos() }).unwrap();
     assert_eq!(capped.len(), 4);
@@ -253,4 +253,26 @@ fn an_oracle_that_needs_the_defining_file_scores_all_with_context_and_nothing_wi
     .unwrap();
     assert_eq!(report.generation_errors, 4);
     assert_eq!(report.score.all().with_context.exact_match, 0.0);
+}
+
+#[test]
+fn the_snapshot_gives_the_same_context_as_the_repository_on_disk() {
+    let tok = tokenizer();
+    let repos = repos();
+    let tasks = repo_bench::build_from_repos(&repos, &all_repos()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bench = dir.path().join("bench.jsonl");
+    repo_bench::write_bench(&bench, &tasks, &repos).unwrap();
+    let (_, snapshot) = repo_bench::load_bench(&bench).unwrap();
+    for name in NAMES {
+        let from_disk = kiln_infer::repo::RepoIndex::load(&fixture(name)).unwrap();
+        let from_snapshot = kiln_infer::repo::RepoIndex::from_repo(snapshot.iter().find(|r| r.name == name).unwrap().clone());
+        for t in tasks.iter().filter(|t| t.repo == name) {
+            for budget in [10, 200, 50_000] {
+                let a = repo_bench::context_files(&from_disk, t, &tok, budget).unwrap();
+                let b = repo_bench::context_files(&from_snapshot, t, &tok, budget).unwrap();
+                assert_eq!(a, b, "{} at {budget} tokens", t.task_id);
+            }
+        }
+    }
 }
