@@ -103,7 +103,7 @@ impl BuildOptions {
 /// [`BuildOptions::all_repos`]), rebuilt from the shards: a repository split into several
 /// samples (one per connected component of its import graph) gets all its files back.
 pub fn repos_from_corpus(corpus: &Path, opts: &BuildOptions) -> Result<Vec<Repo>, EvalError> {
-    let manifest = kiln_corpus::Manifest::load(corpus).map_err(|e| EvalError::Data { path: corpus.to_path_buf(), message: format!("{e} (give a directory written by `kiln corpus build`)") })?;
+    let manifest = kiln_corpus::Manifest::load(corpus).map_err(|e| EvalError::Data { path: corpus.to_path_buf(), message: e.to_string() })?;
     let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for shard in manifest.shard_paths(corpus) {
         kiln_corpus::shard::read_file(&shard, 256, |batch| {
