@@ -22,6 +22,9 @@ pub enum EvalCommand {
     /// HumanEval single-line infilling (1,033 tasks): the middle line by FIM, scored by execution
     /// (3 s per program) and exact match. Takes the same options (`--max-tokens` default 500: use ~64).
     Infill(HumanevalArgs),
+    /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
+    /// symbol from another imported file; scoring gives EM and ES with and without that context.
+    Repo(crate::eval_repo::RepoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +67,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Humaneval(a) => run_humaneval(a),
         EvalCommand::Infill(a) => run_infill(a),
+        EvalCommand::Repo(a) => crate::eval_repo::run(a),
     }
 }
 

@@ -112,3 +112,106 @@ fn canonical_solutions_score_everything_and_bad_data_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.jsonl") && err.contains("line 1") && err.contains("entry_point"), "{err}");
 }
+
+/// `kiln eval repo build` on a corpus built from the fixture repositories gives the same bench
+/// as on the directories, and `kiln eval repo --model` scores both conditions.
+#[test]
+fn repo_benchmark_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixtures = root.join("crates/kiln-eval/tests/fixtures/repos");
+    let repos: Vec<String> = ["pyshop", "rustcalc", "tsnotes"].iter().map(|r| fixtures.join(r).to_str().unwrap().to_string()).collect();
+    let repo_args: Vec<&str> = repos.iter().map(String::as_str).collect();
+    let corpus = tmp.path().join("corpus");
+    ok(&kiln(&[&["corpus", "build"][..], &repo_args, &["--out", corpus.to_str().unwrap(), "--no-decontam"]].concat()));
+    let (from_corpus, from_dirs) = (tmp.path().join("c.jsonl"), tmp.path().join("d.jsonl"));
+    let printed = ok(&kiln(&["eval", "repo", "build", "--corpus", corpus.to_str().unwrap(), "--all-repos", "--out", from_corpus.to_str().unwrap()]));
+    assert!(printed.contains("from 3 repositories"), "{printed}");
+    ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--out", from_dirs.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
+    assert_eq!(std::fs::read(&from_corpus).unwrap(), std::fs::read(&from_dirs).unwrap(), "the corpus keeps every file the bench needs");
+    // No held-out repository: a clear error that names the way out.
+    let out = kiln(&[&["eval", "repo", "build", "--val-fraction", "0", "--out", tmp.path().join("x.jsonl").to_str().unwrap(), "--repos"][..], &repo_args].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--all-repos"));
+
+    let model = root.join("tests/fixtures/tiny-llama");
+    let results = tmp.path().join("results");
+    let summary: Value = serde_json::from_str(&ok(&kiln(&[
+        "eval", "repo", "--bench", from_corpus.to_str().unwrap(), "--model", model.to_str().unwrap(),
+        "--max-tokens", "6", "--out", results.to_str().unwrap(), "--json",
+    ])))
+    .unwrap();
+    let tasks = std::fs::read_to_string(&from_corpus).unwrap().lines().count();
+    assert_eq!(summary["tasks"], tasks);
+    assert_eq!(summary["generation_errors"], 0);
+    for cond in ["with_context", "without_context"] {
+        let es = summary[cond]["edit_similarity"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&es), "{cond}: {es}");
+    }
+    // The tiny model's 256-token window is lowered to fit: prompt + generation within it.
+    assert!(summary["budgets"]["max_prompt_tokens"].as_u64().unwrap() + 6 <= 256);
+    let rows: Vec<Value> = std::fs::read_to_string(results.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), tasks);
+    for r in &rows {
+        assert!(r["with_context"]["prompt_tokens"].as_u64().unwrap() <= 250);
+        assert!(r["without_context"]["prediction"].is_string());
+    }
+    // The Markdown table has both conditions per language.
+    let table = ok(&kiln(&["eval", "repo", "--bench", from_corpus.to_str().unwrap(), "--model", model.to_str().unwrap(), "--max-tokens", "2", "--limit", "3"]));
+    assert!(table.contains("| with |") && table.contains("| without |") && table.contains("| all | 3 |"), "{table}");
+}
+
+/// `kiln eval repo --endpoint` (the rendered prompt text sent to `kiln serve`) gives the same
+/// predictions as `--model` in-process, task by task and in both conditions.
+#[test]
+fn repo_benchmark_endpoint_equals_in_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let fixtures = root.join("crates/kiln-eval/tests/fixtures/repos");
+    let bench = tmp.path().join("bench.jsonl");
+    let repos: Vec<String> = ["pyshop", "rustcalc", "tsnotes"].iter().map(|r| fixtures.join(r).to_str().unwrap().to_string()).collect();
+    let repo_args: Vec<&str> = repos.iter().map(String::as_str).collect();
+    ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--max-tasks", "6", "--out", bench.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
+    let model = root.join("tests/fixtures/tiny-llama");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while !healthy(port) {
+        assert!(start.elapsed() < Duration::from_secs(60), "kiln serve did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    // The same prompt budget for both (the endpoint path cannot read the model's window).
+    let common = ["--bench", bench.to_str().unwrap(), "--max-tokens", "6", "--max-prompt-tokens", "240", "--context-tokens", "100", "--json"];
+    ok(&kiln(&[&["eval", "repo", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common].concat()));
+    let url = format!("http://127.0.0.1:{port}");
+    let tokenizer = model.join("tokenizer.json");
+    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "repo", "--endpoint", &url, "--tokenizer", tokenizer.to_str().unwrap(), "--out", remote.to_str().unwrap()][..], &common].concat()))).unwrap();
+    assert_eq!(summary["source"], "endpoint");
+    assert_eq!(summary["generation_errors"], 0);
+    let predictions = |dir: &Path| -> Vec<(String, String, String)> {
+        std::fs::read_to_string(dir.join("results.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                let p = |c: &str| v[c]["prediction"].as_str().unwrap().to_string();
+                (v["task_id"].as_str().unwrap().to_string(), p("with_context"), p("without_context"))
+            })
+            .collect()
+    };
+    let (a, b) = (predictions(&local), predictions(&remote));
+    assert_eq!(a.len(), 6);
+    assert!(a.iter().any(|(_, with, _)| !with.is_empty()), "the model produced something to compare");
+    assert_eq!(a, b);
+    // Without --tokenizer the endpoint mode says what it needs.
+    let out = kiln(&["eval", "repo", "--bench", bench.to_str().unwrap(), "--endpoint", &url]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizer"));
+}

@@ -6,10 +6,13 @@
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
 //! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling), [`run`] (scoring many samples with N workers).
 //!
+//! [`repo_bench`] is the repository-level completion benchmark (CrossCodeEval-style, built from
+//! held-out repositories): with and without the imported files as context.
+//!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling, the
-//! repository-level benchmark and resumable runs.
+//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling and
+//! resumable runs.
 #![deny(missing_docs)]
 
 pub mod client;
@@ -17,6 +20,7 @@ pub mod compression;
 pub mod humaneval;
 pub mod infilling;
 pub mod metrics;
+pub mod repo_bench;
 pub mod run;
 pub mod sandbox;
 

@@ -73,6 +73,19 @@ pub fn repo_completion_ids(tokenizer: &Tokenizer, context: &[ContextFile], curre
     Ok((ids, context_len))
 }
 
+/// The text [`repo_completion_ids`] tokenizes (after BOS): the context files rendered as a
+/// repository sample, a blank line, the current file's path comment (when given) and `prompt`.
+/// What a text-only completions endpoint is sent, so it sees the same layout as an in-process
+/// model.
+pub fn repo_prompt_text(context: &[ContextFile], current_path: Option<&str>, prompt: &str) -> String {
+    let files: Vec<kiln_repo::SourceFile> = context.iter().map(|f| kiln_repo::SourceFile::new(f.path.clone(), f.text.clone())).collect();
+    let mut text = kiln_repo::render::render_files(&files);
+    if !text.is_empty() {
+        text.push('\n');
+    }
+    text + &file_head(current_path) + prompt
+}
+
 /// The context files rendered as a repository sample, then the blank line that separates them
 /// from the current file; tokenized alone (it ends in a newline, where DeepSeek's pre-tokenizer
 /// always splits, so the ids equal those of the whole prompt's text).

@@ -42,6 +42,19 @@ impl RepoIndex {
         Ok(Self { repo, graph })
     }
 
+    /// Indexes a repository already in memory (e.g. one rebuilt from corpus shards by the
+    /// repository-level benchmark), so the context is the same as [`RepoIndex::load`] would give
+    /// for the same files without writing them to disk first.
+    pub fn from_repo(repo: Repo) -> Self {
+        let graph = build_graph(&repo);
+        Self { repo, graph }
+    }
+
+    /// The snapshot itself.
+    pub fn repo(&self) -> &Repo {
+        &self.repo
+    }
+
     /// Files in the snapshot.
     pub fn file_count(&self) -> usize {
         self.repo.files.len()

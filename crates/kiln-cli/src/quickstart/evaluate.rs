@@ -42,6 +42,10 @@ pub struct Results {
     pub zstd_concat_bits_per_byte: f64,
     pub per_language: Vec<LanguageRow>,
     pub infill: InfillScore,
+    /// The repository-level comparison (kiln-eval `repo`): held-out lines that use a symbol
+    /// defined in another file of their repository, completed with and without that repository's
+    /// imported files in the prompt.
+    pub repo: Option<RepoLevel>,
     pub sample_completion: Option<SampleText>,
     pub sample_infill: Option<SampleText>,
 }
@@ -62,6 +66,22 @@ pub struct InfillScore {
     pub exact_match: f64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RepoLevel {
+    pub tasks: usize,
+    /// Tasks whose prompt had at least one other file within the context budget.
+    pub tasks_with_context_files: usize,
+    pub context_tokens: usize,
+    pub max_prompt_tokens: usize,
+    /// Exact match (%) and edit similarity (0-100), with and without the context.
+    pub em_with: f64,
+    pub es_with: f64,
+    pub em_without: f64,
+    pub es_without: f64,
+    /// The Markdown table per language.
+    pub table: String,
+}
+
 /// A prompt (shown tail), the model's text, and for an infill the suffix (shown head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleText {
@@ -71,7 +91,7 @@ pub struct SampleText {
     pub suffix: String,
 }
 
-pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize) -> Result<Results> {
+pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks: usize) -> Result<Results> {
     let seed = run.state.settings.seed;
     let files = heldout_files(&run.dir("corpus"), val_fraction, seed)?;
     let mut repos: Vec<String> = files.iter().map(|f| f.repo.clone()).collect();
@@ -108,9 +128,17 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize) -> Result<R
     ));
 
     let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
-    let infill = infill_lines(&files, eval_lines, seed, &loaded, &generator)?;
+    let infill = infill_lines(&files, eval_lines, seed, &loaded, &generator, window)?;
     run.say(format!("  single-line infilling on {} held-out lines: exact match {:.1}%", infill.lines, infill.exact_match * 100.0));
-    let (sample_completion, sample_infill) = samples(&files, &loaded, &generator)?;
+    let repo = repo_level(&run.dir("corpus"), val_fraction, seed, repo_tasks, window, &loaded, &generator)?;
+    match &repo {
+        Some(r) => run.say(format!(
+            "  repository-level completion on {} held-out lines ({} with another file in reach): exact match {:.1}% with the repository's files in the prompt vs {:.1}% without; edit similarity {:.1} vs {:.1}",
+            r.tasks, r.tasks_with_context_files, r.em_with, r.em_without, r.es_with, r.es_without
+        )),
+        None => run.say("  repository-level completion: no held-out line uses a symbol from another file its file imports; not measured"),
+    }
+    let (sample_completion, sample_infill) = samples(&files, &loaded, &generator, window)?;
     Ok(Results {
         heldout_repos: repos,
         heldout_files: files.len(),
@@ -121,6 +149,7 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize) -> Result<R
         zstd_concat_bits_per_byte: per_byte(concat_bits, bytes),
         per_language,
         infill,
+        repo,
         sample_completion,
         sample_infill,
     })
@@ -182,10 +211,72 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
+/// The PSM prompt for the hole `text[start..end]`, with as much code around it as fits in
+/// `max_tokens` (the model was trained on windows of that size; positions beyond are untrained):
+/// up to [`INFILL_PREFIX_BYTES`] before and [`INFILL_SUFFIX_BYTES`] after, shrunk by a quarter
+/// until the prompt fits.
+fn fitted_fim_ids(loaded: &LoadedModel, text: &str, start: usize, end: usize, max_tokens: usize) -> Result<Vec<u32>> {
+    let (mut before, mut after) = (INFILL_PREFIX_BYTES, INFILL_SUFFIX_BYTES);
+    loop {
+        let prefix = &text[floor_boundary(text, start.saturating_sub(before))..start];
+        let suffix = &text[end..floor_boundary(text, end + after)];
+        let ids = prompt::fim_ids(&loaded.tokenizer, prefix, suffix)?;
+        if ids.len() <= max_tokens || before + after < 64 {
+            return Ok(ids);
+        }
+        (before, after) = (before * 3 / 4, after * 3 / 4);
+    }
+}
+
+/// The last part of `before` (whole bytes from the end) whose completion prompt fits `max_tokens`.
+fn fitted_prefix<'a>(loaded: &LoadedModel, before: &'a str, max_tokens: usize) -> Result<&'a str> {
+    let mut keep = before.len();
+    loop {
+        let cut = &before[floor_boundary(before, before.len() - keep)..];
+        if keep < 64 || prompt::completion_ids(&loaded.tokenizer, cut)?.len() <= max_tokens {
+            return Ok(cut);
+        }
+        keep = keep * 3 / 4;
+    }
+}
+
+/// Repository-level completion on held-out repositories (kiln-eval `repo`): the prompt is the
+/// repository's imported files (dependency order, within half the window) then the file up to
+/// the line, or the same without the other files; greedy, 24 new tokens, first line kept.
+fn repo_level(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize, window: usize, loaded: &LoadedModel, generator: &Generator) -> Result<Option<RepoLevel>> {
+    use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
+    if max_tasks == 0 {
+        return Ok(None);
+    }
+    let opts = BuildOptions { val_fraction, seed, max_tasks, ..BuildOptions::default() };
+    let tasks = repo_bench::build_from_corpus(corpus, &opts)?;
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    let repos = repo_bench::repos_from_corpus(corpus, &opts)?;
+    let max_new = 24;
+    let max_prompt_tokens = window - max_new;
+    let budgets = Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 };
+    let params = greedy(loaded, max_new, &["\n"]);
+    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false }, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
+    let all = report.score.all();
+    Ok(Some(RepoLevel {
+        tasks: tasks.len(),
+        tasks_with_context_files: report.results.iter().filter(|r| !r.context_files.is_empty()).count(),
+        context_tokens: budgets.context_tokens,
+        max_prompt_tokens,
+        em_with: all.with_context.exact_match,
+        es_with: all.with_context.edit_similarity,
+        em_without: all.without_context.exact_match,
+        es_without: all.without_context.edit_similarity,
+        table: report.score.markdown(),
+    }))
+}
+
 /// Single-line infilling on held-out code, as the SantaCoder FIM task scores it: a line of at
 /// least 4 non-blank characters is removed, the model fills the hole (PSM, greedy, up to its
 /// first newline), and the stripped result must equal the stripped line.
-fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Generator) -> Result<InfillScore> {
+fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Generator, window: usize) -> Result<InfillScore> {
     let mut candidates: Vec<(usize, usize, usize)> = Vec::new(); // (file, line start, line end)
     for (i, f) in files.iter().enumerate() {
         let mut start = 0;
@@ -203,9 +294,7 @@ fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, ge
     let mut score = InfillScore { lines: candidates.len(), ..Default::default() };
     for (i, start, end) in candidates {
         let text = &files[i].text;
-        let prefix = &text[floor_boundary(text, start.saturating_sub(INFILL_PREFIX_BYTES))..start];
-        let suffix = &text[end..floor_boundary(text, end + INFILL_SUFFIX_BYTES)];
-        let ids = prompt::fim_ids(&loaded.tokenizer, prefix, suffix)?;
+        let ids = fitted_fim_ids(loaded, text, start, end, window - 48)?;
         let out = generator.generate(&ids, &params, |_| {})?.text;
         let middle = out.split('\n').next().unwrap_or("");
         score.exact += usize::from(middle.trim() == text[start..end].trim());
@@ -236,7 +325,7 @@ fn last_lines(s: &str, n: usize) -> &str {
 
 /// A completion after the first function header of a held-out file (Python preferred), and an
 /// infill of the line after it.
-fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator) -> Result<(Option<SampleText>, Option<SampleText>)> {
+fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator, window: usize) -> Result<(Option<SampleText>, Option<SampleText>)> {
     let header = |f: &HeldOut| -> Option<usize> {
         let mut start = 0;
         for line in f.text.split_inclusive('\n') {
@@ -254,7 +343,7 @@ fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator) -> Re
         return Ok((None, None));
     };
     let text = &f.text;
-    let before = &text[floor_boundary(text, cut.saturating_sub(INFILL_PREFIX_BYTES))..cut];
+    let before = fitted_prefix(loaded, &text[floor_boundary(text, cut.saturating_sub(INFILL_PREFIX_BYTES))..cut], window - 64)?;
     let ids = prompt::completion_ids(&loaded.tokenizer, before)?;
     let output = generator.generate(&ids, &greedy(loaded, 64, &["\n\n\n"]), |_| {})?.text;
     let file = format!("{}/{}", f.repo, f.path);
@@ -262,7 +351,7 @@ fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator) -> Re
     // The infill: the line after the header is the hole.
     let line_end = text[cut..].find('\n').map(|i| cut + i).unwrap_or(text.len());
     let suffix = &text[line_end..floor_boundary(text, line_end + INFILL_SUFFIX_BYTES)];
-    let ids = prompt::fim_ids(&loaded.tokenizer, before, suffix)?;
+    let ids = fitted_fim_ids(loaded, text, cut, line_end, window - 48)?;
     let output = generator.generate(&ids, &greedy(loaded, 48, &["\n"]), |_| {})?.text;
     let shown_suffix: String = suffix.split_inclusive('\n').take(4).collect();
     let infill = SampleText { file, prompt: last_lines(before, 6).to_string(), output, suffix: shown_suffix };

@@ -139,6 +139,24 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
         r.infill.exact
     );
 
+    match &r.repo {
+        Some(rl) => {
+            let _ = writeln!(
+                md,
+                "Repository-level completion (the paper's key claim, CrossCodeEval-style, kiln-eval `repo`): {} held-out lines that use a symbol defined in another file their file imports; the prompt holds up to {} tokens of the repository's imported files (dependency order, as in training) before the file, or none; {} prompt tokens at most; greedy, first line scored. {} of the {} lines had another file within the budget.\n",
+                rl.tasks, rl.context_tokens, rl.max_prompt_tokens, rl.tasks_with_context_files, rl.tasks
+            );
+            let _ = writeln!(md, "{}\n", rl.table);
+            let _ = writeln!(
+                md,
+                "With the repository's files: exact match **{:.1}%**, edit similarity **{:.1}**; without: {:.1}%, {:.1}.\n",
+                rl.em_with, rl.es_with, rl.em_without, rl.es_without
+            );
+        }
+        None => {
+            let _ = writeln!(md, "Repository-level completion: no held-out line uses a symbol defined in another file of its repository, so the comparison was not measured.\n");
+        }
+    }
     let _ = writeln!(md, "## 7. Samples\n");
     if let Some(s) = &r.sample_completion {
         let _ = writeln!(md, "Completion of held-out `{}` (model output after `⟨⟩`, first 12 lines):\n\n```\n{}⟨⟩{}\n```\n", s.file, s.prompt, super::evaluate::first_lines(&s.output, 12));
