@@ -4,11 +4,13 @@
 //! In: a benchmark file (`../shared/benchmarks`) and completions (from a model, or the
 //! canonical solutions to check the harness). Out: per-sample results and scores. Pieces:
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
-//! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling), [`run`] (scoring many samples with N workers).
+//! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling),
+//! [`multipl_e`] (HumanEval in C++, Java, JS, TS, C#, Bash, PHP, Go and Rust, each with its own
+//! compile/run commands and pass rule), [`run`] (scoring many samples with N workers).
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling, the
+//! Not here yet (issue #8): MBPP, multi-line and random-span infilling, the
 //! repository-level benchmark and resumable runs.
 #![deny(missing_docs)]
 
@@ -16,6 +18,7 @@ pub mod client;
 pub mod humaneval;
 pub mod infilling;
 pub mod metrics;
+pub mod multipl_e;
 pub mod run;
 pub mod sandbox;
 
@@ -55,6 +58,16 @@ pub enum EvalError {
     /// The completions endpoint failed, timed out or answered garbage.
     #[error("endpoint {0}")]
     Endpoint(String),
+    /// A language's compiler or interpreter is not installed.
+    #[error("multipl-e {language}: `{command}` not found on PATH; install its toolchain ({install}) or leave {language} out")]
+    Toolchain {
+        /// The language (`cpp`, ...).
+        language: String,
+        /// The missing command.
+        command: String,
+        /// The install command naming the Debian package(s).
+        install: String,
+    },
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]
     Exec(#[from] std::io::Error),
