@@ -25,6 +25,31 @@ pub enum EvalCommand {
     /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
     /// symbol from another imported file; scoring gives EM and ES with and without that context.
     Repo(crate::eval_repo::RepoArgs),
+    /// MultiPL-E: HumanEval in another language (--lang cpp|java|js|ts|cs|sh|php|go|rs), compiled
+    /// and run with DeepSeek's per-language commands and pass rules. `--data` is the language's
+    /// file (default ../shared/benchmarks/multipl-e/humaneval-LANG.jsonl). There are no canonical
+    /// solutions: check the harness with `--solutions FILE` (JSONL of task_id, completion).
+    MultiplE(MultiplEArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MultiplEArgs {
+    /// The language: cpp, java, js, ts, cs, sh, php, go or rs.
+    #[arg(long, value_parser = parse_language)]
+    lang: kiln_eval::multipl_e::Language,
+    /// Score the completions of a JSONL file (task_id, completion; rows with another
+    /// `language` are skipped) instead of generating.
+    #[arg(long, conflicts_with_all = ["model", "endpoint", "canonical"])]
+    solutions: Option<PathBuf>,
+    /// javatuples-1.2.jar for Java (default: beside the data file).
+    #[arg(long)]
+    javatuples: Option<PathBuf>,
+    #[command(flatten)]
+    common: HumanevalArgs,
+}
+
+fn parse_language(s: &str) -> std::result::Result<kiln_eval::multipl_e::Language, String> {
+    kiln_eval::multipl_e::Language::parse(s).ok_or_else(|| format!("unknown MultiPL-E language {s:?}; use one of cpp, java, js, ts, cs, sh, php, go, rs"))
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +93,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
         EvalCommand::Humaneval(a) => run_humaneval(a),
         EvalCommand::Infill(a) => run_infill(a),
         EvalCommand::Repo(a) => crate::eval_repo::run(a),
+        EvalCommand::MultiplE(a) => run_multipl_e(a),
     }
 }
 
@@ -234,4 +260,90 @@ fn run_infill(a: HumanevalArgs) -> Result<()> {
         100.0 * exact as f64 / n
     );
     report(&a, &scored, &summary, table)
+}
+
+/// A row of `--solutions`.
+#[derive(serde::Deserialize)]
+struct SolutionRow {
+    task_id: String,
+    completion: String,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+fn run_multipl_e(m: MultiplEArgs) -> Result<()> {
+    use kiln_eval::multipl_e;
+    let lang = m.lang;
+    let a = &m.common;
+    // The toolchain first: a missing compiler is one clear message, before any generation.
+    let mut toolchain = lang.check_toolchain()?;
+    let data = a.data.clone().unwrap_or_else(|| lang.data_file(std::path::Path::new("../shared/benchmarks/multipl-e")));
+    if lang == multipl_e::Language::Java {
+        let jar = m.javatuples.clone().unwrap_or_else(|| data.parent().unwrap_or(std::path::Path::new(".")).join("javatuples-1.2.jar"));
+        toolchain = toolchain.with_javatuples(&jar)?;
+    }
+    let mut problems = multipl_e::load(&data, lang)?;
+    if let Some(n) = a.limit {
+        problems.truncate(n);
+    }
+    let started = Instant::now();
+    let mut generation_errors = 0usize;
+    let samples: Vec<(&multipl_e::Problem, String)> = if let Some(file) = &m.solutions {
+        let rows: Vec<SolutionRow> = kiln_eval::load_jsonl(file, "task_id, completion (and optionally language)")?;
+        let mut out = Vec::new();
+        for (i, r) in rows.into_iter().enumerate() {
+            if r.language.as_deref().is_some_and(|l| multipl_e::Language::parse(l) != Some(lang)) {
+                continue;
+            }
+            let Some(p) = problems.iter().find(|p| p.name == r.task_id) else {
+                bail!("{}: row {}: task_id {:?} is not a problem of {} (or is past --limit)", file.display(), i + 1, r.task_id, data.display());
+            };
+            out.push((p, r.completion));
+        }
+        out
+    } else if a.canonical {
+        bail!("MultiPL-E has no canonical solutions; check the harness with --solutions FILE (JSONL of task_id, completion)");
+    } else if let Some(url) = &a.endpoint {
+        let endpoint = endpoint(a, url)?;
+        let texts = complete_each(&problems, |p| &p.name, &mut generation_errors, |t| t.to_string(), |p| {
+            let stop = multipl_e::stop_tokens(p, lang);
+            let text = endpoint.complete(multipl_e::model_input(p), a.max_tokens, &stop.iter().map(String::as_str).collect::<Vec<_>>())?;
+            Ok(multipl_e::truncate(&text, &stop).to_string())
+        });
+        problems.iter().zip(texts).collect()
+    } else {
+        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --solutions FILE") };
+        let loaded = load(margs)?;
+        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+        let texts = complete_each(&problems, |p| &p.name, &mut generation_errors, |t| t.to_string(), |p| {
+            let stop = multipl_e::stop_tokens(p, lang);
+            let params = GenerateParams { max_new_tokens: a.max_tokens, sampling: SamplingParams::default(), eos_ids: loaded.eos_ids.clone(), stop: stop.clone(), ..Default::default() };
+            let ids = prompt::completion_ids(&loaded.tokenizer, multipl_e::model_input(p))?;
+            Ok(multipl_e::truncate(&generator.generate(&ids, &params, |_| {})?.text, &stop).to_string())
+        });
+        problems.iter().zip(texts).collect()
+    };
+    let generated_s = started.elapsed().as_secs_f64();
+    let isolation = detect_isolation();
+    let limits = Limits { timeout: Duration::from_secs(a.timeout), ..Limits::default() };
+    let t = Instant::now();
+    let scored = multipl_e::score(&toolchain, &samples, a.workers, &limits, isolation)?;
+    let scoring_s = t.elapsed().as_secs_f64();
+    let scored: Vec<kiln_eval::run::Scored> = scored.into_iter().map(|s| kiln_eval::run::Scored { task_id: s.task_id, completion: s.completion, result: s.result }).collect();
+    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
+    let timed_out = scored.iter().filter(|s| s.result == RunResult::TimedOut).count();
+    let pass1 = passed as f64 / scored.len().max(1) as f64;
+    let source = if m.solutions.is_some() { "solutions" } else { source(a) };
+    let summary = json!({
+        "benchmark": format!("multipl-e-{lang}"), "language": lang, "problems": scored.len(), "passed": passed, "timed_out": timed_out,
+        "pass@1": pass1, "generation_errors": generation_errors, "source": source,
+        "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
+    });
+    let table = format!(
+        "| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|\n| multipl-e {lang} | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |",
+        scored.len(),
+        pass1 * 100.0,
+        a.workers
+    );
+    report(a, &scored, &summary, table)
 }

@@ -215,3 +215,64 @@ fn repo_benchmark_endpoint_equals_in_process() {
     let out = kiln(&["eval", "repo", "--bench", bench.to_str().unwrap(), "--endpoint", &url]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tokenizer"));
 }
+
+fn multipl_e_data(lang: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../../shared/benchmarks/multipl-e/humaneval-{lang}.jsonl"))
+}
+
+#[test]
+fn multipl_e_scores_a_solutions_file_and_names_bad_rows() {
+    // Bash is everywhere: 3 hand-checked solutions pass, the wrong one fails, other languages'
+    // rows are skipped.
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-eval/tests/fixtures/multipl_e_solutions.jsonl");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("out");
+    let data = multipl_e_data("sh");
+    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--solutions", fixture.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!((s["problems"].as_u64(), s["passed"].as_u64(), s["language"].as_str()), (Some(4), Some(3), Some("sh")), "{s}");
+    assert_eq!(completions(&out_dir).len(), 4);
+    // A task that is not in the data is named with its row.
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(&bad, "{\"task_id\": \"HumanEval_53_add\", \"completion\": \"\"}\n{\"task_id\": \"HumanEval_999_nope\", \"completion\": \"\"}\n").unwrap();
+    let out = kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--solutions", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.jsonl") && err.contains("row 2") && err.contains("HumanEval_999_nope"), "{err}");
+    // An unknown language lists the valid ones.
+    let out = kiln(&["eval", "multipl-e", "--lang", "cobol", "--solutions", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cpp, java, js, ts, cs, sh, php, go, rs"));
+}
+
+#[test]
+fn multipl_e_checks_the_toolchain_before_generating() {
+    // On a PATH without g++ the run stops at once with the package to install, before it
+    // would load the (nonexistent) model.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["eval", "multipl-e", "--lang", "cpp", "--model", "/nonexistent-model"])
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("apt-get install g++") && !err.contains("nonexistent-model"), "{err}");
+}
+
+#[test]
+fn multipl_e_generates_with_a_model_and_stops_at_the_language_stop_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    ok(&kiln(&["model", "init", "--preset", "tiny", "--out", model.to_str().unwrap()]));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    let out_dir = tmp.path().join("out");
+    let data = multipl_e_data("sh");
+    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(), "--limit", "2", "--max-tokens", "16", "--out", out_dir.to_str().unwrap(), "--json"]))).unwrap();
+    assert_eq!((s["problems"].as_u64(), s["source"].as_str(), s["generation_errors"].as_u64()), (Some(2), Some("model"), Some(0)), "{s}");
+    for (task, completion) in completions(&out_dir) {
+        assert!(!completion.contains("\n}"), "{task}: not cut at the stop token: {completion:?}");
+    }
+}

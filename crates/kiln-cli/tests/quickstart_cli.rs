@@ -1,5 +1,6 @@
 //! `kiln quickstart` end to end on a small real source set (eight python3 standard library
-//! packages, about 1 MB) with a fixed number of steps: every artefact exists, the model loads
+//! packages, about 1 MB, and kiln-eval's four cross-file fixture repositories) with a fixed
+//! number of steps: every artefact exists, the model loads
 //! and `kiln serve` answers with it, the loss went down, a rerun resumes, the corpus and
 //! tokenizer are reproduced bit for bit, and bad inputs fail clearly.
 
@@ -71,6 +72,10 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
     let out = tmp.path().join("qs");
     let mut args: Vec<String> = ["quickstart", "--out", out.to_str().unwrap(), "--steps", "40", "--seq-len", "128", "--eval-lines", "10", "--sources"].iter().map(|s| s.to_string()).collect();
     args.extend(pkgs.iter().map(|p| p.display().to_string()));
+    // Four small repositories whose files use each other's definitions, so the held-out set has
+    // lines for the repository-level comparison (kiln-eval's fixtures).
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-eval/tests/fixtures/repos");
+    args.extend(["pyshop", "rustcalc", "tsnotes", "javabank"].iter().map(|r| fixtures.join(r).display().to_string()));
     if let Some(b) = benchmarks() {
         args.extend(["--benchmarks".to_string(), b.display().to_string()]);
     }
@@ -110,6 +115,13 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
     assert!(bpb > 0.5 && bpb < 8.0 && zstd > 0.5 && zstd < 4.0, "{eval}");
     assert!(eval["zstd_concat_bits_per_byte"].as_f64().unwrap() <= zstd + 1e-9);
     assert_eq!(eval["infill"]["lines"], 10);
+    // The repository-level comparison ran on held-out lines, in both conditions.
+    let repo = &eval["repo"];
+    assert!(repo["tasks"].as_u64().unwrap() >= 1, "{eval}");
+    for k in ["em_with", "em_without", "es_with", "es_without"] {
+        assert!((0.0..=100.0).contains(&repo[k].as_f64().unwrap()), "{k}: {repo}");
+    }
+    assert!(report.contains("| all |") && report.contains("| with |") && report.contains("| without |"), "{report}");
 
     // The model loads and generates.
     let model = out.join("model");

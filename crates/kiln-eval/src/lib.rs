@@ -4,15 +4,16 @@
 //! In: a benchmark file (`../shared/benchmarks`) and completions (from a model, or the
 //! canonical solutions to check the harness). Out: per-sample results and scores. Pieces:
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
-//! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling), [`run`] (scoring many samples with N workers).
+//! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling),
+//! [`multipl_e`] (HumanEval in C++, Java, JS, TS, C#, Bash, PHP, Go and Rust, each with its own
+//! compile/run commands and pass rule), [`run`] (scoring many samples with N workers).
 //!
 //! [`repo_bench`] is the repository-level completion benchmark (CrossCodeEval-style, built from
 //! held-out repositories): with and without the imported files as context.
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling and
-//! resumable runs.
+//! Not here yet (issue #8): MBPP, multi-line and random-span infilling and resumable runs.
 #![deny(missing_docs)]
 
 pub mod client;
@@ -20,6 +21,7 @@ pub mod compression;
 pub mod humaneval;
 pub mod infilling;
 pub mod metrics;
+pub mod multipl_e;
 pub mod repo_bench;
 pub mod run;
 pub mod sandbox;
@@ -60,6 +62,16 @@ pub enum EvalError {
     /// The completions endpoint failed, timed out or answered garbage.
     #[error("endpoint {0}")]
     Endpoint(String),
+    /// A language's compiler or interpreter is not installed.
+    #[error("multipl-e {language}: `{command}` not found on PATH; install its toolchain ({install}) or leave {language} out")]
+    Toolchain {
+        /// The language (`cpp`, ...).
+        language: String,
+        /// The missing command.
+        command: String,
+        /// The install command naming the Debian package(s).
+        install: String,
+    },
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]
     Exec(#[from] std::io::Error),

@@ -81,6 +81,36 @@ pub enum RunResult {
 
 /// Runs `argv` in `dir` under `limits` and `isolation`; `dir` is the only writable place.
 pub fn run(argv: &[&str], dir: &Path, limits: &Limits, isolation: Isolation) -> std::io::Result<RunResult> {
+    let c = run_captured(argv, dir, limits, isolation, &[])?;
+    Ok(if c.timed_out {
+        RunResult::TimedOut
+    } else if c.success {
+        RunResult::Passed
+    } else {
+        RunResult::Failed { code: c.code, stderr: c.stderr }
+    })
+}
+
+/// How a run ended, with the (capped) ends of both output streams: for harnesses whose pass
+/// rule reads the output (MultiPL-E's JavaScript passes only when nothing is printed, C# fails
+/// on "Fail" in stderr).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Captured {
+    /// Exit code, if it exited (None: killed by a signal or at the wall clock).
+    pub code: Option<i32>,
+    /// Exit status 0.
+    pub success: bool,
+    /// Killed at the wall-clock limit.
+    pub timed_out: bool,
+    /// The last `output_bytes` of stdout.
+    pub stdout: String,
+    /// The last `output_bytes` of stderr.
+    pub stderr: String,
+}
+
+/// [`run`] with extra environment variables (set after the sandbox's own `PATH`, `HOME` and
+/// `TMPDIR`, so they can override them), returning both output streams.
+pub fn run_captured(argv: &[&str], dir: &Path, limits: &Limits, isolation: Isolation, env: &[(&str, &str)]) -> std::io::Result<Captured> {
     let dir_s = dir.to_string_lossy().into_owned();
     let mut cmd = match isolation {
         Isolation::Bubblewrap => {
@@ -97,6 +127,7 @@ pub fn run(argv: &[&str], dir: &Path, limits: &Limits, isolation: Isolation) -> 
         }
     };
     cmd.current_dir(dir).env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("HOME", &dir_s).env("TMPDIR", &dir_s);
+    cmd.envs(env.iter().copied());
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     cmd.process_group(0);
     let l = *limits;
@@ -155,17 +186,13 @@ pub fn run(argv: &[&str], dir: &Path, limits: &Limits, isolation: Isolation) -> 
     unsafe {
         libc::killpg(pgid, libc::SIGKILL);
     }
-    let status = match status {
-        Some(s) => s,
-        None => {
-            let _ = child.wait();
-            let _ = (out.join(), err.join());
-            return Ok(RunResult::TimedOut);
-        }
-    };
-    let _ = out.join();
+    let timed_out = status.is_none();
+    if timed_out {
+        let _ = child.wait();
+    }
+    let stdout = out.join().unwrap_or_default();
     let stderr = err.join().unwrap_or_default();
-    Ok(if status.success() { RunResult::Passed } else { RunResult::Failed { code: status.code(), stderr } })
+    Ok(Captured { code: status.and_then(|s| s.code()), success: status.is_some_and(|s| s.success()), timed_out, stdout, stderr })
 }
 
 /// A Python driver that runs `program.py` with I/O swallowed and destructive functions
