@@ -8,16 +8,23 @@
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, MultiPL-E, multi-line and random-span infilling, the
-//! repository-level benchmark and resumable runs.
+//! [`mbpp`] is DeepSeek's 3-shot MBPP. [`task`] is the generic shape every benchmark is turned
+//! into (id, language, prompt or prefix/suffix, stop strings, test-program builder), so one
+//! completion / scoring / reporting loop serves them all; [`record`] keeps scored samples on
+//! disk (resumable runs) and computes pass@k, exact match and the per-language breakdown.
+//!
+//! Not here yet (issue #8): MultiPL-E and the repository-level benchmark.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod humaneval;
 pub mod infilling;
+pub mod mbpp;
 pub mod metrics;
+pub mod record;
 pub mod run;
 pub mod sandbox;
+pub mod task;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,6 +62,18 @@ pub enum EvalError {
     /// The completions endpoint failed, timed out or answered garbage.
     #[error("endpoint {0}")]
     Endpoint(String),
+    /// `--out` holds a run made with other settings.
+    #[error("{dir}: holds a run with {setting} = {was}, this run has {setting} = {now}; use another --out directory, or the same settings to resume")]
+    Mismatch {
+        /// The run directory.
+        dir: PathBuf,
+        /// The first differing setting.
+        setting: String,
+        /// Its value in `run.json`.
+        was: String,
+        /// Its value now.
+        now: String,
+    },
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]
     Exec(#[from] std::io::Error),
