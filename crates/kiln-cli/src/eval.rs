@@ -151,7 +151,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
 enum Source {
     Canonical,
     Endpoint(Endpoint, FimApi),
-    Model(LoadedModel),
+    Model(Box<LoadedModel>),
 }
 
 impl Source {
@@ -168,7 +168,7 @@ impl Source {
             return Ok(Source::Endpoint(Endpoint::parse(url, key, Duration::from_secs(a.request_timeout.max(1)))?, fim));
         }
         let Some(m) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
-        Ok(Source::Model(load(m)?))
+        Ok(Source::Model(Box::new(load(m)?)))
     }
 
     fn name(&self) -> &'static str {
