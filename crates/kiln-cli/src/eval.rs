@@ -1,35 +1,47 @@
 //! `kiln eval`: benchmarks with DeepSeek-Coder's protocols (kiln-eval).
+//!
+//! Every benchmark is turned into a list of [`Task`]s and goes through one loop ([`run_tasks`]):
+//! completions (canonical, in-process model decoded in batches, or an endpoint), scoring in the
+//! sandbox with N workers, each scored sample appended to `--out/samples.jsonl` at once (a rerun
+//! resumes), then pass@k / exact match overall and per language, as JSON and a Markdown table.
+//! A new benchmark adds a subcommand that builds its tasks and calls [`run_tasks`].
 
-use std::io::Write;
-use std::path::PathBuf;
+use std::collections::HashSet;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Subcommand};
-use kiln_eval::humaneval;
-use kiln_eval::metrics::pass_at_k;
-use kiln_eval::run::score_humaneval;
-use kiln_eval::sandbox::{detect_isolation, Limits, RunResult};
-use kiln_infer::{prompt, GenerateParams, Generator, SamplingParams};
-use serde_json::json;
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln_eval::client::{Endpoint, FimApi, Sampling};
+use kiln_eval::record::{self, RunDir};
+use kiln_eval::sandbox::{detect_isolation, Limits};
+use kiln_eval::task::{self, InfillSet, Prompt, Task};
+use kiln_eval::{humaneval, infilling, mbpp};
+use kiln_infer::{prompt, Decoding, GenerateParams, Generator, LoadedModel, PrefixCache, SamplingParams};
+use serde_json::{json, Value};
 
 use crate::generate::{load, ModelArgs};
 
 #[derive(Debug, Subcommand)]
 pub enum EvalCommand {
-    /// HumanEval (164 Python problems): greedy completions, DeepSeek's stop words, prelude and 10 s limit.
-    Humaneval(HumanevalArgs),
-    /// HumanEval single-line infilling (1,033 tasks): the middle line by FIM, scored by execution
-    /// (3 s per program) and exact match. Takes the same options (`--max-tokens` default 500: use ~64).
-    Infill(HumanevalArgs),
-    /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
-    /// symbol from another imported file; scoring gives EM and ES with and without that context.
-    Repo(crate::eval_repo::RepoArgs),
+    /// HumanEval (164 Python problems): DeepSeek's stop words, prelude and 10 s limit.
+    Humaneval(EvalArgs),
+    /// HumanEval infilling (single-line 1,033 / multi-line 5,815 / random-span 1,640 / light 164
+    /// tasks): the middle by FIM, scored by execution (3 s per program) and exact match.
+    Infill(InfillArgs),
+    /// MBPP (500 test problems) with DeepSeek's 3-shot prompt, "[DONE]" stop and 10 s limit.
+    Mbpp(EvalArgs),
     /// MultiPL-E: HumanEval in another language (--lang cpp|java|js|ts|cs|sh|php|go|rs), compiled
     /// and run with DeepSeek's per-language commands and pass rules. `--data` is the language's
     /// file (default ../shared/benchmarks/multipl-e/humaneval-LANG.jsonl). There are no canonical
     /// solutions: check the harness with `--solutions FILE` (JSONL of task_id, completion).
     MultiplE(MultiplEArgs),
+    /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
+    /// symbol from another imported file; scoring gives EM and ES with and without that context.
+    Repo(crate::eval_repo::RepoArgs),
 }
 
 #[derive(Debug, Args)]
@@ -45,19 +57,46 @@ pub struct MultiplEArgs {
     #[arg(long)]
     javatuples: Option<PathBuf>,
     #[command(flatten)]
-    common: HumanevalArgs,
+    common: EvalArgs,
 }
 
 fn parse_language(s: &str) -> std::result::Result<kiln_eval::multipl_e::Language, String> {
     kiln_eval::multipl_e::Language::parse(s).ok_or_else(|| format!("unknown MultiPL-E language {s:?}; use one of cpp, java, js, ts, cs, sh, php, go, rs"))
 }
 
+/// Which FIM API an endpoint is asked through.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum FimArg {
+    /// OpenAI `/v1/completions` with `suffix`.
+    Suffix,
+    /// llama.cpp `POST /infill`.
+    Infill,
+}
+
+/// `--set` of `kiln eval infill`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SetArg {
+    Single,
+    Multi,
+    RandomSpan,
+    RandomSpanLight,
+}
+
 #[derive(Debug, Args)]
-pub struct HumanevalArgs {
-    /// HumanEval.jsonl(.gz) (default: ../shared/benchmarks/humaneval/HumanEval.jsonl.gz).
+pub struct InfillArgs {
+    /// Which infilling set (the default file is picked from it unless --data is given).
+    #[arg(long, value_enum, default_value = "single")]
+    set: SetArg,
+    #[command(flatten)]
+    common: EvalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// The benchmark file (default: the copy in ../shared/benchmarks/).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Score the canonical solutions instead of a model's completions (checks the harness).
+    /// Score the reference solutions instead of a model's completions (checks the harness).
     #[arg(long, conflicts_with_all = ["model", "endpoint"])]
     canonical: bool,
     /// Take completions from an OpenAI-compatible server (`http://host:port`, e.g. `kiln serve`).
@@ -66,200 +105,335 @@ pub struct HumanevalArgs {
     /// File holding the endpoint's API key.
     #[arg(long, requires = "endpoint")]
     api_key_file: Option<PathBuf>,
+    /// How an endpoint is asked to fill in the middle: OpenAI `suffix` or llama.cpp `/infill`.
+    #[arg(long, value_enum, default_value = "suffix")]
+    fim: FimArg,
+    /// Seconds an endpoint request may take in all; past it the sample scores 0 with the reason.
+    #[arg(long, default_value_t = 300)]
+    request_timeout: u64,
     #[command(flatten)]
     model: Option<ModelArgs>,
-    /// Most new tokens per problem (DeepSeek: 500).
+    /// Most new tokens per completion (DeepSeek: 500).
     #[arg(long, default_value_t = 500)]
     max_tokens: usize,
-    /// Programs run at once.
-    #[arg(long, default_value_t = 2)]
-    workers: usize,
-    /// Seconds per test program (DeepSeek: 10).
-    #[arg(long, default_value_t = 10)]
-    timeout: u64,
+    /// Completions per problem (pass@k is reported for k in 1, 10, 100 up to this).
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// Sampling temperature; 0 is greedy (the paper's setting). Above 0 needs --samples.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Nucleus sampling: keep the most likely tokens up to this total probability.
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Seed of sample i of every problem: seed + i (the same seed gives the same samples).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Sequences decoded together in-process (--model); results do not depend on it.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Programs run at once (default: every core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds per test program (default: 10; infilling 3).
+    #[arg(long)]
+    timeout: Option<u64>,
     /// Only the first N problems.
     #[arg(long)]
     limit: Option<usize>,
-    /// Write samples.jsonl and summary.json here.
+    /// Run directory: run.json, samples.jsonl (appended as samples are scored; a rerun resumes),
+    /// summary.json and summary.md.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Print the summary as JSON.
+    /// Print the summary as JSON instead of the Markdown table.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
-        EvalCommand::Humaneval(a) => run_humaneval(a),
-        EvalCommand::Infill(a) => run_infill(a),
+        EvalCommand::Humaneval(a) => {
+            let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval/HumanEval.jsonl.gz"));
+            let tasks = task::humaneval_tasks(&humaneval::load(&data)?);
+            run_tasks("humaneval", &data, tasks, 10, &a)
+        }
+        EvalCommand::Mbpp(a) => {
+            let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/mbpp/mbpp.jsonl"));
+            let tasks = task::mbpp_tasks(&mbpp::load(&data)?);
+            run_tasks("mbpp", &data, tasks, 10, &a)
+        }
+        EvalCommand::Infill(InfillArgs { set, common: a }) => {
+            let (set, name) = match set {
+                SetArg::Single => (InfillSet::Single, "humaneval-single-line-infilling"),
+                SetArg::Multi => (InfillSet::Multi, "humaneval-multi-line-infilling"),
+                SetArg::RandomSpan => (InfillSet::RandomSpan, "humaneval-random-span-infilling"),
+                SetArg::RandomSpanLight => (InfillSet::RandomSpanLight, "humaneval-random-span-infilling-light"),
+            };
+            let data = a.data.clone().unwrap_or_else(|| Path::new("../shared/benchmarks/humaneval-infilling").join(set.file_name()));
+            let tasks = task::infilling_tasks(&infilling::load(&data)?, set);
+            run_tasks(name, &data, tasks, 3, &a)
+        }
+        EvalCommand::MultiplE(m) => run_multipl_e(m),
         EvalCommand::Repo(a) => crate::eval_repo::run(a),
-        EvalCommand::MultiplE(a) => run_multipl_e(a),
     }
 }
 
-/// One completion per problem from `complete`, post-processed by `finish` (stop words, one
-/// line). A problem that gets no completion (a prompt over the model's context, an endpoint
-/// error) scores 0, is counted in `errors` and logged; the run goes on.
-fn complete_each<P>(problems: &[P], id: impl Fn(&P) -> &str, errors: &mut usize, finish: impl Fn(&str) -> String, mut complete: impl FnMut(&P) -> Result<String>) -> Vec<String> {
-    let mut out = Vec::with_capacity(problems.len());
-    for (i, p) in problems.iter().enumerate() {
-        match complete(p) {
-            Ok(text) => out.push(finish(&text)),
-            Err(e) => {
-                tracing::warn!(task = id(p), error = %e, "no completion; the problem scores 0");
-                *errors += 1;
-                out.push(String::new());
+/// Where completions come from.
+enum Source {
+    Canonical,
+    Endpoint(Endpoint, FimApi),
+    Model(Box<LoadedModel>),
+}
+
+impl Source {
+    fn open(a: &EvalArgs) -> Result<Self> {
+        if a.canonical {
+            return Ok(Source::Canonical);
+        }
+        if let Some(url) = &a.endpoint {
+            let key = match &a.api_key_file {
+                Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
+                None => None,
+            };
+            let fim = if a.fim == FimArg::Infill { FimApi::Infill } else { FimApi::Suffix };
+            return Ok(Source::Endpoint(Endpoint::parse(url, key, Duration::from_secs(a.request_timeout.max(1)))?, fim));
+        }
+        let Some(m) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
+        Ok(Source::Model(Box::new(load(m)?)))
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Source::Canonical => "canonical",
+            Source::Endpoint(..) => "endpoint",
+            Source::Model(_) => "model",
+        }
+    }
+}
+
+/// The settings that shape completions and scores: a resumed run must match them all.
+fn settings(benchmark: &str, data: &Path, tasks: usize, timeout: u64, a: &EvalArgs) -> Value {
+    let target = if a.canonical {
+        "canonical".to_string()
+    } else if let Some(u) = &a.endpoint {
+        format!("endpoint {u}")
+    } else {
+        a.model.as_ref().map(|m| format!("model {}", std::fs::canonicalize(&m.model).unwrap_or(m.model.clone()).display())).unwrap_or_default()
+    };
+    json!({
+        "benchmark": benchmark, "data": data.display().to_string(), "problems": tasks, "target": target,
+        "fim": if a.endpoint.is_some() { format!("{:?}", a.fim).to_lowercase() } else { "-".into() },
+        "dtype": a.model.as_ref().and_then(|m| m.dtype.map(|d| format!("{d:?}"))),
+        "samples": a.samples, "temperature": a.temperature, "top_p": a.top_p, "seed": a.seed,
+        "max_tokens": a.max_tokens, "timeout_s": timeout,
+    })
+}
+
+/// The shared loop: completions for every (task, sample) not yet scored in `--out`, scored as
+/// they come, then the summary over all samples.
+pub fn run_tasks(benchmark: &str, data: &Path, mut tasks: Vec<Task>, default_timeout: u64, a: &EvalArgs) -> Result<()> {
+    if let Some(n) = a.limit {
+        tasks.truncate(n);
+    }
+    if a.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    if a.temperature == 0.0 && a.samples > 1 && !a.canonical {
+        tracing::warn!("--samples {} with --temperature 0: greedy samples are all the same", a.samples);
+    }
+    SamplingParams { temperature: a.temperature, top_p: a.top_p, ..Default::default() }.validate().map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
+    let timeout = a.timeout.unwrap_or(default_timeout);
+    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
+    let settings = settings(benchmark, data, tasks.len(), timeout, a);
+    let (mut run_dir, mut records) = match &a.out {
+        Some(dir) => {
+            let (d, r) = RunDir::open(dir, &settings)?;
+            (Some(d), r)
+        }
+        None => (None, Vec::new()),
+    };
+    let done: HashSet<(String, usize)> = records.iter().map(|r| (r.task_id.clone(), r.sample)).collect();
+    let todo: Vec<(usize, usize)> = tasks.iter().enumerate().flat_map(|(i, t)| (0..a.samples).map(move |s| (i, s)).filter(|(_, s)| !done.contains(&(t.task_id.clone(), *s))).collect::<Vec<_>>()).collect();
+    let resumed = records.len();
+    if resumed > 0 {
+        tracing::info!(resumed, left = todo.len(), "resuming: samples already scored are kept");
+    }
+    let source = if todo.is_empty() && !a.canonical { None } else { Some(Source::open(a)?) };
+    let isolation = detect_isolation();
+    let limits = Limits { timeout: Duration::from_secs(timeout), ..Limits::default() };
+    let bar = progress(todo.len() as u64);
+    let (mut generation_s, mut scoring_s) = (0.0, 0.0);
+    let mut attempted = 0usize;
+    let mut first_error: Option<String> = None;
+    let mut failed_now = 0usize;
+    let chunk = match &source {
+        Some(Source::Model(_)) => a.batch.max(1),
+        _ => workers.max(1) * 4,
+    };
+    for part in todo.chunks(chunk) {
+        bar.set_message("generating");
+        let t = Instant::now();
+        let completions = complete(source.as_ref().expect("a source when there is work"), &tasks, part, a)?;
+        generation_s += t.elapsed().as_secs_f64();
+        for c in &completions {
+            attempted += 1;
+            if let Err(e) = c {
+                failed_now += 1;
+                first_error.get_or_insert_with(|| e.clone());
             }
         }
-        tracing::info!(task = id(p), done = i + 1, of = problems.len(), "generated");
+        bar.set_message("scoring");
+        let t = Instant::now();
+        let items: Vec<_> = part.iter().zip(completions).map(|(&(i, s), c)| (&tasks[i], s, c)).collect();
+        record::score_many(items, workers, &limits, isolation, |r| {
+            if let Some(d) = run_dir.as_mut() {
+                d.append(&r)?;
+            }
+            records.push(r);
+            bar.inc(1);
+            Ok(())
+        })?;
+        scoring_s += t.elapsed().as_secs_f64();
     }
-    out
-}
-
-/// The `--endpoint` target, with its key from `--api-key-file`.
-fn endpoint(a: &HumanevalArgs, url: &str) -> Result<kiln_eval::client::Endpoint> {
-    let key = match &a.api_key_file {
-        Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
-        None => None,
-    };
-    Ok(kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?)
-}
-
-/// Where the completions came from, for the summary.
-fn source(a: &HumanevalArgs) -> &'static str {
-    if a.canonical {
-        "canonical"
-    } else if a.endpoint.is_some() {
-        "endpoint"
-    } else {
-        "model"
+    bar.finish_and_clear();
+    let (all, per_language) = record::summarize(&records);
+    let mut summary = json!({
+        "benchmark": benchmark, "problems": all.problems, "samples": all.samples, "passed": all.passed,
+        "timed_out": all.timed_out, "generation_errors": all.generation_errors,
+        "source": source.as_ref().map_or("resumed", Source::name), "isolation": isolation, "workers": workers,
+        "generated_now": attempted, "resumed": resumed, "generation_s": generation_s, "scoring_s": scoring_s,
+        "settings": settings, "per_language": per_language,
+    });
+    for (k, v) in &all.pass_at_k {
+        summary[k] = json!(v);
     }
-}
-
-/// Writes `samples.jsonl` and `summary.json` into `--out` (when given) and prints the summary
-/// as JSON (`--json`) or as the Markdown `table`.
-fn report(a: &HumanevalArgs, scored: &[kiln_eval::run::Scored], summary: &serde_json::Value, table: String) -> Result<()> {
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("--out {}", dir.display()))?;
-        let mut f = std::fs::File::create(dir.join("samples.jsonl"))?;
-        for s in scored {
-            writeln!(f, "{}", serde_json::to_string(s)?)?;
-        }
-        std::fs::write(dir.join("summary.json"), serde_json::to_vec_pretty(summary)?)?;
+    if let Some(em) = all.exact_match {
+        summary["exact_match"] = json!(em);
+    }
+    let table = record::markdown(benchmark, &all, &per_language);
+    if let Some(d) = &run_dir {
+        record::write_atomic(&d.dir().join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
+        record::write_atomic(&d.dir().join("summary.md"), table.as_bytes())?;
     }
     if a.json {
         println!("{summary}");
     } else {
         println!("{table}");
     }
+    if attempted > 0 && failed_now == attempted && !matches!(source, Some(Source::Canonical)) {
+        bail!("every completion request failed ({attempted} of {attempted}); the first error: {}", first_error.unwrap_or_default());
+    }
     Ok(())
 }
 
-fn run_humaneval(a: HumanevalArgs) -> Result<()> {
-    let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval/HumanEval.jsonl.gz"));
-    let mut problems = humaneval::load(&data)?;
-    if let Some(n) = a.limit {
-        problems.truncate(n);
+/// A progress bar on stderr; hidden when stderr is not a terminal.
+fn progress(len: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} samples, {elapsed} (eta {eta})") {
+        bar.set_style(style.progress_chars("=> "));
     }
-    let started = Instant::now();
-    let mut generation_errors = 0usize;
-    let completions: Vec<String> = if a.canonical {
-        problems.iter().map(humaneval::canonical_completion).collect()
-    } else if let Some(url) = &a.endpoint {
-        let endpoint = endpoint(&a, url)?;
-        complete_each(&problems, |p| &p.task_id, &mut generation_errors, |t| humaneval::truncate(t).to_string(), |p| {
-            Ok(endpoint.complete(humaneval::model_input(p), a.max_tokens, &humaneval::STOP)?)
-        })
-    } else {
-        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
-        let loaded = load(margs)?;
-        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
-        let params = GenerateParams {
-            max_new_tokens: a.max_tokens,
-            sampling: SamplingParams::default(),
-            eos_ids: loaded.eos_ids.clone(),
-            stop: humaneval::STOP.iter().map(|s| s.to_string()).collect(),
-            ..Default::default()
+    bar
+}
+
+/// Completions of `part` ((task index, sample index) pairs): each finished (stop words cut) or
+/// the reason there is none.
+fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalArgs) -> Result<Vec<Result<String, String>>> {
+    Ok(match source {
+        Source::Canonical => part.iter().map(|&(i, _)| Ok(tasks[i].canonical.clone())).collect(),
+        Source::Endpoint(e, fim) => part
+            .iter()
+            .map(|&(i, s)| {
+                let t = &tasks[i];
+                let sampling = Sampling { temperature: a.temperature as f64, top_p: a.top_p.map(f64::from), seed: (a.temperature > 0.0).then_some(a.seed.wrapping_add(s as u64)) };
+                let stop: Vec<&str> = t.stop.iter().map(String::as_str).collect();
+                let r = match &t.prompt {
+                    Prompt::Completion(p) => e.complete_sampled(p, a.max_tokens, &stop, &sampling),
+                    Prompt::Fim { prefix, suffix } => e.complete_fim_with(*fim, prefix, suffix, a.max_tokens, &sampling),
+                };
+                r.map(|text| (t.finish)(&text)).map_err(|err| {
+                    tracing::warn!(task = %t.task_id, sample = s, error = %err, "no completion; the sample scores 0");
+                    err.to_string()
+                })
+            })
+            .collect(),
+        Source::Model(m) => {
+            let generator = Generator::new(&m.model, &m.tokenizer)?;
+            let jobs: Vec<_> = part
+                .iter()
+                .map(|&(i, s)| {
+                    let t = &tasks[i];
+                    let ids = match &t.prompt {
+                        Prompt::Completion(p) => prompt::completion_ids(&m.tokenizer, p),
+                        Prompt::Fim { prefix, suffix } => prompt::fim_ids(&m.tokenizer, prefix, suffix),
+                    };
+                    let params = GenerateParams {
+                        max_new_tokens: a.max_tokens,
+                        sampling: SamplingParams { temperature: a.temperature, top_p: a.top_p, seed: a.seed.wrapping_add(s as u64), ..Default::default() },
+                        eos_ids: m.eos_ids.clone(),
+                        stop: t.stop.clone(),
+                        ..Default::default()
+                    };
+                    ids.map(|ids| (ids, params)).map_err(|e| e.to_string())
+                })
+                .collect();
+            generate_batch(&generator, m, jobs).into_iter().zip(part).map(|(r, &(i, s))| {
+                r.map(|text| (tasks[i].finish)(&text)).map_err(|e| {
+                    tracing::warn!(task = %tasks[i].task_id, sample = s, error = %e, "no completion; the sample scores 0");
+                    e
+                })
+            }).collect()
+        }
+    })
+}
+
+/// Decodes every job together: one `decode_batch` step per token for all sequences still
+/// running, each driven by its own [`Decoding`] (own sampler, seed and stop rules), so a
+/// sequence's text is the same alone or batched.
+fn generate_batch(generator: &Generator<'_>, m: &LoadedModel, jobs: Vec<Result<(Vec<u32>, GenerateParams), String>>) -> Vec<Result<String, String>> {
+    let cancel = AtomicBool::new(false);
+    let mut quiet = |_: &str| {};
+    let mut out: Vec<Option<Result<String, String>>> = vec![None; jobs.len()];
+    let mut running: Vec<(usize, Decoding<'_>)> = Vec::new();
+    for (j, job) in jobs.into_iter().enumerate() {
+        match job.and_then(|(ids, params)| generator.start(PrefixCache::new(&m.model), usize::MAX, &ids, &params, &cancel, &mut quiet).map_err(|e| e.to_string())) {
+            Ok(d) => running.push((j, d)),
+            Err(e) => out[j] = Some(Err(e)),
+        }
+    }
+    loop {
+        let inputs: Vec<Option<u32>> = running.iter_mut().map(|(_, d)| d.next_input(&cancel)).collect();
+        let tokens: Vec<u32> = inputs.iter().flatten().copied().collect();
+        if tokens.is_empty() {
+            break;
+        }
+        let mut caches: Vec<&mut kiln_model::Cache> = running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|((_, d), _)| d.cache_mut()).collect();
+        let step = m.model.decode_batch(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
+        drop(caches);
+        let rows = match step {
+            Ok(rows) => rows,
+            Err(e) => {
+                for (j, _) in running.drain(..) {
+                    out[j] = Some(Err(format!("decoding failed: {e}")));
+                }
+                break;
+            }
         };
-        complete_each(&problems, |p| &p.task_id, &mut generation_errors, |t| humaneval::truncate(t).to_string(), |p| {
-            let ids = prompt::completion_ids(&loaded.tokenizer, humaneval::model_input(p))?;
-            Ok(generator.generate(&ids, &params, |_| {})?.text)
-        })
-    };
-    let generated_s = started.elapsed().as_secs_f64();
-    let isolation = detect_isolation();
-    let limits = Limits { timeout: Duration::from_secs(a.timeout), ..Limits::default() };
-    let samples: Vec<_> = problems.iter().zip(completions).collect();
-    let t = Instant::now();
-    let scored = score_humaneval(&samples, a.workers, &limits, isolation)?;
-    let scoring_s = t.elapsed().as_secs_f64();
-    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
-    let timed_out = scored.iter().filter(|s| s.result == RunResult::TimedOut).count();
-    let pass1 = scored.iter().map(|s| pass_at_k(1, usize::from(s.result == RunResult::Passed), 1).unwrap_or(0.0)).sum::<f64>() / scored.len().max(1) as f64;
-    let summary = json!({
-        "benchmark": "humaneval", "problems": scored.len(), "passed": passed, "timed_out": timed_out,
-        "pass@1": pass1, "generation_errors": generation_errors, "source": source(&a),
-        "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
-    });
-    let table = format!(
-        "| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|\n| humaneval | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |",
-        scored.len(),
-        pass1 * 100.0,
-        a.workers
-    );
-    report(&a, &scored, &summary, table)?;
-    Ok(())
-}
-
-/// A generated middle for single-line infilling: up to and including its first newline (the
-/// task removed one line; anything after it would be code the suffix already has).
-fn one_line(middle: &str) -> String {
-    match middle.find('\n') {
-        Some(i) => middle[..=i].to_string(),
-        None => middle.to_string(),
+        let mut rows = rows.into_iter();
+        let mut failed = false;
+        for ((j, d), _) in running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()) {
+            let mut logits = rows.next().expect("one row per sequence");
+            if let Err(e) = d.accept(&mut logits, &mut quiet) {
+                out[*j] = Some(Err(format!("decoding failed: {e}")));
+                failed = true;
+            }
+        }
+        if failed {
+            running.retain(|(j, _)| out[*j].is_none());
+        }
     }
-}
-
-fn run_infill(a: HumanevalArgs) -> Result<()> {
-    use kiln_eval::infilling;
-    let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz"));
-    let mut problems = infilling::load(&data)?;
-    if let Some(n) = a.limit {
-        problems.truncate(n);
+    for (j, d) in running {
+        out[j] = Some(d.finish(&mut quiet).map(|(g, _)| g.text).map_err(|e| e.to_string()));
     }
-    let mut errors = 0usize;
-    let middles: Vec<String> = if a.canonical {
-        problems.iter().map(|p| p.canonical_solution.clone()).collect()
-    } else if let Some(url) = &a.endpoint {
-        let endpoint = endpoint(&a, url)?;
-        complete_each(&problems, |p| &p.task_id, &mut errors, one_line, |p| Ok(endpoint.complete_fim(&p.prompt, &p.suffix, a.max_tokens)?))
-    } else {
-        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
-        let loaded = load(margs)?;
-        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
-        let params = GenerateParams { max_new_tokens: a.max_tokens, sampling: SamplingParams::default(), eos_ids: loaded.eos_ids.clone(), ..Default::default() };
-        complete_each(&problems, |p| &p.task_id, &mut errors, one_line, |p| Ok(generator.generate(&prompt::fim_ids(&loaded.tokenizer, &p.prompt, &p.suffix)?, &params, |_| {})?.text))
-    };
-    let exact = problems.iter().zip(&middles).filter(|(p, m)| infilling::exact_match(p, m)).count();
-    let programs: Vec<_> = problems.iter().zip(&middles).map(|(p, m)| (p.task_id.clone(), m.clone(), infilling::program(p, m))).collect();
-    let isolation = detect_isolation();
-    let limits = Limits { timeout: Duration::from_secs(a.timeout.min(3)), ..Limits::default() };
-    let t = Instant::now();
-    let scored = kiln_eval::run::score_programs(&programs, a.workers, &limits, isolation)?;
-    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
-    let n = scored.len().max(1) as f64;
-    let summary = json!({
-        "benchmark": "humaneval-single-line-infilling", "problems": scored.len(), "passed": passed, "pass@1": passed as f64 / n,
-        "exact_match": exact as f64 / n, "generation_errors": errors,
-        "source": source(&a), "isolation": isolation, "workers": a.workers, "scoring_s": t.elapsed().as_secs_f64(),
-    });
-    let table = format!(
-        "| benchmark | tasks | pass@1 | exact match | isolation |\n|---|---|---|---|---|\n| humaneval single-line infilling | {} | {:.1}% | {:.1}% | {isolation:?} |",
-        scored.len(),
-        100.0 * passed as f64 / n,
-        100.0 * exact as f64 / n
-    );
-    report(&a, &scored, &summary, table)
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err("not generated".into()))).collect()
 }
 
 /// A row of `--solutions`.
@@ -271,79 +445,45 @@ struct SolutionRow {
     language: Option<String>,
 }
 
-fn run_multipl_e(m: MultiplEArgs) -> Result<()> {
+fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
     use kiln_eval::multipl_e;
     let lang = m.lang;
-    let a = &m.common;
-    // The toolchain first: a missing compiler is one clear message, before any generation.
+    // The toolchain first: a missing compiler is one clear message, before any data, model or
+    // endpoint is touched.
     let mut toolchain = lang.check_toolchain()?;
-    let data = a.data.clone().unwrap_or_else(|| lang.data_file(std::path::Path::new("../shared/benchmarks/multipl-e")));
+    let data = m.common.data.clone().unwrap_or_else(|| lang.data_file(Path::new("../shared/benchmarks/multipl-e")));
     if lang == multipl_e::Language::Java {
-        let jar = m.javatuples.clone().unwrap_or_else(|| data.parent().unwrap_or(std::path::Path::new(".")).join("javatuples-1.2.jar"));
+        let jar = m.javatuples.clone().unwrap_or_else(|| data.parent().unwrap_or(Path::new(".")).join("javatuples-1.2.jar"));
         toolchain = toolchain.with_javatuples(&jar)?;
     }
-    let mut problems = multipl_e::load(&data, lang)?;
-    if let Some(n) = a.limit {
-        problems.truncate(n);
+    let problems = multipl_e::load(&data, lang)?;
+    let mut tasks = task::multipl_e_tasks(&problems, lang, std::sync::Arc::new(toolchain));
+    if m.common.canonical {
+        bail!("MultiPL-E has no canonical solutions; check the harness with --solutions FILE (JSONL of task_id, completion)");
     }
-    let started = Instant::now();
-    let mut generation_errors = 0usize;
-    let samples: Vec<(&multipl_e::Problem, String)> = if let Some(file) = &m.solutions {
+    if let Some(file) = &m.solutions {
+        // The file's completions become the tasks' references, scored as --canonical would.
         let rows: Vec<SolutionRow> = kiln_eval::load_jsonl(file, "task_id, completion (and optionally language)")?;
-        let mut out = Vec::new();
+        let mut chosen = Vec::new();
         for (i, r) in rows.into_iter().enumerate() {
             if r.language.as_deref().is_some_and(|l| multipl_e::Language::parse(l) != Some(lang)) {
                 continue;
             }
-            let Some(p) = problems.iter().find(|p| p.name == r.task_id) else {
-                bail!("{}: row {}: task_id {:?} is not a problem of {} (or is past --limit)", file.display(), i + 1, r.task_id, data.display());
+            let Some(t) = tasks.iter().find(|t| t.task_id == r.task_id) else {
+                bail!("{}: row {}: task_id {:?} is not a problem of {}", file.display(), i + 1, r.task_id, data.display());
             };
-            out.push((p, r.completion));
+            let mut t = t.clone();
+            t.canonical = r.completion;
+            // A second row for the same problem is scored as its own task (`ID#2`), so every
+            // row gets a result and a resumed run can tell them apart.
+            let seen = chosen.iter().filter(|c: &&Task| c.task_id == t.task_id || c.task_id.starts_with(&format!("{}#", t.task_id))).count();
+            if seen > 0 {
+                t.task_id = format!("{}#{}", t.task_id, seen + 1);
+            }
+            chosen.push(t);
         }
-        out
-    } else if a.canonical {
-        bail!("MultiPL-E has no canonical solutions; check the harness with --solutions FILE (JSONL of task_id, completion)");
-    } else if let Some(url) = &a.endpoint {
-        let endpoint = endpoint(a, url)?;
-        let texts = complete_each(&problems, |p| &p.name, &mut generation_errors, |t| t.to_string(), |p| {
-            let stop = multipl_e::stop_tokens(p, lang);
-            let text = endpoint.complete(multipl_e::model_input(p), a.max_tokens, &stop.iter().map(String::as_str).collect::<Vec<_>>())?;
-            Ok(multipl_e::truncate(&text, &stop).to_string())
-        });
-        problems.iter().zip(texts).collect()
-    } else {
-        let Some(margs) = &a.model else { bail!("give --model DIR, --endpoint URL, or --solutions FILE") };
-        let loaded = load(margs)?;
-        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
-        let texts = complete_each(&problems, |p| &p.name, &mut generation_errors, |t| t.to_string(), |p| {
-            let stop = multipl_e::stop_tokens(p, lang);
-            let params = GenerateParams { max_new_tokens: a.max_tokens, sampling: SamplingParams::default(), eos_ids: loaded.eos_ids.clone(), stop: stop.clone(), ..Default::default() };
-            let ids = prompt::completion_ids(&loaded.tokenizer, multipl_e::model_input(p))?;
-            Ok(multipl_e::truncate(&generator.generate(&ids, &params, |_| {})?.text, &stop).to_string())
-        });
-        problems.iter().zip(texts).collect()
-    };
-    let generated_s = started.elapsed().as_secs_f64();
-    let isolation = detect_isolation();
-    let limits = Limits { timeout: Duration::from_secs(a.timeout), ..Limits::default() };
-    let t = Instant::now();
-    let scored = multipl_e::score(&toolchain, &samples, a.workers, &limits, isolation)?;
-    let scoring_s = t.elapsed().as_secs_f64();
-    let scored: Vec<kiln_eval::run::Scored> = scored.into_iter().map(|s| kiln_eval::run::Scored { task_id: s.task_id, completion: s.completion, result: s.result }).collect();
-    let passed = scored.iter().filter(|s| s.result == RunResult::Passed).count();
-    let timed_out = scored.iter().filter(|s| s.result == RunResult::TimedOut).count();
-    let pass1 = passed as f64 / scored.len().max(1) as f64;
-    let source = if m.solutions.is_some() { "solutions" } else { source(a) };
-    let summary = json!({
-        "benchmark": format!("multipl-e-{lang}"), "language": lang, "problems": scored.len(), "passed": passed, "timed_out": timed_out,
-        "pass@1": pass1, "generation_errors": generation_errors, "source": source,
-        "isolation": isolation, "workers": a.workers, "generation_s": generated_s, "scoring_s": scoring_s,
-    });
-    let table = format!(
-        "| benchmark | problems | pass@1 | timed out | isolation | scoring |\n|---|---|---|---|---|---|\n| multipl-e {lang} | {} | {:.1}% | {timed_out} | {isolation:?} | {scoring_s:.1} s with {} workers |",
-        scored.len(),
-        pass1 * 100.0,
-        a.workers
-    );
-    report(a, &scored, &summary, table)
+        tasks = chosen;
+        m.common.canonical = true;
+    }
+    run_tasks(&format!("multipl-e-{lang}"), &data, tasks, 10, &m.common)
 }

@@ -12,15 +12,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// (task id, completion) of every sample, sorted: samples are appended in the order they are
+/// scored, which depends on the workers.
 fn completions(out: &Path) -> Vec<(String, String)> {
-    std::fs::read_to_string(out.join("samples.jsonl"))
+    let mut v: Vec<(String, String)> = std::fs::read_to_string(out.join("samples.jsonl"))
         .unwrap()
         .lines()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             (v["task_id"].as_str().unwrap().to_string(), v["completion"].as_str().unwrap().to_string())
         })
-        .collect()
+        .collect();
+    v.sort();
+    v
 }
 
 struct Server(Child);
@@ -88,8 +92,25 @@ fn endpoint_completions_equal_in_process_ones() {
     assert_eq!((s["problems"].as_u64(), s["generation_errors"].as_u64()), (Some(3), Some(0)), "{s}");
     ok(&kiln(&[&["eval", "infill", "--endpoint", &url, "--out", fr.to_str().unwrap()][..], &fim_args].concat()));
     assert_eq!(completions(&fl), completions(&fr), "infilling completions differ between --model and --endpoint");
-    // A dead endpoint: every problem reported, the run completes, nothing passes.
-    let dead: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--endpoint", "http://127.0.0.1:1"][..], &common_args].concat()))).unwrap();
+    // llama.cpp's /infill gives the same middles as OpenAI's suffix field.
+    let fi = tmp.path().join("fim-infill");
+    ok(&kiln(&[&["eval", "infill", "--endpoint", &url, "--fim", "infill", "--out", fi.to_str().unwrap()][..], &fim_args].concat()));
+    assert_eq!(completions(&fr), completions(&fi), "--fim infill differs from --fim suffix");
+    // Multi-line infilling through the endpoint: same as in-process too.
+    let (ml, mr) = (tmp.path().join("multi-local"), tmp.path().join("multi-remote"));
+    let multi_data = fim.with_file_name("HumanEval-MultiLineInfilling.jsonl.gz");
+    let multi = ["--set", "multi", "--data", multi_data.to_str().unwrap(), "--limit", "2", "--max-tokens", "8", "--json"];
+    ok(&kiln(&[&["eval", "infill", "--model", model.to_str().unwrap(), "--out", ml.to_str().unwrap()][..], &multi].concat()));
+    ok(&kiln(&[&["eval", "infill", "--endpoint", &url, "--fim", "infill", "--out", mr.to_str().unwrap()][..], &multi].concat()));
+    assert_eq!(completions(&ml), completions(&mr));
+    // A dead endpoint: every sample recorded with the reason, and the command fails with the
+    // endpoint's error instead of reporting 0%.
+    let dead_out = tmp.path().join("dead");
+    let dead = kiln(&[&["eval", "humaneval", "--endpoint", "http://127.0.0.1:1", "--out", dead_out.to_str().unwrap()][..], &common_args].concat());
+    assert!(!dead.status.success());
+    let err = String::from_utf8_lossy(&dead.stderr);
+    assert!(err.contains("every completion request failed") && err.contains("127.0.0.1:1") && err.contains("cannot connect"), "{err}");
+    let dead: Value = serde_json::from_slice(&std::fs::read(dead_out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(dead["generation_errors"], 4);
     assert_eq!(dead["passed"], 0);
 }
@@ -111,6 +132,139 @@ fn canonical_solutions_score_everything_and_bad_data_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.jsonl") && err.contains("line 1") && err.contains("entry_point"), "{err}");
+}
+
+fn tiny_model(dir: &Path) -> std::path::PathBuf {
+    let model = dir.join("model");
+    ok(&kiln(&["model", "init", "--preset", "tiny", "--out", model.to_str().unwrap()]));
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
+    }
+    model
+}
+
+fn records(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out.join("samples.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+fn keyed(out: &Path) -> Vec<(String, u64, String)> {
+    let mut v: Vec<_> = records(out).iter().map(|r| (r["task_id"].as_str().unwrap().to_string(), r["sample"].as_u64().unwrap(), r["completion"].as_str().unwrap().to_string())).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn batched_sampling_pass_at_k_resume_and_mismatch() {
+    let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !python_ok {
+        eprintln!("SKIP: python3 with numpy is not installed (apt-get install python3 python3-numpy)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let m = model.to_str().unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let d = data.to_str().unwrap();
+    // Greedy: batched decoding gives exactly the unbatched completions.
+    let (b1, b4) = (tmp.path().join("b1"), tmp.path().join("b4"));
+    let greedy = ["eval", "humaneval", "--model", m, "--data", d, "--limit", "4", "--max-tokens", "12", "--json"];
+    ok(&kiln(&[&greedy[..], &["--batch", "1", "--out", b1.to_str().unwrap()]].concat()));
+    ok(&kiln(&[&greedy[..], &["--batch", "4", "--out", b4.to_str().unwrap()]].concat()));
+    assert_eq!(keyed(&b1).len(), 4);
+    assert_eq!(keyed(&b1), keyed(&b4), "batched greedy differs from unbatched");
+    // N = 10 samples at T = 0.8: pass@1 and pass@10 reported, pass@100 not; the seed
+    // reproduces the samples whatever the batch.
+    let (s1, s2) = (tmp.path().join("s1"), tmp.path().join("s2"));
+    let sampled = ["eval", "humaneval", "--model", m, "--data", d, "--limit", "2", "--max-tokens", "6", "--samples", "10", "--temperature", "0.8", "--seed", "7", "--json"];
+    let sum: Value = serde_json::from_str(&ok(&kiln(&[&sampled[..], &["--batch", "10", "--out", s1.to_str().unwrap()]].concat()))).unwrap();
+    assert_eq!((sum["problems"].as_u64(), sum["samples"].as_u64()), (Some(2), Some(20)), "{sum}");
+    assert!(sum["pass@1"].is_number() && sum["pass@10"].is_number() && sum.get("pass@100").is_none(), "{sum}");
+    assert!(sum["per_language"]["python"]["pass_at_k"]["pass@10"].is_number(), "{sum}");
+    let distinct: std::collections::HashSet<_> = keyed(&s1).into_iter().filter(|k| k.0 == "HumanEval/0").map(|k| k.2).collect();
+    assert!(distinct.len() > 1, "sampling at T = 0.8 gave one completion 10 times");
+    ok(&kiln(&[&sampled[..], &["--batch", "3", "--out", s2.to_str().unwrap()]].concat()));
+    assert_eq!(keyed(&s1), keyed(&s2), "the same seed gave other samples");
+    // Resume: as if killed after 13 samples, mid-line.
+    let full = keyed(&s1);
+    let text = std::fs::read_to_string(s1.join("samples.jsonl")).unwrap();
+    let kept: Vec<&str> = text.lines().take(13).collect();
+    std::fs::write(s1.join("samples.jsonl"), kept.join("\n") + "\n" + &text.lines().nth(13).unwrap()[..20]).unwrap();
+    let sum: Value = serde_json::from_str(&ok(&kiln(&[&sampled[..], &["--out", s1.to_str().unwrap()]].concat()))).unwrap();
+    assert_eq!((sum["resumed"].as_u64(), sum["generated_now"].as_u64(), sum["samples"].as_u64()), (Some(13), Some(7), Some(20)), "{sum}");
+    assert_eq!(keyed(&s1), full, "the resumed run's samples differ");
+    assert_eq!(records(&s1).len(), 20);
+    // Nothing left: a rerun generates nothing and reports the same.
+    let again: Value = serde_json::from_str(&ok(&kiln(&[&sampled[..], &["--out", s1.to_str().unwrap()]].concat()))).unwrap();
+    assert_eq!((again["generated_now"].as_u64(), again["pass@10"].as_f64()), (Some(0), sum["pass@10"].as_f64()));
+    // Other settings into the same directory: refused, naming the setting.
+    let bad = kiln(&["eval", "humaneval", "--model", m, "--data", d, "--limit", "2", "--max-tokens", "6", "--samples", "10", "--temperature", "0.5", "--seed", "7", "--out", s1.to_str().unwrap()]);
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("temperature") && err.contains("0.8") && err.contains("0.5"), "{err}");
+    let bad = kiln(&["eval", "mbpp", "--canonical", "--out", s1.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("benchmark"), "{}", String::from_utf8_lossy(&bad.stderr));
+}
+
+/// A loopback server answering connection i with `answers[i % len]` (or sleeping on "SLEEP").
+fn bad_server(answers: Vec<&'static str>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (i, conn) in listener.incoming().enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let answer = answers[i % answers.len()];
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = c.read(&mut buf);
+                if answer == "SLEEP" {
+                    std::thread::sleep(Duration::from_secs(30));
+                    return;
+                }
+                let _ = c.write_all(answer.as_bytes());
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits_non_zero() {
+    let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !python_ok {
+        eprintln!("SKIP: python3 with numpy is not installed (apt-get install python3 python3-numpy)");
+        return;
+    }
+    const GOOD: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\":[{\"text\":\"    return True\\n\"}]}";
+    const HTML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>Bad Gateway</body></html>";
+    const WRONG: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"result\": \"hello\"}";
+    const JUNK: &str = "\x00\x01garbage that is not HTTP";
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("mixed");
+    let port = bad_server(vec![GOOD, HTML, WRONG, JUNK, "SLEEP"]);
+    let url = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "humaneval", "--endpoint", &url, "--data", data.to_str().unwrap(), "--limit", "5", "--request-timeout", "2", "--out", out.to_str().unwrap(), "--json"]))).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(25), "a silent endpoint held the run");
+    assert_eq!((s["samples"].as_u64(), s["generation_errors"].as_u64()), (Some(5), Some(4)), "{s}");
+    let recs = records(&out);
+    let reason = |id: &str| recs.iter().find(|r| r["task_id"] == id).map(|r| (r["status"].as_str().unwrap().to_string(), r["error"].as_str().unwrap_or("").to_string())).unwrap();
+    assert_eq!(reason("HumanEval/0").0, "failed", "the good answer is scored");
+    assert!(reason("HumanEval/1").1.contains("not JSON") && reason("HumanEval/1").1.contains("<html>"), "{:?}", reason("HumanEval/1"));
+    assert!(reason("HumanEval/2").1.contains("no choices[0].text"), "{:?}", reason("HumanEval/2"));
+    assert!(reason("HumanEval/3").1.contains("not an HTTP response"), "{:?}", reason("HumanEval/3"));
+    assert!(reason("HumanEval/4").1.contains("within"), "{:?}", reason("HumanEval/4"));
+    for i in 1..5 {
+        assert_eq!(reason(&format!("HumanEval/{i}")).0, "no_completion");
+    }
+    // Every request failing: a non-zero exit with the endpoint's error, not a silent 0%.
+    let port = bad_server(vec![HTML, WRONG]);
+    let all_bad = kiln(&["eval", "humaneval", "--endpoint", &format!("http://127.0.0.1:{port}"), "--data", data.to_str().unwrap(), "--limit", "2", "--request-timeout", "2"]);
+    assert!(!all_bad.status.success());
+    let err = String::from_utf8_lossy(&all_bad.stderr);
+    assert!(err.contains("every completion request failed") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
 }
 
 /// `kiln eval repo build` on a corpus built from the fixture repositories gives the same bench
@@ -229,7 +383,8 @@ fn multipl_e_scores_a_solutions_file_and_names_bad_rows() {
     let out_dir = tmp.path().join("out");
     let data = multipl_e_data("sh");
     let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--solutions", fixture.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]))).unwrap();
-    assert_eq!((s["problems"].as_u64(), s["passed"].as_u64(), s["language"].as_str()), (Some(4), Some(3), Some("sh")), "{s}");
+    assert_eq!((s["problems"].as_u64(), s["passed"].as_u64(), s["benchmark"].as_str()), (Some(4), Some(3), Some("multipl-e-sh")), "{s}");
+    assert!(s["per_language"].to_string().contains("\"sh\""), "{s}");
     assert_eq!(completions(&out_dir).len(), 4);
     // A task that is not in the data is named with its row.
     let bad = tmp.path().join("bad.jsonl");

@@ -1,14 +1,51 @@
 //! An OpenAI-compatible completions endpoint as an evaluation target (`kiln serve`, llama.cpp's
 //! server, vLLM, ...): plain HTTP/1.1 over a socket, no TLS (serve locally, or put a proxy in
-//! front), greedy requests one at a time.
+//! front), requests one at a time. Every request has a total deadline (`timeout`: connect, send
+//! and the whole answer) and a cap on the answer's size, so a server that hangs, drips or
+//! floods costs one sample, not the run.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::EvalError;
+
+/// Largest HTTP answer read (a completion of 500 tokens is a few KiB).
+pub const MAX_RESPONSE_BYTES: usize = 16 << 20;
+
+/// Which fill-in-the-middle API an endpoint speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FimApi {
+    /// OpenAI `/v1/completions` with a `suffix` field.
+    Suffix,
+    /// llama.cpp `POST /infill`.
+    Infill,
+}
+
+/// Sampling settings of a request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Sampling {
+    /// 0: greedy.
+    pub temperature: f64,
+    /// Nucleus sampling (unset: the server's default, 1 for `/infill`).
+    pub top_p: Option<f64>,
+    /// The server's sampling seed (unset: none sent).
+    pub seed: Option<u64>,
+}
+
+impl Sampling {
+    fn apply(&self, body: &mut Value) {
+        body["temperature"] = json!(self.temperature);
+        if let Some(p) = self.top_p {
+            body["top_p"] = json!(p);
+        }
+        if let Some(s) = self.seed {
+            body["seed"] = json!(s);
+        }
+    }
+}
 
 /// Where completions come from.
 #[derive(Debug, Clone)]
@@ -37,13 +74,19 @@ impl Endpoint {
         Ok(Self { host, port, base, api_key, timeout })
     }
 
-    /// One greedy completion of `prompt` (`/v1/completions`), `max_tokens` at most, cut by the
+    /// One completion of `prompt` (`/v1/completions`), `max_tokens` at most, cut by the
     /// server at `stop` (and again here: not every server honours every stop string).
     pub fn complete(&self, prompt: &str, max_tokens: usize, stop: &[&str]) -> Result<String, EvalError> {
+        self.complete_sampled(prompt, max_tokens, stop, &Sampling::default())
+    }
+
+    /// [`Endpoint::complete`] with `sampling` (temperature 0 is greedy).
+    pub fn complete_sampled(&self, prompt: &str, max_tokens: usize, stop: &[&str], sampling: &Sampling) -> Result<String, EvalError> {
         // OpenAI allows at most 4 stop strings; send the first 4, cut the rest here.
-        let body = json!({"prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "stop": &stop[..stop.len().min(4)]}).to_string();
-        let v = self.post("/v1/completions", &body)?;
-        let text = v["choices"][0]["text"].as_str().ok_or_else(|| EvalError::Endpoint(format!("{}: no choices[0].text in the response: {}", self.url(), excerpt(&v.to_string()))))?;
+        let mut body = json!({"prompt": prompt, "max_tokens": max_tokens, "stop": &stop[..stop.len().min(4)]});
+        sampling.apply(&mut body);
+        let v = self.post("/v1/completions", &body.to_string())?;
+        let text = self.text_at(&v, "choices[0].text", |v| v["choices"][0]["text"].as_str())?;
         let cut = stop.iter().filter_map(|s| text.find(s)).min().unwrap_or(text.len());
         Ok(text[..cut].to_string())
     }
@@ -51,9 +94,35 @@ impl Endpoint {
     /// One greedy fill-in-the-middle completion between `prefix` and `suffix`, through
     /// OpenAI's `suffix` field (kiln serve, Ollama; llama.cpp and vLLM refuse it).
     pub fn complete_fim(&self, prefix: &str, suffix: &str, max_tokens: usize) -> Result<String, EvalError> {
-        let body = json!({"prompt": prefix, "suffix": suffix, "max_tokens": max_tokens, "temperature": 0}).to_string();
-        let v = self.post("/v1/completions", &body)?;
-        v["choices"][0]["text"].as_str().map(String::from).ok_or_else(|| EvalError::Endpoint(format!("{}: no choices[0].text in the response: {}", self.url(), excerpt(&v.to_string()))))
+        self.complete_fim_with(FimApi::Suffix, prefix, suffix, max_tokens, &Sampling::default())
+    }
+
+    /// A fill-in-the-middle completion through `api`: OpenAI's `suffix` field, or llama.cpp's
+    /// `POST /infill` (`input_prefix`, `input_suffix`, `n_predict`; answer in `content`).
+    pub fn complete_fim_with(&self, api: FimApi, prefix: &str, suffix: &str, max_tokens: usize, sampling: &Sampling) -> Result<String, EvalError> {
+        match api {
+            FimApi::Suffix => {
+                let mut body = json!({"prompt": prefix, "suffix": suffix, "max_tokens": max_tokens});
+                sampling.apply(&mut body);
+                let v = self.post("/v1/completions", &body.to_string())?;
+                self.text_at(&v, "choices[0].text", |v| v["choices"][0]["text"].as_str()).map(String::from)
+            }
+            FimApi::Infill => {
+                // llama.cpp's sampling defaults (top_k 40, top_p 0.95, temperature 0.8) are
+                // overridden explicitly; the prompt cache is off so each answer is a cold run.
+                let mut body = json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": max_tokens, "top_k": 0, "cache_prompt": false});
+                sampling.apply(&mut body);
+                if body.get("top_p").is_none() {
+                    body["top_p"] = json!(1.0);
+                }
+                let v = self.post("/infill", &body.to_string())?;
+                self.text_at(&v, "content", |v| v["content"].as_str()).map(String::from)
+            }
+        }
+    }
+
+    fn text_at<'v>(&self, v: &'v Value, field: &str, get: impl Fn(&'v Value) -> Option<&'v str>) -> Result<&'v str, EvalError> {
+        get(v).ok_or_else(|| EvalError::Endpoint(format!("{}: no {field} in the response: {}", self.url(), excerpt(&v.to_string()))))
     }
 
     fn url(&self) -> String {
@@ -62,8 +131,10 @@ impl Endpoint {
 
     fn post(&self, path: &str, body: &str) -> Result<Value, EvalError> {
         let err = |m: String| EvalError::Endpoint(format!("{}{path}: {m}", self.url()));
-        let mut s = TcpStream::connect((self.host.as_str(), self.port)).map_err(|e| err(format!("cannot connect: {e}")))?;
-        s.set_read_timeout(Some(self.timeout)).map_err(|e| err(e.to_string()))?;
+        let deadline = Instant::now() + self.timeout;
+        let addr = (self.host.as_str(), self.port).to_socket_addrs().map_err(|e| err(format!("cannot resolve: {e}")))?.next().ok_or_else(|| err("no address".into()))?;
+        let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| err(format!("cannot connect: {e}")))?;
+        s.set_write_timeout(Some(self.timeout)).map_err(|e| err(e.to_string()))?;
         let auth = self.api_key.as_ref().map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
         let head = format!(
             "POST {}{path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{auth}\r\n",
@@ -72,8 +143,28 @@ impl Endpoint {
             body.len()
         );
         s.write_all(head.as_bytes()).and_then(|_| s.write_all(body.as_bytes())).map_err(|e| err(format!("sending: {e}")))?;
+        // Read until the server closes, within the deadline and the size cap.
         let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(|e| err(if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut { format!("no answer within {:?}", self.timeout) } else { e.to_string() }))?;
+        let mut buf = [0u8; 16384];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(err(format!("no complete answer within {:?} (--request-timeout)", self.timeout)));
+            }
+            s.set_read_timeout(Some(left)).map_err(|e| err(e.to_string()))?;
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => raw.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(err(format!("no complete answer within {:?} (--request-timeout)", self.timeout)))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(err(e.to_string())),
+            }
+            if raw.len() > MAX_RESPONSE_BYTES {
+                return Err(err(format!("the answer is over {MAX_RESPONSE_BYTES} bytes")));
+            }
+        }
         let text = String::from_utf8_lossy(&raw);
         let (headers, body) = text.split_once("\r\n\r\n").ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(&text))))?;
         let status: u16 = headers.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(headers))))?;

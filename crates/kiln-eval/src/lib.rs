@@ -13,18 +13,26 @@
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
-//! Not here yet (issue #8): MBPP, multi-line and random-span infilling and resumable runs.
+//! [`mbpp`] is DeepSeek's 3-shot MBPP. [`task`] is the generic shape every benchmark is turned
+//! into (id, language, prompt or prefix/suffix, stop strings, test-program builder), so one
+//! completion / scoring / reporting loop serves them all; [`record`] keeps scored samples on
+//! disk (resumable runs) and computes pass@k, exact match and the per-language breakdown.
+//!
+//! [`compression`] gives zstd anchors for a model's bits per byte.
 #![deny(missing_docs)]
 
 pub mod client;
 pub mod compression;
 pub mod humaneval;
 pub mod infilling;
+pub mod mbpp;
 pub mod metrics;
 pub mod multipl_e;
+pub mod record;
 pub mod repo_bench;
 pub mod run;
 pub mod sandbox;
+pub mod task;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -71,6 +79,18 @@ pub enum EvalError {
         command: String,
         /// The install command naming the Debian package(s).
         install: String,
+    },
+    /// `--out` holds a run made with other settings.
+    #[error("{dir}: holds a run with {setting} = {was}, this run has {setting} = {now}; use another --out directory, or the same settings to resume")]
+    Mismatch {
+        /// The run directory.
+        dir: PathBuf,
+        /// The first differing setting.
+        setting: String,
+        /// Its value in `run.json`.
+        was: String,
+        /// Its value now.
+        now: String,
     },
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]

@@ -78,7 +78,8 @@ fn matching_chars(a: &[char], b: &[char]) -> usize {
 
 /// difflib's `find_longest_match` with no junk function: popular characters are not anchors,
 /// and the longest match is then extended over equal neighbours.
-#[allow(clippy::too_many_arguments)]
+// Indexing by `i` mirrors difflib's loop (i also positions the match).
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 fn longest_match(a: &[char], b: &[char], b2j: &HashMap<char, Vec<usize>>, alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
     let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
     let mut j2len: HashMap<usize, usize> = HashMap::new();

@@ -244,7 +244,7 @@ fn real_program(cmd: &str, found: PathBuf) -> PathBuf {
 }
 
 /// A language's commands, found on the PATH (see [`Language::check_toolchain`]).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Toolchain {
     /// The language.
     pub language: Language,
