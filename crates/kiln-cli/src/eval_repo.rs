@@ -156,7 +156,7 @@ fn run_score(a: ScoreArgs) -> Result<()> {
             None => None,
         };
         let endpoint = kiln_eval::client::Endpoint::parse(url, key, Duration::from_secs(300))?;
-        let opts = EvalOptions { budgets: check_budgets(budgets)?, fim: a.fim };
+        let opts = EvalOptions { budgets: check_budgets(budgets)?, fim: a.fim, partial_files: false };
         let report = repo_bench::evaluate(&tasks, &repos, &tokenizer, &opts, |p| match &p.suffix {
             Some(s) => endpoint.complete_fim(&p.text, s, a.max_tokens),
             None => endpoint.complete(&p.text, a.max_tokens, &["\n"]),
@@ -182,7 +182,7 @@ fn run_score(a: ScoreArgs) -> Result<()> {
             stop: vec!["\n".to_string()],
             ..Default::default()
         };
-        let opts = EvalOptions { budgets: check_budgets(budgets)?, fim: a.fim };
+        let opts = EvalOptions { budgets: check_budgets(budgets)?, fim: a.fim, partial_files: false };
         let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &opts, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
         (report, "model")
     };

@@ -180,6 +180,19 @@ fn quickstart_fails_clearly_on_bad_input() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success() && err.contains("no source code") && err.contains(empty.to_str().unwrap()), "{err}");
 
+    // No default sources at all (no cargo registry, no python3): both named, and what to do.
+    let nowhere = tmp.path().join("nowhere");
+    std::fs::create_dir_all(&nowhere).unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["quickstart", "--out", tmp.path().join("c").to_str().unwrap()])
+        .env("CARGO_HOME", &nowhere)
+        .env("HOME", &nowhere)
+        .env("PATH", &nowhere)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success() && err.contains("cargo registry") && err.contains("python3") && err.contains("--sources"), "{err}");
+
     // A budget too small to train: the stages before training run, then a clear message.
     let Some(pkgs) = stdlib_packages() else {
         eprintln!("SKIPPED (budget part): python3 is not installed; apt-get install python3");
@@ -193,4 +206,26 @@ fn quickstart_fails_clearly_on_bad_input() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(!r.status.success() && err.contains("too small to train") && err.contains("--minutes"), "{err}");
     assert!(out.join("data/meta.json").is_file(), "the finished stages are kept for a rerun");
+}
+
+/// With a time budget instead of --steps, training is sized by timing a few steps, re-planned
+/// from its real pace, and ends at its planned step count (the config on disk agrees).
+#[test]
+fn a_time_budget_sizes_the_training() {
+    let Some(pkgs) = stdlib_packages() else {
+        eprintln!("SKIPPED: python3 (with its standard library) is not installed; apt-get install python3");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("q");
+    let mut args = vec!["quickstart", "--out", out.to_str().unwrap(), "--minutes", "1.6", "--seq-len", "128", "--until", "train", "--sources"];
+    let p: Vec<String> = pkgs.iter().take(4).map(|p| p.display().to_string()).collect();
+    args.extend(p.iter().map(String::as_str));
+    ok(&kiln(&args));
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(out.join("train/config.json")).unwrap()).unwrap();
+    let planned = cfg["steps"].as_u64().unwrap();
+    let steps = std::fs::read_to_string(out.join("train/metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"kind\":\"train\"")).count() as u64;
+    assert!(planned >= 30 && steps == planned, "planned {planned}, trained {steps}");
+    assert!(out.join("model/model.safetensors").is_file());
+    assert!(!out.join("train-calibration").exists(), "the calibration run is removed");
 }

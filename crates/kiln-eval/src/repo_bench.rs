@@ -597,6 +597,45 @@ pub fn context_files(index: &RepoIndex, task: &RepoTask, tokenizer: &Tokenizer, 
     index.context_for(&task.path, budget_tokens, tokenizer).map_err(|e| EvalError::Data { path: PathBuf::from(&task.path), message: format!("task {}: {e}", task.task_id) })
 }
 
+/// Like [`context_files`], but the nearest files are kept whole while they fit and the next one
+/// is cut to its first lines to fill the rest of `budget_tokens` (its path comment and a few
+/// tokens of rendering are counted too).
+pub fn context_files_cut(index: &RepoIndex, task: &RepoTask, tokenizer: &Tokenizer, budget_tokens: usize) -> Result<Vec<ContextFile>, EvalError> {
+    let all = context_files(index, task, tokenizer, usize::MAX / 4)?;
+    let count = |s: &str| tokenizer.encode_raw(s).map(|ids| ids.len()).unwrap_or(s.len());
+    // Dependency order puts the nearest imports last, right before the file itself.
+    let mut kept: Vec<ContextFile> = Vec::new();
+    let mut left = budget_tokens;
+    for f in all.into_iter().rev() {
+        let overhead = count(&f.path) + 4;
+        if left <= overhead {
+            break;
+        }
+        let need = overhead + count(&f.text);
+        if need <= left {
+            left -= need;
+            kept.push(f);
+            continue;
+        }
+        let mut text = String::new();
+        let mut used = overhead;
+        for line in f.text.split_inclusive('\n') {
+            let n = count(line);
+            if used + n > left {
+                break;
+            }
+            used += n;
+            text.push_str(line);
+        }
+        if !text.is_empty() {
+            kept.push(ContextFile { path: f.path, text });
+        }
+        break;
+    }
+    kept.reverse();
+    Ok(kept)
+}
+
 /// Builds the prompt of `task` with `context` (empty for the "without" condition), the in-file
 /// part left-truncated by whole lines to `max_prompt_tokens - context_tokens`.
 pub fn prompt_for(task: &RepoTask, context: &[ContextFile], tokenizer: &Tokenizer, budgets: &Budgets, fim: bool) -> Result<Prompt, EvalError> {
@@ -813,6 +852,10 @@ pub struct EvalOptions {
     pub budgets: Budgets,
     /// Fill-in-the-middle with the suffix instead of left-to-right completion.
     pub fim: bool,
+    /// When the imported files do not all fit the context budget, cut the one that no longer
+    /// fits to its first lines instead of leaving it out (CrossCodeEval cuts its context text to
+    /// the budget the same way). Matters for small windows, where whole files rarely fit.
+    pub partial_files: bool,
 }
 
 /// One condition's outcome for one task.
@@ -874,7 +917,11 @@ pub fn evaluate<E: Display>(tasks: &[RepoTask], repos: &[Repo], tokenizer: &Toke
             let repo = repos.iter().find(|r| r.name == task.repo).ok_or_else(|| EvalError::Data { path: PathBuf::from(&task.repo), message: format!("task {}: its repository is not in the snapshot", task.task_id) })?;
             indexes.insert(task.repo.as_str(), RepoIndex::from_repo(repo.clone()));
         }
-        let context = context_files(&indexes[task.repo.as_str()], task, tokenizer, opts.budgets.context_tokens)?;
+        let context = if opts.partial_files {
+            context_files_cut(&indexes[task.repo.as_str()], task, tokenizer, opts.budgets.context_tokens)?
+        } else {
+            context_files(&indexes[task.repo.as_str()], task, tokenizer, opts.budgets.context_tokens)?
+        };
         let mut run = |ctx: &[ContextFile]| -> Result<Outcome, EvalError> {
             let p = prompt_for(task, ctx, tokenizer, &opts.budgets, opts.fim)?;
             let raw = match complete(&p) {

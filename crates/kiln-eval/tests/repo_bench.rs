@@ -223,7 +223,7 @@ fn an_oracle_that_needs_the_defining_file_scores_all_with_context_and_nothing_wi
     let repos = repos();
     let tok = tokenizer();
     let tasks = repo_bench::build_from_repos(&repos, &all_repos()).unwrap();
-    let opts = EvalOptions { budgets: Budgets { max_prompt_tokens: 100_000, context_tokens: 50_000 }, fim: false };
+    let opts = EvalOptions { budgets: Budgets { max_prompt_tokens: 100_000, context_tokens: 50_000 }, fim: false, partial_files: false };
     let mut calls = 0;
     let report = repo_bench::evaluate(&tasks, &repos, &tok, &opts, |p| -> Result<String, String> {
         calls += 1;
@@ -275,4 +275,37 @@ fn the_snapshot_gives_the_same_context_as_the_repository_on_disk() {
             }
         }
     }
+}
+
+/// `context_files_cut` keeps the nearest files whole and cuts the next to its first lines: every
+/// kept text is a prefix of its file, the total stays within the budget, and a budget too small
+/// for any whole file still yields context where `context_files` yields none.
+#[test]
+fn cut_context_fills_the_budget_with_file_beginnings() {
+    let tok = tokenizer();
+    let repos = repos();
+    let tasks = repo_bench::build_from_repos(&repos, &all_repos()).unwrap();
+    let mut checked = 0;
+    for t in &tasks {
+        let repo = repos.iter().find(|r| r.name == t.repo).unwrap();
+        let index = kiln_infer::repo::RepoIndex::from_repo(repo.clone());
+        let full = repo_bench::context_files(&index, t, &tok, usize::MAX / 4).unwrap();
+        let Some(nearest) = full.last() else { continue };
+        let whole = tok.encode_raw(&nearest.text).unwrap().len();
+        if whole < 8 {
+            continue;
+        }
+        let budget = whole / 2 + tok.encode_raw(&nearest.path).unwrap().len() + 4;
+        assert!(repo_bench::context_files(&index, t, &tok, budget).unwrap().iter().all(|f| f.path != nearest.path), "the whole nearest file does not fit");
+        let cut = repo_bench::context_files_cut(&index, t, &tok, budget).unwrap();
+        assert_eq!(cut.len(), 1, "{}: only the nearest file, cut", t.task_id);
+        assert_eq!(cut[0].path, nearest.path);
+        assert!(nearest.text.starts_with(&cut[0].text) && cut[0].text.len() < nearest.text.len());
+        let used: usize = cut.iter().map(|f| tok.encode_raw(&f.text).unwrap().len() + tok.encode_raw(&f.path).unwrap().len() + 4).sum();
+        assert!(used <= budget, "{used} > {budget}");
+        // A budget that holds everything gives the full context back.
+        assert_eq!(repo_bench::context_files_cut(&index, t, &tok, 1 << 30).unwrap(), full);
+        checked += 1;
+    }
+    assert!(checked >= 2, "fixture tasks with a context file of some size: {checked}");
 }

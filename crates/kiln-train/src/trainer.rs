@@ -493,6 +493,29 @@ impl Trainer {
         Ok(self.state.clone())
     }
 
+    /// Changes the planned number of steps of a run that has not yet reached its first LR decay
+    /// (80% of the old plan for the step schedule; any step after warmup for cosine), and records
+    /// it in `config.json` so a resume keeps it. For time-budgeted runs (`kiln quickstart`): plan,
+    /// time the first steps for real, then re-plan. Warmup is kept, so the steps already taken
+    /// had exactly the learning rates the new plan gives them.
+    pub fn replan_steps(&mut self, steps: usize) -> Result<()> {
+        let done = self.state.step;
+        let decay_started = match self.cfg.schedule.kind {
+            crate::schedule::ScheduleKind::Step => done * 5 > self.cfg.steps * 4,
+            crate::schedule::ScheduleKind::Cosine => done > self.cfg.schedule.warmup_steps,
+        };
+        let new_decay_passed = self.cfg.schedule.kind == crate::schedule::ScheduleKind::Step && done * 5 > steps * 4;
+        if steps <= done || steps <= self.cfg.schedule.warmup_steps || decay_started || new_decay_passed {
+            return Err(TrainError::Config(format!(
+                "cannot re-plan to {steps} steps at step {done} of {} (the LR schedule of the steps already taken would change)",
+                self.cfg.steps
+            )));
+        }
+        self.cfg.steps = steps;
+        self.cfg.schedule.total_steps = steps;
+        write_atomic(&self.run.join("config.json"), &serde_json::to_vec_pretty(&self.cfg).expect("config serialises"))
+    }
+
     /// Mean loss over the first `eval_windows` val windows (`None` without a val split).
     pub fn evaluate(&mut self) -> Result<Option<f64>> {
         let Some(val) = self.val.as_mut() else { return Ok(None) };

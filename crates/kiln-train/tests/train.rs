@@ -185,6 +185,32 @@ fn a_resumed_run_continues_exactly() {
     }
 }
 
+/// Re-planning the length of a run before its decay gives the same run as planning that length
+/// from the start (the LR of the steps taken does not change), survives a resume, and is refused
+/// once the decay has begun.
+#[test]
+fn a_run_replanned_before_its_decay_equals_one_planned_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 40);
+    let planned = tmp.path().join("planned");
+    Trainer::create(&planned, config(tmp.path(), 16), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    let replanned = tmp.path().join("replanned");
+    let mut cfg = config(tmp.path(), 30);
+    cfg.checkpoint_every = 4;
+    let mut t = Trainer::create(&replanned, cfg, &Device::Cpu).unwrap();
+    t.run(Some(4), &Quiet).unwrap();
+    t.replan_steps(16).unwrap();
+    drop(t);
+    let mut t = Trainer::resume(&replanned, &Device::Cpu).unwrap();
+    assert_eq!(t.cfg.steps, 16, "config.json holds the new plan");
+    t.run(None, &Quiet).unwrap();
+    assert_eq!(train_losses(&replanned), train_losses(&planned));
+    // After 80% of the plan the step decay has begun: no re-planning.
+    let e = t.replan_steps(40).unwrap_err().to_string();
+    assert!(e.contains("cannot re-plan"), "{e}");
+}
+
 #[test]
 fn bad_runs_are_refused_with_reasons() {
     let tmp = tempfile::tempdir().unwrap();

@@ -241,8 +241,9 @@ fn fitted_prefix<'a>(loaded: &LoadedModel, before: &'a str, max_tokens: usize) -
 }
 
 /// Repository-level completion on held-out repositories (kiln-eval `repo`): the prompt is the
-/// repository's imported files (dependency order, within half the window) then the file up to
-/// the line, or the same without the other files; greedy, 24 new tokens, first line kept.
+/// repository's imported files (dependency order, within half the window; the file that no
+/// longer fits is cut to its first lines) then the file up to the line, or the same without the
+/// other files; greedy, 24 new tokens, first line kept.
 fn repo_level(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize, window: usize, loaded: &LoadedModel, generator: &Generator) -> Result<Option<RepoLevel>> {
     use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
     if max_tasks == 0 {
@@ -258,7 +259,7 @@ fn repo_level(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize, win
     let max_prompt_tokens = window - max_new;
     let budgets = Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 };
     let params = greedy(loaded, max_new, &["\n"]);
-    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false }, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
+    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false, partial_files: true }, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
     let all = report.score.all();
     Ok(Some(RepoLevel {
         tasks: tasks.len(),

@@ -104,8 +104,9 @@ struct StageRecord {
 /// Stage names, in order.
 const STAGES: [&str; 6] = ["sources", "corpus", "tokenizer", "pack", "train", "eval"];
 
-/// Seconds kept for evaluation and the report when sizing training to the budget.
-const EVAL_RESERVE_S: f64 = 75.0;
+/// Seconds kept for evaluation and the report when sizing training to the budget (the default
+/// run's evaluation took 35 s on 2 cores).
+const EVAL_RESERVE_S: f64 = 50.0;
 /// Fewest optimizer steps worth calling training.
 const MIN_STEPS: usize = 30;
 /// Tokenizer training reads at most this much text (BPE statistics settle long before).
@@ -381,12 +382,17 @@ fn stage_tokenizer(run: &mut Run) -> Result<()> {
     let bytes: u64 = manifest.languages.values().map(|l| l.bytes).sum();
     let vocab = run.state.settings.vocab_size.unwrap_or_else(|| vocab_for(bytes));
     run.say(format!("[3/6] tokenizer: byte-level BPE, {vocab} ids + DeepSeek-Coder's role tokens, on up to {} MB of the corpus", TOKENIZER_SAMPLE_BYTES >> 20));
+    // A seeded draw of samples from the whole corpus, not its first megabytes: the shards follow
+    // the input order (all cargo crates before the python packages), and a tokenizer that never
+    // saw Python splits Python into short pieces.
+    let keep = (TOKENIZER_SAMPLE_BYTES as f64 / bytes.max(1) as f64).min(1.0);
+    let seed = run.state.settings.seed;
     let mut texts = Vec::new();
     let mut taken = 0u64;
-    'shards: for shard in manifest.shard_paths(&corpus) {
+    for shard in manifest.shard_paths(&corpus) {
         for s in kiln_corpus::shard::read_all(&shard)? {
-            if taken >= TOKENIZER_SAMPLE_BYTES {
-                break 'shards;
+            if (sources::mix(seed, &s.id) >> 11) as f64 / (1u64 << 53) as f64 >= keep {
+                continue;
             }
             taken += s.text.len() as u64;
             texts.push(s.text);
@@ -492,7 +498,7 @@ fn calibrate_steps(run: &mut Run, seconds: f64) -> Result<usize> {
     let dir = run.dir("train-calibration");
     let _ = std::fs::remove_dir_all(&dir);
     let device = candle_core::Device::Cpu;
-    let mut cfg = train_config(run, 4);
+    let mut cfg = train_config(run, 6);
     cfg.eval_every = 0;
     cfg.checkpoint_every = 1_000_000;
     let mut trainer = Trainer::create(&dir, cfg, &device)?;
@@ -501,7 +507,8 @@ fn calibrate_steps(run: &mut Run, seconds: f64) -> Result<usize> {
     let mut speeds: Vec<f64> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<kiln_train::StepMetrics>(l).ok())
-        .filter(|m| m.kind == "train" && m.step > 1)
+        // The first steps are slower (buffers being allocated): steps 3 to 6 only.
+        .filter(|m| m.kind == "train" && m.step > 2)
         .map(|m| m.tokens_per_s)
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
@@ -511,8 +518,8 @@ fn calibrate_steps(run: &mut Run, seconds: f64) -> Result<usize> {
         bail!("could not measure the training speed");
     }
     let step_tokens = 8.0 * run.state.settings.seq_len as f64;
-    // 5% for the periodic validation passes and checkpoints.
-    Ok((seconds * 0.95 * tokens_per_s / step_tokens) as usize)
+    // 3% for the periodic validation passes and checkpoints.
+    Ok((seconds * 0.97 * tokens_per_s / step_tokens) as usize)
 }
 
 fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
@@ -522,6 +529,8 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
     let t = Instant::now();
     let dir = run.dir("train");
     let device = candle_core::Device::Cpu;
+    // When training must end to leave time for evaluation (a fresh run sized to the budget).
+    let mut deadline: Option<Instant> = None;
     let mut trainer = if dir.join("config.json").is_file() {
         run.say("[5/6] train: resuming from the latest checkpoint");
         Trainer::resume(&dir, &device)?
@@ -532,6 +541,7 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
                 let budget = args.minutes * 60.0;
                 let left = budget - run.spent_s() - EVAL_RESERVE_S;
                 let steps = if left > 0.0 { calibrate_steps(run, left)? } else { 0 };
+                deadline = Some(t + std::time::Duration::from_secs_f64(left.max(0.0)));
                 if steps < MIN_STEPS {
                     bail!(
                         "--minutes {} is too small to train: the stages before training took {:.0} s and evaluation needs about {EVAL_RESERVE_S:.0} s, leaving {:.0} s ({steps} steps; at least {MIN_STEPS} are needed). Give more --minutes (rerun to resume; the finished stages are kept) or --steps N",
@@ -549,7 +559,10 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
     let total = trainer.cfg.steps as u64;
     let bar = bar(total, "{spinner} [{elapsed_precise}] {bar:30} step {pos}/{len} (ETA {eta})  {msg}");
     bar.set_position(trainer.state().step as u64);
-    let result = trainer.run(None, &TrainBar(bar.clone()));
+    let result = match deadline {
+        Some(deadline) => train_to_deadline(run, &mut trainer, deadline, &TrainBar(bar.clone())),
+        None => trainer.run(None, &TrainBar(bar.clone())).map_err(Into::into),
+    };
     bar.finish_and_clear();
     if let Err(e) = kiln_train::plot::plot_run(&trainer.run) {
         tracing::warn!(error = %e, "no loss chart");
@@ -559,6 +572,31 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
     copy_model(&ckpt, &run.dir("model"))?;
     run.say(format!("  {} steps, {} tokens, last loss {:.4}; model in {}", state.step, state.tokens_seen, state.loss, run.dir("model").display()));
     run.finish_stage("train", t, serde_json::json!({"steps": state.step, "tokens": state.tokens_seen, "last_loss": state.loss, "checkpoint": ckpt}))
+}
+
+/// Trains a tenth of the plan, then re-plans the number of steps from the real pace (a short
+/// calibration on this VM is off by up to 20% either way) so training ends at `deadline`, then
+/// trains the rest. The re-plan happens before the LR decay, so it is the run that plan would
+/// have been from the start.
+fn train_to_deadline(run: &mut Run, trainer: &mut Trainer, deadline: Instant, observer: &dyn kiln_train::trainer::TrainObserver) -> Result<kiln_train::TrainerState> {
+    let planned = trainer.cfg.steps;
+    let first = (planned / 10).max(10).min(planned * 7 / 10);
+    let started = Instant::now();
+    let from = trainer.state().step;
+    trainer.run(Some(first), observer)?;
+    let taken = trainer.state().step - from;
+    if taken > 0 && trainer.state().step < planned {
+        let per_step = started.elapsed().as_secs_f64() / taken as f64;
+        let left = deadline.saturating_duration_since(Instant::now()).as_secs_f64();
+        let steps = trainer.state().step + (left / per_step) as usize;
+        if steps.abs_diff(planned) * 50 > planned {
+            match trainer.replan_steps(steps) {
+                Ok(()) => run.say(format!("  re-planned to {steps} steps (measured {:.2} s per step; {planned} were planned)", per_step)),
+                Err(e) => tracing::warn!(error = %e, "keeping the planned steps"),
+            }
+        }
+    }
+    Ok(trainer.run(None, observer)?)
 }
 
 /// The newest `checkpoint-*` folder of a run.

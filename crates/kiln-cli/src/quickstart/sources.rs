@@ -135,7 +135,7 @@ pub fn select(candidates: &[Candidate], budget: u64, seed: u64) -> Vec<Candidate
 }
 
 /// A seeded 64-bit mix of a name (FNV-1a then splitmix64): a stable pseudo-random order.
-fn mix(seed: u64, name: &str) -> u64 {
+pub fn mix(seed: u64, name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
     for b in name.bytes() {
         h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
