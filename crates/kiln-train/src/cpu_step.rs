@@ -317,7 +317,7 @@ pub fn loss_and_grads(cfg: &Config, params: &[&Tensor], cos: &Tensor, sin: &Tens
     };
     let layers = cfg.num_hidden_layers;
     let expected = 1 + PER_LAYER * layers + 1 + usize::from(!cfg.tie_word_embeddings);
-    if params.len() != expected || inputs.len() != m.n || targets.len() != m.n || weights.len() != m.n || m.kv == 0 || m.h % m.kv != 0 {
+    if params.len() != expected || inputs.len() != m.n || targets.len() != m.n || weights.len() != m.n || m.kv == 0 || !m.h.is_multiple_of(m.kv) {
         return Err(TrainError::Config(format!(
             "hand-written step: {} parameters (need {expected}), {} inputs, {} targets, {} weights for batch {b}",
             params.len(),

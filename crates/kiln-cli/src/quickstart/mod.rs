@@ -155,7 +155,7 @@ impl Run {
 
 /// Runs `kiln quickstart`.
 pub fn run(args: QuickstartArgs) -> Result<()> {
-    if !(args.minutes > 0.0) {
+    if args.minutes.is_nan() || args.minutes <= 0.0 {
         bail!("--minutes must be positive (got {})", args.minutes);
     }
     if !(128..=2048).contains(&args.seq_len) {
@@ -456,7 +456,7 @@ fn stage_pack(run: &mut Run) -> Result<f64> {
     run.finish_stage(
         "pack",
         t,
-        serde_json::json!({"val_fraction": val_fraction, "train_windows": train.windows, "val_windows": val.windows, "train_repos": train.repos, "val_repos": val.repos, "train_tokens": train.windows as u64 * seq_len as u64}),
+        serde_json::json!({"val_fraction": val_fraction, "train_windows": train.windows, "val_windows": val.windows, "train_repos": train.repos, "val_repos": val.repos, "train_tokens": train.windows * seq_len as u64}),
     )?;
     Ok(val_fraction)
 }
