@@ -43,28 +43,19 @@ fn healthy(port: u16) -> bool {
     r.starts_with("HTTP/1.1 200")
 }
 
-#[test]
-fn endpoint_completions_equal_in_process_ones() {
-    let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
-    if !python_ok {
+/// Whether python3 with numpy is installed; says loudly when not (the test is then skipped).
+fn python_with_numpy() -> bool {
+    let ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
+    if !ok {
         eprintln!("SKIPPED: python3 with numpy is not installed (apt-get install python3 python3-numpy)");
-        return;
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let model = tmp.path().join("model");
-    ok(&kiln(&["model", "init", "--preset", "tiny", "--out", model.to_str().unwrap()]));
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixture.join(f), model.join(f)).unwrap();
-    }
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
-    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
-    let common_args = ["--data", data.to_str().unwrap(), "--limit", "4", "--max-tokens", "12", "--json"];
-    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common_args].concat()))).unwrap();
-    assert_eq!(summary["problems"], 4);
-    assert_eq!(summary["generation_errors"], 0);
+    ok
+}
+
+/// `kiln serve --model MODEL` on a free loopback port, once it answers /health.
+fn serve(model: &Path) -> (Server, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Server(
+    let server = Server(
         Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
             .stdout(Stdio::null())
@@ -77,6 +68,23 @@ fn endpoint_completions_equal_in_process_ones() {
         assert!(start.elapsed() < Duration::from_secs(60), "kiln serve did not come up");
         std::thread::sleep(Duration::from_millis(100));
     }
+    (server, port)
+}
+
+#[test]
+fn endpoint_completions_equal_in_process_ones() {
+    if !python_with_numpy() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
+    let common_args = ["--data", data.to_str().unwrap(), "--limit", "4", "--max-tokens", "12", "--json"];
+    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common_args].concat()))).unwrap();
+    assert_eq!(summary["problems"], 4);
+    assert_eq!(summary["generation_errors"], 0);
+    let (_server, port) = serve(&model);
     let url = format!("http://127.0.0.1:{port}");
     let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--endpoint", &url, "--out", remote.to_str().unwrap()][..], &common_args].concat()))).unwrap();
     assert_eq!(summary["source"], "endpoint");
@@ -156,9 +164,7 @@ fn keyed(out: &Path) -> Vec<(String, u64, String)> {
 
 #[test]
 fn batched_sampling_pass_at_k_resume_and_mismatch() {
-    let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
-    if !python_ok {
-        eprintln!("SKIP: python3 with numpy is not installed (apt-get install python3 python3-numpy)");
+    if !python_with_numpy() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -231,9 +237,7 @@ fn bad_server(answers: Vec<&'static str>) -> u16 {
 
 #[test]
 fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits_non_zero() {
-    let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
-    if !python_ok {
-        eprintln!("SKIP: python3 with numpy is not installed (apt-get install python3 python3-numpy)");
+    if !python_with_numpy() {
         return;
     }
     const GOOD: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\":[{\"text\":\"    return True\\n\"}]}";
@@ -327,20 +331,7 @@ fn repo_benchmark_endpoint_equals_in_process() {
     let repo_args: Vec<&str> = repos.iter().map(String::as_str).collect();
     ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--max-tasks", "6", "--out", bench.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
     let model = root.join("tests/fixtures/tiny-llama");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Server(
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while !healthy(port) {
-        assert!(start.elapsed() < Duration::from_secs(60), "kiln serve did not come up");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_server, port) = serve(&model);
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
     // The same prompt budget for both (the endpoint path cannot read the model's window).
     let common = ["--bench", bench.to_str().unwrap(), "--max-tokens", "6", "--max-prompt-tokens", "240", "--context-tokens", "100", "--json"];

@@ -57,8 +57,9 @@ pub struct QuickstartArgs {
     /// Tokens per training window.
     #[arg(long, default_value_t = 512)]
     seq_len: usize,
-    /// Benchmarks to decontaminate against (humaneval/, mbpp/; default ../shared/benchmarks when
-    /// it exists, else no decontamination, said in the report).
+    /// Benchmarks to decontaminate against (humaneval/, mbpp/; default data/benchmarks, the copy
+    /// shipped with kiln, or ../shared/benchmarks; without either no decontamination, said in the
+    /// report).
     #[arg(long)]
     benchmarks: Option<PathBuf>,
     /// Held-out lines for the single-line infilling exact match.
@@ -169,7 +170,8 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
             bail!("--benchmarks {}: expected humaneval/ and mbpp/ inside", b.display())
         }
         Some(b) => Some(std::fs::canonicalize(b)?),
-        None => std::fs::canonicalize("../shared/benchmarks").ok().filter(|b| b.join("humaneval").is_dir()),
+        // The copy shipped in the repository (data/benchmarks), else the project's shared one.
+        None => ["data/benchmarks", "../shared/benchmarks"].iter().filter_map(|b| std::fs::canonicalize(b).ok()).find(|b| b.join("humaneval").is_dir()),
     };
     let sources = args.sources.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
     let settings = Settings {
