@@ -285,8 +285,8 @@ pub struct Trainer {
     state: TrainerState,
 }
 
-/// Checkpoint directories of a run, oldest first.
-fn checkpoints(run: &Path) -> Vec<(usize, PathBuf)> {
+/// Checkpoint directories of a run (`checkpoint-<step>` holding `trainer_state.json`), oldest first.
+pub fn checkpoints(run: &Path) -> Vec<(usize, PathBuf)> {
     let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(run)
         .into_iter()
         .flatten()

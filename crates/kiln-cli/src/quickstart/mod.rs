@@ -267,12 +267,7 @@ fn stage_sources(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
         );
     }
     let bytes: u64 = selected.iter().map(|c| c.code_bytes).sum();
-    let mut kinds: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
-    for c in &selected {
-        let e = kinds.entry(c.kind.describe()).or_default();
-        e.0 += 1;
-        e.1 += c.code_bytes;
-    }
+    let kinds = sources::totals_by_kind(&selected);
     for (kind, (n, b)) in &kinds {
         run.say(format!("  {n} repositories from {kind}, {:.1} MB of code", *b as f64 / 1e6));
     }
@@ -601,15 +596,9 @@ fn train_to_deadline(run: &mut Run, trainer: &mut Trainer, deadline: Instant, ob
     Ok(trainer.run(None, observer)?)
 }
 
-/// The newest `checkpoint-*` folder of a run.
+/// The newest checkpoint of a run.
 fn latest_checkpoint(run: &Path) -> Result<PathBuf> {
-    let mut ckpts: Vec<PathBuf> = std::fs::read_dir(run)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("checkpoint-")))
-        .collect();
-    ckpts.sort();
-    ckpts.pop().with_context(|| format!("no checkpoint in {}", run.display()))
+    kiln_train::trainer::checkpoints(run).pop().map(|(_, dir)| dir).with_context(|| format!("no checkpoint in {}", run.display()))
 }
 
 /// Copies a checkpoint's model files to `dest` (replaced whole, through a temporary folder).

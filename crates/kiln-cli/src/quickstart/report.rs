@@ -36,12 +36,7 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
 
     let _ = writeln!(md, "## 1. Sources\n");
     let _ = writeln!(md, "| source | repositories | code (MB) |\n|---|---|---|");
-    let mut kinds: std::collections::BTreeMap<&str, (usize, u64)> = Default::default();
-    for c in &st.selected {
-        let e = kinds.entry(c.kind.describe()).or_default();
-        e.0 += 1;
-        e.1 += c.code_bytes;
-    }
+    let kinds = super::sources::totals_by_kind(&st.selected);
     for (k, (n, b)) in &kinds {
         let _ = writeln!(md, "| {k} | {n} | {:.1} |", *b as f64 / 1e6);
     }

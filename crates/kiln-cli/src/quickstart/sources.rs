@@ -134,6 +134,17 @@ pub fn select(candidates: &[Candidate], budget: u64, seed: u64) -> Vec<Candidate
     chosen
 }
 
+/// Repositories and bytes of code per kind of source, for the log and the report.
+pub fn totals_by_kind(chosen: &[Candidate]) -> std::collections::BTreeMap<&'static str, (usize, u64)> {
+    let mut kinds = std::collections::BTreeMap::new();
+    for c in chosen {
+        let e: &mut (usize, u64) = kinds.entry(c.kind.describe()).or_default();
+        e.0 += 1;
+        e.1 += c.code_bytes;
+    }
+    kinds
+}
+
 /// A seeded 64-bit mix of a name (FNV-1a then splitmix64): a stable pseudo-random order.
 pub fn mix(seed: u64, name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
