@@ -126,7 +126,9 @@ impl CorpusConfig {
     /// A short fingerprint of the resolved config, stored in task markers so that a rerun with a
     /// different config does not reuse stale task outputs.
     pub fn fingerprint(&self) -> String {
+        // The signature version too: the same settings computed another way are another config.
         let json = serde_json::to_string(self).unwrap_or_default();
-        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(json.as_bytes()))
+        let keyed = format!("{json}#signature-v{}", crate::dedup::SIGNATURE_VERSION);
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(keyed.as_bytes()))
     }
 }
