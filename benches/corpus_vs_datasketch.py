@@ -4,7 +4,8 @@
 kiln runs its full pipeline (ingest, rule filters, tree-sitter quality screen, import graph and
 Algorithm 1 order, rendering, MinHash, exact + near dedup, Parquet shards, manifest) with
 `RAYON_NUM_THREADS=1` (kiln-corpus uses rayon's global pool only, so this pins it to one worker
-thread) for the per-core figure, and once more with all cores. Decontamination is off by default
+thread) for the per-core figure, and once more with all cores; then both again with
+`--no-quality-screen` (no tree-sitter parse: imports from kiln-repo's scanner, same order). Decontamination is off by default
 (`--no-decontam`); `--decontam` turns it on for both kiln runs (the baseline never does it).
 
 The baseline, single process, on exactly the files kiln ingested (listed once, untimed, by
@@ -95,9 +96,9 @@ def python_baseline(paths):
     return nbytes, kept, dups
 
 
-def run_kiln(kiln, inputs, repos_root, threads, decontam):
+def run_kiln(kiln, inputs, repos_root, threads, decontam, extra=()):
     with tempfile.TemporaryDirectory() as out:
-        cmd = [kiln, "corpus", "build", *inputs, "--out", out]
+        cmd = [kiln, "corpus", "build", *inputs, "--out", out, *extra]
         cmd += ["--repos-root"] if repos_root else []
         cmd += [] if decontam else ["--no-decontam"]
         env = dict(os.environ)
@@ -148,6 +149,9 @@ def main():
             open(p, "rb").read()
         m1, w1, c1 = run_kiln(args.kiln, [inp], repos_root, 1, args.decontam)
         mn, wn, cn = run_kiln(args.kiln, [inp], repos_root, None, args.decontam)
+        fast = ["--no-quality-screen"]
+        mf1, wf1, cf1 = run_kiln(args.kiln, [inp], repos_root, 1, args.decontam, fast)
+        mfn, wfn, cfn = run_kiln(args.kiln, [inp], repos_root, None, args.decontam, fast)
         t0 = time.perf_counter()
         pb, pk, pd = python_baseline(paths)
         pw = time.perf_counter() - t0
@@ -159,8 +163,12 @@ def main():
         print(f"  python: {len(paths)} files, {pb / 1e6:.1f} MB read, {pk} kept, {pd} near dup (LSH query hit)")
         print(f"  kiln 1 thread:  {w1:7.2f} s wall, {c1:7.2f} s cpu, {k1:8.2f} MB/s")
         print(f"  kiln all cores: {wn:7.2f} s wall, {cn:7.2f} s cpu, {kn:8.2f} MB/s ({os.cpu_count()} cores)")
+        f1, fn_ = kb / 1e6 / wf1, kb / 1e6 / wfn
+        print(f"  kiln --no-quality-screen 1 thread:  {wf1:7.2f} s wall, {cf1:7.2f} s cpu, {f1:8.2f} MB/s, "
+              f"{mf1['samples']['kept']} samples kept (with the screen: {m1['samples']['kept']})")
+        print(f"  kiln --no-quality-screen all cores: {wfn:7.2f} s wall, {cfn:7.2f} s cpu, {fn_:8.2f} MB/s")
         print(f"  python 1 proc:  {pw:7.2f} s wall, {py:8.2f} MB/s")
-        print(f"  ratio per core (kiln 1 thread / python): {k1 / py:.1f}x")
+        print(f"  ratio per core (kiln 1 thread / python): {k1 / py:.1f}x; without the quality screen: {f1 / py:.1f}x")
         if Path(args.same_work).exists():
             sw = run_same_work(args.same_work, paths)
             swr = sw["bytes"] / 1e6 / sw["seconds"]

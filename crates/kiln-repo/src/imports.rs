@@ -346,6 +346,7 @@ thread_local! {
 }
 
 fn with_parser<R>(syntax: ImportSyntax, f: impl FnOnce(&mut Parser, &Query) -> R) -> R {
+    crate::ts_alloc::install();
     PARSERS.with(|cell| {
         let mut map = cell.borrow_mut();
         let (parser, query) = map.entry(syntax).or_insert_with(|| {

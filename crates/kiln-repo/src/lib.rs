@@ -16,6 +16,7 @@ pub mod ingest;
 pub mod lang;
 pub mod render;
 pub mod resolve;
+mod ts_alloc;
 
 pub use error::{RepoError, Result};
 pub use lang::Language;
