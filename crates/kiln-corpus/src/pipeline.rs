@@ -387,7 +387,7 @@ fn process_repo(
             check_file(f, &cfg.filters).map_err(Drop::Rule)?;
             let facts = file_syntax(f).map(|s| analyze(s, &f.text));
             if cfg.quality_screen {
-                check_error_share(facts.as_ref().map(|x| x.error_share), &cfg.quality).map_err(Drop::Rule)?;
+                check_error_share(facts.as_ref().and_then(|x| x.error_share), &cfg.quality).map_err(Drop::Rule)?;
             }
             if let Some(c) = file_index.and_then(|ix| ix.check(&f.text)) {
                 return Err(Drop::Contaminated(c.tasks));

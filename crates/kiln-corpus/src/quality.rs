@@ -46,7 +46,8 @@ pub fn check_quality(file: &SourceFile, cfg: &QualityConfig) -> Result<(), DropR
 }
 
 /// The screen's verdict for an error share already measured (e.g. from
-/// [`kiln_repo::imports::FileFacts::error_share`]); `None` (no grammar) always passes.
+/// [`kiln_repo::imports::FileFacts::error_share`]); `None` (no grammar, or facts from the
+/// parse-free `kiln_repo::scan::scan`, which measure no error share) always passes.
 pub fn check_error_share(share: Option<f64>, cfg: &QualityConfig) -> Result<(), DropReason> {
     match share {
         Some(share) if share > cfg.max_error_share => Err(DropReason::SyntaxErrors),

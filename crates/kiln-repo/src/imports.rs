@@ -11,6 +11,9 @@
 //! finds the import-bearing nodes; the nodes are then read field by field in Rust, because the
 //! shapes (aliases, use-trees, relative levels) are easier to get right in code than in queries.
 //!
+//! [`crate::scan::scan`] gives the same [`FileFacts`] without a parse (and without an error
+//! share), for callers that need only the imports.
+//!
 //! Parsers and compiled queries are cached per thread ([`thread_local!`]), so calling
 //! [`extract_imports`] once per file of a large corpus costs one parse, not a parser set-up.
 
@@ -22,6 +25,7 @@ use streaming_iterator::StreamingIterator;
 use tree_sitter::{Node, Parser, Query, QueryCursor};
 
 use crate::lang::ImportSyntax;
+pub use crate::scan::scan;
 
 /// What kind of import a [`RawImport`] is; carries the details resolution needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,8 +98,9 @@ pub struct FileFacts {
     /// C# namespaces declared in the file (block and file-scoped), in source order, deduplicated.
     pub namespaces: Vec<String>,
     /// Share of the file tree-sitter could not parse (see [`parse_error_share`]), from the same
-    /// parse, so the corpus quality screen costs no second parse.
-    pub error_share: f64,
+    /// parse, so the corpus quality screen costs no second parse. `Some` from [`analyze`]; `None`
+    /// from [`scan`], which does not parse (and from `FileFacts::default()`).
+    pub error_share: Option<f64>,
 }
 
 /// Parses `source` once and returns its imports and declarations.
@@ -126,7 +131,7 @@ fn analyze_in(syntax: ImportSyntax, source: &str, scope: QueryScope) -> FileFact
         let bytes = source.as_bytes();
         let names = query.capture_names();
         let mut found: Vec<(usize, RawImport)> = Vec::new();
-        let mut facts = FileFacts { error_share: error_share_of(&tree, source), ..FileFacts::default() };
+        let mut facts = FileFacts { error_share: Some(error_share_of(&tree, source)), ..FileFacts::default() };
         let ranges = match scope {
             QueryScope::WholeTree => std::iter::once(0..bytes.len()).collect(),
             QueryScope::KeywordLines => keyword_ranges(syntax, bytes),
@@ -701,8 +706,8 @@ mod tests {
         let big = parse_error_share(ImportSyntax::C, &prose.repeat(5)).unwrap();
         assert!(big > 0.5 && big <= 1.0, "{big}");
         // `analyze` reports the same share from its one parse.
-        assert_eq!(analyze(ImportSyntax::Python, &mostly_ok).error_share, small);
-        assert_eq!(analyze(ImportSyntax::C, &prose.repeat(5)).error_share, big);
+        assert_eq!(analyze(ImportSyntax::Python, &mostly_ok).error_share, Some(small));
+        assert_eq!(analyze(ImportSyntax::C, &prose.repeat(5)).error_share, Some(big));
     }
 
     /// The keyword-line restriction must find exactly what a whole-tree query finds: every file
