@@ -405,6 +405,44 @@ fn python_stdlib_end_to_end() {
     }
 }
 
+/// `quality_screen: false` takes imports from kiln-repo's parse-free scanner instead of the
+/// tree-sitter parse: on real code that parses cleanly the corpus must come out the same, sample
+/// for sample (same dependency order, so same ids, texts and spans).
+#[test]
+fn without_the_quality_screen_the_corpus_is_the_same_on_clean_code() {
+    let out = std::process::Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output();
+    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+        eprintln!("SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: python3 not found");
+        return;
+    };
+    let stdlib = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let mut inputs: Vec<PathBuf> = ["json", "email", "asyncio", "logging", "importlib"].iter().map(|p| stdlib.join(p)).filter(|p| p.is_dir()).collect();
+    inputs.push(fixtures().join("rust"));
+    inputs.push(fixtures().join("go"));
+    if inputs.len() < 3 {
+        eprintln!("SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: no stdlib packages under {}", stdlib.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str, quality_screen: bool| {
+        let dir = tmp.path().join(name);
+        let cfg = CorpusConfig { quality_screen, ..CorpusConfig::default() };
+        let m = build(&BuildPlan::new(inputs.clone(), dir.clone(), cfg, None, None).unwrap(), None).unwrap().manifest;
+        let samples = all_samples(&dir, &m);
+        (m, samples)
+    };
+    let (screened_m, screened) = run("screened", true);
+    let (fast_m, fast) = run("fast", false);
+    assert_eq!(screened_m.files.files_dropped.get("syntax_errors"), None, "these inputs parse cleanly");
+    assert!(screened.iter().any(|s| s.files.len() > 5), "some samples join many files through imports");
+    assert_eq!(fast_m.samples, screened_m.samples);
+    assert_eq!(fast.len(), screened.len());
+    for (a, b) in fast.iter().zip(&screened) {
+        assert_eq!((&a.id, &a.files), (&b.id, &b.files), "{}", b.repo);
+        assert!(a.text == b.text, "sample {} differs", b.id);
+    }
+}
+
 /// Issue #4's bad inputs "a repository with 200k tiny files" and "a single 1 GB file": every tiny
 /// file is kept and accounted for (one sample each: no imports join them), the 1 GiB file (sparse,
 /// so the test costs no disk) is a counted `too_large` skip that is never read, and the output
