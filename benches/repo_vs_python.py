@@ -4,7 +4,8 @@
 The peer is what DeepSeek-Coder describes (spec §2.4: imports "found with regular expressions"):
 os.walk with the same skip rules, regex import extraction for the nine languages kiln parses,
 path-suffix resolution, and the minimum-in-degree order per weakly connected component. kiln does
-more per file (tree-sitter parses, per-language resolution), so the ratio is conservative.
+more per file (a lexer that skips comments and strings, multi-line import forms, per-language
+resolution), so the ratio is conservative.
 
 Both run over the same repos root (each sub-folder is one repository) on the same machine and
 report files/s and MB/s of kept source files. Default root: the cargo registry sources.

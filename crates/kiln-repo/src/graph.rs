@@ -75,19 +75,21 @@ impl DepGraph {
     }
 }
 
-/// Extracts and resolves every import of `repo`. Each file is parsed once.
+/// Extracts and resolves every import of `repo`, with [`crate::scan::scan`]: no tree-sitter
+/// parse, and the same imports as [`imports::analyze`] on every file that parses cleanly (see
+/// `scan`'s module doc for the differences on broken files), at ~50x the speed.
 pub fn build_graph(repo: &Repo) -> DepGraph {
     let facts: Vec<Option<FileFacts>> = repo
         .files
         .iter()
-        .map(|f| imports::file_syntax(f).map(|s| imports::analyze(s, &f.text)))
+        .map(|f| imports::file_syntax(f).map(|s| crate::scan::scan(s, &f.text)))
         .collect();
     build_graph_from_facts(repo, &facts)
 }
 
-/// [`build_graph`] from facts the caller already has (one [`imports::analyze`] per file, `None`
-/// for files without an import grammar), so a pipeline that parsed each file for another reason
-/// (the corpus quality screen) does not parse it again.
+/// [`build_graph`] from facts the caller already has (one [`imports::analyze`] or
+/// [`crate::scan::scan`] per file, `None` for files without an import grammar), so a pipeline
+/// that parsed each file for another reason (the corpus quality screen) does not parse it again.
 pub fn build_graph_from_facts(repo: &Repo, facts: &[Option<FileFacts>]) -> DepGraph {
     assert_eq!(facts.len(), repo.files.len(), "one FileFacts slot per file");
     let n = repo.files.len();

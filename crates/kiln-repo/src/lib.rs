@@ -2,7 +2,8 @@
 //!
 //! In: a repository (a directory, a git repository's HEAD tree, or a .tar/.tar.gz/.zip archive).
 //! Out: its source files with languages ([`ingest`], [`lang`]), the imports each file makes
-//! ([`imports`]; without a parse: [`scan`]) resolved to files of the same repository ([`resolve`]), the dependency graph and
+//! ([`scan`], a parse-free lexer; [`imports`] with tree-sitter, which also measures syntax
+//! errors) resolved to files of the same repository ([`resolve`]), the dependency graph and
 //! DeepSeek-Coder's Algorithm 1 order, one sample per weakly connected component ([`graph`]), and
 //! the rendered text with a path comment before each file ([`render`]). Used by both the corpus
 //! pipeline (training samples) and inference (cross-file context), so both see the same order.

@@ -90,14 +90,15 @@ pub struct Resolver {
 const HEADER_EXTS: &[&str] = &["h", "hh", "hpp", "hxx", "h++", "inl", "ipp", "tpp"];
 
 impl Resolver {
-    /// Indexes `repo`. Parses the Java and C# files once for their `package` / `namespace`
-    /// declarations; [`Resolver::from_facts`] reuses facts already extracted instead.
+    /// Indexes `repo`. Scans the Java and C# files once for their `package` / `namespace`
+    /// declarations ([`crate::scan::scan`]); [`Resolver::from_facts`] reuses facts already
+    /// extracted instead.
     pub fn new(repo: &Repo) -> Resolver {
         let facts: Vec<Option<FileFacts>> = repo
             .files
             .iter()
             .map(|f| match imports::file_syntax(f) {
-                Some(s @ (ImportSyntax::Java | ImportSyntax::CSharp)) => Some(imports::analyze(s, &f.text)),
+                Some(s @ (ImportSyntax::Java | ImportSyntax::CSharp)) => Some(crate::scan::scan(s, &f.text)),
                 _ => None,
             })
             .collect();
