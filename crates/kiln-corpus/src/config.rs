@@ -42,7 +42,10 @@ pub struct CorpusConfig {
     pub max_file_bytes: u64,
     /// Rule filters (paper §2.1).
     pub filters: FilterConfig,
-    /// Run the tree-sitter quality screen (paper §2.4's compiler step).
+    /// Run the tree-sitter quality screen (paper §2.4's compiler step). On by default (the
+    /// paper's recipe); it parses every file of the nine import grammars, most of a build's
+    /// time. Off (`kiln corpus build --no-quality-screen`): no parse at all, imports come from
+    /// [`kiln_repo::scan`] (the same on cleanly parsing code), ~4.5x faster per core.
     pub quality_screen: bool,
     /// Quality screen threshold.
     pub quality: QualityConfig,

@@ -1,7 +1,9 @@
 //! `kiln corpus build`: repositories in, Parquet shards and a manifest out.
 //!
 //! **Stages.** Per input: ingest ([`kiln_repo::ingest`]) → rule filters + quality screen per
-//! file (a counter per [`DropReason`]) → dependency graph and Algorithm 1 order per repository
+//! file (a counter per [`DropReason`]; the screen's tree-sitter parse also gives the imports, and
+//! without the screen [`kiln_repo::scan`] gives them without a parse) → dependency graph and
+//! Algorithm 1 order per repository
 //! ([`kiln_repo::graph`]) → samples rendered with path comments ([`kiln_repo::render`]), per-file
 //! byte spans recorded → MinHash signature (kept as LSH band keys). Decontamination drops
 //! matching files before samples are formed (default), or with
