@@ -14,7 +14,7 @@
 //!     near-duplicate of anything (exact dedup still catches identical ones).
 //!   * Shingle hash: xxh3-64 of each token, then xxh3-64 of the 5 token hashes.
 //!   * 256 permutations `h_i(x) = (a_i·lo(x) + c_i·hi(x) + b_i) mod 2^32` of the shingle
-//!     hash's 32-bit halves (see [`update_mins`] for why this family and not datatrove's
+//!     hash's 32-bit halves (see `update_mins` for why this family and not datatrove's
 //!     Mersenne-prime one), `a_i, c_i` odd, all from a SplitMix64 stream of the seed, so a seed
 //!     gives the same signatures on every machine.
 //!   * LSH: `b` bands of `r` rows. Two documents are candidates if any band matches exactly.
@@ -483,7 +483,7 @@ static BYTE_CLASS: [u8; 256] = {
 /// (ASCII alphanumeric or `_`), non-ASCII bytes and capitals. Tokens are then the runs of set
 /// bits, found with `trailing_zeros`: a run without non-ASCII bytes (almost every token of
 /// code) is hashed in place, or lower-cased into a reused buffer when it holds a capital. A run
-/// with a non-ASCII byte is tokenised char by char ([`token_hashes_scalar`]), since a
+/// with a non-ASCII byte is tokenised char by char (`token_hashes_scalar`), since a
 /// non-ASCII char may be a letter or a separator, and lower-casing it is Unicode's business.
 /// Why: a byte-at-a-time loop with a branch per byte was a quarter of a corpus build without
 /// parsing; the masks cost about a cycle per 8 bytes.
