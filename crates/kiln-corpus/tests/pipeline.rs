@@ -369,15 +369,20 @@ fn bad_plans_are_refused_up_front() {
     assert_eq!((cfg.shard_bytes, cfg.order_seed, cfg.lsh.bands), (1000, 3, 13));
 }
 
+/// The python3 standard library's directory, if python3 runs.
+fn python_stdlib() -> Option<PathBuf> {
+    let out = std::process::Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output();
+    let out = out.ok().filter(|o| o.status.success())?;
+    Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+}
+
 /// Real code: packages of the python3 standard library, each treated as a repository.
 #[test]
 fn python_stdlib_end_to_end() {
-    let out = std::process::Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output();
-    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+    let Some(stdlib) = python_stdlib() else {
         eprintln!("SKIPPING python_stdlib_end_to_end: python3 not found");
         return;
     };
-    let stdlib = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let inputs: Vec<PathBuf> = ["json", "email", "asyncio", "logging"].iter().map(|p| stdlib.join(p)).filter(|p| p.is_dir()).collect();
     if inputs.is_empty() {
         eprintln!("SKIPPING python_stdlib_end_to_end: no packages under {}", stdlib.display());
@@ -410,12 +415,10 @@ fn python_stdlib_end_to_end() {
 /// for sample (same dependency order, so same ids, texts and spans).
 #[test]
 fn without_the_quality_screen_the_corpus_is_the_same_on_clean_code() {
-    let out = std::process::Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output();
-    let Some(out) = out.ok().filter(|o| o.status.success()) else {
+    let Some(stdlib) = python_stdlib() else {
         eprintln!("SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: python3 not found");
         return;
     };
-    let stdlib = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
     let mut inputs: Vec<PathBuf> = ["json", "email", "asyncio", "logging", "importlib"].iter().map(|p| stdlib.join(p)).filter(|p| p.is_dir()).collect();
     inputs.push(fixtures().join("rust"));
     inputs.push(fixtures().join("go"));
