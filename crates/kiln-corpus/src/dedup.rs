@@ -302,15 +302,7 @@ impl MinHasher {
     /// Shingles are not deduplicated first ([`shingle_hashes`] does): a repeated shingle cannot
     /// change a minimum, and sorting them cost more than the vectorised update of the repeats.
     pub fn signature(&self, text: &str) -> Signature {
-        let toks = token_hashes(text);
-        let keys: Vec<u64> = if toks.is_empty() {
-            Vec::new()
-        } else if toks.len() < self.shingle {
-            vec![hash_window(&toks)]
-        } else {
-            toks.windows(self.shingle).map(hash_window).collect()
-        };
-        self.signature_of_shingles(&keys)
+        self.signature_of_shingles(&shingles_with_repeats(text, self.shingle))
     }
 
     /// The signature of a set of shingle hashes (duplicates are harmless).
@@ -677,17 +669,22 @@ fn unicode_token(text: &str, start: usize, out: &mut Vec<u64>) -> usize {
 /// The distinct shingle hashes of `text` (sorted): xxh3 of each run of `n` token hashes; the
 /// whole token list when there are fewer than `n` tokens; empty for no tokens.
 pub fn shingle_hashes(text: &str, n: usize) -> Vec<u64> {
+    let mut out = shingles_with_repeats(text, n);
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+/// [`shingle_hashes`] in text order, repeats kept.
+fn shingles_with_repeats(text: &str, n: usize) -> Vec<u64> {
     let toks = token_hashes(text);
-    let mut out: Vec<u64> = if toks.is_empty() {
+    if toks.is_empty() {
         Vec::new()
     } else if toks.len() < n {
         vec![hash_window(&toks)]
     } else {
         toks.windows(n).map(hash_window).collect()
-    };
-    out.sort_unstable();
-    out.dedup();
-    out
+    }
 }
 
 /// xxh3-64 of a run of u64 hashes (little-endian bytes); shared with [`crate::decontam`].
