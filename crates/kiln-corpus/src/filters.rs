@@ -216,7 +216,8 @@ impl TextStats {
     }
 
     /// The same statistics straight from their definitions (slow; the reference for tests).
-    pub fn of_chars(text: &str) -> TextStats {
+    #[cfg(test)]
+    fn of_chars(text: &str) -> TextStats {
         let mut s = TextStats {
             chars: text.chars().count(),
             ..TextStats::default()
