@@ -29,7 +29,7 @@ pub enum CorpusCommand {
         /// command again without --task to merge once every task is done.
         #[arg(long, requires = "tasks")]
         task: Option<usize>,
-        /// Number of tasks the sorted input list is split into (default: one per input, at most 256).
+        /// Number of tasks the sorted input list is split into (default: the count of the markers already in OUT/tasks, else four per thread, 16 to 256, at most one per input).
         #[arg(long)]
         tasks: Option<usize>,
         /// JSON config (fields of kiln_corpus::CorpusConfig; omitted fields take the paper's defaults).

@@ -269,9 +269,17 @@ pub struct MinHasher {
     shingle: usize,
 }
 
-/// Shingles per parallel chunk when one document's signature is split across threads (a
-/// repository sample can be tens of MB; below this the split costs more than it saves).
-const PARALLEL_KEYS: usize = 1 << 17;
+/// Text bytes per segment of a signature: segments are tokenised and hashed independently
+/// (in parallel when there are several), and a segment's shingles go to the minimums in
+/// chunks of [`SHINGLE_CHUNK`], so no buffer grows with the document. A repository sample can
+/// be tens of MB: its token and shingle hashes used to be two vectors of 1.3x the text each,
+/// above glibc's mmap threshold, so every page of them was freshly mapped and zeroed (a fifth
+/// of a corpus build's page faults).
+const SEGMENT_BYTES: usize = 1 << 20;
+
+/// Shingle hashes per update of the minimums: 128 KiB, so the four passes of the blocked
+/// update (64 permutations each) read it from L2.
+const SHINGLE_CHUNK: usize = 1 << 14;
 
 impl MinHasher {
     /// `num_perm` permutations drawn from `seed`, `shingle`-token shingles.
@@ -297,12 +305,82 @@ impl MinHasher {
         MinHasher::new(params.num_perm, params.shingle, params.seed)
     }
 
-    /// The signature of `text`.
+    /// The signature of `text`: that of its [`shingle_hashes`].
     ///
     /// Shingles are not deduplicated first ([`shingle_hashes`] does): a repeated shingle cannot
     /// change a minimum, and sorting them cost more than the vectorised update of the repeats.
     pub fn signature(&self, text: &str) -> Signature {
-        self.signature_of_shingles(&shingles_with_repeats(text, self.shingle))
+        self.signature_segmented(text, SEGMENT_BYTES)
+    }
+
+    /// [`MinHasher::signature`] with segments of about `segment_bytes` (tests use tiny ones).
+    ///
+    /// The text is cut only at ASCII separator bytes, so every token lies inside one segment.
+    /// Each segment gives the minimums over its own windows plus its first and last `n - 1`
+    /// token hashes; the windows that straddle a cut are then exactly the windows of the last
+    /// `n - 1` tokens of one segment followed by the first `n - 1` of the next. That holds when
+    /// every segment has at least `n - 1` tokens; otherwise (long runs of punctuation or
+    /// space) the text is hashed in one piece.
+    fn signature_segmented(&self, text: &str, segment_bytes: usize) -> Signature {
+        let n = self.shingle;
+        let cuts = segments(text, segment_bytes);
+        if cuts.len() == 1 {
+            return self.signature_one_piece(text);
+        }
+        let parts: Vec<SegmentPart> = cuts.par_iter().map(|seg| self.segment_part(seg)).collect();
+        if parts.iter().any(|p| p.tokens < n.saturating_sub(1) || p.tokens == 0) {
+            return self.signature_one_piece(text);
+        }
+        let mut mins = vec![u32::MAX; self.a.len()];
+        for p in &parts {
+            mins.iter_mut().zip(&p.mins).for_each(|(m, &v)| *m = (*m).min(v));
+        }
+        let mut straddling = Vec::new();
+        for pair in parts.windows(2) {
+            let joined: Vec<u64> = pair[0].tail.iter().chain(&pair[1].head).copied().collect();
+            straddling.extend(joined.windows(n).map(hash_window));
+        }
+        update_mins(&mut mins, self.family(), &straddling);
+        Signature(mins)
+    }
+
+    /// The signature of a whole text hashed in one piece.
+    fn signature_one_piece(&self, text: &str) -> Signature {
+        let toks = token_hashes(text);
+        if toks.is_empty() {
+            return Signature(Vec::new());
+        }
+        let mut mins = vec![u32::MAX; self.a.len()];
+        if toks.len() < self.shingle {
+            update_mins(&mut mins, self.family(), &[hash_window(&toks)]);
+        } else {
+            self.update_with_windows(&mut mins, &toks);
+        }
+        Signature(mins)
+    }
+
+    /// Minimums over the windows of one segment, and its edge tokens.
+    fn segment_part(&self, seg: &str) -> SegmentPart {
+        let n = self.shingle;
+        let toks = token_hashes(seg);
+        let mut mins = vec![u32::MAX; self.a.len()];
+        self.update_with_windows(&mut mins, &toks);
+        let edge = n.saturating_sub(1).min(toks.len());
+        SegmentPart { mins, tokens: toks.len(), head: toks[..edge].to_vec(), tail: toks[toks.len() - edge..].to_vec() }
+    }
+
+    /// Folds the hashes of every `n`-token window of `toks` (none when shorter) into `mins`,
+    /// [`SHINGLE_CHUNK`] shingles at a time.
+    fn update_with_windows(&self, mins: &mut [u32], toks: &[u64]) {
+        let mut chunk = Vec::with_capacity(SHINGLE_CHUNK);
+        for w in toks.windows(self.shingle) {
+            chunk.push(hash_window(w));
+            if chunk.len() == SHINGLE_CHUNK {
+                update_mins(mins, self.family(), &chunk);
+                chunk.clear();
+            }
+        }
+        update_mins(mins, self.family(), &chunk);
     }
 
     /// The signature of a set of shingle hashes (duplicates are harmless).
@@ -310,26 +388,38 @@ impl MinHasher {
         if keys.is_empty() {
             return Signature(Vec::new());
         }
-        let fresh = || vec![u32::MAX; self.a.len()];
-        if keys.len() < 2 * PARALLEL_KEYS {
-            let mut mins = fresh();
-            update_mins(&mut mins, self.family(), keys);
-            return Signature(mins);
-        }
-        // A minimum over all shingles is the minimum of the chunks' minimums.
-        let mins = keys
-            .par_chunks(PARALLEL_KEYS)
-            .map(|chunk| {
-                let mut mins = fresh();
-                update_mins(&mut mins, self.family(), chunk);
-                mins
-            })
-            .reduce(fresh, |mut x, y| {
-                x.iter_mut().zip(y).for_each(|(m, v)| *m = (*m).min(v));
-                x
-            });
+        let mut mins = vec![u32::MAX; self.a.len()];
+        update_mins(&mut mins, self.family(), keys);
         Signature(mins)
     }
+}
+
+/// What one segment of a text contributes to its signature.
+struct SegmentPart {
+    mins: Vec<u32>,
+    tokens: usize,
+    /// The first and last `n - 1` token hashes (fewer when the segment has fewer).
+    head: Vec<u64>,
+    tail: Vec<u64>,
+}
+
+/// `text` cut into pieces of about `target` bytes, each cut just after an ASCII byte that
+/// cannot be part of a token (so tokens never straddle a cut); one piece when no such byte
+/// follows.
+fn segments(text: &str, target: usize) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(text.len() / target.max(1) + 1);
+    let mut start = 0;
+    while bytes.len() - start > target {
+        let Some(k) = bytes[start + target..].iter().position(|&b| BYTE_CLASS[b as usize] == SEP) else {
+            break;
+        };
+        let cut = start + target + k + 1;
+        out.push(&text[start..cut]);
+        start = cut;
+    }
+    out.push(&text[start..]);
+    out
 }
 
 /// The permutation coefficients, borrowed together.
@@ -913,17 +1003,59 @@ mod tests {
         }
     }
 
-    /// The document path (no dedup of shingles, parallel chunks for long texts) gives the
-    /// signature of the distinct shingle set.
+    /// The document path (no dedup of shingles, segments hashed apart and in parallel for long
+    /// texts) gives the signature of the distinct shingle set.
     #[test]
     fn signature_of_text_equals_signature_of_its_shingle_set() {
         let h = MinHasher::new(256, 5, 11);
         let short = "def Foo(x): return x + x + x + x + x + x\n".repeat(30);
-        // > 2 x PARALLEL_KEYS shingles, so the chunked path runs.
-        let long: String = (0..PARALLEL_KEYS as u64 * 2 + 500).map(|i| format!("w{} ", i % 100_003)).collect();
+        // Several default segments, so the parallel path and the straddling windows run.
+        let long: String = (0..(3 * SEGMENT_BYTES / 7) as u64).map(|i| format!("w{} ", i % 100_003)).collect();
+        assert!(segments(&long, SEGMENT_BYTES).len() >= 3);
         for text in [short.as_str(), "", "one two", long.as_str()] {
             assert_eq!(h.signature(text), h.signature_of_shingles(&shingle_hashes(text, 5)), "{}", &text[..text.len().min(40)]);
         }
+    }
+
+    /// Tiny segments: cuts after every few tokens, segments with fewer than `n - 1` tokens
+    /// (the one-piece fallback), segments of punctuation only, non-ASCII tokens near cuts and
+    /// several shingle lengths: always the signature of the shingle set.
+    #[test]
+    fn segmented_signature_equals_signature_of_the_shingle_set() {
+        let texts = [
+            "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho".to_string(),
+            "fn main() { let x = vec![1, 2, 3]; println!(\"{x:?}\"); }\n".repeat(20),
+            format!("{}{}{}", "a b c d e f g h ".repeat(10), "+-*/ ".repeat(40), "i j k l m n o p ".repeat(10)),
+            "Größe straße ÜBER naïve café x_1 y_2 Z_3 ".repeat(15),
+            "one two".to_string(),
+        ];
+        for n in [1, 2, 5, 9] {
+            let h = MinHasher::new(64, n, 5);
+            for text in &texts {
+                for seg in [1, 3, 8, 17, 64, 1000] {
+                    assert_eq!(
+                        h.signature_segmented(text, seg),
+                        h.signature_of_shingles(&shingle_hashes(text, n)),
+                        "n {n}, segment {seg}, text {:?}",
+                        &text[..text.len().min(30)]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn segments_cut_only_after_separators_and_cover_the_text() {
+        let text = "abc def,ghi\u{e9}j  kl";
+        for target in 1..text.len() + 2 {
+            let segs = segments(text, target);
+            assert_eq!(segs.concat(), text, "target {target}");
+            for s in &segs[..segs.len() - 1] {
+                let last = *s.as_bytes().last().unwrap();
+                assert!(last.is_ascii() && !(last.is_ascii_alphanumeric() || last == b'_'), "cut after {last:?} (target {target})");
+            }
+        }
+        assert_eq!(segments("abcdefgh", 2), vec!["abcdefgh"]);
     }
 
     /// Distinct one-shingle documents must not share signatures even when their hashes agree in
