@@ -587,24 +587,36 @@ impl Resolver {
     }
 
     /// The file of module `segs` of the crate rooted at `root` (the root itself for `[]`).
-    fn rust_module_file(&self, root: usize, segs: &[String]) -> Option<usize> {
-        if segs.is_empty() {
+    /// The file of module `base ++ rest` of the crate whose root file is `root`.
+    ///
+    /// Module segments are identifiers (never `.`, `..` or empty) and the root's directory is
+    /// a normalised repository path, so the candidate paths are built by plain concatenation
+    /// in one buffer: normalising a fresh string per candidate was most of resolving a crate's
+    /// `use` lines (5 % of a corpus build over the cargo registry).
+    fn rust_module_file(&self, root: usize, base: &[String], rest: &[&str]) -> Option<usize> {
+        if base.is_empty() && rest.is_empty() {
             return Some(root);
         }
-        let path = join_path(parent(&self.paths[root]), &segs.join("/"));
-        self.file(&format!("{path}.rs")).or_else(|| self.file(&join_path(&path, "mod.rs")))
+        let mut path = String::with_capacity(128);
+        path.push_str(parent(&self.paths[root]));
+        for seg in base.iter().map(String::as_str).chain(rest.iter().copied()) {
+            if !path.is_empty() {
+                path.push('/');
+            }
+            path.push_str(seg);
+        }
+        let stem = path.len();
+        path.push_str(".rs");
+        self.file(&path).or_else(|| {
+            path.truncate(stem);
+            path.push_str("/mod.rs");
+            self.file(&path)
+        })
     }
 
     /// Longest existing module prefix of `base ++ rest`, not shorter than `base ++ rest[..min]`.
     fn rust_longest(&self, root: usize, base: &[String], rest: &[&str], min: usize) -> Option<usize> {
-        for k in (min..=rest.len()).rev() {
-            let mut segs = base.to_vec();
-            segs.extend(rest[..k].iter().map(|s| s.to_string()));
-            if let Some(f) = self.rust_module_file(root, &segs) {
-                return Some(f);
-            }
-        }
-        None
+        (min..=rest.len()).rev().find_map(|k| self.rust_module_file(root, base, &rest[..k]))
     }
 
     fn rust_mod(&self, file: usize, text: &str) -> Vec<usize> {
