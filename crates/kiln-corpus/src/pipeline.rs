@@ -41,13 +41,15 @@
 //! plus the pending output batch, so text memory is bounded by the batch and row-group sizes,
 //! not by the corpus.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
+use arrow_array::{Array, BooleanArray, RecordBatch};
+use arrow_select::filter::filter_record_batch;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use kiln_repo::graph::{build_graph_from_facts, order};
 use kiln_repo::imports::{analyze, file_syntax, FileFacts};
@@ -689,11 +691,18 @@ fn decide(lights: &[Light], bands: usize) -> Decisions {
     Decisions { keep, counts, contamination }
 }
 
-/// A task file read row by row, in order.
+/// A task file read in order, handed out as record batches (candidate schema) of one input's
+/// rows at a time.
+///
+/// The merge moves rows as Arrow arrays from the task file to the shard writer: a kept row's
+/// text is never turned back into a `String` and re-gathered into a new array (two copies of
+/// every text, and their page faults, in the earlier row-by-row merge).
 struct TaskStream {
     reader: ParquetRecordBatchReader,
     path: PathBuf,
-    buf: VecDeque<Sample>,
+    batch: Option<RecordBatch>,
+    /// The next unread row of `batch`.
+    row: usize,
 }
 
 impl TaskStream {
@@ -702,19 +711,88 @@ impl TaskStream {
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
             .and_then(|b| b.with_batch_size(MERGE_BATCH_ROWS).build())
             .map_err(|e| CorpusError::Parquet { path: path.to_path_buf(), message: e.to_string() })?;
-        Ok(TaskStream { reader, path: path.to_path_buf(), buf: VecDeque::new() })
+        Ok(TaskStream { reader, path: path.to_path_buf(), batch: None, row: 0 })
     }
 
-    fn peek_input(&mut self) -> Result<Option<u32>> {
-        if self.buf.is_empty() {
-            if let Some(batch) = self.reader.next() {
-                let pq = |m: String| CorpusError::Parquet { path: self.path.clone(), message: m };
-                let batch = batch.map_err(|e| pq(e.to_string()))?;
-                self.buf.extend(shard::from_batch(&batch).map_err(pq)?);
+    /// The next rows of input `j` (a slice of the current batch), or `None` when the stream's
+    /// next row belongs to another input or the stream is done. A task's rows are in input
+    /// order, so calling this until `None` yields all of input `j`'s rows.
+    fn take_input(&mut self, j: u32) -> Result<Option<RecordBatch>> {
+        let pq = |m: String| CorpusError::Parquet { path: self.path.clone(), message: m };
+        loop {
+            let exhausted = self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows());
+            if exhausted {
+                match self.reader.next() {
+                    Some(batch) => {
+                        self.batch = Some(batch.map_err(|e| pq(e.to_string()))?);
+                        self.row = 0;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
             }
+            let batch = self.batch.as_ref().expect("checked above");
+            let inputs = batch
+                .column_by_name("input")
+                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+                .ok_or_else(|| pq("not a kiln task candidate file (no u32 column `input`)".into()))?;
+            let start = self.row;
+            let mut end = start;
+            while end < batch.num_rows() && inputs.value(end) == j {
+                end += 1;
+            }
+            if end == start {
+                return Ok(None);
+            }
+            self.row = end;
+            return Ok(Some(batch.slice(start, end - start)));
         }
-        Ok(self.buf.front().map(|s| s.input))
     }
+}
+
+/// The kept rows of a candidate batch, in the output schema (the candidate-only columns
+/// dropped). Zero-copy when every row is kept.
+fn kept_rows(rows: &RecordBatch, keep: &HashSet<(u32, u32)>, path: &Path) -> Result<RecordBatch> {
+    let pq = |m: String| CorpusError::Parquet { path: path.to_path_buf(), message: m };
+    let u32s = |name: &str| {
+        rows.column_by_name(name).and_then(|c| c.as_primitive_opt::<UInt32Type>()).ok_or_else(|| pq(format!("not a kiln task candidate file (no u32 column `{name}`)")))
+    };
+    let (inputs, seqs) = (u32s("input")?, u32s("seq")?);
+    let mask: BooleanArray = (0..rows.num_rows()).map(|i| Some(keep.contains(&(inputs.value(i), seqs.value(i))))).collect();
+    let output = shard::schema(false);
+    let columns = output
+        .fields()
+        .iter()
+        .map(|f| rows.column_by_name(f.name()).cloned().ok_or_else(|| pq(format!("not a kiln task candidate file (no column `{}`)", f.name()))))
+        .collect::<Result<Vec<_>>>()?;
+    let projected = RecordBatch::try_new(output, columns).map_err(|e| pq(e.to_string()))?;
+    if mask.true_count() == rows.num_rows() {
+        return Ok(projected);
+    }
+    filter_record_batch(&projected, &mask).map_err(|e| pq(e.to_string()))
+}
+
+/// Adds the rows' files to the per-language counts (`unknown` for files without a language).
+fn count_languages(rows: &RecordBatch, languages: &mut BTreeMap<String, LangCount>, path: &Path) -> Result<()> {
+    let pq = |m: &str| CorpusError::Parquet { path: path.to_path_buf(), message: m.to_string() };
+    let files = rows.column_by_name("files").and_then(|c| c.as_list_opt::<i32>()).ok_or_else(|| pq("column `files` is not a list"))?;
+    let spans = files.values().as_struct_opt().ok_or_else(|| pq("`files` items are not structs"))?;
+    let field = |name: &str| spans.column_by_name(name).ok_or_else(|| pq("`files` lacks a field"));
+    let langs = field("language")?.as_string_opt::<i32>().ok_or_else(|| pq("files.language is not utf8"))?;
+    let starts = field("start")?.as_primitive_opt::<UInt64Type>().ok_or_else(|| pq("files.start is not u64"))?;
+    let ends = field("end")?.as_primitive_opt::<UInt64Type>().ok_or_else(|| pq("files.end is not u64"))?;
+    // Only the rows' own range of the (possibly sliced) list's values.
+    let offsets = files.value_offsets();
+    for k in offsets[0] as usize..offsets[rows.num_rows()] as usize {
+        let name = if langs.is_valid(k) { langs.value(k) } else { "unknown" };
+        let c = match languages.get_mut(name) {
+            Some(c) => c,
+            None => languages.entry(name.to_string()).or_default(),
+        };
+        c.files += 1;
+        c.bytes += ends.value(k) - starts.value(k);
+    }
+    Ok(())
 }
 
 /// Output shards being written.
@@ -722,23 +800,35 @@ struct Shards<'p> {
     out: &'p Path,
     target: u64,
     current: Option<(ShardWriter<AtomicFile>, PathBuf, u64)>,
-    pending: Vec<Sample>,
+    /// Kept rows (output schema) not yet handed to the writer.
+    pending: Vec<RecordBatch>,
     pending_bytes: u64,
     done: Vec<ShardInfo>,
 }
 
 impl Shards<'_> {
-    fn push(&mut self, mut s: Sample) -> Result<()> {
-        // Candidate-only fields do not go to the output.
-        s.bands.clear();
-        s.contaminated_by.clear();
-        self.pending_bytes += s.text.len() as u64;
-        self.pending.push(s);
-        // A shard closes at the first sample that takes it to the target size (so a shard can
-        // exceed it by one sample; a sample is never split).
-        if self.current.as_ref().map_or(0, |c| c.2) + self.pending_bytes >= self.target {
-            self.close()?;
-        } else if self.pending_bytes >= WRITE_BATCH_BYTES {
+    /// Appends kept rows (output schema).
+    fn push(&mut self, rows: RecordBatch) -> Result<()> {
+        let bytes = rows
+            .column_by_name("bytes")
+            .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+            .ok_or_else(|| CorpusError::Parquet { path: self.out.to_path_buf(), message: "kept rows lack the u64 column `bytes`".into() })?
+            .clone();
+        let mut start = 0;
+        for i in 0..rows.num_rows() {
+            self.pending_bytes += bytes.value(i);
+            // A shard closes at the first sample that takes it to the target size (so a shard
+            // can exceed it by one sample; a sample is never split).
+            if self.current.as_ref().map_or(0, |c| c.2) + self.pending_bytes >= self.target {
+                self.pending.push(rows.slice(start, i + 1 - start));
+                start = i + 1;
+                self.close()?;
+            }
+        }
+        if start < rows.num_rows() {
+            self.pending.push(rows.slice(start, rows.num_rows() - start));
+        }
+        if self.pending_bytes >= WRITE_BATCH_BYTES {
             self.flush()?;
         }
         Ok(())
@@ -754,9 +844,10 @@ impl Shards<'_> {
             self.current = Some((ShardWriter::new(AtomicFile::create(&path)?, &path, false)?, path, 0));
         }
         let (w, _, bytes) = self.current.as_mut().expect("opened above");
-        w.write(&self.pending)?;
+        for rows in self.pending.drain(..) {
+            w.write_batch(&rows)?;
+        }
         *bytes += self.pending_bytes;
-        self.pending.clear();
         self.pending_bytes = 0;
         Ok(())
     }
@@ -842,17 +933,12 @@ pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
     // order and draining the matching task stream yields the global input order.
     for j in 0..plan.inputs.len() {
         let s = &mut streams[j % plan.tasks];
-        while s.peek_input()? == Some(j as u32) {
-            let sample = s.buf.pop_front().expect("peeked");
-            if !d.keep.contains(&(sample.input, sample.seq)) {
-                continue;
+        while let Some(rows) = s.take_input(j as u32)? {
+            let kept = kept_rows(&rows, &d.keep, &s.path)?;
+            if kept.num_rows() > 0 {
+                count_languages(&kept, &mut languages, &s.path)?;
+                shards.push(kept)?;
             }
-            for f in &sample.files {
-                let c = languages.entry(f.language.clone().unwrap_or_else(|| "unknown".into())).or_default();
-                c.files += 1;
-                c.bytes += f.end - f.start;
-            }
-            shards.push(sample)?;
         }
     }
     shards.close()?;

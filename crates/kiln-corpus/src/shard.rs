@@ -365,6 +365,16 @@ impl<W: Write + Send> ShardWriter<W> {
         Ok(())
     }
 
+    /// Appends a record batch already in this file's schema (the merge's kept rows).
+    pub fn write_batch(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.writer.write(batch).map_err(|e| pq_err(&self.path, e))?;
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
     /// Rows written so far.
     pub fn rows(&self) -> u64 {
         self.rows

@@ -408,6 +408,17 @@ fn python_stdlib_end_to_end() {
     for s in &m.shards {
         assert_eq!(kiln_corpus::pipeline::sha256_file(&dir.join(&s.file)).unwrap().0, s.sha256);
     }
+    // Each shard but the last closes at the first sample that takes it to shard_bytes.
+    let paths = m.shard_paths(&dir);
+    for (k, (info, path)) in m.shards.iter().zip(&paths).enumerate() {
+        let rows = shard::read_all(path).unwrap();
+        let total: u64 = rows.iter().map(|s| s.text.len() as u64).sum();
+        assert_eq!((total, rows.len() as u64), (info.text_bytes, info.rows), "shard {k}");
+        if k + 1 < paths.len() {
+            let last = rows.last().unwrap().text.len() as u64;
+            assert!(total >= 256 << 10 && total - last < 256 << 10, "shard {k}: {total} bytes, last sample {last}");
+        }
+    }
 }
 
 /// `quality_screen: false` takes imports from kiln-repo's parse-free scanner instead of the
