@@ -45,7 +45,7 @@ pub struct CorpusConfig {
     /// Run the tree-sitter quality screen (paper §2.4's compiler step). On by default (the
     /// paper's recipe); it parses every file of the nine import grammars, most of a build's
     /// time. Off (`kiln corpus build --no-quality-screen`): no parse at all, imports come from
-    /// [`kiln_repo::scan`] (the same on cleanly parsing code), ~4x faster per core.
+    /// [`kiln_repo::scan`] (the same on cleanly parsing code), ~5x faster per core.
     pub quality_screen: bool,
     /// Quality screen threshold.
     pub quality: QualityConfig,

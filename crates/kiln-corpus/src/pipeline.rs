@@ -37,9 +37,9 @@
 //! default; typical repositories are megabytes) plus its rendered samples. The merge keeps, in
 //! memory, every candidate's id, content hash, LSH band keys and contamination ids (~250 bytes per
 //! sample with 13 bands: 100 M samples ≈ 25 GB; beyond that, split the band keys into bucket
-//! files as datatrove does), and streams text: one batch (1024 rows) per task file being read
-//! plus the pending output batch, so text memory is bounded by the batch and row-group sizes,
-//! not by the corpus.
+//! files as datatrove does), and streams text: at most two decoded batches (1024 rows each) per
+//! task file being read (rows waiting for the shard writer, up to 16 MB of text, are slices of
+//! them), so text memory is bounded by the batch and row-group sizes, not by the corpus.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
