@@ -748,6 +748,24 @@ impl TaskStream {
             return Ok(Some(batch.slice(start, end - start)));
         }
     }
+
+    /// The input of the first row not taken yet, if any (after the merge: rows the merge would
+    /// otherwise skip silently, such as rows out of input order).
+    fn leftover_input(&mut self) -> Result<Option<u32>> {
+        loop {
+            if let Some(b) = self.batch.as_ref().filter(|b| self.row < b.num_rows()) {
+                let inputs = b.column_by_name("input").and_then(|c| c.as_primitive_opt::<UInt32Type>());
+                return Ok(inputs.map(|a| a.value(self.row)));
+            }
+            match self.reader.next() {
+                Some(batch) => {
+                    self.batch = Some(batch.map_err(|e| CorpusError::Parquet { path: self.path.clone(), message: e.to_string() })?);
+                    self.row = 0;
+                }
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 /// The kept rows of a candidate batch, in the output schema (the candidate-only columns
@@ -942,6 +960,24 @@ pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
         }
     }
     shards.close()?;
+    // Every row must have been visited, and exactly the kept ones written: a task file whose rows
+    // are not in its inputs' order would otherwise lose rows without a word.
+    for s in &mut streams {
+        if let Some(input) = s.leftover_input()? {
+            return Err(CorpusError::Parquet {
+                path: s.path.clone(),
+                message: format!("a row of input {input} is out of input order (the file was not written by this task); delete the task's .done marker to rerun it"),
+            });
+        }
+    }
+    let written: u64 = shards.done.iter().map(|s| s.rows).sum();
+    if written != d.counts.kept {
+        return Err(CorpusError::Plan(format!(
+            "the merge wrote {written} samples but kept {} candidates: the task files in {} disagree with their candidates; delete that folder to rerun every task",
+            d.counts.kept,
+            plan.tasks_dir().display()
+        )));
+    }
     let contamination = files.contamination.iter().cloned().chain(d.contamination).collect();
     let manifest = Manifest {
         format: MANIFEST_FORMAT.into(),

@@ -267,8 +267,20 @@ fn separate_tasks_then_merge_and_stale_tasks_are_refused() {
     let err = build(&p2, None).unwrap_err();
     assert!(matches!(err, CorpusError::StaleTask { .. }), "{err}");
     assert!(err.to_string().contains("task-00000-of-00003.done"), "{err}");
-    // A damaged task file makes the merge fail, naming it.
+    // A task file whose rows are out of input order makes the merge fail (they would be
+    // skipped silently otherwise), naming the file; the stale-config build above changed nothing.
     let task_file = out.join("tasks/task-00001-of-00003.parquet");
+    let rows = shard::read_all(&task_file).unwrap();
+    let inputs_seen: std::collections::BTreeSet<u32> = rows.iter().map(|r| r.input).collect();
+    assert!(inputs_seen.len() >= 2, "task 1 holds rows of several inputs: {inputs_seen:?}");
+    let mut reordered = rows.clone();
+    reordered.reverse();
+    shard::write_file(&task_file, &reordered, true).unwrap();
+    let err = merge(&p).unwrap_err().to_string();
+    assert!(err.contains("task-00001-of-00003.parquet") && err.contains("out of input order"), "{err}");
+    shard::write_file(&task_file, &rows, true).unwrap();
+    check_counts(&merge(&p).unwrap());
+    // A damaged task file makes the merge fail, naming it.
     std::fs::write(&task_file, b"garbage").unwrap();
     let err = merge(&p).unwrap_err().to_string();
     assert!(err.contains("task-00001-of-00003.parquet"), "{err}");
