@@ -176,9 +176,13 @@ pub fn run(shared: Arc<EngineShared>, jobs: Receiver<EngineJob>, max_batch: usiz
                     Err(e.into())
                 }
             };
+            // The slot and the queue permit are released before the answer goes out: a client
+            // that has its answer and then asks /health must not still see its own slot busy
+            // (the http test `a_client_that_leaves_mid_stream_frees_its_slot` caught that race).
+            shared.metrics.active.store(running.len() as u64, Ordering::Relaxed);
             let EngineJob { done, permit, .. } = job;
-            let _ = done.send(result);
             drop(permit);
+            let _ = done.send(result);
         }
         shared.metrics.active.store(running.len() as u64, Ordering::Relaxed);
     }
