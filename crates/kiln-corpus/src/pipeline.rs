@@ -48,9 +48,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow_array::cast::AsArray;
+use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
-use arrow_array::types::{UInt32Type, UInt64Type};
 use kiln_repo::graph::{build_graph_from_facts, order};
 use kiln_repo::imports::{analyze, file_syntax, FileFacts};
 use kiln_repo::scan::scan;
@@ -714,58 +714,51 @@ impl TaskStream {
         Ok(TaskStream { reader, path: path.to_path_buf(), batch: None, row: 0 })
     }
 
-    /// The next rows of input `j` (a slice of the current batch), or `None` when the stream's
-    /// next row belongs to another input or the stream is done. A task's rows are in input
-    /// order, so calling this until `None` yields all of input `j`'s rows.
-    fn take_input(&mut self, j: u32) -> Result<Option<RecordBatch>> {
-        let pq = |m: String| CorpusError::Parquet { path: self.path.clone(), message: m };
-        loop {
-            let exhausted = self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows());
-            if exhausted {
-                match self.reader.next() {
-                    Some(batch) => {
-                        self.batch = Some(batch.map_err(|e| pq(e.to_string()))?);
-                        self.row = 0;
-                        continue;
-                    }
-                    None => return Ok(None),
-                }
-            }
-            let batch = self.batch.as_ref().expect("checked above");
-            let inputs = batch
-                .column_by_name("input")
-                .and_then(|c| c.as_primitive_opt::<UInt32Type>())
-                .ok_or_else(|| pq("not a kiln task candidate file (no u32 column `input`)".into()))?;
-            let start = self.row;
-            let mut end = start;
-            while end < batch.num_rows() && inputs.value(end) == j {
-                end += 1;
-            }
-            if end == start {
-                return Ok(None);
-            }
-            self.row = end;
-            return Ok(Some(batch.slice(start, end - start)));
-        }
-    }
-
-    /// The input of the first row not taken yet, if any (after the merge: rows the merge would
-    /// otherwise skip silently, such as rows out of input order).
-    fn leftover_input(&mut self) -> Result<Option<u32>> {
-        loop {
-            if let Some(b) = self.batch.as_ref().filter(|b| self.row < b.num_rows()) {
-                let inputs = b.column_by_name("input").and_then(|c| c.as_primitive_opt::<UInt32Type>());
-                return Ok(inputs.map(|a| a.value(self.row)));
-            }
+    /// The batch holding the next unread row (a cheap clone: its columns are shared), that
+    /// row's index and its input; `None` when the stream is done.
+    fn current(&mut self) -> Result<Option<(RecordBatch, usize, u32)>> {
+        let pq = |path: &Path, m: String| CorpusError::Parquet { path: path.to_path_buf(), message: m };
+        while self.batch.as_ref().is_none_or(|b| self.row >= b.num_rows()) {
             match self.reader.next() {
                 Some(batch) => {
-                    self.batch = Some(batch.map_err(|e| CorpusError::Parquet { path: self.path.clone(), message: e.to_string() })?);
+                    self.batch = Some(batch.map_err(|e| pq(&self.path, e.to_string()))?);
                     self.row = 0;
                 }
                 None => return Ok(None),
             }
         }
+        let batch = self.batch.clone().expect("the loop above stops at a batch with rows left");
+        let input = input_column(&batch).ok_or_else(|| pq(&self.path, "not a kiln task candidate file (no u32 column `input`)".into()))?.value(self.row);
+        Ok(Some((batch, self.row, input)))
     }
+
+    /// The next rows of input `j` (a slice of the current batch), or `None` when the stream's
+    /// next row belongs to another input or the stream is done. A task's rows are in input
+    /// order, so calling this until `None` yields all of input `j`'s rows.
+    fn take_input(&mut self, j: u32) -> Result<Option<RecordBatch>> {
+        let Some((batch, start, input)) = self.current()? else { return Ok(None) };
+        if input != j {
+            return Ok(None);
+        }
+        let inputs = input_column(&batch).expect("checked by `current`");
+        let mut end = start + 1;
+        while end < batch.num_rows() && inputs.value(end) == j {
+            end += 1;
+        }
+        self.row = end;
+        Ok(Some(batch.slice(start, end - start)))
+    }
+
+    /// The input of the first row not taken yet, if any (after the merge: rows the merge would
+    /// otherwise skip silently, such as rows out of input order).
+    fn leftover_input(&mut self) -> Result<Option<u32>> {
+        Ok(self.current()?.map(|(_, _, input)| input))
+    }
+}
+
+/// The `input` column of a candidate batch.
+fn input_column(batch: &RecordBatch) -> Option<&arrow_array::UInt32Array> {
+    batch.column_by_name("input").and_then(|c| c.as_primitive_opt::<UInt32Type>())
 }
 
 /// The kept rows of a candidate batch, in the output schema (the candidate-only columns
