@@ -319,8 +319,8 @@ impl Drop for AtomicFile {
 /// zstd still halves.
 const COMPRESSED_COLUMNS: [&[&str]; 5] = [&["text"], &["id"], &["files", "list", "item", "path"], &["files", "list", "item", "end"], &["bytes"]];
 
-/// Streams samples into one Parquet file (zstd; LZ4 for task candidate files). Generic over the sink so tests can inject I/O
-/// failures; the pipeline uses `ShardWriter<AtomicFile>`.
+/// Streams samples into one Parquet file (zstd; LZ4 for task candidate files). Generic over the
+/// sink so tests can inject I/O failures; the pipeline uses `ShardWriter<AtomicFile>`.
 pub struct ShardWriter<W: Write + Send> {
     writer: ArrowWriter<W>,
     path: PathBuf,

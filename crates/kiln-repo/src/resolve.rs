@@ -586,8 +586,8 @@ impl Resolver {
         Some(segs)
     }
 
-    /// The file of module `segs` of the crate rooted at `root` (the root itself for `[]`).
-    /// The file of module `base ++ rest` of the crate whose root file is `root`.
+    /// The file of module `base ++ rest` of the crate rooted at `root` (the root itself when
+    /// both are empty).
     ///
     /// Module segments are identifiers (never `.`, `..` or empty) and the root's directory is
     /// a normalised repository path, so the candidate paths are built by plain concatenation
