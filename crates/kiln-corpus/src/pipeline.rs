@@ -1,8 +1,8 @@
 //! `kiln corpus build`: repositories in, Parquet shards and a manifest out.
 //!
 //! **Stages.** Per input: ingest ([`kiln_repo::ingest`]) → rule filters + quality screen per
-//! file (a counter per [`DropReason`]; the screen's tree-sitter parse also gives the imports, and
-//! without the screen [`kiln_repo::scan`] gives them without a parse) → dependency graph and
+//! file (a counter per [`DropReason`]; imports from [`kiln_repo::scan`], with or without the
+//! screen, so the screen changes which files stay but not the order of the rest) → dependency graph and
 //! Algorithm 1 order per repository
 //! ([`kiln_repo::graph`]) → samples rendered with path comments ([`kiln_repo::render`]), per-file
 //! byte spans recorded → MinHash signature (kept as LSH band keys). Decontamination drops
@@ -52,7 +52,7 @@ use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
 use kiln_repo::graph::{build_graph_from_facts, order};
-use kiln_repo::imports::{analyze, file_syntax, FileFacts};
+use kiln_repo::imports::{file_syntax, FileFacts};
 use kiln_repo::scan::scan;
 use kiln_repo::ingest::{ingest_path, IngestOptions};
 use kiln_repo::render::{file_header, render_sample};
@@ -74,7 +74,7 @@ use crate::manifest::{
     ContaminationRecord, FailedInput, LangCount, Manifest, SampleCounts, ShardInfo, TaskMarker,
     TaskReport, MANIFEST_FORMAT, MANIFEST_VERSION,
 };
-use crate::quality::check_error_share;
+use crate::quality::check_quality;
 use crate::shard::{self, AtomicFile, FileSpan, Sample, ShardWriter};
 
 /// Rows per batch when streaming task files in the merge.
@@ -417,20 +417,21 @@ fn process_repo(
 ) -> Vec<Sample> {
     // Per file: the first rule that drops it, or the benchmark tasks it contains.
     let file_index = index.filter(|_| cfg.decontam_unit == DecontamUnit::File);
-    // With the quality screen, each file of an import language is parsed once, here: the same
-    // tree gives the screen's error share and the imports the graph needs (the parse is most of
-    // such a build). Without it, imports come from kiln-repo's parse-free scanner, ~50x faster,
-    // and identical to the parser's on every file that parses cleanly (kiln-repo's scan tests;
-    // by hand over the python3 stdlib and the cargo registry).
+    // Imports always come from kiln-repo's parse-free scanner, as in `kiln repo` and serving: it
+    // is identical to the tree-sitter query on every file that parses cleanly (kiln-repo's scan
+    // tests; by hand over the python3 stdlib and the cargo registry) and reads statements as
+    // written where error recovery would drop some. So the screen only decides which files stay,
+    // never the order of the rest, and its parse is just the parse (running the import query on
+    // the tree too cost ~10% of a default build: the parse is ~80% of it).
     let verdicts: Vec<std::result::Result<Option<FileFacts>, Drop>> = repo
         .files
         .par_iter()
         .map(|f| {
             check_file(f, &cfg.filters).map_err(Drop::Rule)?;
-            let facts = file_syntax(f).map(|s| if cfg.quality_screen { analyze(s, &f.text) } else { scan(s, &f.text) });
             if cfg.quality_screen {
-                check_error_share(facts.as_ref().and_then(|x| x.error_share), &cfg.quality).map_err(Drop::Rule)?;
+                check_quality(f, &cfg.quality).map_err(Drop::Rule)?;
             }
+            let facts = file_syntax(f).map(|s| scan(s, &f.text));
             if let Some(c) = file_index.and_then(|ix| ix.check(&f.text)) {
                 return Err(Drop::Contaminated(c.tasks));
             }

@@ -11,7 +11,7 @@ use kiln_corpus::manifest::Manifest;
 use kiln_corpus::pipeline::{build, file_spans, inspect, list_inputs, merge, run_single_task, BuildPlan, TaskStatus};
 use kiln_corpus::shard::{self, AtomicFile, Sample, ShardWriter};
 use kiln_corpus::config::DecontamUnit;
-use kiln_corpus::{CorpusConfig, CorpusError};
+use kiln_corpus::{CorpusConfig, CorpusError, QualityConfig};
 use kiln_repo::render::render_sample;
 use kiln_repo::{Repo, SourceFile};
 
@@ -433,9 +433,8 @@ fn python_stdlib_end_to_end() {
     }
 }
 
-/// `quality_screen: false` takes imports from kiln-repo's parse-free scanner instead of the
-/// tree-sitter parse: on real code that parses cleanly the corpus must come out the same, sample
-/// for sample (same dependency order, so same ids, texts and spans).
+/// On real code that parses cleanly the screen drops nothing, so `quality_screen: false` must
+/// give the same corpus, sample for sample (same dependency order, so same ids, texts and spans).
 #[test]
 fn without_the_quality_screen_the_corpus_is_the_same_on_clean_code() {
     let Some(stdlib) = python_stdlib() else {
@@ -466,6 +465,52 @@ fn without_the_quality_screen_the_corpus_is_the_same_on_clean_code() {
     for (a, b) in fast.iter().zip(&screened) {
         assert_eq!((&a.id, &a.files), (&b.id, &b.files), "{}", b.repo);
         assert!(a.text == b.text, "sample {} differs", b.id);
+    }
+}
+
+/// The screen only removes files: a screened build equals an unscreened build of the same
+/// repository with the dropped file deleted (imports come from the scanner in both, so a kept
+/// file with a small syntax error is ordered by the imports it states, also after the error).
+#[test]
+fn the_quality_screen_only_removes_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let body = |name: &str| -> String { (0..60).map(|i| format!("def {name}_{i}(x):\n    return x * {i} - {i}\n\n")).collect() };
+    let files = [
+        ("main.py", "import util\nimport notes\n\n\ndef main():\n    return util.run()\n".to_string()),
+        ("util.py", format!("{}value = = 1\n\nimport helpers\n\n\ndef run():\n    return helpers.helper_1(2)\n", body("step"))),
+        ("helpers.py", body("helper")),
+        (
+            "notes.py",
+            "These are the release notes of the project, written as plain English prose in a file\nthat only pretends to be Python. Nothing here parses as code, so the screen drops it.\n".repeat(4),
+        ),
+    ];
+    let util_share = kiln_corpus::quality::error_share(&SourceFile::new("util.py", files[1].1.as_str())).unwrap();
+    assert!(util_share > 0.0 && util_share <= QualityConfig::default().max_error_share, "util.py has a small syntax error: {util_share}");
+    for (name, text) in &files {
+        write(&tmp.path().join("screened/app"), name, text);
+        if *name != "notes.py" {
+            write(&tmp.path().join("pruned/app"), name, text);
+        }
+    }
+    let run = |input: &str, quality_screen: bool| {
+        let dir = tmp.path().join(format!("{input}-out"));
+        let cfg = CorpusConfig { quality_screen, ..CorpusConfig::default() };
+        let m = build(&BuildPlan::new(vec![tmp.path().join(input).join("app")], dir.clone(), cfg, None, None).unwrap(), None).unwrap().manifest;
+        check_counts(&m);
+        let samples = all_samples(&dir, &m);
+        (m, samples)
+    };
+    let (screened_m, screened) = run("screened", true);
+    let (pruned_m, pruned) = run("pruned", false);
+    assert_eq!(screened_m.files.files_dropped.get("syntax_errors"), Some(&1), "notes.py is dropped, util.py (one small error) kept: {:?}", screened_m.files.files_dropped);
+    assert_eq!(pruned_m.files.files_dropped.get("syntax_errors"), None);
+    assert_eq!(screened.len(), 1, "main, util and helpers form one sample through their imports");
+    let order: Vec<&str> = screened[0].files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(order, ["helpers.py", "util.py", "main.py"], "util.py's import after its syntax error still orders helpers.py first");
+    assert_eq!(screened.len(), pruned.len());
+    for (a, b) in screened.iter().zip(&pruned) {
+        assert_eq!((&a.id, &a.files), (&b.id, &b.files));
+        assert!(a.text == b.text, "sample {} differs", a.id);
     }
 }
 
