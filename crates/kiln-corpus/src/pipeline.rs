@@ -38,8 +38,10 @@
 //! memory, every candidate's id, content hash, LSH band keys and contamination ids (~250 bytes per
 //! sample with 13 bands: 100 M samples ≈ 25 GB; beyond that, split the band keys into bucket
 //! files as datatrove does), and streams text: at most two decoded batches (1024 rows each) per
-//! task file being read (rows waiting for the shard writer, up to 16 MB of text, are slices of
-//! them), so text memory is bounded by the batch and row-group sizes, not by the corpus.
+//! task file being read, the row group being gathered (slices of those batches) and, with T
+//! threads, up to T row groups being encoded at once (each at most
+//! [`crate::shard::ROW_GROUP_TEXT_BYTES`] of text plus its encoded pages), so text memory is
+//! bounded by the batch and row-group sizes, not by the corpus.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -853,7 +855,9 @@ impl Shards<'_> {
         if self.current.is_none() {
             let name = format!("shard-{:05}.parquet", self.done.len());
             let path = self.out.join(&name);
-            self.current = Some((ShardWriter::new(AtomicFile::create(&path)?, &path, false)?, path, 0));
+            // The merge runs on one thread; its zstd work is spread over the build's threads.
+            let writer = ShardWriter::new(AtomicFile::create(&path)?, &path, false)?.with_workers(rayon::current_num_threads());
+            self.current = Some((writer, path, 0));
         }
         let (w, _, bytes) = self.current.as_mut().expect("opened above");
         for rows in self.pending.drain(..) {

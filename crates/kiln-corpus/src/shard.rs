@@ -19,15 +19,21 @@
 //! of the MinHash signature) and `contaminated_by` (`list<utf8>`, benchmark task ids); their
 //! compressed columns use LZ4 (raw), since they are read once.
 //!
+//! **Row groups** hold at most [`ROW_GROUP_ROWS`] samples and close at the first sample that
+//! brings their text to [`ROW_GROUP_TEXT_BYTES`]; the merge encodes several at once
+//! ([`ShardWriter::with_workers`]) and the file is the same whatever their number.
+//!
 //! **Atomicity**: every file goes through [`AtomicFile`]: written under a temporary name in the
 //! destination directory, flushed, `fsync`ed, then renamed over the final name (and the directory
 //! fsynced). A crash or an I/O error (disk full) at any point leaves either the old state or the
 //! complete new file, never a half-written one; an abandoned temporary file is removed on drop.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::cast::AsArray;
@@ -36,9 +42,11 @@ use arrow_array::{Array, ArrayRef, ListArray, RecordBatch, StringArray, StructAr
 use arrow_buffer::OffsetBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnChunk, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{io_err, CorpusError, Result};
@@ -319,17 +327,46 @@ impl Drop for AtomicFile {
 /// zstd still halves.
 const COMPRESSED_COLUMNS: [&[&str]; 5] = [&["text"], &["id"], &["files", "list", "item", "path"], &["files", "list", "item", "end"], &["bytes"]];
 
+/// Most samples per row group: a reader holds a few row groups of text at a time.
+pub const ROW_GROUP_ROWS: usize = 4096;
+/// Most text per row group (a row group closes at the first sample reaching it; one sample is
+/// never split): keeps a reader's and the writer's memory bounded when samples are large (4096
+/// repository samples of a megabyte would be a 4 GB row group), and gives the merge's parallel
+/// encoding units of work.
+pub const ROW_GROUP_TEXT_BYTES: u64 = 32 << 20;
+
 /// Streams samples into one Parquet file (zstd; LZ4 for task candidate files). Generic over the
 /// sink so tests can inject I/O failures; the pipeline uses `ShardWriter<AtomicFile>`.
+///
+/// Rows are gathered into row groups ([`ROW_GROUP_ROWS`], [`ROW_GROUP_TEXT_BYTES`]); each full
+/// row group is encoded (and compressed) on its own thread when the writer has several
+/// [`workers`](Self::with_workers), at most that many at once, and appended to the file in order,
+/// so the file is the same whatever the worker count. Why: the merge writes every kept byte
+/// through zstd on one thread, which caps a many-core build at a few hundred MB/s however many
+/// tasks ran in parallel before it.
 pub struct ShardWriter<W: Write + Send> {
-    writer: ArrowWriter<W>,
+    file: SerializedFileWriter<W>,
+    columns: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
     path: PathBuf,
     candidate: bool,
     rows: u64,
+    /// The row group being gathered: slices of the batches written.
+    gathered: Vec<RecordBatch>,
+    gathered_rows: usize,
+    gathered_bytes: u64,
+    /// Row groups handed to the file writer or to a worker so far.
+    row_groups: usize,
+    /// Row groups being encoded on worker threads, oldest first.
+    encoding: VecDeque<JoinHandle<parquet::errors::Result<Vec<ArrowColumnChunk>>>>,
+    workers: usize,
+    /// [`ROW_GROUP_ROWS`] and [`ROW_GROUP_TEXT_BYTES`], smaller in tests.
+    row_group_rows: usize,
+    row_group_bytes: u64,
 }
 
 impl<W: Write + Send> ShardWriter<W> {
-    /// Starts a file; `path` is used in error messages.
+    /// Starts a file; `path` is used in error messages. Encodes on the calling thread.
     pub fn new(sink: W, path: &Path, candidate: bool) -> Result<Self> {
         // Intermediate task files are written once and read once by the merge: LZ4, ~7 % off a
         // build over the cargo registry against zstd level 1 (their files ~1.45x larger). Final
@@ -347,11 +384,42 @@ impl<W: Write + Send> ShardWriter<W> {
             // Sample texts are all distinct: a dictionary page for them is built, found useless
             // and thrown away for every row group (5 % of a corpus build's time). Off for `text`.
             .set_column_dictionary_enabled(ColumnPath::from("text"), false)
-            // Row groups of ~4k samples bound a reader's memory to a few row groups of text.
-            .set_max_row_group_row_count(Some(4096))
             .build();
-        let writer = ArrowWriter::try_new(sink, schema(candidate), Some(props)).map_err(|e| pq_err(path, e))?;
-        Ok(ShardWriter { writer, path: path.to_path_buf(), candidate, rows: 0 })
+        let schema = schema(candidate);
+        // ArrowWriter sets up the file as an Arrow reader expects it (the Arrow schema in the
+        // footer); its lower half then takes row groups encoded anywhere.
+        let (file, columns) = ArrowWriter::try_new(sink, schema.clone(), Some(props))
+            .and_then(|w| w.into_serialized_writer())
+            .map_err(|e| pq_err(path, e))?;
+        Ok(ShardWriter {
+            file,
+            columns,
+            schema,
+            path: path.to_path_buf(),
+            candidate,
+            rows: 0,
+            gathered: Vec::new(),
+            gathered_rows: 0,
+            gathered_bytes: 0,
+            row_groups: 0,
+            encoding: VecDeque::new(),
+            workers: 1,
+            row_group_rows: ROW_GROUP_ROWS,
+            row_group_bytes: ROW_GROUP_TEXT_BYTES,
+        })
+    }
+
+    #[cfg(test)]
+    fn with_row_group_limits(mut self, rows: usize, bytes: u64) -> Self {
+        (self.row_group_rows, self.row_group_bytes) = (rows, bytes);
+        self
+    }
+
+    /// Encodes up to `workers` row groups at once on threads of their own (1: on the calling
+    /// thread). Memory: up to `workers` row groups of text plus their encoded pages.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
+        self
     }
 
     /// Appends samples.
@@ -360,9 +428,7 @@ impl<W: Write + Send> ShardWriter<W> {
             return Ok(());
         }
         let batch = to_batch(samples, self.candidate).map_err(|e| pq_err(&self.path, e))?;
-        self.writer.write(&batch).map_err(|e| pq_err(&self.path, e))?;
-        self.rows += samples.len() as u64;
-        Ok(())
+        self.write_batch(&batch)
     }
 
     /// Appends a record batch already in this file's schema (the merge's kept rows).
@@ -370,8 +436,68 @@ impl<W: Write + Send> ShardWriter<W> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        self.writer.write(batch).map_err(|e| pq_err(&self.path, e))?;
+        if batch.schema().fields() != self.schema.fields() {
+            return Err(pq_err(&self.path, format!("rows in the wrong schema: {:?}, expected {:?}", batch.schema(), self.schema)));
+        }
+        let text = batch
+            .column_by_name("text")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .ok_or_else(|| pq_err(&self.path, "rows lack the utf8 column `text`"))?
+            .clone();
+        let mut start = 0;
+        for i in 0..batch.num_rows() {
+            self.gathered_rows += 1;
+            self.gathered_bytes += text.value_length(i) as u64;
+            if self.gathered_rows == self.row_group_rows || self.gathered_bytes >= self.row_group_bytes {
+                self.gathered.push(batch.slice(start, i + 1 - start));
+                start = i + 1;
+                self.end_row_group()?;
+            }
+        }
+        if start < batch.num_rows() {
+            self.gathered.push(batch.slice(start, batch.num_rows() - start));
+        }
         self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Hands the gathered rows over as one row group: encoded here, or on a new worker thread
+    /// after waiting for the oldest one when all workers are busy.
+    fn end_row_group(&mut self) -> Result<()> {
+        let rows = std::mem::take(&mut self.gathered);
+        self.gathered_rows = 0;
+        self.gathered_bytes = 0;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let writers = self.columns.create_column_writers(self.row_groups).map_err(|e| pq_err(&self.path, e))?;
+        self.row_groups += 1;
+        if self.workers == 1 {
+            let chunks = encode_row_group(writers, &self.schema, &rows).map_err(|e| pq_err(&self.path, e))?;
+            return self.append(chunks);
+        }
+        if self.encoding.len() >= self.workers {
+            self.append_oldest()?;
+        }
+        let schema = self.schema.clone();
+        self.encoding.push_back(std::thread::spawn(move || encode_row_group(writers, &schema, &rows)));
+        Ok(())
+    }
+
+    fn append_oldest(&mut self) -> Result<()> {
+        let Some(worker) = self.encoding.pop_front() else { return Ok(()) };
+        let chunks = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)).map_err(|e| pq_err(&self.path, e))?;
+        self.append(chunks)
+    }
+
+    /// Writes one encoded row group to the file.
+    fn append(&mut self, chunks: Vec<ArrowColumnChunk>) -> Result<()> {
+        let path = &self.path;
+        let mut row_group = self.file.next_row_group().map_err(|e| pq_err(path, e))?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(|e| pq_err(path, e))?;
+        }
+        row_group.close().map_err(|e| pq_err(path, e))?;
         Ok(())
     }
 
@@ -380,11 +506,29 @@ impl<W: Write + Send> ShardWriter<W> {
         self.rows
     }
 
-    /// Writes the footer and returns the sink (commit it if it is an [`AtomicFile`]).
-    pub fn finish(self) -> Result<W> {
+    /// Writes the last row group and the footer and returns the sink (commit it if it is an
+    /// [`AtomicFile`]).
+    pub fn finish(mut self) -> Result<W> {
+        self.end_row_group()?;
+        while !self.encoding.is_empty() {
+            self.append_oldest()?;
+        }
         let path = self.path;
-        self.writer.into_inner().map_err(|e| pq_err(&path, e))
+        self.file.into_inner().map_err(|e| pq_err(&path, e))
     }
+}
+
+/// Encodes rows as one row group's column chunks (the work `ArrowWriter::write` does inline).
+fn encode_row_group(mut writers: Vec<ArrowColumnWriter>, schema: &SchemaRef, rows: &[RecordBatch]) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
+    for batch in rows {
+        let mut writer = writers.iter_mut();
+        for (field, column) in schema.fields().iter().zip(batch.columns()) {
+            for leaf in compute_leaves(field, column)? {
+                writer.next().expect("one column writer per leaf").write(&leaf)?;
+            }
+        }
+    }
+    writers.into_iter().map(|w| w.close()).collect()
 }
 
 fn pq_err(path: &Path, e: impl std::fmt::Display) -> CorpusError {
@@ -442,6 +586,71 @@ mod tests {
             bands: vec![i as u64; 4],
             contaminated_by: Vec::new(),
         }
+    }
+
+    /// Row groups close at the row limit or at the first sample reaching the text limit, however
+    /// the rows arrive in batches, and the file is byte for byte the same whatever the number of
+    /// encoding workers.
+    #[test]
+    fn row_groups_follow_the_limits_and_workers_do_not_change_the_file() {
+        let samples: Vec<Sample> = (0..61)
+            .map(|i| {
+                let mut s = sample(i);
+                s.text.truncate(40 + (i * 7919) % 1400);
+                s.files[0].end = s.text.len() as u64;
+                s
+            })
+            .collect();
+        let (max_rows, max_bytes) = (8, 5000u64);
+        let mut want = Vec::new();
+        let (mut rows, mut bytes) = (0, 0u64);
+        for s in &samples {
+            rows += 1;
+            bytes += s.text.len() as u64;
+            if rows == max_rows || bytes >= max_bytes {
+                want.push(rows as i64);
+                (rows, bytes) = (0, 0);
+            }
+        }
+        if rows > 0 {
+            want.push(rows as i64);
+        }
+        assert!(want.iter().any(|&r| r < max_rows as i64) && want.contains(&(max_rows as i64)), "both limits are exercised: {want:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.parquet");
+        let mut files = Vec::new();
+        for workers in [1, 2, 3] {
+            let mut w = ShardWriter::new(Vec::new(), Path::new("mem.parquet"), false).unwrap().with_workers(workers).with_row_group_limits(max_rows, max_bytes);
+            let mut at = 0;
+            for (k, n) in [7, 1, 13, 0, 2, 30, 100].into_iter().enumerate() {
+                let end = (at + n).min(samples.len());
+                if k % 2 == 0 {
+                    w.write(&samples[at..end]).unwrap();
+                } else {
+                    w.write_batch(&to_batch(&samples[at..end], false).unwrap()).unwrap();
+                }
+                at = end;
+            }
+            assert_eq!(w.rows(), samples.len() as u64);
+            let bytes = w.finish().unwrap();
+            std::fs::write(&path, &bytes).unwrap();
+            let reader = SerializedFileReader::new(File::open(&path).unwrap()).unwrap();
+            let got: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+            assert_eq!(got, want, "{workers} workers");
+            files.push(bytes);
+        }
+        assert!(files.iter().all(|f| f == &files[0]), "same bytes with 1, 2 and 3 workers");
+        let back = read_all(&path).unwrap();
+        assert_eq!(back.iter().map(|b| (&b.id, &b.text, &b.files)).collect::<Vec<_>>(), samples.iter().map(|s| (&s.id, &s.text, &s.files)).collect::<Vec<_>>());
+    }
+
+    /// Rows of another schema are refused with the file's name, not written.
+    #[test]
+    fn rows_of_the_wrong_schema_are_refused() {
+        let mut w = ShardWriter::new(Vec::new(), Path::new("out/shard-00000.parquet"), false).unwrap();
+        let err = w.write_batch(&to_batch(&[sample(1)], true).unwrap()).unwrap_err().to_string();
+        assert!(err.contains("shard-00000.parquet") && err.contains("wrong schema"), "{err}");
+        assert_eq!(w.rows(), 0);
     }
 
     /// zstd (shards) or LZ4 (task files) on the columns listed in COMPRESSED_COLUMNS (each path
