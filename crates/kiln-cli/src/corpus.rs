@@ -41,9 +41,9 @@ pub enum CorpusCommand {
         /// Skip decontamination (recorded in the manifest).
         #[arg(long, conflicts_with = "benchmarks")]
         no_decontam: bool,
-        /// Skip the tree-sitter quality screen (config `quality_screen: false`). Imports then
-        /// come from kiln-repo's parse-free scanner, which gives the same dependency order on
-        /// well-formed code, and the build runs several times faster (the parse is most of it).
+        /// Skip the tree-sitter quality screen (config `quality_screen: false`): no file is
+        /// parsed, files with syntax errors stay, and the build runs several times faster (the
+        /// parse is most of it). Imports come from kiln-repo's parse-free scanner either way.
         #[arg(long)]
         no_quality_screen: bool,
     },

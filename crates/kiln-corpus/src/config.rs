@@ -44,8 +44,8 @@ pub struct CorpusConfig {
     pub filters: FilterConfig,
     /// Run the tree-sitter quality screen (paper §2.4's compiler step). On by default (the
     /// paper's recipe); it parses every file of the nine import grammars, most of a build's
-    /// time. Off (`kiln corpus build --no-quality-screen`): no parse at all, imports come from
-    /// [`kiln_repo::scan`] (the same on cleanly parsing code), ~5x faster per core.
+    /// time. Off (`kiln corpus build --no-quality-screen`): no parse at all, ~5x faster per
+    /// core. It only decides which files stay: imports come from [`kiln_repo::scan`] either way.
     pub quality_screen: bool,
     /// Quality screen threshold.
     pub quality: QualityConfig,
