@@ -81,8 +81,6 @@ use crate::shard::{self, AtomicFile, FileSpan, Sample, ShardWriter};
 
 /// Rows per batch when streaming task files in the merge.
 const MERGE_BATCH_ROWS: usize = 1024;
-/// Samples buffered before they are handed to a Parquet writer (bounds writer-side memory).
-const WRITE_BATCH_BYTES: u64 = 16 << 20;
 
 /// A checked build plan: everything resolved before any heavy work starts.
 #[derive(Debug, Clone)]
@@ -813,10 +811,9 @@ fn count_languages(rows: &RecordBatch, languages: &mut BTreeMap<String, LangCoun
 struct Shards<'p> {
     out: &'p Path,
     target: u64,
+    /// The shard being written: its writer (which gathers row groups itself), path and the text
+    /// bytes of the rows handed to it.
     current: Option<(ShardWriter<AtomicFile>, PathBuf, u64)>,
-    /// Kept rows (output schema) not yet handed to the writer.
-    pending: Vec<RecordBatch>,
-    pending_bytes: u64,
     done: Vec<ShardInfo>,
 }
 
@@ -829,29 +826,27 @@ impl Shards<'_> {
             .ok_or_else(|| CorpusError::Parquet { path: self.out.to_path_buf(), message: "kept rows lack the u64 column `bytes`".into() })?
             .clone();
         let mut start = 0;
+        let mut shard_bytes = self.current.as_ref().map_or(0, |c| c.2);
         for i in 0..rows.num_rows() {
-            self.pending_bytes += bytes.value(i);
+            shard_bytes += bytes.value(i);
             // A shard closes at the first sample that takes it to the target size (so a shard
             // can exceed it by one sample; a sample is never split).
-            if self.current.as_ref().map_or(0, |c| c.2) + self.pending_bytes >= self.target {
-                self.pending.push(rows.slice(start, i + 1 - start));
-                start = i + 1;
+            if shard_bytes >= self.target {
+                self.write(rows.slice(start, i + 1 - start), shard_bytes)?;
                 self.close()?;
+                start = i + 1;
+                shard_bytes = 0;
             }
         }
         if start < rows.num_rows() {
-            self.pending.push(rows.slice(start, rows.num_rows() - start));
-        }
-        if self.pending_bytes >= WRITE_BATCH_BYTES {
-            self.flush()?;
+            self.write(rows.slice(start, rows.num_rows() - start), shard_bytes)?;
         }
         Ok(())
     }
 
-    fn flush(&mut self) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
+    /// Hands rows to the current shard, opening it if needed; `shard_bytes` is its text size
+    /// with them.
+    fn write(&mut self, rows: RecordBatch, shard_bytes: u64) -> Result<()> {
         if self.current.is_none() {
             let name = format!("shard-{:05}.parquet", self.done.len());
             let path = self.out.join(&name);
@@ -860,16 +855,12 @@ impl Shards<'_> {
             self.current = Some((writer, path, 0));
         }
         let (w, _, bytes) = self.current.as_mut().expect("opened above");
-        for rows in self.pending.drain(..) {
-            w.write_batch(&rows)?;
-        }
-        *bytes += self.pending_bytes;
-        self.pending_bytes = 0;
+        w.write_batch(&rows)?;
+        *bytes = shard_bytes;
         Ok(())
     }
 
     fn close(&mut self) -> Result<()> {
-        self.flush()?;
         if let Some((w, path, text_bytes)) = self.current.take() {
             let rows = w.rows();
             w.finish()?.commit()?;
@@ -943,7 +934,7 @@ pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
     }
 
     let mut streams: Vec<TaskStream> = (0..plan.tasks).map(|t| TaskStream::open(&plan.task_path(t, "parquet"))).collect::<Result<_>>()?;
-    let mut shards = Shards { out: &plan.out, target: plan.config.shard_bytes, current: None, pending: Vec::new(), pending_bytes: 0, done: Vec::new() };
+    let mut shards = Shards { out: &plan.out, target: plan.config.shard_bytes, current: None, done: Vec::new() };
     let mut languages: BTreeMap<String, LangCount> = BTreeMap::new();
     // Input j lives in task j % N, and a task's rows are in input order: visiting inputs in
     // order and draining the matching task stream yields the global input order.
