@@ -101,17 +101,10 @@ impl TaskReport {
 /// The completion marker of a task: what plan made it, so a rerun can tell whether to reuse it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMarker {
-    /// Task index.
-    pub task: usize,
-    /// Number of tasks.
-    pub tasks: usize,
     /// [`CorpusConfig::fingerprint`] plus the benchmarks used.
     pub config: String,
-    /// The task's inputs.
-    pub inputs: Vec<String>,
-    /// Samples in the candidate file.
-    pub samples: u64,
-    /// The task's counts, read by the merge. They travel in the marker rather than a file of
+    /// The task's counts, read by the merge, with its index, the task count and its inputs
+    /// (which a rerun compares with its plan). They travel in the marker rather than a file of
     /// their own: every file a task writes is a create, an fsync and a rename, and with
     /// hundreds of small repositories those were a tenth of a build's time.
     pub report: TaskReport,

@@ -333,7 +333,7 @@ fn read_marker(plan: &BuildPlan, task: usize) -> Result<Option<TaskMarker>> {
     if marker.config != plan.fingerprint() {
         return Err(stale("config or benchmarks"));
     }
-    if marker.inputs != plan.input_names(task) {
+    if marker.report.inputs != plan.input_names(task) {
         return Err(stale("input list"));
     }
     Ok(Some(marker))
@@ -399,7 +399,7 @@ fn run_task_observed(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usiz
         }
     }
     writer.finish()?.commit()?;
-    let marker = TaskMarker { task, tasks: plan.tasks, config: plan.fingerprint(), inputs: report.inputs.clone(), samples: report.samples, report };
+    let marker = TaskMarker { config: plan.fingerprint(), report };
     // The marker is written last: its presence means the candidate file is complete.
     AtomicFile::write_all_to(&plan.task_path(task, "done"), &serde_json::to_vec_pretty(&marker).expect("marker serialises"))?;
     Ok(TaskStatus::Ran)
