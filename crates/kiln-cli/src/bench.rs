@@ -101,7 +101,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
 /// Times optimizer steps of a random model (f32, CPU): forward, backward, clipping, AdamW.
 #[allow(clippy::too_many_arguments)]
-fn train(layers: usize, hidden: usize, heads: usize, intermediate: usize, vocab: usize, seq_len: usize, batch: usize, steps: usize, json: bool) -> Result<()> {
+fn train(
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    intermediate: usize,
+    vocab: usize,
+    seq_len: usize,
+    batch: usize,
+    steps: usize,
+    json: bool,
+) -> Result<()> {
     use kiln_train::optim::{clip_global_norm, AdamW, AdamWConfig};
     let mut cfg = kiln_model::Config::preset(Preset::Small);
     cfg.num_hidden_layers = layers;
@@ -176,11 +186,7 @@ fn train(layers: usize, hidden: usize, heads: usize, intermediate: usize, vocab:
 fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let repos: Vec<PathBuf> = if repos_root {
-        kiln_repo::ingest::list_repos_root(&path)?
-    } else {
-        vec![path.clone()]
-    };
+    let repos: Vec<PathBuf> = if repos_root { kiln_repo::ingest::list_repos_root(&path)? } else { vec![path.clone()] };
     let opts = kiln_repo::ingest::IngestOptions::default();
     let next = AtomicUsize::new(0);
     let totals = Mutex::new((0usize, 0u64, 0usize, 0usize, 0usize)); // files, bytes, edges, components, failed repos
@@ -213,7 +219,10 @@ fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
     let (files, bytes, edges, components, failed) = *totals.lock().expect("threads joined");
     let (fps, mbps) = (files as f64 / secs, bytes as f64 / 1e6 / secs);
     if json {
-        println!("{}", json!({"repos": repos.len(), "failed_repos": failed, "files": files, "bytes": bytes, "edges": edges, "components": components, "seconds": secs, "threads": threads, "files_per_s": fps, "mb_per_s": mbps}));
+        println!(
+            "{}",
+            json!({"repos": repos.len(), "failed_repos": failed, "files": files, "bytes": bytes, "edges": edges, "components": components, "seconds": secs, "threads": threads, "files_per_s": fps, "mb_per_s": mbps})
+        );
     } else {
         println!("{} repos ({failed} unreadable), {files} files, {:.1} MB, {edges} import edges, {components} samples in {secs:.2}s on {threads} threads: {fps:.0} files/s, {mbps:.1} MB/s", repos.len(), bytes as f64 / 1e6);
     }
@@ -221,7 +230,17 @@ fn repo(path: PathBuf, repos_root: bool, json: bool) -> Result<()> {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn decode(preset: Option<Preset>, model: Option<PathBuf>, dtype: WeightDType, device: String, prompt_tokens: usize, new_tokens: usize, repeat: usize, batch: usize, json: bool) -> Result<()> {
+fn decode(
+    preset: Option<Preset>,
+    model: Option<PathBuf>,
+    dtype: WeightDType,
+    device: String,
+    prompt_tokens: usize,
+    new_tokens: usize,
+    repeat: usize,
+    batch: usize,
+    json: bool,
+) -> Result<()> {
     let dev = kiln_model::device(&device)?;
     let (name, model) = match (preset, model) {
         (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),

@@ -87,7 +87,10 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
             } else {
                 let dir = benchmarks.unwrap_or_else(|| PathBuf::from("../shared/benchmarks"));
                 if !dir.is_dir() {
-                    bail!("benchmarks directory {} not found: pass --benchmarks DIR (with humaneval/ and mbpp/) or --no-decontam", dir.display());
+                    bail!(
+                        "benchmarks directory {} not found: pass --benchmarks DIR (with humaneval/ and mbpp/) or --no-decontam",
+                        dir.display()
+                    );
                 }
                 Some(std::fs::canonicalize(&dir).with_context(|| format!("--benchmarks {}", dir.display()))?)
             };
@@ -130,7 +133,10 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
         CorpusCommand::Inspect { dir, n, id, json } => {
             for s in pipeline::inspect(&dir, n, id.as_deref())? {
                 if json {
-                    println!("{}", serde_json::json!({"id": s.id, "repo": s.repo, "languages": s.languages, "files": s.files, "text": s.text}));
+                    println!(
+                        "{}",
+                        serde_json::json!({"id": s.id, "repo": s.repo, "languages": s.languages, "files": s.files, "text": s.text})
+                    );
                 } else {
                     println!("=== {} ({}, {} files, {} bytes, {})", s.id, s.repo, s.files.len(), s.text.len(), s.languages.join(", "));
                     print!("{}", s.text);

@@ -147,7 +147,8 @@ fn sft(input: PathBuf, tokenizer: PathBuf, val_fraction: f64, seed: u64, out: Pa
         let conv = conversation(&v).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), i + 1))?;
         let refs: Vec<(kiln_tokenizer::special::Role, &str)> = conv.iter().map(|(r, c)| (*r, c.as_str())).collect();
         let tokens = tokenize_conversation(&enc, &refs).with_context(|| format!("{}:{}", input.display(), i + 1))?;
-        let to_val = kiln_data::rng::unit_interval(kiln_data::rng::SplitMix64::keyed(seed, &(i as u64).to_le_bytes()).next_u64()) < val_fraction;
+        let to_val =
+            kiln_data::rng::unit_interval(kiln_data::rng::SplitMix64::keyed(seed, &(i as u64).to_le_bytes()).next_u64()) < val_fraction;
         if to_val {
             val.add(&tokens)?;
             n_val += 1;

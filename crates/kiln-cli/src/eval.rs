@@ -61,7 +61,8 @@ pub struct MultiplEArgs {
 }
 
 fn parse_language(s: &str) -> std::result::Result<kiln_eval::multipl_e::Language, String> {
-    kiln_eval::multipl_e::Language::parse(s).ok_or_else(|| format!("unknown MultiPL-E language {s:?}; use one of cpp, java, js, ts, cs, sh, php, go, rs"))
+    kiln_eval::multipl_e::Language::parse(s)
+        .ok_or_else(|| format!("unknown MultiPL-E language {s:?}; use one of cpp, java, js, ts, cs, sh, php, go, rs"))
 }
 
 /// Which FIM API an endpoint is asked through.
@@ -217,7 +218,10 @@ fn settings(benchmark: &str, data: &Path, tasks: usize, timeout: u64, a: &EvalAr
     } else if let Some(u) = &a.endpoint {
         format!("endpoint {u}")
     } else {
-        a.model.as_ref().map(|m| format!("model {}", std::fs::canonicalize(&m.model).unwrap_or(m.model.clone()).display())).unwrap_or_default()
+        a.model
+            .as_ref()
+            .map(|m| format!("model {}", std::fs::canonicalize(&m.model).unwrap_or(m.model.clone()).display()))
+            .unwrap_or_default()
     };
     json!({
         "benchmark": benchmark, "data": data.display().to_string(), "problems": tasks, "target": target,
@@ -240,7 +244,9 @@ pub fn run_tasks(benchmark: &str, data: &Path, mut tasks: Vec<Task>, default_tim
     if a.temperature == 0.0 && a.samples > 1 && !a.canonical {
         tracing::warn!("--samples {} with --temperature 0: greedy samples are all the same", a.samples);
     }
-    SamplingParams { temperature: a.temperature, top_p: a.top_p, ..Default::default() }.validate().map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
+    SamplingParams { temperature: a.temperature, top_p: a.top_p, ..Default::default() }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
     let timeout = a.timeout.unwrap_or(default_timeout);
     let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
     let settings = settings(benchmark, data, tasks.len(), timeout, a);
@@ -252,7 +258,13 @@ pub fn run_tasks(benchmark: &str, data: &Path, mut tasks: Vec<Task>, default_tim
         None => (None, Vec::new()),
     };
     let done: HashSet<(String, usize)> = records.iter().map(|r| (r.task_id.clone(), r.sample)).collect();
-    let todo: Vec<(usize, usize)> = tasks.iter().enumerate().flat_map(|(i, t)| (0..a.samples).map(move |s| (i, s)).filter(|(_, s)| !done.contains(&(t.task_id.clone(), *s))).collect::<Vec<_>>()).collect();
+    let todo: Vec<(usize, usize)> = tasks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            (0..a.samples).map(move |s| (i, s)).filter(|(_, s)| !done.contains(&(t.task_id.clone(), *s))).collect::<Vec<_>>()
+        })
+        .collect();
     let resumed = records.len();
     if resumed > 0 {
         tracing::info!(resumed, left = todo.len(), "resuming: samples already scored are kept");
@@ -327,7 +339,10 @@ pub fn run_tasks(benchmark: &str, data: &Path, mut tasks: Vec<Task>, default_tim
 
 /// A progress bar on stderr; hidden when stderr is not a terminal.
 fn progress(len: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() });
+    let bar = ProgressBar::with_draw_target(
+        Some(len),
+        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
     if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} samples, {elapsed} (eta {eta})") {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -343,7 +358,11 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
             .iter()
             .map(|&(i, s)| {
                 let t = &tasks[i];
-                let sampling = Sampling { temperature: a.temperature as f64, top_p: a.top_p.map(f64::from), seed: (a.temperature > 0.0).then_some(a.seed.wrapping_add(s as u64)) };
+                let sampling = Sampling {
+                    temperature: a.temperature as f64,
+                    top_p: a.top_p.map(f64::from),
+                    seed: (a.temperature > 0.0).then_some(a.seed.wrapping_add(s as u64)),
+                };
                 let stop: Vec<&str> = t.stop.iter().map(String::as_str).collect();
                 let r = match &t.prompt {
                     Prompt::Completion(p) => e.complete_sampled(p, a.max_tokens, &stop, &sampling),
@@ -367,7 +386,12 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
                     };
                     let params = GenerateParams {
                         max_new_tokens: a.max_tokens,
-                        sampling: SamplingParams { temperature: a.temperature, top_p: a.top_p, seed: a.seed.wrapping_add(s as u64), ..Default::default() },
+                        sampling: SamplingParams {
+                            temperature: a.temperature,
+                            top_p: a.top_p,
+                            seed: a.seed.wrapping_add(s as u64),
+                            ..Default::default()
+                        },
                         eos_ids: m.eos_ids.clone(),
                         stop: t.stop.clone(),
                         ..Default::default()
@@ -375,12 +399,16 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
                     ids.map(|ids| (ids, params)).map_err(|e| e.to_string())
                 })
                 .collect();
-            generate_batch(&generator, m, jobs).into_iter().zip(part).map(|(r, &(i, s))| {
-                r.map(|text| (tasks[i].finish)(&text)).map_err(|e| {
-                    tracing::warn!(task = %tasks[i].task_id, sample = s, error = %e, "no completion; the sample scores 0");
-                    e
+            generate_batch(&generator, m, jobs)
+                .into_iter()
+                .zip(part)
+                .map(|(r, &(i, s))| {
+                    r.map(|text| (tasks[i].finish)(&text)).map_err(|e| {
+                        tracing::warn!(task = %tasks[i].task_id, sample = s, error = %e, "no completion; the sample scores 0");
+                        e
+                    })
                 })
-            }).collect()
+                .collect()
         }
     })
 }
@@ -388,13 +416,19 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
 /// Decodes every job together: one `decode_batch` step per token for all sequences still
 /// running, each driven by its own [`Decoding`] (own sampler, seed and stop rules), so a
 /// sequence's text is the same alone or batched.
-fn generate_batch(generator: &Generator<'_>, m: &LoadedModel, jobs: Vec<Result<(Vec<u32>, GenerateParams), String>>) -> Vec<Result<String, String>> {
+fn generate_batch(
+    generator: &Generator<'_>,
+    m: &LoadedModel,
+    jobs: Vec<Result<(Vec<u32>, GenerateParams), String>>,
+) -> Vec<Result<String, String>> {
     let cancel = AtomicBool::new(false);
     let mut quiet = |_: &str| {};
     let mut out: Vec<Option<Result<String, String>>> = vec![None; jobs.len()];
     let mut running: Vec<(usize, Decoding<'_>)> = Vec::new();
     for (j, job) in jobs.into_iter().enumerate() {
-        match job.and_then(|(ids, params)| generator.start(PrefixCache::new(&m.model), usize::MAX, &ids, &params, &cancel, &mut quiet).map_err(|e| e.to_string())) {
+        match job.and_then(|(ids, params)| {
+            generator.start(PrefixCache::new(&m.model), usize::MAX, &ids, &params, &cancel, &mut quiet).map_err(|e| e.to_string())
+        }) {
             Ok(d) => running.push((j, d)),
             Err(e) => out[j] = Some(Err(e)),
         }
@@ -405,7 +439,8 @@ fn generate_batch(generator: &Generator<'_>, m: &LoadedModel, jobs: Vec<Result<(
         if tokens.is_empty() {
             break;
         }
-        let mut caches: Vec<&mut kiln_model::Cache> = running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|((_, d), _)| d.cache_mut()).collect();
+        let mut caches: Vec<&mut kiln_model::Cache> =
+            running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|((_, d), _)| d.cache_mut()).collect();
         let step = m.model.decode_batch(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
         drop(caches);
         let rows = match step {
@@ -476,7 +511,8 @@ fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
             t.canonical = r.completion;
             // A second row for the same problem is scored as its own task (`ID#2`), so every
             // row gets a result and a resumed run can tell them apart.
-            let seen = chosen.iter().filter(|c: &&Task| c.task_id == t.task_id || c.task_id.starts_with(&format!("{}#", t.task_id))).count();
+            let seen =
+                chosen.iter().filter(|c: &&Task| c.task_id == t.task_id || c.task_id.starts_with(&format!("{}#", t.task_id))).count();
             if seen > 0 {
                 t.task_id = format!("{}#{}", t.task_id, seen + 1);
             }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use kiln_eval::repo_bench::{self, BuildOptions, Budgets, EvalOptions};
+use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
 use kiln_infer::{GenerateParams, Generator, SamplingParams};
 use serde_json::json;
 
@@ -112,13 +112,21 @@ fn run_build(a: BuildArgs) -> Result<()> {
     if !(0.0..=1.0).contains(&a.val_fraction) {
         bail!("--val-fraction {}: give a fraction between 0 and 1", a.val_fraction);
     }
-    let opts = BuildOptions { val_fraction: a.val_fraction, seed: a.seed, all_repos: a.all_repos, max_tasks: a.max_tasks, max_per_file: a.max_per_file, ..BuildOptions::default() };
+    let opts = BuildOptions {
+        val_fraction: a.val_fraction,
+        seed: a.seed,
+        all_repos: a.all_repos,
+        max_tasks: a.max_tasks,
+        max_per_file: a.max_per_file,
+        ..BuildOptions::default()
+    };
     let repos = match &a.corpus {
         Some(dir) => repo_bench::repos_from_corpus(dir, &opts)?,
         None => {
             let mut repos = Vec::new();
             for p in &a.repos {
-                let (repo, _) = kiln_repo::ingest::ingest_path(p, &kiln_repo::ingest::IngestOptions::default()).with_context(|| format!("--repos {}", p.display()))?;
+                let (repo, _) = kiln_repo::ingest::ingest_path(p, &kiln_repo::ingest::IngestOptions::default())
+                    .with_context(|| format!("--repos {}", p.display()))?;
                 repos.push(repo);
             }
             repos
@@ -136,7 +144,13 @@ fn run_build(a: BuildArgs) -> Result<()> {
     }
     repo_bench::write_bench(&a.out, &tasks, &repos)?;
     let repos_used: std::collections::BTreeSet<&str> = tasks.iter().map(|t| t.repo.as_str()).collect();
-    println!("{} tasks from {} repositories → {} (+ {})", tasks.len(), repos_used.len(), a.out.display(), repo_bench::snapshot_path(&a.out).display());
+    println!(
+        "{} tasks from {} repositories → {} (+ {})",
+        tasks.len(),
+        repos_used.len(),
+        a.out.display(),
+        repo_bench::snapshot_path(&a.out).display()
+    );
     Ok(())
 }
 
@@ -149,7 +163,9 @@ fn run_score(a: ScoreArgs) -> Result<()> {
     let mut budgets = Budgets { max_prompt_tokens: a.max_prompt_tokens, context_tokens: a.context_tokens };
     let started = Instant::now();
     let (report, source) = if let Some(url) = &a.endpoint {
-        let Some(tok_path) = &a.tokenizer else { bail!("--endpoint needs --tokenizer PATH (the served model's tokenizer.json) to count the prompt budgets") };
+        let Some(tok_path) = &a.tokenizer else {
+            bail!("--endpoint needs --tokenizer PATH (the served model's tokenizer.json) to count the prompt budgets")
+        };
         let tokenizer = kiln_tokenizer::Tokenizer::from_file(tok_path).with_context(|| format!("--tokenizer {}", tok_path.display()))?;
         let key = match &a.api_key_file {
             Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
@@ -183,7 +199,9 @@ fn run_score(a: ScoreArgs) -> Result<()> {
             ..Default::default()
         };
         let opts = EvalOptions { budgets: check_budgets(budgets)?, fim: a.fim, partial_files: false };
-        let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &opts, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
+        let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &opts, |p| {
+            generator.generate(&p.ids, &params, |_| {}).map(|g| g.text)
+        })?;
         (report, "model")
     };
     let all = report.score.all();
@@ -210,7 +228,12 @@ fn run_score(a: ScoreArgs) -> Result<()> {
     } else {
         println!("{}", report.score.markdown());
         if with_files < report.results.len() {
-            println!("\n{} of {} tasks got no context file within the {}-token context budget (their two conditions are the same prompt).", report.results.len() - with_files, report.results.len(), report.options.budgets.context_tokens);
+            println!(
+                "\n{} of {} tasks got no context file within the {}-token context budget (their two conditions are the same prompt).",
+                report.results.len() - with_files,
+                report.results.len(),
+                report.options.budgets.context_tokens
+            );
         }
     }
     Ok(())

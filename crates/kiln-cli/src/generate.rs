@@ -138,7 +138,10 @@ pub fn run_complete(args: CompleteArgs) -> Result<()> {
     let index = kiln_infer::repo::RepoIndex::load(&args.repo)?;
     let file = kiln_infer::repo::normalize_path(&args.file).map_err(|e| anyhow::anyhow!("--file {}: {e}", args.file))?;
     let Some(text) = index.text_of(&file) else {
-        bail!("--file {file}: not a kept source file of {} (paths are relative to the repository root; `kiln repo order` lists them)", args.repo.display());
+        bail!(
+            "--file {file}: not a kept source file of {} (paths are relative to the repository root; `kiln repo order` lists them)",
+            args.repo.display()
+        );
     };
     let (prefix, suffix) = split_at_cursor(text, args.line, args.column)?;
     let loaded = load(&args.model)?;

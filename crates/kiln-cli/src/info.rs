@@ -47,7 +47,13 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             let cfg = Config::preset(preset);
             let model = Llama::random(cfg, dtype, &candle_core::Device::Cpu, seed)?;
             model.save(&out, max_shard_mb.map(|mb| mb * 1_000_000))?;
-            eprintln!("wrote {} ({} parameters, {}) to {}", preset.name(), model.config().num_parameters(), dtype.torch_name(), out.display());
+            eprintln!(
+                "wrote {} ({} parameters, {}) to {}",
+                preset.name(),
+                model.config().num_parameters(),
+                dtype.torch_name(),
+                out.display()
+            );
             Ok(())
         }
     }
@@ -87,12 +93,23 @@ fn info(dir: PathBuf, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&obj)?);
         return Ok(());
     }
-    let attn = if cfg.num_key_value_heads == cfg.num_attention_heads { "MHA".to_string() } else { format!("GQA, {} KV heads", cfg.num_key_value_heads) };
+    let attn = if cfg.num_key_value_heads == cfg.num_attention_heads {
+        "MHA".to_string()
+    } else {
+        format!("GQA, {} KV heads", cfg.num_key_value_heads)
+    };
     println!("model       {}", dir.display());
     println!("parameters  {} ({:.2}M)", params, params as f64 / 1e6);
     println!("dtype       {}", cfg.torch_dtype.torch_name());
-    println!("layers      {} x (d={}, ffn={}, heads={} of {}, {attn})", cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.head_dim);
-    println!("vocab       {} rows{}", cfg.vocab_size, tokenizer.as_ref().map(|t| format!(", tokenizer {} ids", t.id_count())).unwrap_or_else(|| ", no tokenizer.json".into()));
+    println!(
+        "layers      {} x (d={}, ffn={}, heads={} of {}, {attn})",
+        cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.head_dim
+    );
+    println!(
+        "vocab       {} rows{}",
+        cfg.vocab_size,
+        tokenizer.as_ref().map(|t| format!(", tokenizer {} ids", t.id_count())).unwrap_or_else(|| ", no tokenizer.json".into())
+    );
     println!("positions   {} (rope theta {}, scaling {rope})", cfg.max_position_embeddings, cfg.rope_theta);
     println!("weights     {} ({:.1} MB)", files.join(", "), bytes as f64 / 1e6);
     Ok(())

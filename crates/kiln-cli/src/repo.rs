@@ -72,7 +72,11 @@ pub fn run(cmd: RepoCommand) -> Result<()> {
             let components = order(&graph, seed);
             if json {
                 let comps: Vec<_> = components.iter().map(|c| c.iter().map(|&i| repo.files[i].path.as_str()).collect::<Vec<_>>()).collect();
-                let edges: Vec<_> = graph.edges.iter().map(|e| json!({"from": repo.files[e.from].path, "to": repo.files[e.to].path, "import": e.import})).collect();
+                let edges: Vec<_> = graph
+                    .edges
+                    .iter()
+                    .map(|e| json!({"from": repo.files[e.from].path, "to": repo.files[e.to].path, "import": e.import}))
+                    .collect();
                 let external: serde_json::Map<String, serde_json::Value> = graph
                     .external
                     .iter()
@@ -80,11 +84,21 @@ pub fn run(cmd: RepoCommand) -> Result<()> {
                     .filter(|(_, v)| !v.is_empty())
                     .map(|(i, v)| (repo.files[i].path.clone(), json!(v)))
                     .collect();
-                println!("{}", json!({"repo": repo.name, "files": repo.files.len(), "components": comps, "edges": edges, "external": external, "ingest": summary}));
+                println!(
+                    "{}",
+                    json!({"repo": repo.name, "files": repo.files.len(), "components": comps, "edges": edges, "external": external, "ingest": summary})
+                );
                 return Ok(());
             }
             let multi = components.iter().filter(|c| c.len() > 1).count();
-            println!("{}: {} files, {} import edges, {} components ({} with more than one file)", repo.name, repo.files.len(), graph.edges.len(), components.len(), multi);
+            println!(
+                "{}: {} files, {} import edges, {} components ({} with more than one file)",
+                repo.name,
+                repo.files.len(),
+                graph.edges.len(),
+                components.len(),
+                multi
+            );
             for (n, comp) in components.iter().enumerate() {
                 println!("component {} ({} files)", n + 1, comp.len());
                 for &i in comp {
@@ -102,7 +116,10 @@ pub fn run(cmd: RepoCommand) -> Result<()> {
             let (repo, _) = load(&source)?;
             let rel = file.trim_start_matches("./").replace('\\', "/");
             let Some(idx) = repo.files.iter().position(|f| f.path == rel) else {
-                bail!("--file {file}: not a kept source file of {} (paths are relative to the repository root; `kiln repo order` lists them)", source.path.display());
+                bail!(
+                    "--file {file}: not a kept source file of {} (paths are relative to the repository root; `kiln repo order` lists them)",
+                    source.path.display()
+                );
             };
             let tok = match &tokenizer {
                 Some(p) if p.is_dir() => Some(kiln_tokenizer::Tokenizer::from_dir(p)?),
@@ -119,7 +136,10 @@ pub fn run(cmd: RepoCommand) -> Result<()> {
             let ctx = build_context(&repo, &graph, idx, max_tokens, &count);
             if json {
                 let names = |v: &[usize]| v.iter().map(|&i| repo.files[i].path.clone()).collect::<Vec<_>>();
-                println!("{}", json!({"file": rel, "files": names(&ctx.files), "dropped": names(&ctx.dropped), "tokens": count(&ctx.text), "text": ctx.text}));
+                println!(
+                    "{}",
+                    json!({"file": rel, "files": names(&ctx.files), "dropped": names(&ctx.dropped), "tokens": count(&ctx.text), "text": ctx.text})
+                );
             } else {
                 print!("{}", ctx.text);
                 if !ctx.dropped.is_empty() {

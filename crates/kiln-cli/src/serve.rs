@@ -46,7 +46,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         None => Vec::new(),
         Some(f) => {
             let text = std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?;
-            let keys: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
+            let keys: Vec<String> =
+                text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect();
             if keys.is_empty() {
                 bail!("--api-key-file {}: no keys in it (one per line)", f.display());
             }
@@ -56,13 +57,27 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.max_concurrency == 0 {
         bail!("--max-concurrency must be at least 1");
     }
-    let addr: SocketAddr = format!("{}:{}", args.host, args.port).parse().with_context(|| format!("--host {} --port {}: not an address", args.host, args.port))?;
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("--host {} --port {}: not an address", args.host, args.port))?;
     let model_name = args.model_name.clone().unwrap_or_else(|| {
-        args.model.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "kiln".into())
+        args.model
+            .model
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "kiln".into())
     });
     let repo = args.repo.as_deref().map(kiln_infer::repo::RepoIndex::load).transpose()?;
     let loaded = load(&args.model)?;
-    let cfg = kiln_serve::ServeConfig { model_name, api_keys, max_concurrency: args.max_concurrency, max_queue: args.max_queue, cache_min_tokens: args.cache_min_tokens, ..Default::default() };
+    let cfg = kiln_serve::ServeConfig {
+        model_name,
+        api_keys,
+        max_concurrency: args.max_concurrency,
+        max_queue: args.max_queue,
+        cache_min_tokens: args.cache_min_tokens,
+        ..Default::default()
+    };
     let state = kiln_serve::AppState::new_with_repo(loaded, cfg, repo);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {

@@ -35,7 +35,18 @@ fn set_config(dir: &Path, key: &str, value: Value) {
 fn generate_prints_transformers_ids_and_text() {
     // The README's acceptance command.
     let model = fixture("tiny-llama");
-    let out = kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "def add(a, b):", "--max-tokens", "16", "--temperature", "0", "--json"]);
+    let out = kiln(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        "def add(a, b):",
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+        "--json",
+    ]);
     let got = stdout_json(&out);
     let want = &expected("tiny-llama")["generate"];
     assert_eq!(got["prompt_ids"], want["input_ids"]);
@@ -55,7 +66,18 @@ fn prompt_file_and_stop_strings() {
     let prompt = dir.path().join("prompt.txt");
     std::fs::write(&prompt, "def add(a, b):").unwrap();
     let model = fixture("tiny-llama-sharded-bf16");
-    let base = ["generate", "--model", model.to_str().unwrap(), "--prompt-file", prompt.to_str().unwrap(), "--max-tokens", "16", "--json", "--dtype", "f32"];
+    let base = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt-file",
+        prompt.to_str().unwrap(),
+        "--max-tokens",
+        "16",
+        "--json",
+        "--dtype",
+        "f32",
+    ];
     let full = stdout_json(&kiln(&base));
     let want = &expected("tiny-llama-sharded-bf16")["generate"];
     assert_eq!(full["ids"], want["new_ids"]);
@@ -77,7 +99,18 @@ fn infill_builds_the_psm_prompt() {
     let (pre, suf) = (dir.path().join("pre.py"), dir.path().join("suf.py"));
     std::fs::write(&pre, "def f(x):\n    ").unwrap();
     std::fs::write(&suf, "\n    return y").unwrap();
-    let got = stdout_json(&kiln(&["infill", "--model", model.to_str().unwrap(), "--prefix-file", pre.to_str().unwrap(), "--suffix-file", suf.to_str().unwrap(), "--max-tokens", "8", "--json"]));
+    let got = stdout_json(&kiln(&[
+        "infill",
+        "--model",
+        model.to_str().unwrap(),
+        "--prefix-file",
+        pre.to_str().unwrap(),
+        "--suffix-file",
+        suf.to_str().unwrap(),
+        "--max-tokens",
+        "8",
+        "--json",
+    ]));
     let fim = expected("tiny-llama")["prompts"].as_array().unwrap().iter().find(|p| p["name"] == "fim").unwrap().clone();
     assert_eq!(got["prompt_ids"], fim["input_ids"]);
     // Greedy continuation of the FIM prompt is the fixture's greedy run (which ignores EOS).
@@ -92,7 +125,22 @@ fn infill_builds_the_psm_prompt() {
 fn complete_puts_the_repository_context_before_the_cursor() {
     let model = fixture("tiny-llama");
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos/python");
-    let got = stdout_json(&kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "main.py", "--line", "8", "--column", "4", "--max-tokens", "4", "--json"]));
+    let got = stdout_json(&kiln(&[
+        "complete",
+        "--model",
+        model.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--file",
+        "main.py",
+        "--line",
+        "8",
+        "--column",
+        "4",
+        "--max-tokens",
+        "4",
+        "--json",
+    ]));
     let prompt: Vec<u64> = got["prompt_ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
     let tok = kiln_tokenizer::Tokenizer::from_dir(&model).unwrap();
     let decoded = tok.decode(&prompt.iter().map(|&i| i as u32).collect::<Vec<_>>(), false).unwrap();
@@ -101,10 +149,21 @@ fn complete_puts_the_repository_context_before_the_cursor() {
     let ctx_at = decoded.find("# app/").expect("some dependency of main.py fits the budget");
     assert!(ctx_at < decoded.find("# main.py").unwrap(), "context first: {decoded}");
     assert!(decoded.contains("    <｜fim▁hole｜>tool(app.a.run(), x.X)\n<｜fim▁end｜>"), "cursor at line 8, column 4: {decoded}");
-    let out = kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "../../etc/passwd", "--line", "1"]);
+    let out = kiln(&[
+        "complete",
+        "--model",
+        model.to_str().unwrap(),
+        "--repo",
+        repo.to_str().unwrap(),
+        "--file",
+        "../../etc/passwd",
+        "--line",
+        "1",
+    ]);
     assert!(!out.status.success());
     assert!(stderr_of_failure(&out).contains("without `..`"));
-    let out = kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "main.py", "--line", "99"]);
+    let out =
+        kiln(&["complete", "--model", model.to_str().unwrap(), "--repo", repo.to_str().unwrap(), "--file", "main.py", "--line", "99"]);
     assert!(stderr_of_failure(&out).contains("--line 99"), "{}", stderr_of_failure(&out));
 }
 
@@ -142,7 +201,17 @@ fn prompt_longer_than_the_context_is_refused() {
 #[test]
 fn generation_stops_at_the_context_limit() {
     let model = fixture("tiny-llama");
-    let got = stdout_json(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", &"word ".repeat(30), "--max-tokens", "500", "--ignore-eos", "--json"]));
+    let got = stdout_json(&kiln(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--prompt",
+        &"word ".repeat(30),
+        "--max-tokens",
+        "500",
+        "--ignore-eos",
+        "--json",
+    ]));
     let total = got["prompt_ids"].as_array().unwrap().len() + got["ids"].as_array().unwrap().len();
     assert_eq!(total, 256);
     assert_eq!(got["finish_reason"], "context_full");

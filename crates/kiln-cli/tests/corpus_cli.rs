@@ -8,8 +8,6 @@ fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos")
 }
 
-
-
 #[test]
 fn build_stats_inspect_and_errors() {
     let tmp = tempfile::tempdir().unwrap();

@@ -81,22 +81,32 @@ fn endpoint_completions_equal_in_process_ones() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
     let common_args = ["--data", data.to_str().unwrap(), "--limit", "4", "--max-tokens", "12", "--json"];
-    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common_args].concat()))).unwrap();
+    let summary: Value = serde_json::from_str(&ok(&kiln(
+        &[&["eval", "humaneval", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common_args].concat(),
+    )))
+    .unwrap();
     assert_eq!(summary["problems"], 4);
     assert_eq!(summary["generation_errors"], 0);
     let (_server, port) = serve(&model);
     let url = format!("http://127.0.0.1:{port}");
-    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "humaneval", "--endpoint", &url, "--out", remote.to_str().unwrap()][..], &common_args].concat()))).unwrap();
+    let summary: Value = serde_json::from_str(&ok(&kiln(
+        &[&["eval", "humaneval", "--endpoint", &url, "--out", remote.to_str().unwrap()][..], &common_args].concat(),
+    )))
+    .unwrap();
     assert_eq!(summary["source"], "endpoint");
     assert_eq!(summary["generation_errors"], 0);
     let (a, b) = (completions(&local), completions(&remote));
     assert_eq!(a.len(), 4);
     assert_eq!(a, b, "per-sample completions differ between --model and --endpoint");
     // Infilling through OpenAI's `suffix` equals in-process FIM.
-    let fim = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+    let fim =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
     let fim_args = ["--data", fim.to_str().unwrap(), "--limit", "3", "--max-tokens", "8", "--json"];
     let (fl, fr) = (tmp.path().join("fim-local"), tmp.path().join("fim-remote"));
-    let s: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "infill", "--model", model.to_str().unwrap(), "--out", fl.to_str().unwrap()][..], &fim_args].concat()))).unwrap();
+    let s: Value = serde_json::from_str(&ok(&kiln(
+        &[&["eval", "infill", "--model", model.to_str().unwrap(), "--out", fl.to_str().unwrap()][..], &fim_args].concat(),
+    )))
+    .unwrap();
     assert_eq!((s["problems"].as_u64(), s["generation_errors"].as_u64()), (Some(3), Some(0)), "{s}");
     ok(&kiln(&[&["eval", "infill", "--endpoint", &url, "--out", fr.to_str().unwrap()][..], &fim_args].concat()));
     assert_eq!(completions(&fl), completions(&fr), "infilling completions differ between --model and --endpoint");
@@ -114,7 +124,8 @@ fn endpoint_completions_equal_in_process_ones() {
     // A dead endpoint: every sample recorded with the reason, and the command fails with the
     // endpoint's error instead of reporting 0%.
     let dead_out = tmp.path().join("dead");
-    let dead = kiln(&[&["eval", "humaneval", "--endpoint", "http://127.0.0.1:1", "--out", dead_out.to_str().unwrap()][..], &common_args].concat());
+    let dead =
+        kiln(&[&["eval", "humaneval", "--endpoint", "http://127.0.0.1:1", "--out", dead_out.to_str().unwrap()][..], &common_args].concat());
     assert!(!dead.status.success());
     let err = String::from_utf8_lossy(&dead.stderr);
     assert!(err.contains("every completion request failed") && err.contains("127.0.0.1:1") && err.contains("cannot connect"), "{err}");
@@ -128,7 +139,17 @@ fn canonical_solutions_score_everything_and_bad_data_is_named() {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
     let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
     if python_ok {
-        let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "humaneval", "--canonical", "--data", data.to_str().unwrap(), "--limit", "12", "--json"]))).unwrap();
+        let s: Value = serde_json::from_str(&ok(&kiln(&[
+            "eval",
+            "humaneval",
+            "--canonical",
+            "--data",
+            data.to_str().unwrap(),
+            "--limit",
+            "12",
+            "--json",
+        ])))
+        .unwrap();
         assert_eq!((s["passed"].as_u64(), s["problems"].as_u64()), (Some(12), Some(12)), "{s}");
     } else {
         eprintln!("SKIPPED (partly): python3 with numpy is not installed");
@@ -157,7 +178,10 @@ fn records(out: &Path) -> Vec<Value> {
 }
 
 fn keyed(out: &Path) -> Vec<(String, u64, String)> {
-    let mut v: Vec<_> = records(out).iter().map(|r| (r["task_id"].as_str().unwrap().to_string(), r["sample"].as_u64().unwrap(), r["completion"].as_str().unwrap().to_string())).collect();
+    let mut v: Vec<_> = records(out)
+        .iter()
+        .map(|r| (r["task_id"].as_str().unwrap().to_string(), r["sample"].as_u64().unwrap(), r["completion"].as_str().unwrap().to_string()))
+        .collect();
     v.sort();
     v
 }
@@ -182,7 +206,25 @@ fn batched_sampling_pass_at_k_resume_and_mismatch() {
     // N = 10 samples at T = 0.8: pass@1 and pass@10 reported, pass@100 not; the seed
     // reproduces the samples whatever the batch.
     let (s1, s2) = (tmp.path().join("s1"), tmp.path().join("s2"));
-    let sampled = ["eval", "humaneval", "--model", m, "--data", d, "--limit", "2", "--max-tokens", "6", "--samples", "10", "--temperature", "0.8", "--seed", "7", "--json"];
+    let sampled = [
+        "eval",
+        "humaneval",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--limit",
+        "2",
+        "--max-tokens",
+        "6",
+        "--samples",
+        "10",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "7",
+        "--json",
+    ];
     let sum: Value = serde_json::from_str(&ok(&kiln(&[&sampled[..], &["--batch", "10", "--out", s1.to_str().unwrap()]].concat()))).unwrap();
     assert_eq!((sum["problems"].as_u64(), sum["samples"].as_u64()), (Some(2), Some(20)), "{sum}");
     assert!(sum["pass@1"].is_number() && sum["pass@10"].is_number() && sum.get("pass@100").is_none(), "{sum}");
@@ -204,7 +246,26 @@ fn batched_sampling_pass_at_k_resume_and_mismatch() {
     let again: Value = serde_json::from_str(&ok(&kiln(&[&sampled[..], &["--out", s1.to_str().unwrap()]].concat()))).unwrap();
     assert_eq!((again["generated_now"].as_u64(), again["pass@10"].as_f64()), (Some(0), sum["pass@10"].as_f64()));
     // Other settings into the same directory: refused, naming the setting.
-    let bad = kiln(&["eval", "humaneval", "--model", m, "--data", d, "--limit", "2", "--max-tokens", "6", "--samples", "10", "--temperature", "0.5", "--seed", "7", "--out", s1.to_str().unwrap()]);
+    let bad = kiln(&[
+        "eval",
+        "humaneval",
+        "--model",
+        m,
+        "--data",
+        d,
+        "--limit",
+        "2",
+        "--max-tokens",
+        "6",
+        "--samples",
+        "10",
+        "--temperature",
+        "0.5",
+        "--seed",
+        "7",
+        "--out",
+        s1.to_str().unwrap(),
+    ]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("temperature") && err.contains("0.8") && err.contains("0.5"), "{err}");
@@ -240,7 +301,8 @@ fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits
     if !python_with_numpy() {
         return;
     }
-    const GOOD: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\":[{\"text\":\"    return True\\n\"}]}";
+    const GOOD: &str =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"choices\":[{\"text\":\"    return True\\n\"}]}";
     const HTML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>Bad Gateway</body></html>";
     const WRONG: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"result\": \"hello\"}";
     const JUNK: &str = "\x00\x01garbage that is not HTTP";
@@ -250,11 +312,31 @@ fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits
     let port = bad_server(vec![GOOD, HTML, WRONG, JUNK, "SLEEP"]);
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
-    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "humaneval", "--endpoint", &url, "--data", data.to_str().unwrap(), "--limit", "5", "--request-timeout", "2", "--out", out.to_str().unwrap(), "--json"]))).unwrap();
+    let s: Value = serde_json::from_str(&ok(&kiln(&[
+        "eval",
+        "humaneval",
+        "--endpoint",
+        &url,
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "5",
+        "--request-timeout",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
     assert!(started.elapsed() < Duration::from_secs(25), "a silent endpoint held the run");
     assert_eq!((s["samples"].as_u64(), s["generation_errors"].as_u64()), (Some(5), Some(4)), "{s}");
     let recs = records(&out);
-    let reason = |id: &str| recs.iter().find(|r| r["task_id"] == id).map(|r| (r["status"].as_str().unwrap().to_string(), r["error"].as_str().unwrap_or("").to_string())).unwrap();
+    let reason = |id: &str| {
+        recs.iter()
+            .find(|r| r["task_id"] == id)
+            .map(|r| (r["status"].as_str().unwrap().to_string(), r["error"].as_str().unwrap_or("").to_string()))
+            .unwrap()
+    };
     assert_eq!(reason("HumanEval/0").0, "failed", "the good answer is scored");
     assert!(reason("HumanEval/1").1.contains("not JSON") && reason("HumanEval/1").1.contains("<html>"), "{:?}", reason("HumanEval/1"));
     assert!(reason("HumanEval/2").1.contains("no choices[0].text"), "{:?}", reason("HumanEval/2"));
@@ -265,7 +347,18 @@ fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits
     }
     // Every request failing: a non-zero exit with the endpoint's error, not a silent 0%.
     let port = bad_server(vec![HTML, WRONG]);
-    let all_bad = kiln(&["eval", "humaneval", "--endpoint", &format!("http://127.0.0.1:{port}"), "--data", data.to_str().unwrap(), "--limit", "2", "--request-timeout", "2"]);
+    let all_bad = kiln(&[
+        "eval",
+        "humaneval",
+        "--endpoint",
+        &format!("http://127.0.0.1:{port}"),
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--request-timeout",
+        "2",
+    ]);
     assert!(!all_bad.status.success());
     let err = String::from_utf8_lossy(&all_bad.stderr);
     assert!(err.contains("every completion request failed") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
@@ -283,20 +376,36 @@ fn repo_benchmark_end_to_end() {
     let corpus = tmp.path().join("corpus");
     ok(&kiln(&[&["corpus", "build"][..], &repo_args, &["--out", corpus.to_str().unwrap(), "--no-decontam"]].concat()));
     let (from_corpus, from_dirs) = (tmp.path().join("c.jsonl"), tmp.path().join("d.jsonl"));
-    let printed = ok(&kiln(&["eval", "repo", "build", "--corpus", corpus.to_str().unwrap(), "--all-repos", "--out", from_corpus.to_str().unwrap()]));
+    let printed =
+        ok(&kiln(&["eval", "repo", "build", "--corpus", corpus.to_str().unwrap(), "--all-repos", "--out", from_corpus.to_str().unwrap()]));
     assert!(printed.contains("from 3 repositories"), "{printed}");
     ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--out", from_dirs.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
     assert_eq!(std::fs::read(&from_corpus).unwrap(), std::fs::read(&from_dirs).unwrap(), "the corpus keeps every file the bench needs");
     // No held-out repository: a clear error that names the way out.
-    let out = kiln(&[&["eval", "repo", "build", "--val-fraction", "0", "--out", tmp.path().join("x.jsonl").to_str().unwrap(), "--repos"][..], &repo_args].concat());
+    let out = kiln(
+        &[
+            &["eval", "repo", "build", "--val-fraction", "0", "--out", tmp.path().join("x.jsonl").to_str().unwrap(), "--repos"][..],
+            &repo_args,
+        ]
+        .concat(),
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--all-repos"));
 
     let model = root.join("tests/fixtures/tiny-llama");
     let results = tmp.path().join("results");
     let summary: Value = serde_json::from_str(&ok(&kiln(&[
-        "eval", "repo", "--bench", from_corpus.to_str().unwrap(), "--model", model.to_str().unwrap(),
-        "--max-tokens", "6", "--out", results.to_str().unwrap(), "--json",
+        "eval",
+        "repo",
+        "--bench",
+        from_corpus.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "6",
+        "--out",
+        results.to_str().unwrap(),
+        "--json",
     ])))
     .unwrap();
     let tasks = std::fs::read_to_string(&from_corpus).unwrap().lines().count();
@@ -308,14 +417,26 @@ fn repo_benchmark_end_to_end() {
     }
     // The tiny model's 256-token window is lowered to fit: prompt + generation within it.
     assert!(summary["budgets"]["max_prompt_tokens"].as_u64().unwrap() + 6 <= 256);
-    let rows: Vec<Value> = std::fs::read_to_string(results.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<Value> =
+        std::fs::read_to_string(results.join("results.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), tasks);
     for r in &rows {
         assert!(r["with_context"]["prompt_tokens"].as_u64().unwrap() <= 250);
         assert!(r["without_context"]["prediction"].is_string());
     }
     // The Markdown table has both conditions per language.
-    let table = ok(&kiln(&["eval", "repo", "--bench", from_corpus.to_str().unwrap(), "--model", model.to_str().unwrap(), "--max-tokens", "2", "--limit", "3"]));
+    let table = ok(&kiln(&[
+        "eval",
+        "repo",
+        "--bench",
+        from_corpus.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--max-tokens",
+        "2",
+        "--limit",
+        "3",
+    ]));
     assert!(table.contains("| with |") && table.contains("| without |") && table.contains("| all | 3 |"), "{table}");
 }
 
@@ -329,16 +450,27 @@ fn repo_benchmark_endpoint_equals_in_process() {
     let bench = tmp.path().join("bench.jsonl");
     let repos: Vec<String> = ["pyshop", "rustcalc", "tsnotes"].iter().map(|r| fixtures.join(r).to_str().unwrap().to_string()).collect();
     let repo_args: Vec<&str> = repos.iter().map(String::as_str).collect();
-    ok(&kiln(&[&["eval", "repo", "build", "--all-repos", "--max-tasks", "6", "--out", bench.to_str().unwrap(), "--repos"][..], &repo_args].concat()));
+    ok(&kiln(
+        &[&["eval", "repo", "build", "--all-repos", "--max-tasks", "6", "--out", bench.to_str().unwrap(), "--repos"][..], &repo_args]
+            .concat(),
+    ));
     let model = root.join("tests/fixtures/tiny-llama");
     let (_server, port) = serve(&model);
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
     // The same prompt budget for both (the endpoint path cannot read the model's window).
-    let common = ["--bench", bench.to_str().unwrap(), "--max-tokens", "6", "--max-prompt-tokens", "240", "--context-tokens", "100", "--json"];
+    let common =
+        ["--bench", bench.to_str().unwrap(), "--max-tokens", "6", "--max-prompt-tokens", "240", "--context-tokens", "100", "--json"];
     ok(&kiln(&[&["eval", "repo", "--model", model.to_str().unwrap(), "--out", local.to_str().unwrap()][..], &common].concat()));
     let url = format!("http://127.0.0.1:{port}");
     let tokenizer = model.join("tokenizer.json");
-    let summary: Value = serde_json::from_str(&ok(&kiln(&[&["eval", "repo", "--endpoint", &url, "--tokenizer", tokenizer.to_str().unwrap(), "--out", remote.to_str().unwrap()][..], &common].concat()))).unwrap();
+    let summary: Value = serde_json::from_str(&ok(&kiln(
+        &[
+            &["eval", "repo", "--endpoint", &url, "--tokenizer", tokenizer.to_str().unwrap(), "--out", remote.to_str().unwrap()][..],
+            &common,
+        ]
+        .concat(),
+    )))
+    .unwrap();
     assert_eq!(summary["source"], "endpoint");
     assert_eq!(summary["generation_errors"], 0);
     let predictions = |dir: &Path| -> Vec<(String, String, String)> {
@@ -373,13 +505,30 @@ fn multipl_e_scores_a_solutions_file_and_names_bad_rows() {
     let tmp = tempfile::tempdir().unwrap();
     let out_dir = tmp.path().join("out");
     let data = multipl_e_data("sh");
-    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--solutions", fixture.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "--json"]))).unwrap();
+    let s: Value = serde_json::from_str(&ok(&kiln(&[
+        "eval",
+        "multipl-e",
+        "--lang",
+        "sh",
+        "--data",
+        data.to_str().unwrap(),
+        "--solutions",
+        fixture.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
     assert_eq!((s["problems"].as_u64(), s["passed"].as_u64(), s["benchmark"].as_str()), (Some(4), Some(3), Some("multipl-e-sh")), "{s}");
     assert!(s["per_language"].to_string().contains("\"sh\""), "{s}");
     assert_eq!(completions(&out_dir).len(), 4);
     // A task that is not in the data is named with its row.
     let bad = tmp.path().join("bad.jsonl");
-    std::fs::write(&bad, "{\"task_id\": \"HumanEval_53_add\", \"completion\": \"\"}\n{\"task_id\": \"HumanEval_999_nope\", \"completion\": \"\"}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"task_id\": \"HumanEval_53_add\", \"completion\": \"\"}\n{\"task_id\": \"HumanEval_999_nope\", \"completion\": \"\"}\n",
+    )
+    .unwrap();
     let out = kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--solutions", bad.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -416,7 +565,24 @@ fn multipl_e_generates_with_a_model_and_stops_at_the_language_stop_tokens() {
     }
     let out_dir = tmp.path().join("out");
     let data = multipl_e_data("sh");
-    let s: Value = serde_json::from_str(&ok(&kiln(&["eval", "multipl-e", "--lang", "sh", "--data", data.to_str().unwrap(), "--model", model.to_str().unwrap(), "--limit", "2", "--max-tokens", "16", "--out", out_dir.to_str().unwrap(), "--json"]))).unwrap();
+    let s: Value = serde_json::from_str(&ok(&kiln(&[
+        "eval",
+        "multipl-e",
+        "--lang",
+        "sh",
+        "--data",
+        data.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "--limit",
+        "2",
+        "--max-tokens",
+        "16",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
     assert_eq!((s["problems"].as_u64(), s["source"].as_str(), s["generation_errors"].as_u64()), (Some(2), Some("model"), Some(0)), "{s}");
     for (task, completion) in completions(&out_dir) {
         assert!(!completion.contains("\n}"), "{task}: not cut at the stop token: {completion:?}");

@@ -19,7 +19,11 @@ use serde_json::Value;
 fn stdlib_packages() -> Option<Vec<PathBuf>> {
     let out = Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"]).output().ok()?;
     let root = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let pkgs: Vec<PathBuf> = ["json", "email", "http", "logging", "urllib", "concurrent", "xmlrpc", "wsgiref"].iter().map(|p| root.join(p)).filter(|p| p.join("__init__.py").is_file()).collect();
+    let pkgs: Vec<PathBuf> = ["json", "email", "http", "logging", "urllib", "concurrent", "xmlrpc", "wsgiref"]
+        .iter()
+        .map(|p| root.join(p))
+        .filter(|p| p.join("__init__.py").is_file())
+        .collect();
     (pkgs.len() >= 4).then_some(pkgs)
 }
 
@@ -70,7 +74,11 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("qs");
-    let mut args: Vec<String> = ["quickstart", "--out", out.to_str().unwrap(), "--steps", "40", "--seq-len", "128", "--eval-lines", "10", "--sources"].iter().map(|s| s.to_string()).collect();
+    let mut args: Vec<String> =
+        ["quickstart", "--out", out.to_str().unwrap(), "--steps", "40", "--seq-len", "128", "--eval-lines", "10", "--sources"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
     args.extend(pkgs.iter().map(|p| p.display().to_string()));
     // Four small repositories whose files use each other's definitions, so the held-out set has
     // lines for the repository-level comparison (kiln-eval's fixtures).
@@ -84,14 +92,36 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
     assert!(stdout.contains("kiln serve --model"), "{stdout}");
 
     // Every artefact.
-    for f in ["corpus/manifest.json", "tokenizer/tokenizer.json", "data/meta.json", "data/train.bin", "data/val.idx", "train/metrics.jsonl", "model/config.json", "model/model.safetensors", "model/tokenizer.json", "report.md", "loss.png", "corpus_languages.png", "quickstart.json", "quickstart.log"] {
+    for f in [
+        "corpus/manifest.json",
+        "tokenizer/tokenizer.json",
+        "data/meta.json",
+        "data/train.bin",
+        "data/val.idx",
+        "train/metrics.jsonl",
+        "model/config.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "report.md",
+        "loss.png",
+        "corpus_languages.png",
+        "quickstart.json",
+        "quickstart.log",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     for png in ["loss.png", "corpus_languages.png"] {
         assert_eq!(&std::fs::read(out.join(png)).unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     }
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    for needle in ["bits per byte", "zstd -19, each file alone", "zstd -19, all files as one stream", "Single-line infilling on 10 held-out lines", "| Python |", "kiln serve --model"] {
+    for needle in [
+        "bits per byte",
+        "zstd -19, each file alone",
+        "zstd -19, all files as one stream",
+        "Single-line infilling on 10 held-out lines",
+        "| Python |",
+        "kiln serve --model",
+    ] {
         assert!(report.contains(needle), "report.md lacks {needle:?}:\n{report}");
     }
 
@@ -129,7 +159,14 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
 
     // kiln serve answers a completion request with it.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let _server = Server(Command::new(env!("CARGO_BIN_EXE_kiln")).args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    let _server = Server(
+        Command::new(env!("CARGO_BIN_EXE_kiln"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let start = Instant::now();
     while !http(port, "GET /health HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
         assert!(start.elapsed() < Duration::from_secs(60), "kiln serve did not come up");
@@ -166,7 +203,10 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
     let shards = |d: &Path| files_under(&d.join("corpus")).into_iter().filter(|(p, _)| p.ends_with(".parquet")).collect::<Vec<_>>();
     assert!(!shards(&out).is_empty());
     assert_eq!(shards(&again), shards(&out), "corpus shards differ between two runs with the same seed");
-    assert_eq!(std::fs::read(again.join("tokenizer/tokenizer.json")).unwrap(), std::fs::read(out.join("tokenizer/tokenizer.json")).unwrap());
+    assert_eq!(
+        std::fs::read(again.join("tokenizer/tokenizer.json")).unwrap(),
+        std::fs::read(out.join("tokenizer/tokenizer.json")).unwrap()
+    );
 }
 
 #[test]
@@ -218,13 +258,16 @@ fn a_time_budget_sizes_the_training() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("q");
-    let mut args = vec!["quickstart", "--out", out.to_str().unwrap(), "--minutes", "1.6", "--seq-len", "128", "--until", "train", "--sources"];
+    let mut args =
+        vec!["quickstart", "--out", out.to_str().unwrap(), "--minutes", "1.6", "--seq-len", "128", "--until", "train", "--sources"];
     let p: Vec<String> = pkgs.iter().take(4).map(|p| p.display().to_string()).collect();
     args.extend(p.iter().map(String::as_str));
     ok(&kiln(&args));
     let cfg: Value = serde_json::from_str(&std::fs::read_to_string(out.join("train/config.json")).unwrap()).unwrap();
     let planned = cfg["steps"].as_u64().unwrap();
-    let steps = std::fs::read_to_string(out.join("train/metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"kind\":\"train\"")).count() as u64;
+    let steps =
+        std::fs::read_to_string(out.join("train/metrics.jsonl")).unwrap().lines().filter(|l| l.contains("\"kind\":\"train\"")).count()
+            as u64;
     assert!(planned >= 30 && steps == planned, "planned {planned}, trained {steps}");
     assert!(out.join("model/model.safetensors").is_file());
     assert!(!out.join("train-calibration").exists(), "the calibration run is removed");

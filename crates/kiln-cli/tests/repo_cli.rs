@@ -37,7 +37,8 @@ fn order_lists_every_file_once_and_dependencies_first() {
     assert_eq!(sorted.len(), all.len(), "a file appears twice: {all:?}");
     assert_eq!(all.len(), got["files"].as_u64().unwrap() as usize);
     // The diamond a -> {b, c} -> d, from the fixture README.
-    let edges: Vec<(String, String)> = got["edges"].as_array().unwrap().iter().map(|e| (e["from"].as_str().unwrap().into(), e["to"].as_str().unwrap().into())).collect();
+    let edges: Vec<(String, String)> =
+        got["edges"].as_array().unwrap().iter().map(|e| (e["from"].as_str().unwrap().into(), e["to"].as_str().unwrap().into())).collect();
     for (from, to) in [("app/a.py", "app/b.py"), ("app/a.py", "app/c.py"), ("app/b.py", "app/d.py"), ("app/c.py", "app/d.py")] {
         assert!(edges.contains(&(from.to_string(), to.to_string())), "missing edge {from} -> {to}: {edges:?}");
         assert!(position(&all, to) < position(&all, from), "{to} must come before {from}");
@@ -63,7 +64,8 @@ fn context_holds_transitive_imports_in_order_and_respects_the_budget() {
     assert!(text.starts_with(&format!("# {}\n", files[0])), "path header first: {text:?}");
 
     let budget = full["tokens"].as_u64().unwrap() / 2;
-    let cut = json_of(kiln(&["repo", "context", path.to_str().unwrap(), "--file", "main.py", "--max-tokens", &budget.to_string(), "--json"]));
+    let cut =
+        json_of(kiln(&["repo", "context", path.to_str().unwrap(), "--file", "main.py", "--max-tokens", &budget.to_string(), "--json"]));
     assert!(cut["tokens"].as_u64().unwrap() <= budget, "{cut}");
     let kept = strings(&cut["files"]);
     let dropped = strings(&cut["dropped"]);

@@ -3,8 +3,6 @@ use std::path::Path;
 mod common;
 use common::{kiln, ok};
 
-
-
 #[test]
 fn import_gguf_encode_decode() {
     let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tokenizers/deepseek-coder/ggml-vocab-deepseek-coder.gguf");
@@ -20,7 +18,10 @@ fn import_gguf_encode_decode() {
     // llama.cpp's golden ids for "Führer"; with --bos the released tokenizer's BOS 32013 first.
     assert_eq!(ok(&kiln(&["tokenizer", "encode", "--tokenizer", dir, "--text", "Führer"])).trim(), "37 32009 71 6247");
     assert_eq!(ok(&kiln(&["tokenizer", "encode", "--tokenizer", dir, "--text", "Führer", "--bos"])).trim(), "32013 37 32009 71 6247");
-    assert_eq!(ok(&kiln(&["tokenizer", "decode", "--tokenizer", dir, "32013,37", "32009", "71", "6247"])).trim_end(), "<｜begin▁of▁sentence｜>Führer");
+    assert_eq!(
+        ok(&kiln(&["tokenizer", "decode", "--tokenizer", dir, "32013,37", "32009", "71", "6247"])).trim_end(),
+        "<｜begin▁of▁sentence｜>Führer"
+    );
     assert_eq!(ok(&kiln(&["tokenizer", "decode", "--tokenizer", dir, "--skip-special", "32013", "37"])).trim_end(), "F");
     let bad = kiln(&["tokenizer", "decode", "--tokenizer", dir, "40000"]);
     assert!(!bad.status.success());

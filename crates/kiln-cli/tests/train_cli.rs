@@ -4,17 +4,54 @@ use std::path::Path;
 mod common;
 use common::{kiln, ok};
 
-
-
 #[test]
 fn pack_train_generate_resume() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let tmp = tempfile::tempdir().unwrap();
     let p = |rel: &str| tmp.path().join(rel).to_str().unwrap().to_string();
-    ok(&kiln(&["corpus", "build", "--repos-root", root.join("tests/fixtures/repos").to_str().unwrap(), "--out", &p("corpus"), "--no-decontam"]));
+    ok(&kiln(&[
+        "corpus",
+        "build",
+        "--repos-root",
+        root.join("tests/fixtures/repos").to_str().unwrap(),
+        "--out",
+        &p("corpus"),
+        "--no-decontam",
+    ]));
     let tok = root.join("tests/fixtures/tiny-llama");
-    ok(&kiln(&["data", "pack", "--corpus", &p("corpus"), "--tokenizer", tok.to_str().unwrap(), "--seq-len", "32", "--val-fraction", "0.3", "--out", &p("packed")]));
-    ok(&kiln(&["train", "--data", &p("packed"), "--out", &p("run"), "--preset", "tiny", "--steps", "6", "--micro-batch", "2", "--accumulation", "1", "--eval-every", "3", "--checkpoint-every", "3"]));
+    ok(&kiln(&[
+        "data",
+        "pack",
+        "--corpus",
+        &p("corpus"),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--seq-len",
+        "32",
+        "--val-fraction",
+        "0.3",
+        "--out",
+        &p("packed"),
+    ]));
+    ok(&kiln(&[
+        "train",
+        "--data",
+        &p("packed"),
+        "--out",
+        &p("run"),
+        "--preset",
+        "tiny",
+        "--steps",
+        "6",
+        "--micro-batch",
+        "2",
+        "--accumulation",
+        "1",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "3",
+    ]));
     let metrics = std::fs::read_to_string(tmp.path().join("run/metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.iter().filter(|m| m["kind"] == "train").count(), 6);
@@ -27,14 +64,40 @@ fn pack_train_generate_resume() {
     assert!(tmp.path().join("run/loss.png").is_file());
     // The checkpoint is a model directory `kiln generate` runs, tokenizer included.
     let ckpt = p("run/checkpoint-00000006");
-    let out: serde_json::Value = serde_json::from_str(&ok(&kiln(&["generate", "--model", &ckpt, "--prompt", "def f(", "--max-tokens", "4", "--temperature", "0", "--json"]))).unwrap();
+    let out: serde_json::Value = serde_json::from_str(&ok(&kiln(&[
+        "generate",
+        "--model",
+        &ckpt,
+        "--prompt",
+        "def f(",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ])))
+    .unwrap();
     assert_eq!(out["prompt_ids"][0], 400, "BOS of the data's tokenizer");
     // Resuming a finished run does nothing more; flags that would change its config are refused.
     ok(&kiln(&["train", "--resume", &p("run")]));
     let again = kiln(&["train", "--resume", &p("run"), "--steps", "9"]);
     assert!(!again.status.success());
     // Continued training from an existing model directory (the tiny-llama fixture).
-    ok(&kiln(&["train", "--data", &p("packed"), "--out", &p("run2"), "--init", tok.to_str().unwrap(), "--steps", "2", "--micro-batch", "2", "--eval-every", "0"]));
+    ok(&kiln(&[
+        "train",
+        "--data",
+        &p("packed"),
+        "--out",
+        &p("run2"),
+        "--init",
+        tok.to_str().unwrap(),
+        "--steps",
+        "2",
+        "--micro-batch",
+        "2",
+        "--eval-every",
+        "0",
+    ]));
     assert!(tmp.path().join("run2/checkpoint-00000002/model.safetensors").is_file());
     let none = kiln(&["train", "--data", &p("packed"), "--out", &p("run3"), "--steps", "2"]);
     assert!(!none.status.success());
@@ -55,11 +118,40 @@ fn sft_data_then_instruction_tuning() {
     jsonl.push_str(&serde_json::json!({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}).to_string());
     jsonl.push('\n');
     std::fs::write(tmp.path().join("chat.jsonl"), &jsonl).unwrap();
-    ok(&kiln(&["data", "sft", "--input", &p("chat.jsonl"), "--tokenizer", tok.to_str().unwrap(), "--val-fraction", "0.2", "--out", &p("sft")]));
+    ok(&kiln(&[
+        "data",
+        "sft",
+        "--input",
+        &p("chat.jsonl"),
+        "--tokenizer",
+        tok.to_str().unwrap(),
+        "--val-fraction",
+        "0.2",
+        "--out",
+        &p("sft"),
+    ]));
     for f in ["train.bin", "train.idx", "train.mask", "tokenizer.json"] {
         assert!(tmp.path().join("sft").join(f).is_file(), "{f}");
     }
-    ok(&kiln(&["train", "--data", &p("sft"), "--out", &p("run"), "--init", tok.to_str().unwrap(), "--steps", "3", "--micro-batch", "2", "--eval-every", "3", "--lr", "1e-5", "--schedule", "cosine"]));
+    ok(&kiln(&[
+        "train",
+        "--data",
+        &p("sft"),
+        "--out",
+        &p("run"),
+        "--init",
+        tok.to_str().unwrap(),
+        "--steps",
+        "3",
+        "--micro-batch",
+        "2",
+        "--eval-every",
+        "3",
+        "--lr",
+        "1e-5",
+        "--schedule",
+        "cosine",
+    ]));
     assert!(tmp.path().join("run/checkpoint-00000003/tokenizer.json").is_file());
     // A bad line names the file and line.
     std::fs::write(tmp.path().join("bad.jsonl"), "{\"instruction\": \"x\"}\n").unwrap();

@@ -88,14 +88,9 @@ impl CorpusConfig {
     /// Reads a JSON config file and validates it.
     pub fn from_file(path: &Path) -> Result<CorpusConfig> {
         let text = std::fs::read_to_string(path).map_err(crate::error::io_err(path))?;
-        let cfg: CorpusConfig = serde_json::from_str(&text).map_err(|e| CorpusError::Config {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        cfg.validate().map_err(|message| CorpusError::Config {
-            path: path.to_path_buf(),
-            message,
-        })?;
+        let cfg: CorpusConfig =
+            serde_json::from_str(&text).map_err(|e| CorpusError::Config { path: path.to_path_buf(), message: e.to_string() })?;
+        cfg.validate().map_err(|message| CorpusError::Config { path: path.to_path_buf(), message })?;
         Ok(cfg)
     }
 
@@ -103,10 +98,7 @@ impl CorpusConfig {
     pub fn validate(&self) -> std::result::Result<(), String> {
         let l = &self.lsh;
         if l.bands == 0 || l.rows == 0 || l.bands * l.rows > l.num_perm {
-            return Err(format!(
-                "lsh: bands ({}) x rows ({}) must be >= 1 and at most num_perm ({})",
-                l.bands, l.rows, l.num_perm
-            ));
+            return Err(format!("lsh: bands ({}) x rows ({}) must be >= 1 and at most num_perm ({})", l.bands, l.rows, l.num_perm));
         }
         if l.shingle == 0 {
             return Err("lsh.shingle must be at least 1".into());

@@ -173,10 +173,9 @@ fn read_parquet(path: &Path) -> Result<Rows> {
     let schema = builder.schema().clone();
     let find = |names: &'static [&'static str]| names.iter().find_map(|n| schema.index_of(n).ok().map(|i| (i, *n)));
     let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    let text = find(TEXT_COLUMNS)
-        .ok_or_else(|| bad(path, format!("no text column (one of {TEXT_COLUMNS:?}); columns are {columns:?}")))?;
-    let file_path = find(PATH_COLUMNS)
-        .ok_or_else(|| bad(path, format!("no path column (one of {PATH_COLUMNS:?}); columns are {columns:?}")))?;
+    let text = find(TEXT_COLUMNS).ok_or_else(|| bad(path, format!("no text column (one of {TEXT_COLUMNS:?}); columns are {columns:?}")))?;
+    let file_path =
+        find(PATH_COLUMNS).ok_or_else(|| bad(path, format!("no path column (one of {PATH_COLUMNS:?}); columns are {columns:?}")))?;
     let repo = find(REPO_COLUMNS);
     let mut wanted: Vec<usize> = [Some(text.0), Some(file_path.0), repo.map(|r| r.0)].into_iter().flatten().collect();
     wanted.sort_unstable();

@@ -122,16 +122,10 @@ pub struct Benchmarks {
 }
 
 fn open(path: &Path) -> Result<Box<dyn BufRead>, DecontamError> {
-    let io = |source| DecontamError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| DecontamError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
-    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-        Box::new(flate2::read::GzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
+    let reader: Box<dyn Read> =
+        if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
     Ok(Box::new(BufReader::new(reader)))
 }
 
@@ -142,30 +136,19 @@ fn for_each_record(
     mut f: impl FnMut(usize, serde_json::Value) -> Result<(), String>,
 ) -> Result<(), DecontamError> {
     for (i, line) in open(path)?.lines().enumerate() {
-        let line = line.map_err(|source| DecontamError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let line = line.map_err(|source| DecontamError::Io { path: path.to_path_buf(), source })?;
         if line.trim().is_empty() {
             continue;
         }
-        let rec = |message: String| DecontamError::Record {
-            path: path.to_path_buf(),
-            line: i + 1,
-            kind,
-            message,
-        };
-        let value: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| rec(e.to_string()))?;
+        let rec = |message: String| DecontamError::Record { path: path.to_path_buf(), line: i + 1, kind, message };
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| rec(e.to_string()))?;
         f(i + 1, value).map_err(rec)?;
     }
     Ok(())
 }
 
 fn str_field<'a>(v: &'a serde_json::Value, key: &str) -> Result<&'a str, String> {
-    v.get(key)
-        .and_then(|x| x.as_str())
-        .ok_or_else(|| format!("missing string field `{key}`"))
+    v.get(key).and_then(|x| x.as_str()).ok_or_else(|| format!("missing string field `{key}`"))
 }
 
 impl Benchmarks {
@@ -175,16 +158,8 @@ impl Benchmarks {
         let before = self.texts.len();
         for_each_record(path, "HumanEval", |_, v| {
             let task = str_field(&v, "task_id")?.to_string();
-            for (key, field) in [
-                ("prompt", Field::Prompt),
-                ("canonical_solution", Field::Solution),
-                ("test", Field::Test),
-            ] {
-                self.texts.push(BenchmarkText {
-                    task: task.clone(),
-                    field,
-                    text: str_field(&v, key)?.to_string(),
-                });
+            for (key, field) in [("prompt", Field::Prompt), ("canonical_solution", Field::Solution), ("test", Field::Test)] {
+                self.texts.push(BenchmarkText { task: task.clone(), field, text: str_field(&v, key)?.to_string() });
             }
             Ok(())
         })?;
@@ -196,35 +171,14 @@ impl Benchmarks {
     pub fn add_mbpp(&mut self, path: &Path) -> Result<usize, DecontamError> {
         let mut tasks = 0;
         for_each_record(path, "MBPP", |_, v| {
-            let id = v
-                .get("task_id")
-                .and_then(|x| x.as_u64())
-                .ok_or("missing numeric field `task_id`")?;
+            let id = v.get("task_id").and_then(|x| x.as_u64()).ok_or("missing numeric field `task_id`")?;
             let task = format!("MBPP/{id}");
-            self.texts.push(BenchmarkText {
-                task: task.clone(),
-                field: Field::Prompt,
-                text: str_field(&v, "text")?.into(),
-            });
-            self.texts.push(BenchmarkText {
-                task: task.clone(),
-                field: Field::Solution,
-                text: str_field(&v, "code")?.into(),
-            });
-            let tests = v
-                .get("test_list")
-                .and_then(|x| x.as_array())
-                .ok_or("missing array field `test_list`")?;
+            self.texts.push(BenchmarkText { task: task.clone(), field: Field::Prompt, text: str_field(&v, "text")?.into() });
+            self.texts.push(BenchmarkText { task: task.clone(), field: Field::Solution, text: str_field(&v, "code")?.into() });
+            let tests = v.get("test_list").and_then(|x| x.as_array()).ok_or("missing array field `test_list`")?;
             for t in tests {
-                let text = t
-                    .as_str()
-                    .ok_or("`test_list` holds a non-string")?
-                    .to_string();
-                self.texts.push(BenchmarkText {
-                    task: task.clone(),
-                    field: Field::Test,
-                    text,
-                });
+                let text = t.as_str().ok_or("`test_list` holds a non-string")?.to_string();
+                self.texts.push(BenchmarkText { task: task.clone(), field: Field::Test, text });
             }
             tasks += 1;
             Ok(())
@@ -271,14 +225,7 @@ fn default_min_coverage() -> f64 {
 
 impl Default for DecontamConfig {
     fn default() -> Self {
-        DecontamConfig {
-            n: 10,
-            min_short: 3,
-            max_task_df: 2,
-            skip_numeric_ngrams: true,
-            match_short_solutions: false,
-            min_coverage: 0.25,
-        }
+        DecontamConfig { n: 10, min_short: 3, max_task_df: 2, skip_numeric_ngrams: true, match_short_solutions: false, min_coverage: 0.25 }
     }
 }
 
@@ -314,9 +261,7 @@ fn squash_ws(text: &str) -> String {
 }
 
 fn token_hashes(text: &str) -> Vec<(u64, bool)> {
-    tokens(text)
-        .map(|t| (xxh3_64(t.as_bytes()), t.chars().count() <= 1 || t.bytes().all(|b| b.is_ascii_digit())))
-        .collect()
+    tokens(text).map(|t| (xxh3_64(t.as_bytes()), t.chars().count() <= 1 || t.bytes().all(|b| b.is_ascii_digit()))).collect()
 }
 
 impl DecontamIndex {
@@ -348,9 +293,7 @@ impl DecontamIndex {
                         e.push(sid);
                     }
                 }
-            } else if toks.len() >= cfg.min_short
-                && (bt.field != Field::Solution || cfg.match_short_solutions)
-            {
+            } else if toks.len() >= cfg.min_short && (bt.field != Field::Solution || cfg.match_short_solutions) {
                 let e = short.entry(squash_ws(&bt.text)).or_default();
                 if !e.contains(&tid) {
                     e.push(tid);
@@ -382,10 +325,7 @@ impl DecontamIndex {
         let matcher = if patterns.is_empty() {
             None
         } else {
-            Some(
-                AhoCorasick::new(&patterns)
-                    .expect("a few thousand short literal patterns fit the automaton"),
-            )
+            Some(AhoCorasick::new(&patterns).expect("a few thousand short literal patterns fit the automaton"))
         };
         tracing::info!(
             tasks = tasks.len(),
@@ -394,14 +334,7 @@ impl DecontamIndex {
             short_strings = patterns.len(),
             "decontamination index built"
         );
-        DecontamIndex {
-            n,
-            tasks,
-            ngrams,
-            strings,
-            short: matcher,
-            short_tasks,
-        }
+        DecontamIndex { n, tasks, ngrams, strings, short: matcher, short_tasks }
     }
 
     /// Number of distinct n-grams indexed.
@@ -457,12 +390,7 @@ impl DecontamIndex {
                 *covered.entry(s).or_default() += 1;
             }
         }
-        hit.extend(
-            covered
-                .into_iter()
-                .filter(|&(s, c)| c >= self.strings[s as usize].1)
-                .map(|(s, _)| self.strings[s as usize].0),
-        );
+        hit.extend(covered.into_iter().filter(|&(s, c)| c >= self.strings[s as usize].1).map(|(s, _)| self.strings[s as usize].0));
         let mut exact_hits = 0;
         if let Some(ac) = &self.short {
             for m in ac.find_overlapping_iter(&squash_ws(text)) {
@@ -473,16 +401,9 @@ impl DecontamIndex {
         if hit.is_empty() {
             return None;
         }
-        let mut tasks: Vec<String> = hit
-            .into_iter()
-            .map(|t| self.tasks[t as usize].clone())
-            .collect();
+        let mut tasks: Vec<String> = hit.into_iter().map(|t| self.tasks[t as usize].clone()).collect();
         tasks.sort();
-        Some(Contamination {
-            tasks,
-            ngram_hits,
-            exact_hits,
-        })
+        Some(Contamination { tasks, ngram_hits, exact_hits })
     }
 }
 
@@ -493,9 +414,7 @@ mod tests {
     /// `../shared/benchmarks` from the crate: present in CI and on dev machines.
     fn shared_benchmarks() -> Option<Benchmarks> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks");
-        if !dir.join("humaneval/HumanEval.jsonl.gz").exists()
-            || !dir.join("mbpp/mbpp.jsonl").exists()
-        {
+        if !dir.join("humaneval/HumanEval.jsonl.gz").exists() || !dir.join("mbpp/mbpp.jsonl").exists() {
             eprintln!(
                 "SKIPPED: benchmark data not found at {} (needs humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl); \
                  decontamination tests on real data did NOT run",
@@ -507,11 +426,7 @@ mod tests {
     }
 
     fn task<'a>(b: &'a Benchmarks, id: &str, field: Field) -> &'a str {
-        &b.texts
-            .iter()
-            .find(|t| t.task == id && t.field == field)
-            .expect("task present")
-            .text
+        &b.texts.iter().find(|t| t.task == id && t.field == field).expect("task present").text
     }
 
     fn words(text: &str) -> Vec<String> {
@@ -521,13 +436,7 @@ mod tests {
     #[test]
     fn humaneval_solution_in_a_sample_is_reported_with_its_task_id() {
         let Some(b) = shared_benchmarks() else { return };
-        assert_eq!(
-            b.texts
-                .iter()
-                .filter(|t| t.task.starts_with("HumanEval/"))
-                .count(),
-            164 * 3
-        );
+        assert_eq!(b.texts.iter().filter(|t| t.task.starts_with("HumanEval/")).count(), 164 * 3);
         let index = DecontamIndex::build(&b, &DecontamConfig::default());
         let solution = task(&b, "HumanEval/0", Field::Solution);
         let sample = format!("import sys\n\n\ndef close_pair(numbers, threshold):\n{solution}\n\nprint(close_pair([1.0], 0.5))\n");
@@ -541,15 +450,8 @@ mod tests {
         let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
         assert_eq!(literal.check(&sample).unwrap().tasks, ["HumanEval/0", "HumanEval/20"]);
         // Reformatting does not hide it (word grams ignore spacing and case).
-        let squeezed = sample
-            .replace(", ", ",")
-            .replace(" = ", "=")
-            .replace("return True", "return  True");
-        assert!(index
-            .check(&squeezed)
-            .expect("still contaminated")
-            .tasks
-            .contains(&"HumanEval/0".to_string()));
+        let squeezed = sample.replace(", ", ",").replace(" = ", "=").replace("return True", "return  True");
+        assert!(index.check(&squeezed).expect("still contaminated").tasks.contains(&"HumanEval/0".to_string()));
     }
 
     #[test]
@@ -559,10 +461,7 @@ mod tests {
         // MBPP/1's code has `def min_cost(cost, m, n): tc = [[0 for x in range(C)] for x in range(R)]`.
         let code = words(task(&b, "MBPP/1", Field::Solution));
         let nine = ["tc", "0", "for", "x", "in", "range", "c", "for", "x"];
-        assert!(
-            code.windows(9).any(|w| w == nine),
-            "MBPP/1 contains the 9-gram"
-        );
+        assert!(code.windows(9).any(|w| w == nine), "MBPP/1 contains the 9-gram");
         // Same 9 grams; the gram before (`c` vs MBPP's `n`) and after (`_` vs `in`) differ.
         let sample = "def grid(rows, C):\n    tc = [[0 for x in range(C)] for x, _ in zip(rows, rows)]\n    return tc\n";
         assert_eq!(index.check(sample), None);
@@ -570,13 +469,8 @@ mod tests {
         let literal = DecontamIndex::build(&b, &DecontamConfig { min_coverage: 0.0, ..DecontamConfig::default() });
         assert_eq!(literal.check(sample), None);
         // ...and the control: extend it to MBPP's 10th gram and that rule catches it.
-        let ten =
-            "def grid(C):\n    tc = [[0 for x in range(C)] for x in range(R)]\n    return tc\n";
-        assert!(literal
-            .check(ten)
-            .expect("10-gram shared")
-            .tasks
-            .contains(&"MBPP/1".to_string()));
+        let ten = "def grid(C):\n    tc = [[0 for x in range(C)] for x in range(R)]\n    return tc\n";
+        assert!(literal.check(ten).expect("10-gram shared").tasks.contains(&"MBPP/1".to_string()));
     }
 
     #[test]
@@ -584,43 +478,24 @@ mod tests {
         let Some(b) = shared_benchmarks() else { return };
         let index = DecontamIndex::build(&b, &DecontamConfig::default());
         // MBPP/5 test: `assert count_ways(2) == 3` (4 word grams): matched exactly, any spacing.
-        let c = index
-            .check("if __name__ == '__main__':\n        assert   count_ways(2) == 3\n")
-            .expect("short match");
-        assert_eq!(
-            (c.tasks.as_slice(), c.exact_hits),
-            (&["MBPP/5".to_string()][..], 1)
-        );
+        let c = index.check("if __name__ == '__main__':\n        assert   count_ways(2) == 3\n").expect("short match");
+        assert_eq!((c.tasks.as_slice(), c.exact_hits), (&["MBPP/5".to_string()][..], 1));
         // HumanEval/53's solution `return x + y` is an idiom: not matched.
         assert_eq!(index.check("def add(x, y):\n    return x + y\n"), None);
         // Template text shared by many tasks is not indexed: the HumanEval test preamble alone is clean.
         let preamble = "METADATA = {\n    'author': 'jt',\n    'dataset': 'test'\n}\n\n\ndef check(candidate):\n    assert candidate";
         assert_eq!(index.check(preamble), None);
-        assert_eq!(
-            index.check("x = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"),
-            None
-        );
+        assert_eq!(index.check("x = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]"), None);
         // Letter runs (MBPP/265's test list; observed in CPython's test/re_tests.py) are literal data.
-        assert_eq!(
-            index.check("('a|b|c|d|e|f|g|h|i|j|k|l|m', 'a b c d e f g h i j k l m', SUCCEED)"),
-            None
-        );
+        assert_eq!(index.check("('a|b|c|d|e|f|g|h|i|j|k|l|m', 'a b c d e f g h i j k l m', SUCCEED)"), None);
     }
 
     #[test]
     fn rules_on_synthetic_benchmarks() {
         let mut b = Benchmarks::default();
-        let t = |task: &str, field, text: &str| BenchmarkText {
-            task: task.into(),
-            field,
-            text: text.into(),
-        };
+        let t = |task: &str, field, text: &str| BenchmarkText { task: task.into(), field, text: text.into() };
         b.texts = vec![
-            t(
-                "A/1",
-                Field::Prompt,
-                "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda",
-            ),
+            t("A/1", Field::Prompt, "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda"),
             t("A/1", Field::Test, "assert foo(1) == 2"),
             t("A/2", Field::Solution, "return bar(x)"),
             t("A/2", Field::Prompt, "one two"),
@@ -629,29 +504,14 @@ mod tests {
         let idx = DecontamIndex::build(&b, &cfg);
         assert_eq!((idx.ngram_count(), idx.short_count()), (2, 1));
         // 10 consecutive grams (in any case and punctuation) → contaminated; 9 → clean.
-        assert!(idx
-            .check("# Alpha, beta; gamma delta epsilon zeta eta theta iota KAPPA")
-            .is_some());
-        assert_eq!(
-            idx.check("alpha beta gamma delta epsilon zeta eta theta iota"),
-            None
-        );
+        assert!(idx.check("# Alpha, beta; gamma delta epsilon zeta eta theta iota KAPPA").is_some());
+        assert_eq!(idx.check("alpha beta gamma delta epsilon zeta eta theta iota"), None);
         // Short strings: exact (whitespace-normalised, case-sensitive); 2-gram strings ignored.
         assert!(idx.check("x\n  assert foo(1)   == 2\n").is_some());
         assert_eq!(idx.check("assert FOO(1) == 2"), None);
         assert_eq!(idx.check("one two three"), None);
-        assert_eq!(
-            idx.check("return bar(x)"),
-            None,
-            "short solutions are not matched by default"
-        );
-        let all = DecontamIndex::build(
-            &b,
-            &DecontamConfig {
-                match_short_solutions: true,
-                ..cfg.clone()
-            },
-        );
+        assert_eq!(idx.check("return bar(x)"), None, "short solutions are not matched by default");
+        let all = DecontamIndex::build(&b, &DecontamConfig { match_short_solutions: true, ..cfg.clone() });
         assert_eq!(all.check("return bar(x)").unwrap().tasks, ["A/2"]);
     }
 
@@ -681,14 +541,8 @@ mod tests {
         let p = dir.join("bad.jsonl");
         std::fs::write(&p, "{\"task_id\": 1, \"text\": \"q\", \"code\": \"c\", \"test_list\": []}\n{\"task_id\": 2}\n").unwrap();
         let err = Benchmarks::default().add_mbpp(&p).unwrap_err().to_string();
-        assert!(
-            err.contains("bad.jsonl:2") && err.contains("`text`"),
-            "{err}"
-        );
-        let missing = Benchmarks::default()
-            .add_humaneval(&dir.join("nope.jsonl.gz"))
-            .unwrap_err()
-            .to_string();
+        assert!(err.contains("bad.jsonl:2") && err.contains("`text`"), "{err}");
+        let missing = Benchmarks::default().add_humaneval(&dir.join("nope.jsonl.gz")).unwrap_err().to_string();
         assert!(missing.contains("nope.jsonl.gz"), "{missing}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -85,10 +85,7 @@ pub fn exact_duplicates<I>(docs: &[(I, &str)]) -> DedupResult<I>
 where
     I: Ord + Clone + Sync,
 {
-    let hashes: Vec<u128> = docs
-        .par_iter()
-        .map(|(_, t)| xxh3_128(t.as_bytes()))
-        .collect();
+    let hashes: Vec<u128> = docs.par_iter().map(|(_, t)| xxh3_128(t.as_bytes())).collect();
     let mut rep: HashMap<u128, usize> = HashMap::new();
     for (i, h) in hashes.iter().enumerate() {
         let e = rep.entry(*h).or_insert(i);
@@ -100,15 +97,8 @@ where
 }
 
 /// Builds a [`DedupResult`] from each document's representative index.
-fn split<I: Clone>(
-    n: usize,
-    id: impl Fn(usize) -> I,
-    rep_of: impl Fn(usize) -> usize,
-) -> DedupResult<I> {
-    let mut out = DedupResult {
-        keep: Vec::new(),
-        removed: Vec::new(),
-    };
+fn split<I: Clone>(n: usize, id: impl Fn(usize) -> I, rep_of: impl Fn(usize) -> usize) -> DedupResult<I> {
+    let mut out = DedupResult { keep: Vec::new(), removed: Vec::new() };
     for i in 0..n {
         let r = rep_of(i);
         if r == i {
@@ -153,14 +143,7 @@ impl LshParams {
     /// [`optimal_params`]; 5-gram shingles, seed 42 (BigCode's).
     pub fn for_threshold(threshold: f64, num_perm: usize) -> Self {
         let (bands, rows) = optimal_params(threshold, num_perm);
-        LshParams {
-            threshold,
-            num_perm,
-            bands,
-            rows,
-            shingle: 5,
-            seed: 42,
-        }
+        LshParams { threshold, num_perm, bands, rows, shingle: 5, seed: 42 }
     }
 
     /// Probability that a pair with Jaccard `s` becomes a candidate.
@@ -292,12 +275,7 @@ impl MinHasher {
             b.push((ab >> 32) as u32);
             c.push(splitmix64(&mut state) as u32 | 1);
         }
-        MinHasher {
-            a,
-            c,
-            b,
-            shingle: shingle.max(1),
-        }
+        MinHasher { a, c, b, shingle: shingle.max(1) }
     }
 
     /// The hasher for `params`.
@@ -510,12 +488,9 @@ fn update_mins_blocked<const B: usize>(mins: &mut [u32], f: Family<'_>, keys: &[
 
 #[inline(always)]
 fn update_block<const B: usize>(mins: &mut [u32], a: &[u32], c: &[u32], b: &[u32], keys: &[u64]) {
-    let (Ok(m), Ok(a), Ok(c), Ok(b)) = (
-        <&mut [u32; B]>::try_from(mins),
-        <&[u32; B]>::try_from(a),
-        <&[u32; B]>::try_from(c),
-        <&[u32; B]>::try_from(b),
-    ) else {
+    let (Ok(m), Ok(a), Ok(c), Ok(b)) =
+        (<&mut [u32; B]>::try_from(mins), <&[u32; B]>::try_from(a), <&[u32; B]>::try_from(c), <&[u32; B]>::try_from(b))
+    else {
         unreachable!("callers pass blocks of exactly B lanes");
     };
     let (a, c, b) = (*a, *c, *b);
@@ -530,9 +505,7 @@ fn update_block<const B: usize>(mins: &mut [u32], a: &[u32], c: &[u32], b: &[u32
 
 /// Tokens of `text`: maximal runs of word characters (alphanumeric or `_`), lower-cased.
 pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
-        .filter(|t| !t.is_empty())
-        .map(|t| t.to_lowercase())
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|t| !t.is_empty()).map(|t| t.to_lowercase())
 }
 
 /// Byte classes of [`token_hashes`]' ASCII fast path.
@@ -748,10 +721,7 @@ fn char_at(text: &str, i: usize) -> char {
 
 /// Hashes the token starting at `start` that holds a non-ASCII character; returns its end.
 fn unicode_token(text: &str, start: usize, out: &mut Vec<u64>) -> usize {
-    let end = text[start..]
-        .char_indices()
-        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
-        .map_or(text.len(), |(k, _)| start + k);
+    let end = text[start..].char_indices().find(|&(_, c)| !(c.is_alphanumeric() || c == '_')).map_or(text.len(), |(k, _)| start + k);
     out.push(xxh3_64(text[start..end].to_lowercase().as_bytes()));
     end
 }
@@ -819,10 +789,7 @@ impl UnionFind {
 /// Candidate pairs `(first member of a bucket, other member)` by index, sorted and deduplicated.
 /// Empty signatures are never candidates.
 pub fn lsh_candidate_pairs(sigs: &[Signature], params: &LshParams) -> Vec<(usize, usize)> {
-    assert!(
-        params.bands * params.rows <= params.num_perm,
-        "bands * rows must not exceed num_perm"
-    );
+    assert!(params.bands * params.rows <= params.num_perm, "bands * rows must not exceed num_perm");
     let mut pairs = Vec::new();
     for band in 0..params.bands {
         let mut buckets: HashMap<u64, usize> = HashMap::new();
@@ -858,11 +825,7 @@ where
 }
 
 /// As [`near_duplicates`], from precomputed signatures (`ids[i]` belongs to `sigs[i]`).
-pub fn near_duplicates_from_signatures<I>(
-    ids: &[I],
-    sigs: &[Signature],
-    params: &LshParams,
-) -> DedupResult<I>
+pub fn near_duplicates_from_signatures<I>(ids: &[I], sigs: &[Signature], params: &LshParams) -> DedupResult<I>
 where
     I: Ord + Clone,
 {
@@ -882,11 +845,7 @@ where
     }
     let roots: Vec<usize> = (0..ids.len()).map(|i| uf.find(i)).collect();
     let result = split(ids.len(), |i| ids[i].clone(), |i| rep[&roots[i]]);
-    tracing::debug!(
-        docs = ids.len(),
-        removed = result.removed.len(),
-        "near-dedup"
-    );
+    tracing::debug!(docs = ids.len(), removed = result.removed.len(), "near-dedup");
     result
 }
 
@@ -903,27 +862,15 @@ mod tests {
         assert_eq!(optimal_params(0.8, 256), (17, 15));
         assert_eq!(optimal_params(0.7, 128), (14, 9));
         let p = LshParams::default();
-        assert_eq!(
-            (p.threshold, p.num_perm, p.bands, p.rows, p.shingle),
-            (0.85, 256, 13, 19, 5)
-        );
+        assert_eq!((p.threshold, p.num_perm, p.bands, p.rows, p.shingle), (0.85, 256, 13, 19, 5));
     }
 
     #[test]
     fn detection_curve_matches_module_doc() {
         let p = LshParams::default();
-        for (j, expected) in [
-            (0.5, 0.000025),
-            (0.8, 0.172),
-            (0.85, 0.455),
-            (0.9, 0.848),
-            (0.95, 0.998),
-        ] {
+        for (j, expected) in [(0.5, 0.000025), (0.8, 0.172), (0.85, 0.455), (0.9, 0.848), (0.95, 0.998)] {
             let got = p.detection_probability(j);
-            assert!(
-                (got - expected).abs() < 0.0015,
-                "P({j}) = {got}, doc says {expected}"
-            );
+            assert!((got - expected).abs() < 0.0015, "P({j}) = {got}, doc says {expected}");
         }
     }
 
@@ -935,17 +882,20 @@ mod tests {
         assert_eq!(shingle_hashes("a b", 5).len(), 1);
         assert_eq!(shingle_hashes("a b c d e f", 5).len(), 2);
         // Formatting and case do not change shingles.
-        assert_eq!(
-            shingle_hashes("A+b  c(d)\n e f", 5),
-            shingle_hashes("a b c d e f", 5)
-        );
+        assert_eq!(shingle_hashes("A+b  c(d)\n e f", 5), shingle_hashes("a b c d e f", 5));
     }
 
     #[test]
     fn token_hashes_equal_hashes_of_tokens() {
         for text in [
-            "", "a", "Foo_bar baz9 QUX", "x=1;\ny = f(x)\t# ΣΑΣ ΌΔΟΣ straße café_naïve 東京 ok",
-            "trailing_word", "  lead", "émoji😀word İstanbul", "a\u{0301}b",
+            "",
+            "a",
+            "Foo_bar baz9 QUX",
+            "x=1;\ny = f(x)\t# ΣΑΣ ΌΔΟΣ straße café_naïve 東京 ok",
+            "trailing_word",
+            "  lead",
+            "émoji😀word İstanbul",
+            "a\u{0301}b",
         ] {
             let want: Vec<u64> = tokens(text).map(|t| xxh3_64(t.as_bytes())).collect();
             assert_eq!(token_hashes(text), want, "{text:?}");
@@ -996,9 +946,7 @@ mod tests {
         let keys: Vec<u64> = (0..5000u64).map(|i| xxh3_64(&i.to_le_bytes())).collect();
         for num_perm in [256, 100, 7, 1] {
             let h = MinHasher::new(num_perm, 5, 3);
-            let want: Vec<u32> = (0..num_perm)
-                .map(|i| keys.iter().map(|&x| permute(h.a[i], h.c[i], h.b[i], x)).min().unwrap())
-                .collect();
+            let want: Vec<u32> = (0..num_perm).map(|i| keys.iter().map(|&x| permute(h.a[i], h.c[i], h.b[i], x)).min().unwrap()).collect();
             assert_eq!(h.signature_of_shingles(&keys).0, want, "num_perm {num_perm}");
         }
     }
@@ -1103,27 +1051,16 @@ mod tests {
         let h = MinHasher::new(256, 5, 7);
         // Shingles are xxh3 values in practice; a linear permutation family is not min-wise
         // independent on structured input such as consecutive integers, so hash them here too.
-        let hashed = |r: std::ops::Range<u64>| -> Vec<u64> {
-            r.map(|i| xxh3_64(&i.to_le_bytes())).collect()
-        };
+        let hashed = |r: std::ops::Range<u64>| -> Vec<u64> { r.map(|i| xxh3_64(&i.to_le_bytes())).collect() };
         let (a, b) = (hashed(0..1000), hashed(250..1250)); // J = 750 / 1250 = 0.6
-        let est = h
-            .signature_of_shingles(&a)
-            .estimated_jaccard(&h.signature_of_shingles(&b));
+        let est = h.signature_of_shingles(&a).estimated_jaccard(&h.signature_of_shingles(&b));
         // Standard error sqrt(0.6·0.4/256) ≈ 0.031; 4 sigma.
         assert!((est - 0.6).abs() < 0.125, "{est}");
     }
 
     #[test]
     fn exact_dedup_keeps_smallest_id() {
-        let docs = [
-            (5u32, "x"),
-            (2, "y"),
-            (3, "x"),
-            (9, "y"),
-            (1, "z"),
-            (4, "x"),
-        ];
+        let docs = [(5u32, "x"), (2, "y"), (3, "x"), (9, "y"), (1, "z"), (4, "x")];
         let r = exact_duplicates(&docs);
         assert_eq!(r.keep, [2, 3, 1]);
         assert_eq!(r.removed, [(5, 3), (9, 2), (4, 3)]);
@@ -1132,18 +1069,10 @@ mod tests {
     #[test]
     fn paper_split_of_dedup_units() {
         for name in ["Python", "Java", "C#", "C", "C++"] {
-            assert_eq!(
-                dedup_unit(Language::by_name(name).unwrap()),
-                DedupUnit::RepoSample,
-                "{name}"
-            );
+            assert_eq!(dedup_unit(Language::by_name(name).unwrap()), DedupUnit::RepoSample, "{name}");
         }
         for name in ["JavaScript", "Go", "Rust", "TypeScript", "Ruby", "HTML"] {
-            assert_eq!(
-                dedup_unit(Language::by_name(name).unwrap()),
-                DedupUnit::File,
-                "{name}"
-            );
+            assert_eq!(dedup_unit(Language::by_name(name).unwrap()), DedupUnit::File, "{name}");
         }
     }
 
@@ -1153,32 +1082,13 @@ mod tests {
         let shared = k + 4; // a shared prefix of L tokens holds L − 4 shared 5-grams
         let n = s + 4;
         let word = |side: &str, i: usize| format!("{tag}{side}{i}");
-        let a: Vec<String> = (0..n)
-            .map(|i| {
-                if i < shared {
-                    word("s", i)
-                } else {
-                    word("a", i)
-                }
-            })
-            .collect();
-        let b: Vec<String> = (0..n)
-            .map(|i| {
-                if i < shared {
-                    word("s", i)
-                } else {
-                    word("b", i)
-                }
-            })
-            .collect();
+        let a: Vec<String> = (0..n).map(|i| if i < shared { word("s", i) } else { word("a", i) }).collect();
+        let b: Vec<String> = (0..n).map(|i| if i < shared { word("s", i) } else { word("b", i) }).collect();
         (a.join(" "), b.join(" "))
     }
 
     fn exact_jaccard(a: &str, b: &str) -> f64 {
-        let (x, y): (HashSet<u64>, HashSet<u64>) = (
-            shingle_hashes(a, 5).into_iter().collect(),
-            shingle_hashes(b, 5).into_iter().collect(),
-        );
+        let (x, y): (HashSet<u64>, HashSet<u64>) = (shingle_hashes(a, 5).into_iter().collect(), shingle_hashes(b, 5).into_iter().collect());
         x.intersection(&y).count() as f64 / x.union(&y).count() as f64
     }
 
@@ -1193,10 +1103,7 @@ mod tests {
             for p in 0..pairs_per_level {
                 let (a, b) = planted_pair(&format!("l{li}p{p}x"), s, k);
                 if p == 0 {
-                    assert!(
-                        (exact_jaccard(&a, &b) - j).abs() < 1e-12,
-                        "construction gives J = {j}"
-                    );
+                    assert!((exact_jaccard(&a, &b) - j).abs() < 1e-12, "construction gives J = {j}");
                 }
                 let base = (li * 100 + p * 2) as u32;
                 texts.push((base, a, j));
@@ -1207,18 +1114,9 @@ mod tests {
         let r = near_duplicates(&docs, &LshParams::default());
         // Every removal is the odd member of a planted pair, represented by its even partner.
         for (gone, kept) in &r.removed {
-            assert_eq!(
-                (gone % 2, *kept),
-                (1, gone - 1),
-                "only planted partners cluster"
-            );
+            assert_eq!((gone % 2, *kept), (1, gone - 1), "only planted partners cluster");
         }
-        let removed_at = |j: f64| {
-            texts
-                .iter()
-                .filter(|(i, _, jj)| *jj == j && r.removed.iter().any(|(g, _)| g == i))
-                .count()
-        };
+        let removed_at = |j: f64| texts.iter().filter(|(i, _, jj)| *jj == j && r.removed.iter().any(|(g, _)| g == i)).count();
         // Expected per pair (module doc): 0.998, 0.848, 0.172, 0.000025. With 12 pairs per level
         // the bounds below hold with probability > 0.99 for any seed; seed 42 gives (12, 9, 4, 0)
         // (expected 12.0, 10.2, 2.1, 0.0).
@@ -1258,33 +1156,18 @@ mod tests {
         let sigs: Vec<Signature> = corpus.iter().map(|(_, t)| h.signature(t)).collect();
         let ids: Vec<u32> = corpus.iter().map(|(i, _)| *i).collect();
         let result = near_duplicates_from_signatures(&ids, &sigs, &params);
-        let cluster_of = |id: u32| {
-            result
-                .removed
-                .iter()
-                .find(|(g, _)| *g == id)
-                .map_or(id, |(_, k)| *k)
-        };
+        let cluster_of = |id: u32| result.removed.iter().find(|(g, _)| *g == id).map_or(id, |(_, k)| *k);
         let mut high = 0;
         for i in 0..corpus.len() {
             for j in i + 1..corpus.len() {
                 let jac = exact_jaccard(&corpus[i].1, &corpus[j].1);
                 if jac >= 0.95 {
                     high += 1;
-                    assert_eq!(
-                        cluster_of(ids[i]),
-                        cluster_of(ids[j]),
-                        "J={jac:.3} pair {} {} missed",
-                        ids[i],
-                        ids[j]
-                    );
+                    assert_eq!(cluster_of(ids[i]), cluster_of(ids[j]), "J={jac:.3} pair {} {} missed", ids[i], ids[j]);
                 }
             }
         }
-        assert!(
-            high >= 8,
-            "the corpus must contain high-similarity pairs ({high})"
-        );
+        assert!(high >= 8, "the corpus must contain high-similarity pairs ({high})");
         // No candidate edge, and so no removal, joins documents below J = 0.5.
         for (a, b) in lsh_candidate_pairs(&sigs, &params) {
             let jac = exact_jaccard(&corpus[a].1, &corpus[b].1);

@@ -274,10 +274,7 @@ impl TextStats {
     /// The same statistics straight from their definitions (slow; the reference for tests).
     #[cfg(test)]
     fn of_chars(text: &str) -> TextStats {
-        let mut s = TextStats {
-            chars: text.chars().count(),
-            ..TextStats::default()
-        };
+        let mut s = TextStats { chars: text.chars().count(), ..TextStats::default() };
         s.alpha = text.chars().filter(|c| c.is_alphabetic()).count();
         for line in text.lines() {
             let n = line.chars().count();
@@ -318,12 +315,7 @@ pub fn check_file(file: &SourceFile, cfg: &FilterConfig) -> Result<(), DropReaso
 }
 
 /// As [`check_file`], on borrowed parts (no `SourceFile` needed).
-pub fn check_text(
-    path: &str,
-    language: Option<Language>,
-    text: &str,
-    cfg: &FilterConfig,
-) -> Result<(), DropReason> {
+pub fn check_text(path: &str, language: Option<Language>, text: &str, cfg: &FilterConfig) -> Result<(), DropReason> {
     let stats = TextStats::of(text);
     if stats.avg_line() > cfg.max_avg_line_len {
         return Err(DropReason::AvgLineLength);
@@ -339,11 +331,7 @@ pub fn check_text(
     }
     if is_lang(language, "HTML") {
         let visible = html_visible_chars(text);
-        let share = if stats.chars == 0 {
-            0.0
-        } else {
-            visible as f64 / stats.chars as f64
-        };
+        let share = if stats.chars == 0 { 0.0 } else { visible as f64 / stats.chars as f64 };
         if visible < cfg.html_min_visible_chars || share < cfg.html_min_visible_fraction {
             return Err(DropReason::HtmlVisibleText);
         }
@@ -361,28 +349,19 @@ pub fn check_text(
 
 /// `<?xml version=` within the first `prefix_chars` characters.
 fn has_xml_header(text: &str, prefix_chars: usize) -> bool {
-    let end = text
-        .char_indices()
-        .nth(prefix_chars)
-        .map_or(text.len(), |(i, _)| i);
+    let end = text.char_indices().nth(prefix_chars).map_or(text.len(), |(i, _)| i);
     text[..end].contains("<?xml version=")
 }
 
 /// Auto-generated: a path suffix, or a marker in the first lines.
 pub fn is_generated(path: &str, text: &str, cfg: &FilterConfig) -> bool {
     let lower_path = path.to_ascii_lowercase();
-    if cfg
-        .generated_path_suffixes
-        .iter()
-        .any(|s| lower_path.ends_with(&s.to_ascii_lowercase()))
-    {
+    if cfg.generated_path_suffixes.iter().any(|s| lower_path.ends_with(&s.to_ascii_lowercase())) {
         return true;
     }
     text.lines().take(cfg.generated_header_lines).any(|line| {
         let line = line.to_ascii_lowercase();
-        cfg.generated_markers
-            .iter()
-            .any(|m| line.contains(&m.to_ascii_lowercase()))
+        cfg.generated_markers.iter().any(|m| line.contains(&m.to_ascii_lowercase()))
     })
 }
 
@@ -403,12 +382,8 @@ pub fn html_visible_chars(html: &str) -> usize {
             let skip_to = if rest.starts_with("<!--") {
                 rest.find("-->").map(|p| i + p + 3)
             } else if let Some(tag) = ["script", "style"].iter().find(|t| opens_element(rest, t)) {
-                rest.find(&format!("</{tag}"))
-                    .and_then(|p| lower[i + p..].find('>').map(|q| i + p + q + 1))
-            } else if rest.len() > 1
-                && (bytes[i + 1].is_ascii_alphabetic()
-                    || matches!(bytes[i + 1], b'/' | b'!' | b'?'))
-            {
+                rest.find(&format!("</{tag}")).and_then(|p| lower[i + p..].find('>').map(|q| i + p + q + 1))
+            } else if rest.len() > 1 && (bytes[i + 1].is_ascii_alphabetic() || matches!(bytes[i + 1], b'/' | b'!' | b'?')) {
                 rest.find('>').map(|p| i + p + 1)
             } else {
                 // A lone `<` (e.g. `a < b` in text) is visible text.
@@ -438,10 +413,7 @@ pub fn html_visible_chars(html: &str) -> usize {
 fn opens_element(rest: &str, tag: &str) -> bool {
     rest.len() > tag.len() + 1
         && rest[1..].starts_with(tag)
-        && matches!(
-            rest.as_bytes()[tag.len() + 1],
-            b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r'
-        )
+        && matches!(rest.as_bytes()[tag.len() + 1], b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r')
 }
 
 #[cfg(test)]
@@ -464,8 +436,18 @@ mod tests {
     #[test]
     fn one_pass_text_stats_equal_the_definitions() {
         let mut cases: Vec<String> = [
-            "", "\n", "\r\n", "a\r", "a\rb\n", "x\n\n", "\n\nabc", "ab\r\ncd\r\n", "no newline",
-            "été\nΣΑΣ 東京\n😀 x\r\n", "a\u{0301}b\tZ[`@{", "line\u{2028}sep\u{85}next",
+            "",
+            "\n",
+            "\r\n",
+            "a\r",
+            "a\rb\n",
+            "x\n\n",
+            "\n\nabc",
+            "ab\r\ncd\r\n",
+            "no newline",
+            "été\nΣΑΣ 東京\n😀 x\r\n",
+            "a\u{0301}b\tZ[`@{",
+            "line\u{2028}sep\u{85}next",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -495,65 +477,34 @@ mod tests {
     #[test]
     fn default_is_the_papers_values() {
         let c = FilterConfig::default();
-        assert_eq!(
-            (c.max_avg_line_len, c.max_line_len, c.min_alpha_fraction),
-            (100.0, 1000, 0.25)
-        );
-        assert_eq!(
-            (
-                c.xml_prefix_chars,
-                c.html_min_visible_fraction,
-                c.html_min_visible_chars
-            ),
-            (100, 0.20, 100)
-        );
+        assert_eq!((c.max_avg_line_len, c.max_line_len, c.min_alpha_fraction), (100.0, 1000, 0.25));
+        assert_eq!((c.xml_prefix_chars, c.html_min_visible_fraction, c.html_min_visible_chars), (100, 0.20, 100));
         assert_eq!((c.json_yaml_min_chars, c.json_yaml_max_chars), (50, 5000));
     }
 
     #[test]
     fn avg_line_length_boundary() {
         // Two lines of 100 and 100 chars: mean 100 → kept; 100 and 102: mean 101 → dropped.
-        assert_eq!(
-            check("a.py", &format!("{}\n{}\n", letters(100), letters(100))),
-            Ok(())
-        );
-        assert_eq!(
-            check("a.py", &format!("{}\n{}\n", letters(100), letters(102))),
-            Err(DropReason::AvgLineLength)
-        );
+        assert_eq!(check("a.py", &format!("{}\n{}\n", letters(100), letters(100))), Ok(()));
+        assert_eq!(check("a.py", &format!("{}\n{}\n", letters(100), letters(102))), Err(DropReason::AvgLineLength));
         // Mean 100.5 (just past, non-integer) is dropped too.
-        assert_eq!(
-            check("a.py", &format!("{}\n{}\n", letters(100), letters(101))),
-            Err(DropReason::AvgLineLength)
-        );
+        assert_eq!(check("a.py", &format!("{}\n{}\n", letters(100), letters(101))), Err(DropReason::AvgLineLength));
     }
 
     #[test]
     fn max_line_length_boundary() {
         // One long line plus short lines keeping the mean ≤ 100.
         let short = "ab\n".repeat(20);
-        assert_eq!(
-            check("a.py", &format!("{}\n{short}", letters(1000))),
-            Ok(())
-        );
-        assert_eq!(
-            check("a.py", &format!("{}\n{short}", letters(1001))),
-            Err(DropReason::MaxLineLength)
-        );
+        assert_eq!(check("a.py", &format!("{}\n{short}", letters(1000))), Ok(()));
+        assert_eq!(check("a.py", &format!("{}\n{short}", letters(1001))), Err(DropReason::MaxLineLength));
     }
 
     #[test]
     fn lengths_are_code_points_not_bytes() {
         // 1000 'é' (2 bytes each) is 1000 characters: kept, although 2000 bytes.
         let short = "ab\n".repeat(20);
-        assert_eq!(
-            check("a.py", &format!("{}\n{short}", "é".repeat(1000))),
-            Ok(())
-        );
-        assert_eq!(
-            check("a.py", &format!("{}\n{short}", "é".repeat(1001))),
-            Err(DropReason::MaxLineLength)
-        );
+        assert_eq!(check("a.py", &format!("{}\n{short}", "é".repeat(1000))), Ok(()));
+        assert_eq!(check("a.py", &format!("{}\n{short}", "é".repeat(1001))), Err(DropReason::MaxLineLength));
     }
 
     #[test]
@@ -565,10 +516,7 @@ mod tests {
         assert_eq!(check("a.py", &at), Ok(()));
         assert_eq!(check("a.py", &below), Err(DropReason::AlphaFraction));
         // Digits do not count (alphabetic, not alphanumeric); non-ASCII letters do.
-        assert_eq!(
-            check("a.py", &format!("{}{}", "ж".repeat(25), "1".repeat(75))),
-            Ok(())
-        );
+        assert_eq!(check("a.py", &format!("{}{}", "ж".repeat(25), "1".repeat(75))), Ok(()));
         assert_eq!(check("a.py", ""), Err(DropReason::AlphaFraction));
     }
 
@@ -597,22 +545,14 @@ mod tests {
             let tail = "</p></body></html>";
             let pad = total - v - head.len() - tail.len() - "<!---->".len();
             // Padding inside a comment, in 50-char lines so the line-length rules stay quiet.
-            let pad: String = (0..pad)
-                .map(|i| if i % 50 == 49 { '\n' } else { 'x' })
-                .collect();
+            let pad: String = (0..pad).map(|i| if i % 50 == 49 { '\n' } else { 'x' }).collect();
             format!("{head}{}{tail}<!--{pad}-->", letters(v))
         }
         let (a, t) = (100, 500); // exactly 100 chars and exactly 20 %
         assert_eq!(html_visible_chars(&page(a, t)), 100);
         assert_eq!(check("i.html", &page(a, t)), Ok(()));
-        assert_eq!(
-            check("i.html", &page(99, 495)),
-            Err(DropReason::HtmlVisibleText)
-        ); // 99 chars, 20 %
-        assert_eq!(
-            check("i.html", &page(100, 501)),
-            Err(DropReason::HtmlVisibleText)
-        ); // 100 chars, 19.96 %
+        assert_eq!(check("i.html", &page(99, 495)), Err(DropReason::HtmlVisibleText)); // 99 chars, 20 %
+        assert_eq!(check("i.html", &page(100, 501)), Err(DropReason::HtmlVisibleText)); // 100 chars, 19.96 %
         assert_eq!(check("i.html", &page(101, 505)), Ok(())); // 101 chars, exactly 20 %
                                                               // The rule is HTML-only.
         assert_eq!(check("i.md", &page(10, 500)), Ok(()));
@@ -625,11 +565,7 @@ mod tests {
         // "Hello world a < b" = 17 characters.
         assert_eq!(html_visible_chars(html), 17);
         assert_eq!(html_visible_chars("<SCRIPT>xx</SCRIPT>ok"), 2);
-        assert_eq!(
-            html_visible_chars("<scripts>ab</scripts>"),
-            2,
-            "not a <script> element"
-        );
+        assert_eq!(html_visible_chars("<scripts>ab</scripts>"), 2, "not a <script> element");
         assert_eq!(html_visible_chars("<p>unclosed <!-- comment"), 8);
     }
 
@@ -648,18 +584,10 @@ mod tests {
                 s
             };
             assert_eq!(sized(50).chars().count(), 50);
-            assert_eq!(
-                check(&path, &sized(49)),
-                Err(DropReason::JsonYamlSize),
-                "{ext}"
-            );
+            assert_eq!(check(&path, &sized(49)), Err(DropReason::JsonYamlSize), "{ext}");
             assert_eq!(check(&path, &sized(50)), Ok(()), "{ext}");
             assert_eq!(check(&path, &sized(5000)), Ok(()), "{ext}");
-            assert_eq!(
-                check(&path, &sized(5001)),
-                Err(DropReason::JsonYamlSize),
-                "{ext}"
-            );
+            assert_eq!(check(&path, &sized(5001)), Err(DropReason::JsonYamlSize), "{ext}");
             // Other languages have no size rule.
             assert_eq!(check("x.py", &sized(49)), Ok(()));
         }
@@ -668,51 +596,26 @@ mod tests {
     #[test]
     fn auto_generated_markers_within_the_header_lines_only() {
         let body = "def f():\n    return 1\n";
-        assert_eq!(
-            check("a.py", &format!("# @generated by tool\n{body}")),
-            Err(DropReason::AutoGenerated)
-        );
-        assert_eq!(
-            check(
-                "a.go",
-                "// Code generated by protoc-gen-go. DO NOT EDIT.\npackage x\n"
-            ),
-            Err(DropReason::AutoGenerated)
-        );
-        assert_eq!(
-            check("a.cs", "// <auto-generated>\nclass A {}\n"),
-            Err(DropReason::AutoGenerated)
-        );
+        assert_eq!(check("a.py", &format!("# @generated by tool\n{body}")), Err(DropReason::AutoGenerated));
+        assert_eq!(check("a.go", "// Code generated by protoc-gen-go. DO NOT EDIT.\npackage x\n"), Err(DropReason::AutoGenerated));
+        assert_eq!(check("a.cs", "// <auto-generated>\nclass A {}\n"), Err(DropReason::AutoGenerated));
         // 5th line is searched, 6th is not.
         let at = format!("{}# do not edit\n{body}", "x = 1\n".repeat(4));
         let past = format!("{}# do not edit\n{body}", "x = 1\n".repeat(5));
         assert_eq!(check("a.py", &at), Err(DropReason::AutoGenerated));
         assert_eq!(check("a.py", &past), Ok(()));
         // Paths.
-        assert_eq!(
-            check("web/app.min.js", "var a = function () { return 1 }\n"),
-            Err(DropReason::AutoGenerated)
-        );
-        assert_eq!(
-            check("proto/x_pb2.py", body),
-            Err(DropReason::AutoGenerated)
-        );
+        assert_eq!(check("web/app.min.js", "var a = function () { return 1 }\n"), Err(DropReason::AutoGenerated));
+        assert_eq!(check("proto/x_pb2.py", body), Err(DropReason::AutoGenerated));
         assert_eq!(check("a.py", body), Ok(()));
     }
 
     #[test]
     fn thresholds_are_configurable() {
-        let cfg = FilterConfig {
-            max_line_len: 10,
-            json_yaml_min_chars: 0,
-            ..FilterConfig::default()
-        };
+        let cfg = FilterConfig { max_line_len: 10, json_yaml_min_chars: 0, ..FilterConfig::default() };
         let f = file("a.py", &letters(11));
         assert_eq!(check_file(&f, &cfg), Err(DropReason::MaxLineLength));
         assert_eq!(check_file(&f, &FilterConfig::default()), Ok(()));
-        assert_eq!(
-            serde_json::to_string(&DropReason::XmlHeader).unwrap(),
-            "\"xml_header\""
-        );
+        assert_eq!(serde_json::to_string(&DropReason::XmlHeader).unwrap(), "\"xml_header\"");
     }
 }

@@ -23,10 +23,10 @@ pub mod quality;
 pub mod shard;
 
 pub use config::CorpusConfig;
-pub use error::CorpusError;
-pub use manifest::Manifest;
-pub use pipeline::{build, list_inputs, BuildOutcome, BuildPlan};
 pub use decontam::{Benchmarks, Contamination, DecontamConfig, DecontamError, DecontamIndex};
 pub use dedup::{DedupResult, DedupUnit, LshParams, MinHasher, Signature};
+pub use error::CorpusError;
 pub use filters::{check_file, DropReason, FilterConfig};
+pub use manifest::Manifest;
+pub use pipeline::{build, list_inputs, BuildOutcome, BuildPlan};
 pub use quality::{check_error_share, check_quality, QualityConfig};

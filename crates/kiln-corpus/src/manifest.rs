@@ -189,7 +189,9 @@ impl Manifest {
         let path = dir.join("manifest.json");
         let text = std::fs::read_to_string(&path).map_err(|e| CorpusError::Manifest {
             path: path.clone(),
-            message: format!("cannot read: {e} (is this the --out directory of a finished `kiln corpus build`? the manifest is written last)"),
+            message: format!(
+                "cannot read: {e} (is this the --out directory of a finished `kiln corpus build`? the manifest is written last)"
+            ),
         })?;
         let m: Manifest = serde_json::from_str(&text).map_err(|e| CorpusError::Manifest {
             path: path.clone(),

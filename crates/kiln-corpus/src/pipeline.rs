@@ -55,9 +55,9 @@ use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
 use kiln_repo::graph::{build_graph_from_facts, order};
 use kiln_repo::imports::{file_syntax, FileFacts};
-use kiln_repo::scan::scan;
 use kiln_repo::ingest::{ingest_path, IngestOptions};
 use kiln_repo::render::{file_header, render_sample};
+use kiln_repo::scan::scan;
 use kiln_repo::{Repo, SourceFile};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
@@ -67,14 +67,14 @@ use tracing::{info, warn};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::config::{CorpusConfig, DecontamUnit};
-use crate::decontam::{Benchmarks, DecontamIndex};
 use crate::dataset::{is_dataset, read_dataset};
+use crate::decontam::{Benchmarks, DecontamIndex};
 use crate::dedup::{dedup_unit, DedupUnit, MinHasher};
 use crate::error::{io_err, CorpusError, Result};
 use crate::filters::{check_file, DropReason};
 use crate::manifest::{
-    ContaminationRecord, FailedInput, LangCount, Manifest, SampleCounts, ShardInfo, TaskMarker,
-    TaskReport, MANIFEST_FORMAT, MANIFEST_VERSION,
+    ContaminationRecord, FailedInput, LangCount, Manifest, SampleCounts, ShardInfo, TaskMarker, TaskReport, MANIFEST_FORMAT,
+    MANIFEST_VERSION,
 };
 use crate::quality::check_quality;
 use crate::shard::{self, AtomicFile, FileSpan, Sample, ShardWriter};
@@ -134,7 +134,12 @@ fn marker_task_count(out: &Path) -> Option<usize> {
     let mut seen = None;
     for entry in std::fs::read_dir(out.join("tasks")).ok()?.flatten() {
         let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_suffix(".done")).and_then(|n| n.rsplit_once("-of-")).and_then(|(_, n)| n.parse::<usize>().ok()) else {
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_suffix(".done"))
+            .and_then(|n| n.rsplit_once("-of-"))
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+        else {
             continue;
         };
         match seen {
@@ -357,15 +362,16 @@ fn run_task_observed(plan: &BuildPlan, index: Option<&DecontamIndex>, task: usiz
     let mut writer = ShardWriter::new(AtomicFile::create(&pq_path)?, &pq_path, true)?;
     for (j, input) in plan.task_inputs(task) {
         let read = if is_dataset(input) {
-            read_dataset(input, &opts).map(|d| {
-                report.datasets += 1;
-                report.dataset_repos += d.repos.len() as u64;
-                if d.bad_records > 0 {
-                    *report.ingest_skipped.entry("bad_record".into()).or_default() += d.bad_records;
-                }
-                d.repos
-            })
-            .map_err(|e| e.to_string())
+            read_dataset(input, &opts)
+                .map(|d| {
+                    report.datasets += 1;
+                    report.dataset_repos += d.repos.len() as u64;
+                    if d.bad_records > 0 {
+                        *report.ingest_skipped.entry("bad_record".into()).or_default() += d.bad_records;
+                    }
+                    d.repos
+                })
+                .map_err(|e| e.to_string())
         } else {
             ingest_path(input, &opts).map(|r| vec![r]).map_err(|e| e.to_string())
         };
@@ -449,7 +455,12 @@ fn process_repo(
             Err(Drop::Rule(reason)) => *report.files_dropped.entry(reason_name(reason)).or_default() += 1,
             Err(Drop::Contaminated(tasks)) => {
                 *report.files_dropped.entry("contaminated".into()).or_default() += 1;
-                report.contamination.push(ContaminationRecord { sample: String::new(), repo: repo.name.clone(), path: Some(f.path), tasks });
+                report.contamination.push(ContaminationRecord {
+                    sample: String::new(),
+                    repo: repo.name.clone(),
+                    path: Some(f.path),
+                    tasks,
+                });
             }
         }
     }
@@ -465,9 +476,8 @@ fn process_repo(
             groups.push(comp);
             continue;
         }
-        let (repo_level, single): (Vec<usize>, Vec<usize>) = comp
-            .into_iter()
-            .partition(|&i| repo.files[i].language.is_some_and(|l| dedup_unit(l) == DedupUnit::RepoSample));
+        let (repo_level, single): (Vec<usize>, Vec<usize>) =
+            comp.into_iter().partition(|&i| repo.files[i].language.is_some_and(|l| dedup_unit(l) == DedupUnit::RepoSample));
         if !repo_level.is_empty() {
             groups.push(repo_level);
         }
@@ -684,7 +694,12 @@ fn decide(lights: &[Light], bands: usize) -> Decisions {
         if l.contaminated_by.is_empty() {
             keep.insert((l.input, l.seq));
         } else {
-            contamination.push(ContaminationRecord { sample: l.id.clone(), repo: l.repo.clone(), path: None, tasks: l.contaminated_by.clone() });
+            contamination.push(ContaminationRecord {
+                sample: l.id.clone(),
+                repo: l.repo.clone(),
+                path: None,
+                tasks: l.contaminated_by.clone(),
+            });
         }
     }
     counts.contaminated = contamination.len() as u64;
@@ -729,7 +744,9 @@ impl TaskStream {
             }
         }
         let batch = self.batch.clone().expect("the loop above stops at a batch with rows left");
-        let input = input_column(&batch).ok_or_else(|| pq(&self.path, "not a kiln task candidate file (no u32 column `input`)".into()))?.value(self.row);
+        let input = input_column(&batch)
+            .ok_or_else(|| pq(&self.path, "not a kiln task candidate file (no u32 column `input`)".into()))?
+            .value(self.row);
         Ok(Some((batch, self.row, input)))
     }
 
@@ -767,7 +784,9 @@ fn input_column(batch: &RecordBatch) -> Option<&arrow_array::UInt32Array> {
 fn kept_rows(rows: &RecordBatch, keep: &HashSet<(u32, u32)>, path: &Path) -> Result<RecordBatch> {
     let pq = |m: String| CorpusError::Parquet { path: path.to_path_buf(), message: m };
     let u32s = |name: &str| {
-        rows.column_by_name(name).and_then(|c| c.as_primitive_opt::<UInt32Type>()).ok_or_else(|| pq(format!("not a kiln task candidate file (no u32 column `{name}`)")))
+        rows.column_by_name(name)
+            .and_then(|c| c.as_primitive_opt::<UInt32Type>())
+            .ok_or_else(|| pq(format!("not a kiln task candidate file (no u32 column `{name}`)")))
     };
     let (inputs, seqs) = (u32s("input")?, u32s("seq")?);
     let mask: BooleanArray = (0..rows.num_rows()).map(|i| Some(keep.contains(&(inputs.value(i), seqs.value(i))))).collect();
@@ -775,7 +794,9 @@ fn kept_rows(rows: &RecordBatch, keep: &HashSet<(u32, u32)>, path: &Path) -> Res
     let columns = output
         .fields()
         .iter()
-        .map(|f| rows.column_by_name(f.name()).cloned().ok_or_else(|| pq(format!("not a kiln task candidate file (no column `{}`)", f.name()))))
+        .map(|f| {
+            rows.column_by_name(f.name()).cloned().ok_or_else(|| pq(format!("not a kiln task candidate file (no column `{}`)", f.name())))
+        })
         .collect::<Result<Vec<_>>>()?;
     let projected = RecordBatch::try_new(output, columns).map_err(|e| pq(e.to_string()))?;
     if mask.true_count() == rows.num_rows() {
@@ -915,7 +936,14 @@ pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
     files.inputs = plan.inputs.iter().map(|p| p.display().to_string()).collect();
     let d = decide(&lights, plan.config.lsh.bands);
     drop(lights);
-    info!(candidates = d.counts.candidates, exact = d.counts.exact_duplicates, near = d.counts.near_duplicates, contaminated = d.counts.contaminated, kept = d.counts.kept, "dedup and decontamination");
+    info!(
+        candidates = d.counts.candidates,
+        exact = d.counts.exact_duplicates,
+        near = d.counts.near_duplicates,
+        contaminated = d.counts.contaminated,
+        kept = d.counts.kept,
+        "dedup and decontamination"
+    );
 
     // The old manifest goes first, so no reader trusts it while shards are rewritten; then stray
     // shards of an interrupted merge.
@@ -1060,7 +1088,15 @@ mod tests {
             .map(|(i, t)| {
                 let sig = hasher.signature(t);
                 let bands = sig.band_keys(b, r);
-                Light { id: ids[i].clone(), repo: "r".into(), input: i as u32, seq: 0, hash: format!("{:032x}", xxh3_128(t.as_bytes())), bands, contaminated_by: vec![] }
+                Light {
+                    id: ids[i].clone(),
+                    repo: "r".into(),
+                    input: i as u32,
+                    seq: 0,
+                    hash: format!("{:032x}", xxh3_128(t.as_bytes())),
+                    bands,
+                    contaminated_by: vec![],
+                }
             })
             .collect();
         let d = decide(&lights, b);

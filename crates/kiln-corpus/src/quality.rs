@@ -29,9 +29,7 @@ pub struct QualityConfig {
 
 impl Default for QualityConfig {
     fn default() -> Self {
-        QualityConfig {
-            max_error_share: 0.10,
-        }
+        QualityConfig { max_error_share: 0.10 }
     }
 }
 
@@ -66,31 +64,13 @@ mod tests {
     #[test]
     fn clean_code_passes_and_prose_named_py_is_dropped() {
         let cfg = QualityConfig::default();
-        assert_eq!(
-            check_quality(
-                &file(
-                    "a.py",
-                    "import os\n\ndef f(x):\n    return os.path.join(x, 'a')\n"
-                ),
-                &cfg
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            check_quality(&file("a.go", "package main\n\nfunc main() {}\n"), &cfg),
-            Ok(())
-        );
+        assert_eq!(check_quality(&file("a.py", "import os\n\ndef f(x):\n    return os.path.join(x, 'a')\n"), &cfg), Ok(()));
+        assert_eq!(check_quality(&file("a.go", "package main\n\nfunc main() {}\n"), &cfg), Ok(()));
         let prose = "Dear reader, this file {{ is }} a Jinja template: {% for x in y %} <b>{{ x }}</b> {% endfor %} !!!\n";
-        assert_eq!(
-            check_quality(&file("a.py", &prose.repeat(10)), &cfg),
-            Err(DropReason::SyntaxErrors)
-        );
+        assert_eq!(check_quality(&file("a.py", &prose.repeat(10)), &cfg), Err(DropReason::SyntaxErrors));
         // No grammar: always kept.
         assert_eq!(error_share(&file("a.rb", &prose.repeat(10))), None);
-        assert_eq!(
-            check_quality(&file("a.rb", &prose.repeat(10)), &cfg),
-            Ok(())
-        );
+        assert_eq!(check_quality(&file("a.rb", &prose.repeat(10)), &cfg), Ok(()));
     }
 
     #[test]
@@ -99,23 +79,7 @@ mod tests {
         let f = file("a.py", &text);
         let share = error_share(&f).unwrap();
         assert!(share > 0.0 && share < 1.0, "{share}");
-        assert_eq!(
-            check_quality(
-                &f,
-                &QualityConfig {
-                    max_error_share: share
-                }
-            ),
-            Ok(())
-        );
-        assert_eq!(
-            check_quality(
-                &f,
-                &QualityConfig {
-                    max_error_share: share * 0.999
-                }
-            ),
-            Err(DropReason::SyntaxErrors)
-        );
+        assert_eq!(check_quality(&f, &QualityConfig { max_error_share: share }), Ok(()));
+        assert_eq!(check_quality(&f, &QualityConfig { max_error_share: share * 0.999 }), Err(DropReason::SyntaxErrors));
     }
 }

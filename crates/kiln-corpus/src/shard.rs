@@ -239,9 +239,7 @@ pub fn from_batch(batch: &RecordBatch) -> std::result::Result<Vec<Sample>, Strin
             input: inputs.as_ref().map_or(0, |a| a.value(i)),
             seq: seqs.as_ref().map_or(0, |a| a.value(i)),
             content_hash: hashes.as_ref().map_or_else(String::new, |a| a.value(i).to_string()),
-            bands: bands.as_ref().map_or_else(Vec::new, |a| {
-                a.value(i).as_primitive::<UInt64Type>().values().to_vec()
-            }),
+            bands: bands.as_ref().map_or_else(Vec::new, |a| a.value(i).as_primitive::<UInt64Type>().values().to_vec()),
             contaminated_by: match &contam {
                 Some(a) => str_list(a, i)?,
                 None => Vec::new(),
@@ -325,7 +323,8 @@ impl Drop for AtomicFile {
 
 /// The leaf columns written compressed: the text, and the per-row strings and offsets that
 /// zstd still halves.
-const COMPRESSED_COLUMNS: [&[&str]; 5] = [&["text"], &["id"], &["files", "list", "item", "path"], &["files", "list", "item", "end"], &["bytes"]];
+const COMPRESSED_COLUMNS: [&[&str]; 5] =
+    [&["text"], &["id"], &["files", "list", "item", "path"], &["files", "list", "item", "end"], &["bytes"]];
 
 /// Most samples per row group: a reader holds a few row groups of text at a time.
 pub const ROW_GROUP_ROWS: usize = 4096;
@@ -519,7 +518,11 @@ impl<W: Write + Send> ShardWriter<W> {
 }
 
 /// Encodes rows as one row group's column chunks (the work `ArrowWriter::write` does inline).
-fn encode_row_group(mut writers: Vec<ArrowColumnWriter>, schema: &SchemaRef, rows: &[RecordBatch]) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
+fn encode_row_group(
+    mut writers: Vec<ArrowColumnWriter>,
+    schema: &SchemaRef,
+    rows: &[RecordBatch],
+) -> parquet::errors::Result<Vec<ArrowColumnChunk>> {
     for batch in rows {
         let mut writer = writers.iter_mut();
         for (field, column) in schema.fields().iter().zip(batch.columns()) {
@@ -620,7 +623,10 @@ mod tests {
         let path = dir.path().join("s.parquet");
         let mut files = Vec::new();
         for workers in [1, 2, 3] {
-            let mut w = ShardWriter::new(Vec::new(), Path::new("mem.parquet"), false).unwrap().with_workers(workers).with_row_group_limits(max_rows, max_bytes);
+            let mut w = ShardWriter::new(Vec::new(), Path::new("mem.parquet"), false)
+                .unwrap()
+                .with_workers(workers)
+                .with_row_group_limits(max_rows, max_bytes);
             let mut at = 0;
             for (k, n) in [7, 1, 13, 0, 2, 30, 100].into_iter().enumerate() {
                 let end = (at + n).min(samples.len());
@@ -641,7 +647,10 @@ mod tests {
         }
         assert!(files.iter().all(|f| f == &files[0]), "same bytes with 1, 2 and 3 workers");
         let back = read_all(&path).unwrap();
-        assert_eq!(back.iter().map(|b| (&b.id, &b.text, &b.files)).collect::<Vec<_>>(), samples.iter().map(|s| (&s.id, &s.text, &s.files)).collect::<Vec<_>>());
+        assert_eq!(
+            back.iter().map(|b| (&b.id, &b.text, &b.files)).collect::<Vec<_>>(),
+            samples.iter().map(|s| (&s.id, &s.text, &s.files)).collect::<Vec<_>>()
+        );
     }
 
     /// Rows of another schema are refused with the file's name, not written.

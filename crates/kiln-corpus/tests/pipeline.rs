@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use kiln_corpus::config::DecontamUnit;
 use kiln_corpus::decontam::{Benchmarks, Field};
 use kiln_corpus::manifest::Manifest;
 use kiln_corpus::pipeline::{build, file_spans, inspect, list_inputs, merge, run_single_task, BuildPlan, TaskStatus};
 use kiln_corpus::shard::{self, AtomicFile, Sample, ShardWriter};
-use kiln_corpus::config::DecontamUnit;
 use kiln_corpus::{CorpusConfig, CorpusError, QualityConfig};
 use kiln_repo::render::render_sample;
 use kiln_repo::{Repo, SourceFile};
@@ -108,7 +108,14 @@ fn check_spans(samples: &[Sample]) {
         for f in &s.files {
             assert!(f.start >= last && f.end >= f.start && f.end as usize <= s.text.len(), "{f:?}");
             let before = &s.text[..f.start as usize];
-            assert!(before.ends_with(&format!("{}\n", f.path)) || before.ends_with(&format!("{} -->\n", f.path)) || before.ends_with(&format!("{} */\n", f.path)), "header of {} in {}", f.path, s.id);
+            assert!(
+                before.ends_with(&format!("{}\n", f.path))
+                    || before.ends_with(&format!("{} -->\n", f.path))
+                    || before.ends_with(&format!("{} */\n", f.path)),
+                "header of {} in {}",
+                f.path,
+                s.id
+            );
             last = f.end;
         }
     }
@@ -144,7 +151,16 @@ fn fixture_build_counts_spans_dedup_and_contamination() {
     assert_eq!(m.files.empty_repos, 1, "the empty repository is counted");
     assert_eq!(m.files.failed.len(), 1, "{:?}", m.files.failed);
     assert!(m.files.failed[0].input.ends_with("broken.tar.gz"));
-    for reason in ["avg_line_length", "max_line_length", "alpha_fraction", "xml_header", "html_visible_text", "json_yaml_size", "auto_generated", "syntax_errors"] {
+    for reason in [
+        "avg_line_length",
+        "max_line_length",
+        "alpha_fraction",
+        "xml_header",
+        "html_visible_text",
+        "json_yaml_size",
+        "auto_generated",
+        "syntax_errors",
+    ] {
         assert!(m.files.files_dropped.get(reason).copied().unwrap_or(0) >= 1, "no drop for {reason}: {:?}", m.files.files_dropped);
     }
     assert!(m.samples.exact_duplicates >= 1, "go_copy duplicates the go fixture: {:?}", m.samples);
@@ -227,7 +243,10 @@ fn resume_after_abort_equals_uninterrupted_run_and_task_count_does_not_matter() 
         other => panic!("expected the abort hook to stop the run, got {other:?}"),
     }
     assert!(!resumed.join("manifest.json").exists(), "no manifest before the merge");
-    let markers = std::fs::read_dir(resumed.join("tasks")).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".done")).count();
+    let markers = std::fs::read_dir(resumed.join("tasks"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".done"))
+        .count();
     assert!((2..5).contains(&markers), "{markers} markers");
     let outcome = build(&p, None).unwrap();
     assert_eq!(outcome.tasks_reused, markers);
@@ -340,7 +359,10 @@ fn io_error_mid_shard_leaves_no_half_written_file() {
     assert!(left.is_empty(), "nothing left behind: {left:?}");
     // The same path through the real writer round-trips.
     shard::write_file(&dest, &samples, false).unwrap();
-    assert_eq!(shard::read_all(&dest).unwrap().iter().map(|s| &s.text).collect::<Vec<_>>(), samples.iter().map(|s| &s.text).collect::<Vec<_>>());
+    assert_eq!(
+        shard::read_all(&dest).unwrap().iter().map(|s| &s.text).collect::<Vec<_>>(),
+        samples.iter().map(|s| &s.text).collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -370,7 +392,8 @@ fn bad_plans_are_refused_up_front() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(BuildPlan::new(vec![], tmp.path().into(), CorpusConfig::default(), None, None).is_err());
     assert!(list_inputs(&[tmp.path().join("nope")], false).unwrap_err().to_string().contains("does not exist"));
-    let err = BuildPlan::new(vec![fixtures()], tmp.path().into(), CorpusConfig::default(), Some(tmp.path().join("nobench")), None).unwrap_err();
+    let err =
+        BuildPlan::new(vec![fixtures()], tmp.path().into(), CorpusConfig::default(), Some(tmp.path().join("nobench")), None).unwrap_err();
     assert!(err.to_string().contains("--benchmarks"), "{err}");
     let cfg_path = tmp.path().join("cfg.json");
     std::fs::write(&cfg_path, "{\"shard_bytez\": 5}").unwrap();
@@ -406,7 +429,13 @@ fn python_stdlib_end_to_end() {
     let p = BuildPlan::new(inputs.clone(), dir.clone(), cfg, benchmarks_dir(), None).unwrap();
     let t = std::time::Instant::now();
     let m = build(&p, None).unwrap().manifest;
-    eprintln!("stdlib build: {} inputs, {} bytes ingested in {:?}\n{}", inputs.len(), m.files.bytes_ingested, t.elapsed(), m.format_stats());
+    eprintln!(
+        "stdlib build: {} inputs, {} bytes ingested in {:?}\n{}",
+        inputs.len(),
+        m.files.bytes_ingested,
+        t.elapsed(),
+        m.format_stats()
+    );
     check_counts(&m);
     assert!(m.files.files_ingested > 50, "{:?}", m.files);
     assert!(m.samples.kept > 0);
@@ -441,11 +470,15 @@ fn without_the_quality_screen_the_corpus_is_the_same_on_clean_code() {
         eprintln!("SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: python3 not found");
         return;
     };
-    let mut inputs: Vec<PathBuf> = ["json", "email", "asyncio", "logging", "importlib"].iter().map(|p| stdlib.join(p)).filter(|p| p.is_dir()).collect();
+    let mut inputs: Vec<PathBuf> =
+        ["json", "email", "asyncio", "logging", "importlib"].iter().map(|p| stdlib.join(p)).filter(|p| p.is_dir()).collect();
     inputs.push(fixtures().join("rust"));
     inputs.push(fixtures().join("go"));
     if inputs.len() < 3 {
-        eprintln!("SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: no stdlib packages under {}", stdlib.display());
+        eprintln!(
+            "SKIPPING without_the_quality_screen_the_corpus_is_the_same_on_clean_code: no stdlib packages under {}",
+            stdlib.display()
+        );
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -495,14 +528,20 @@ fn the_quality_screen_only_removes_files() {
     let run = |input: &str, quality_screen: bool| {
         let dir = tmp.path().join(format!("{input}-out"));
         let cfg = CorpusConfig { quality_screen, ..CorpusConfig::default() };
-        let m = build(&BuildPlan::new(vec![tmp.path().join(input).join("app")], dir.clone(), cfg, None, None).unwrap(), None).unwrap().manifest;
+        let m =
+            build(&BuildPlan::new(vec![tmp.path().join(input).join("app")], dir.clone(), cfg, None, None).unwrap(), None).unwrap().manifest;
         check_counts(&m);
         let samples = all_samples(&dir, &m);
         (m, samples)
     };
     let (screened_m, screened) = run("screened", true);
     let (pruned_m, pruned) = run("pruned", false);
-    assert_eq!(screened_m.files.files_dropped.get("syntax_errors"), Some(&1), "notes.py is dropped, util.py (one small error) kept: {:?}", screened_m.files.files_dropped);
+    assert_eq!(
+        screened_m.files.files_dropped.get("syntax_errors"),
+        Some(&1),
+        "notes.py is dropped, util.py (one small error) kept: {:?}",
+        screened_m.files.files_dropped
+    );
     assert_eq!(pruned_m.files.files_dropped.get("syntax_errors"), None);
     assert_eq!(screened.len(), 1, "main, util and helpers form one sample through their imports");
     let order: Vec<&str> = screened[0].files.iter().map(|f| f.path.as_str()).collect();
@@ -555,9 +594,8 @@ fn a_repository_of_200k_tiny_files_and_a_1gb_file() {
 /// repository per crate (the other half of issue #4's "real code found on any machine").
 #[test]
 fn cargo_registry_end_to_end() {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let home =
+        std::env::var_os("CARGO_HOME").map(PathBuf::from).or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
     let mut crates: Vec<PathBuf> = home
         .map(|h| h.join("registry/src"))
         .and_then(|src| std::fs::read_dir(src).ok())
@@ -661,7 +699,13 @@ fn jsonl_and_parquet_datasets_as_inputs() {
     assert_eq!((f.datasets, f.dataset_repos, f.repos), (3, 3, 3), "{f:?}");
     let failed: Vec<&str> = f.failed.iter().map(|x| x.input.as_str()).collect();
     assert_eq!(failed.len(), 3, "{failed:?}");
-    let error_of = |input: &PathBuf| &f.failed.iter().find(|x| x.input == input.display().to_string()).unwrap_or_else(|| panic!("{} failed: {failed:?}", input.display())).error;
+    let error_of = |input: &PathBuf| {
+        &f.failed
+            .iter()
+            .find(|x| x.input == input.display().to_string())
+            .unwrap_or_else(|| panic!("{} failed: {failed:?}", input.display()))
+            .error
+    };
     for (input, name) in [(&gz, "stack-00001.jsonl.gz"), (&cut, "cut.parquet")] {
         let e = error_of(input);
         assert!(e.contains(name) && e.contains("damaged"), "{e}");

@@ -113,13 +113,7 @@ impl<'a> FimDoc<'a> {
     /// huge document never has all its tokens in memory at once. For a tokenizer whose
     /// pre-tokenizer isolates newlines (DeepSeek-Coder's) the ids are the same as
     /// [`tokens`](Self::tokens); for others they may differ at a segment boundary.
-    pub fn emit(
-        &self,
-        enc: &DocEncoder<'_>,
-        what: &str,
-        segment_bytes: usize,
-        sink: &mut dyn FnMut(&[u32]) -> Result<()>,
-    ) -> Result<()> {
+    pub fn emit(&self, enc: &DocEncoder<'_>, what: &str, segment_bytes: usize, sink: &mut dyn FnMut(&[u32]) -> Result<()>) -> Result<()> {
         let text = |piece: &str, sink: &mut dyn FnMut(&[u32]) -> Result<()>| -> Result<()> {
             for segment in segments(piece, segment_bytes) {
                 sink(&enc.encode_text(segment, what)?)?;

@@ -94,7 +94,11 @@ impl WindowLoader {
     /// Moves to a saved cursor.
     pub fn set_cursor(&mut self, cursor: Cursor) -> Result<()> {
         if cursor.position >= self.windows() as u64 {
-            return Err(DataError::BadCursor { path: self.reader.idx_path().to_path_buf(), position: cursor.position, windows: self.windows() });
+            return Err(DataError::BadCursor {
+                path: self.reader.idx_path().to_path_buf(),
+                position: cursor.position,
+                windows: self.windows(),
+            });
         }
         self.cursor = cursor;
         if self.order_epoch != cursor.epoch {

@@ -376,7 +376,11 @@ impl MegatronReader {
             return Err(bad(format!("truncated: {} bytes, a Megatron index header alone is {HEADER_LEN}", b.len())));
         }
         if &b[..9] != MAGIC {
-            return Err(bad(format!("bad magic {:?}, expected {:?} (not a Megatron .idx)", String::from_utf8_lossy(&b[..9]), String::from_utf8_lossy(MAGIC))));
+            return Err(bad(format!(
+                "bad magic {:?}, expected {:?} (not a Megatron .idx)",
+                String::from_utf8_lossy(&b[..9]),
+                String::from_utf8_lossy(MAGIC)
+            )));
         }
         let version = le_u64(b, 9);
         if version != VERSION {
@@ -387,10 +391,8 @@ impl MegatronReader {
             .ok_or_else(|| bad(format!("dtype code {code} is not supported (kiln reads 8 = uint16 and 4 = int32 token files)")))?;
         let n = le_u64(b, 18);
         let d = le_u64(b, 26);
-        let want = n
-            .checked_mul(12)
-            .and_then(|x| d.checked_mul(8).and_then(|y| x.checked_add(y)))
-            .and_then(|x| x.checked_add(HEADER_LEN as u64));
+        let want =
+            n.checked_mul(12).and_then(|x| d.checked_mul(8).and_then(|y| x.checked_add(y))).and_then(|x| x.checked_add(HEADER_LEN as u64));
         match want {
             Some(w) if w == b.len() as u64 => {}
             Some(w) => {
@@ -423,9 +425,8 @@ impl MegatronReader {
             if off != expected {
                 return Err(bad(format!("sequence {i} starts at byte {off}, but the lengths before it end at {expected}")));
             }
-            expected = expected
-                .checked_add(i64::from(len) * size)
-                .ok_or_else(|| bad(format!("sequence lengths overflow at sequence {i}")))?;
+            expected =
+                expected.checked_add(i64::from(len) * size).ok_or_else(|| bad(format!("sequence lengths overflow at sequence {i}")))?;
         }
         let bin_len = self.bin.as_slice().len() as i64;
         if expected != bin_len {

@@ -67,10 +67,18 @@ impl PackConfig {
     /// Checks every field's range.
     pub fn validate(&self) -> Result<()> {
         if self.seq_len == 0 || self.seq_len >= i32::MAX as usize {
-            return Err(DataError::Config { field: "seq_len", value: self.seq_len.to_string(), message: "must be at least 1 (and below 2^31-1)".into() });
+            return Err(DataError::Config {
+                field: "seq_len",
+                value: self.seq_len.to_string(),
+                message: "must be at least 1 (and below 2^31-1)".into(),
+            });
         }
         if !(0.0..=1.0).contains(&self.val_fraction) {
-            return Err(DataError::Config { field: "val_fraction", value: self.val_fraction.to_string(), message: "must be between 0 and 1".into() });
+            return Err(DataError::Config {
+                field: "val_fraction",
+                value: self.val_fraction.to_string(),
+                message: "must be between 0 and 1".into(),
+            });
         }
         if self.stream_bytes == 0 {
             return Err(DataError::Config { field: "stream_bytes", value: "0".into(), message: "must be at least 1".into() });

@@ -118,7 +118,8 @@ fn an_interrupted_rewrite_keeps_the_old_dataset() {
     w.add_document(&[9; 100]).unwrap();
     drop(w); // interrupted before finish
     check_read(&p, &docs);
-    let names: Vec<String> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
@@ -151,8 +152,24 @@ fn corrupt_indexes_give_errors_naming_the_file() {
         ("truncated", Box::new(|b: &mut Vec<u8>| b.truncate(b.len() - 5)), None, "bytes"),
         ("header", Box::new(|b: &mut Vec<u8>| b.truncate(20)), None, "truncated"),
         ("count", Box::new(|b: &mut Vec<u8>| b[18] += 1), None, "sequences"),
-        ("offset", Box::new(|b: &mut Vec<u8>| { let n = u64::from_le_bytes(b[18..26].try_into().unwrap()) as usize; b[34 + 4 * n + 8] ^= 2 }), None, "starts at byte"),
-        ("docs", Box::new(|b: &mut Vec<u8>| { let l = b.len(); b[l - 8] = 99 }), None, "document index"),
+        (
+            "offset",
+            Box::new(|b: &mut Vec<u8>| {
+                let n = u64::from_le_bytes(b[18..26].try_into().unwrap()) as usize;
+                b[34 + 4 * n + 8] ^= 2
+            }),
+            None,
+            "starts at byte",
+        ),
+        (
+            "docs",
+            Box::new(|b: &mut Vec<u8>| {
+                let l = b.len();
+                b[l - 8] = 99
+            }),
+            None,
+            "document index",
+        ),
         ("binsize", Box::new(|_: &mut Vec<u8>| {}), Some(|b: &mut Vec<u8>| b.extend([0, 0])), "bytes, but"),
     ];
     for (name, edit, bin_edit, want) in cases {

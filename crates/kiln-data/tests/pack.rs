@@ -75,7 +75,9 @@ fn recover(stream: &[u32], tok: &kiln_tokenizer::Tokenizer) -> Vec<Recovered> {
         let pos = |id| body.iter().position(|&x| x == id);
         let (text, fim) = match (body.first(), pos(h), pos(e)) {
             (Some(&first), Some(ph), Some(pe)) if first == b && ph == 1 => (format!("{}{}", dec(&body[pe + 1..]), dec(&body[2..pe])), true), // SPM: suffix after prefix+middle
-            (Some(&first), Some(ph), Some(pe)) if first == b => (format!("{}{}{}", dec(&body[1..ph]), dec(&body[pe + 1..]), dec(&body[ph + 1..pe])), true),
+            (Some(&first), Some(ph), Some(pe)) if first == b => {
+                (format!("{}{}{}", dec(&body[1..ph]), dec(&body[pe + 1..]), dec(&body[ph + 1..pe])), true)
+            }
             (Some(&first), _, _) if first == b => (String::new(), true), // cut inside the FIM prompt
             _ => (dec(body), false),
         };
@@ -255,9 +257,11 @@ fn bad_inputs_are_clear_errors() {
     let err = pack_corpus(&tmp.path().join("nothing"), &tf, &tmp.path().join("p"), &PackConfig::default()).unwrap_err();
     assert!(err.to_string().contains("manifest.json"), "{err}");
     common::write_corpus(&tmp.path().join("c"), &corpus());
-    let err = pack_corpus(&tmp.path().join("c"), &tf, &tmp.path().join("p"), &PackConfig { val_fraction: 2.0, ..PackConfig::default() }).unwrap_err();
+    let err = pack_corpus(&tmp.path().join("c"), &tf, &tmp.path().join("p"), &PackConfig { val_fraction: 2.0, ..PackConfig::default() })
+        .unwrap_err();
     assert!(err.to_string().contains("val_fraction"), "{err}");
-    let err = pack_corpus(&tmp.path().join("c"), &tf, &tmp.path().join("p"), &PackConfig { seq_len: 0, ..PackConfig::default() }).unwrap_err();
+    let err =
+        pack_corpus(&tmp.path().join("c"), &tf, &tmp.path().join("p"), &PackConfig { seq_len: 0, ..PackConfig::default() }).unwrap_err();
     assert!(err.to_string().contains("seq_len"), "{err}");
     assert!(!tmp.path().join("p/meta.json").exists());
 }

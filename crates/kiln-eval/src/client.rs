@@ -61,8 +61,11 @@ impl Endpoint {
     /// Parses `http://host[:port][/base]`.
     pub fn parse(url: &str, api_key: Option<String>, timeout: Duration) -> Result<Self, EvalError> {
         let bad = |m: &str| EvalError::Endpoint(format!("{url}: {m}"));
-        let rest = url.strip_prefix("http://").ok_or_else(|| bad("only http:// endpoints are supported (serve locally, or put a TLS proxy in front)"))?;
-        let (authority, base) = rest.split_once('/').map(|(a, b)| (a, format!("/{}", b.trim_end_matches('/')))).unwrap_or((rest, String::new()));
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// endpoints are supported (serve locally, or put a TLS proxy in front)"))?;
+        let (authority, base) =
+            rest.split_once('/').map(|(a, b)| (a, format!("/{}", b.trim_end_matches('/')))).unwrap_or((rest, String::new()));
         let (host, port) = match authority.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad("the port is not a number"))?),
             None => (authority.to_string(), 80),
@@ -99,7 +102,14 @@ impl Endpoint {
 
     /// A fill-in-the-middle completion through `api`: OpenAI's `suffix` field, or llama.cpp's
     /// `POST /infill` (`input_prefix`, `input_suffix`, `n_predict`; answer in `content`).
-    pub fn complete_fim_with(&self, api: FimApi, prefix: &str, suffix: &str, max_tokens: usize, sampling: &Sampling) -> Result<String, EvalError> {
+    pub fn complete_fim_with(
+        &self,
+        api: FimApi,
+        prefix: &str,
+        suffix: &str,
+        max_tokens: usize,
+        sampling: &Sampling,
+    ) -> Result<String, EvalError> {
         match api {
             FimApi::Suffix => {
                 let mut body = json!({"prompt": prefix, "suffix": suffix, "max_tokens": max_tokens});
@@ -110,7 +120,8 @@ impl Endpoint {
             FimApi::Infill => {
                 // llama.cpp's sampling defaults (top_k 40, top_p 0.95, temperature 0.8) are
                 // overridden explicitly; the prompt cache is off so each answer is a cold run.
-                let mut body = json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": max_tokens, "top_k": 0, "cache_prompt": false});
+                let mut body =
+                    json!({"input_prefix": prefix, "input_suffix": suffix, "n_predict": max_tokens, "top_k": 0, "cache_prompt": false});
                 sampling.apply(&mut body);
                 if body.get("top_p").is_none() {
                     body["top_p"] = json!(1.0);
@@ -132,7 +143,11 @@ impl Endpoint {
     fn post(&self, path: &str, body: &str) -> Result<Value, EvalError> {
         let err = |m: String| EvalError::Endpoint(format!("{}{path}: {m}", self.url()));
         let deadline = Instant::now() + self.timeout;
-        let addr = (self.host.as_str(), self.port).to_socket_addrs().map_err(|e| err(format!("cannot resolve: {e}")))?.next().ok_or_else(|| err("no address".into()))?;
+        let addr = (self.host.as_str(), self.port)
+            .to_socket_addrs()
+            .map_err(|e| err(format!("cannot resolve: {e}")))?
+            .next()
+            .ok_or_else(|| err("no address".into()))?;
         let mut s = TcpStream::connect_timeout(&addr, self.timeout).map_err(|e| err(format!("cannot connect: {e}")))?;
         s.set_write_timeout(Some(self.timeout)).map_err(|e| err(e.to_string()))?;
         let auth = self.api_key.as_ref().map(|k| format!("Authorization: Bearer {k}\r\n")).unwrap_or_default();
@@ -167,7 +182,11 @@ impl Endpoint {
         }
         let text = String::from_utf8_lossy(&raw);
         let (headers, body) = text.split_once("\r\n\r\n").ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(&text))))?;
-        let status: u16 = headers.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(headers))))?;
+        let status: u16 = headers
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| err(format!("not an HTTP response: {}", excerpt(headers))))?;
         let body = if headers.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_string() };
         if status != 200 {
             return Err(err(format!("HTTP {status}: {}", excerpt(&body))));

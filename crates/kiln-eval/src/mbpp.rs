@@ -55,17 +55,29 @@ pub fn load(path: &Path) -> Result<Mbpp, EvalError> {
     let bad = |m: String| EvalError::Data { path: path.to_path_buf(), message: m };
     let exemplars = EXEMPLARS
         .iter()
-        .map(|id| rows.iter().find(|r| r.task_id == *id).cloned().ok_or_else(|| bad(format!("no row with task_id {id} (a few-shot exemplar); use the full 974-row mbpp.jsonl"))))
+        .map(|id| {
+            rows.iter()
+                .find(|r| r.task_id == *id)
+                .cloned()
+                .ok_or_else(|| bad(format!("no row with task_id {id} (a few-shot exemplar); use the full 974-row mbpp.jsonl")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let test: Vec<Row> = rows.iter().filter(|r| (11..=510).contains(&r.task_id)).cloned().collect();
     if test.len() != 500 {
-        return Err(bad(format!("{} rows with task_id 11..=510, expected 500 (the test split); use the full 974-row mbpp.jsonl", test.len())));
+        return Err(bad(format!(
+            "{} rows with task_id 11..=510, expected 500 (the test split); use the full 974-row mbpp.jsonl",
+            test.len()
+        )));
     }
     Ok(Mbpp { exemplars, test })
 }
 
 fn block(r: &Row) -> String {
-    format!("You are an expert Python programmer, and here is your task: {} Your code should pass these tests:\n\n{}\n", r.text, r.test_list.join("\n"))
+    format!(
+        "You are an expert Python programmer, and here is your task: {} Your code should pass these tests:\n\n{}\n",
+        r.text,
+        r.test_list.join("\n")
+    )
 }
 
 /// The 3-shot prompt for `target`.

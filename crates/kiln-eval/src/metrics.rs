@@ -80,7 +80,15 @@ fn matching_chars(a: &[char], b: &[char]) -> usize {
 /// and the longest match is then extended over equal neighbours.
 // Indexing by `i` mirrors difflib's loop (i also positions the match).
 #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-fn longest_match(a: &[char], b: &[char], b2j: &HashMap<char, Vec<usize>>, alo: usize, ahi: usize, blo: usize, bhi: usize) -> (usize, usize, usize) {
+fn longest_match(
+    a: &[char],
+    b: &[char],
+    b2j: &HashMap<char, Vec<usize>>,
+    alo: usize,
+    ahi: usize,
+    blo: usize,
+    bhi: usize,
+) -> (usize, usize, usize) {
     let (mut besti, mut bestj, mut bestsize) = (alo, blo, 0usize);
     let mut j2len: HashMap<usize, usize> = HashMap::new();
     for i in alo..ahi {

@@ -90,7 +90,8 @@ pub enum Language {
 
 impl Language {
     /// Every language, in the order of the CLI's help.
-    pub const ALL: [Language; 9] = [Language::Cpp, Language::Java, Language::Js, Language::Ts, Language::Cs, Language::Sh, Language::Php, Language::Go, Language::Rs];
+    pub const ALL: [Language; 9] =
+        [Language::Cpp, Language::Java, Language::Js, Language::Ts, Language::Cs, Language::Sh, Language::Php, Language::Go, Language::Rs];
 
     /// The short name used in file names and on the command line (`cpp`, `java`, ...).
     pub fn name(self) -> &'static str {
@@ -302,7 +303,12 @@ pub fn load(path: &Path, lang: Language) -> Result<Vec<Problem>, EvalError> {
         if Language::parse(&p.language) != Some(lang) {
             return Err(EvalError::Data {
                 path: path.to_path_buf(),
-                message: format!("problem {} ({}): field language is {:?}, expected {lang} (is this the humaneval-{lang}.jsonl file?)", i + 1, p.name, p.language),
+                message: format!(
+                    "problem {} ({}): field language is {:?}, expected {lang} (is this the humaneval-{lang}.jsonl file?)",
+                    i + 1,
+                    p.name,
+                    p.language
+                ),
             });
         }
     }
@@ -368,12 +374,22 @@ pub struct Scored {
 /// Compiles and runs the test program of each (problem, completion) with `workers` in
 /// parallel, each in a fresh temporary directory. `limits` is for running the program; see
 /// [`Language::limits`] for what compilers get.
-pub fn score(toolchain: &Toolchain, samples: &[(&Problem, String)], workers: usize, limits: &Limits, isolation: Isolation) -> Result<Vec<Scored>, EvalError> {
+pub fn score(
+    toolchain: &Toolchain,
+    samples: &[(&Problem, String)],
+    workers: usize,
+    limits: &Limits,
+    isolation: Isolation,
+) -> Result<Vec<Scored>, EvalError> {
     let lang = toolchain.language;
     if lang == Language::Java && toolchain.javatuples.is_none() {
-        return Err(EvalError::Data { path: PathBuf::from("javatuples-1.2.jar"), message: "Java needs the javatuples jar: call Toolchain::with_javatuples (kiln eval multipl-e: --javatuples FILE)".into() });
+        return Err(EvalError::Data {
+            path: PathBuf::from("javatuples-1.2.jar"),
+            message: "Java needs the javatuples jar: call Toolchain::with_javatuples (kiln eval multipl-e: --javatuples FILE)".into(),
+        });
     }
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
     pool.install(|| {
         samples
             .par_iter()
@@ -426,8 +442,19 @@ pub fn run_one(toolchain: &Toolchain, program: &str, task_id: &str, limits: &Lim
             RunResult::Failed { code: c.code, stderr: if c.stderr.trim().is_empty() { c.stdout } else { c.stderr } }
         }
     };
-    let (gpp, javac, java, node, tsc, mcs, mono, bash, php, go, rustc) =
-        (toolchain.program("g++"), toolchain.program("javac"), toolchain.program("java"), toolchain.program("node"), toolchain.program("tsc"), toolchain.program("mcs"), toolchain.program("mono"), toolchain.program("bash"), toolchain.program("php"), toolchain.program("go"), toolchain.program("rustc"));
+    let (gpp, javac, java, node, tsc, mcs, mono, bash, php, go, rustc) = (
+        toolchain.program("g++"),
+        toolchain.program("javac"),
+        toolchain.program("java"),
+        toolchain.program("node"),
+        toolchain.program("tsc"),
+        toolchain.program("mcs"),
+        toolchain.program("mono"),
+        toolchain.program("bash"),
+        toolchain.program("php"),
+        toolchain.program("go"),
+        toolchain.program("rustc"),
+    );
     Ok(match lang {
         Language::Cpp => {
             let mut argv = vec![gpp.as_str(), "-std=c++17", "test.cpp"];

@@ -104,7 +104,13 @@ pub fn run_program(program: &TestProgram, limits: &Limits, isolation: Isolation)
 }
 
 /// Scores one completion of `task` (or records why there is none), building the record.
-pub fn score(task: &Task, sample: usize, completion: Result<String, String>, limits: &Limits, isolation: Isolation) -> Result<Record, EvalError> {
+pub fn score(
+    task: &Task,
+    sample: usize,
+    completion: Result<String, String>,
+    limits: &Limits,
+    isolation: Isolation,
+) -> Result<Record, EvalError> {
     let (prompt, _) = cut(&task.prompt.display(), KEEP_BYTES);
     let (text, error) = match completion {
         Ok(c) => (c, None),
@@ -157,7 +163,8 @@ impl RunDir {
         let run_json = dir.join("run.json");
         if run_json.exists() {
             let text = std::fs::read_to_string(&run_json).map_err(|e| bad(&run_json, e.to_string()))?;
-            let old: Value = serde_json::from_str(&text).map_err(|e| bad(&run_json, format!("not JSON ({e}); delete the directory to start over")))?;
+            let old: Value =
+                serde_json::from_str(&text).map_err(|e| bad(&run_json, format!("not JSON ({e}); delete the directory to start over")))?;
             if let Some(diff) = first_difference(&old, settings) {
                 return Err(EvalError::Mismatch { dir: dir.to_path_buf(), setting: diff.0, was: diff.1, now: diff.2 });
             }
@@ -173,7 +180,11 @@ impl RunDir {
             let mut good_len = 0usize;
             let mut seen = HashSet::new();
             for (i, line) in lines.iter().enumerate() {
-                let parsed = if line.ends_with('\n') { serde_json::from_str::<Record>(line.trim_end()).map_err(|e| e.to_string()) } else { Err("no newline at the end (torn write)".into()) };
+                let parsed = if line.ends_with('\n') {
+                    serde_json::from_str::<Record>(line.trim_end()).map_err(|e| e.to_string())
+                } else {
+                    Err("no newline at the end (torn write)".into())
+                };
                 match parsed {
                     Ok(r) => {
                         good_len += line.len();
@@ -184,7 +195,9 @@ impl RunDir {
                     Err(e) if i + 1 == lines.len() => {
                         tracing::warn!(file = %path.display(), line = i + 1, error = %e, "dropping a torn last line; that sample is redone");
                     }
-                    Err(e) => return Err(bad(&path, format!("line {}: {e} (not a sample record; delete the directory to start over)", i + 1))),
+                    Err(e) => {
+                        return Err(bad(&path, format!("line {}: {e} (not a sample record; delete the directory to start over)", i + 1)))
+                    }
                 }
             }
             if good_len < text.len() {
@@ -200,7 +213,10 @@ impl RunDir {
     pub fn append(&mut self, r: &Record) -> Result<(), EvalError> {
         let mut line = serde_json::to_string(r).expect("JSON");
         line.push('\n');
-        self.samples.write_all(line.as_bytes()).and_then(|_| self.samples.flush()).map_err(|e| EvalError::Data { path: self.dir.join("samples.jsonl"), message: format!("cannot append: {e}") })
+        self.samples
+            .write_all(line.as_bytes())
+            .and_then(|_| self.samples.flush())
+            .map_err(|e| EvalError::Data { path: self.dir.join("samples.jsonl"), message: format!("cannot append: {e}") })
     }
 
     /// The directory.
@@ -215,7 +231,9 @@ fn first_difference(old: &Value, new: &Value) -> Option<(String, String, String)
         return (old != new).then(|| ("settings".into(), old.to_string(), new.to_string()));
     };
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    keys.into_iter().find(|k| a.get(*k) != b.get(*k)).map(|k| (k.clone(), a.get(k).map_or("(unset)".into(), |v| v.to_string()), b.get(k).map_or("(unset)".into(), |v| v.to_string())))
+    keys.into_iter()
+        .find(|k| a.get(*k) != b.get(*k))
+        .map(|k| (k.clone(), a.get(k).map_or("(unset)".into(), |v| v.to_string()), b.get(k).map_or("(unset)".into(), |v| v.to_string())))
 }
 
 /// Writes `path` atomically: a temporary file beside it, then a rename.
@@ -287,12 +305,23 @@ fn scores(records: &[&Record]) -> Scores {
 pub fn markdown(benchmark: &str, all: &Scores, per_language: &BTreeMap<String, Scores>) -> String {
     let ks: Vec<&String> = all.pass_at_k.keys().collect();
     let em = all.exact_match.is_some();
-    let mut s = format!("| benchmark | language | problems | samples | {}{} | timed out | no completion |\n", ks.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | "), if em { " | exact match" } else { "" });
+    let mut s = format!(
+        "| benchmark | language | problems | samples | {}{} | timed out | no completion |\n",
+        ks.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" | "),
+        if em { " | exact match" } else { "" }
+    );
     s.push_str(&format!("|---|---|---|---|{}{}---|---|\n", "---|".repeat(ks.len()), if em { "---|" } else { "" }));
     let mut row = |lang: &str, sc: &Scores| {
         let pk: Vec<String> = ks.iter().map(|k| sc.pass_at_k.get(*k).map_or("–".into(), |v| format!("{:.1}%", 100.0 * v))).collect();
         let e = if em { format!(" | {}", sc.exact_match.map_or("–".into(), |v| format!("{:.1}%", 100.0 * v))) } else { String::new() };
-        s.push_str(&format!("| {benchmark} | {lang} | {} | {} | {}{e} | {} | {} |\n", sc.problems, sc.samples, pk.join(" | "), sc.timed_out, sc.generation_errors));
+        s.push_str(&format!(
+            "| {benchmark} | {lang} | {} | {} | {}{e} | {} | {} |\n",
+            sc.problems,
+            sc.samples,
+            pk.join(" | "),
+            sc.timed_out,
+            sc.generation_errors
+        ));
     };
     for (lang, sc) in per_language {
         row(lang, sc);
@@ -308,9 +337,16 @@ pub type Pending<'t> = (&'t Task, usize, Result<String, String>);
 
 /// Scores `items` with `workers` programs at once, calling `done` (on the calling thread, in
 /// completion order) with each record as soon as it is scored, so it can be saved at once.
-pub fn score_many(items: Vec<Pending<'_>>, workers: usize, limits: &Limits, isolation: Isolation, mut done: impl FnMut(Record) -> Result<(), EvalError>) -> Result<(), EvalError> {
+pub fn score_many(
+    items: Vec<Pending<'_>>,
+    workers: usize,
+    limits: &Limits,
+    isolation: Isolation,
+    mut done: impl FnMut(Record) -> Result<(), EvalError>,
+) -> Result<(), EvalError> {
     use rayon::prelude::*;
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         s.spawn(move || {

@@ -103,7 +103,8 @@ impl BuildOptions {
 /// [`BuildOptions::all_repos`]), rebuilt from the shards: a repository split into several
 /// samples (one per connected component of its import graph) gets all its files back.
 pub fn repos_from_corpus(corpus: &Path, opts: &BuildOptions) -> Result<Vec<Repo>, EvalError> {
-    let manifest = kiln_corpus::Manifest::load(corpus).map_err(|e| EvalError::Data { path: corpus.to_path_buf(), message: e.to_string() })?;
+    let manifest =
+        kiln_corpus::Manifest::load(corpus).map_err(|e| EvalError::Data { path: corpus.to_path_buf(), message: e.to_string() })?;
     let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for shard in manifest.shard_paths(corpus) {
         kiln_corpus::shard::read_file(&shard, 256, |batch| {
@@ -115,7 +116,14 @@ pub fn repos_from_corpus(corpus: &Path, opts: &BuildOptions) -> Result<Vec<Repo>
                 for f in &s.files {
                     let text = usize::try_from(f.start).ok().zip(usize::try_from(f.end).ok()).and_then(|(a, b)| s.text.get(a..b));
                     let Some(text) = text else {
-                        return Err(kiln_corpus::CorpusError::Plan(format!("sample {}: file {} has the span {}..{}, outside its text of {} bytes", s.id, f.path, f.start, f.end, s.text.len())));
+                        return Err(kiln_corpus::CorpusError::Plan(format!(
+                            "sample {}: file {} has the span {}..{}, outside its text of {} bytes",
+                            s.id,
+                            f.path,
+                            f.start,
+                            f.end,
+                            s.text.len()
+                        )));
                     };
                     files.insert(f.path.clone(), text.to_string());
                 }
@@ -124,7 +132,10 @@ pub fn repos_from_corpus(corpus: &Path, opts: &BuildOptions) -> Result<Vec<Repo>
         })
         .map_err(|e| EvalError::Data { path: shard.clone(), message: e.to_string() })?;
     }
-    Ok(repos.into_iter().map(|(name, files)| Repo { name, files: files.into_iter().map(|(p, t)| SourceFile::new(p, t)).collect() }).collect())
+    Ok(repos
+        .into_iter()
+        .map(|(name, files)| Repo { name, files: files.into_iter().map(|(p, t)| SourceFile::new(p, t)).collect() })
+        .collect())
 }
 
 /// [`build_from_repos`] on [`repos_from_corpus`].
@@ -141,7 +152,8 @@ pub fn build_from_repos(repos: &[Repo], opts: &BuildOptions) -> Result<Vec<RepoT
     let mut chosen: Vec<(u64, RepoTask)> = Vec::new();
     for repo in repos.iter().filter(|r| opts.selects(&r.name)) {
         let graph = build_graph(repo);
-        let defs: Vec<HashSet<String>> = repo.files.iter().map(|f| f.language.map(|l| definitions(l.name(), &f.text)).unwrap_or_default()).collect();
+        let defs: Vec<HashSet<String>> =
+            repo.files.iter().map(|f| f.language.map(|l| definitions(l.name(), &f.text)).unwrap_or_default()).collect();
         for (i, file) in repo.files.iter().enumerate() {
             let Some(lang) = file.language.map(|l| l.name()) else { continue };
             if !has_definition_finder(lang) {
@@ -213,7 +225,8 @@ struct Candidate {
 /// Lines that are not blank, not comments (nor inside a block comment or docstring), not
 /// imports, with at least `min_prefix` lines before them.
 fn candidate_lines(file: &SourceFile, lang: &str, min_prefix: usize) -> Vec<Candidate> {
-    let import_lines: HashSet<usize> = file_syntax(file).map(|s| analyze(s, &file.text).imports.iter().map(|i| i.line).collect()).unwrap_or_default();
+    let import_lines: HashSet<usize> =
+        file_syntax(file).map(|s| analyze(s, &file.text).imports.iter().map(|i| i.line).collect()).unwrap_or_default();
     let mut out = Vec::new();
     let mut state = ScanState::default();
     let mut open_import_brackets = 0i32;
@@ -238,12 +251,13 @@ fn candidate_lines(file: &SourceFile, lang: &str, min_prefix: usize) -> Vec<Cand
 }
 
 fn bracket_balance(code: &str) -> i32 {
-    code.chars().map(|c| match c {
-        '(' | '{' | '[' => 1,
-        ')' | '}' | ']' => -1,
-        _ => 0,
-    })
-    .sum()
+    code.chars()
+        .map(|c| match c {
+            '(' | '{' | '[' => 1,
+            ')' | '}' | ']' => -1,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Whether a line (code only, trimmed) is an import, an include or a module declaration.
@@ -388,8 +402,14 @@ pub fn definitions(language: &str, text: &str) -> HashSet<String> {
         let t = code.trim();
         let name = match language {
             "Python" if indent == 0 => python_def(t),
-            "Rust" if indent == 0 => keyword_def(strip_words(t, &["pub(crate)", "pub(super)", "pub(self)", "pub", "async", "unsafe", "extern \"C\"", "extern", "default"]), &["fn", "struct", "enum", "trait", "type", "const", "static mut", "static", "union", "mod", "macro_rules!"]),
-            "JavaScript" | "TypeScript" if indent == 0 => keyword_def(strip_words(t, &["export", "default", "declare", "async", "abstract"]), &["function*", "function", "class", "const", "let", "var", "interface", "type", "enum", "namespace"]),
+            "Rust" if indent == 0 => keyword_def(
+                strip_words(t, &["pub(crate)", "pub(super)", "pub(self)", "pub", "async", "unsafe", "extern \"C\"", "extern", "default"]),
+                &["fn", "struct", "enum", "trait", "type", "const", "static mut", "static", "union", "mod", "macro_rules!"],
+            ),
+            "JavaScript" | "TypeScript" if indent == 0 => keyword_def(
+                strip_words(t, &["export", "default", "declare", "async", "abstract"]),
+                &["function*", "function", "class", "const", "let", "var", "interface", "type", "enum", "namespace"],
+            ),
             "Java" | "C#" => java_def(t),
             "Go" if indent == 0 => keyword_def(t, &["func", "type", "var", "const"]),
             "C" | "C++" if indent == 0 => c_def(t),
@@ -446,7 +466,8 @@ fn python_def(t: &str) -> Option<String> {
 }
 
 fn java_def(t: &str) -> Option<String> {
-    let modifiers = ["public", "private", "protected", "internal", "static", "final", "abstract", "sealed", "partial", "readonly", "strictfp", "const"];
+    let modifiers =
+        ["public", "private", "protected", "internal", "static", "final", "abstract", "sealed", "partial", "readonly", "strictfp", "const"];
     let rest = strip_words(t, &modifiers);
     if let Some(n) = keyword_def(rest, &["class", "interface", "enum", "record", "struct"]) {
         return Some(n);
@@ -520,7 +541,10 @@ pub fn write_bench(bench: &Path, tasks: &[RepoTask], repos: &[Repo]) -> Result<(
     let snap = snapshot_path(bench);
     let mut f = std::io::BufWriter::new(std::fs::File::create(&snap).map_err(|e| io(&snap, e))?);
     for r in repos.iter().filter(|r| used.contains(r.name.as_str())) {
-        let line = SnapshotRepo { repo: r.name.clone(), files: r.files.iter().map(|f| SnapshotFile { path: f.path.clone(), text: f.text.clone() }).collect() };
+        let line = SnapshotRepo {
+            repo: r.name.clone(),
+            files: r.files.iter().map(|f| SnapshotFile { path: f.path.clone(), text: f.text.clone() }).collect(),
+        };
         serde_json::to_writer(&mut f, &line).expect("snapshot serialises");
         f.write_all(b"\n").map_err(|e| io(&snap, e))?;
     }
@@ -533,7 +557,13 @@ pub fn load_bench(bench: &Path) -> Result<(Vec<RepoTask>, Vec<Repo>), EvalError>
     let tasks: Vec<RepoTask> = crate::load_jsonl(bench, "task_id, repo, path, language, prefix, suffix, ground_truth, symbol, defined_in")?;
     let snap = snapshot_path(bench);
     if !snap.is_file() {
-        return Err(EvalError::Data { path: snap, message: format!("missing: the repository snapshot `kiln eval repo build` writes next to {}; rebuild the bench", bench.display()) });
+        return Err(EvalError::Data {
+            path: snap,
+            message: format!(
+                "missing: the repository snapshot `kiln eval repo build` writes next to {}; rebuild the bench",
+                bench.display()
+            ),
+        });
     }
     let lines: Vec<SnapshotRepo> = crate::load_jsonl(&snap, "repo, files: [{path, text}]")?;
     let repos: Vec<Repo> = lines
@@ -547,7 +577,17 @@ pub fn load_bench(bench: &Path) -> Result<(Vec<RepoTask>, Vec<Repo>), EvalError>
     for (n, t) in tasks.iter().enumerate() {
         let ok = repos.iter().find(|r| r.name == t.repo).is_some_and(|r| r.files.iter().any(|f| f.path == t.path));
         if !ok {
-            return Err(EvalError::Data { path: bench.to_path_buf(), message: format!("line {}: task {}: {}/{} is not in {}; rebuild the bench", n + 1, t.task_id, t.repo, t.path, snap.display()) });
+            return Err(EvalError::Data {
+                path: bench.to_path_buf(),
+                message: format!(
+                    "line {}: task {}: {}/{} is not in {}; rebuild the bench",
+                    n + 1,
+                    t.task_id,
+                    t.repo,
+                    t.path,
+                    snap.display()
+                ),
+            });
         }
     }
     Ok((tasks, repos))
@@ -593,14 +633,26 @@ pub struct Prompt {
 
 /// The files `task`'s file imports, directly or not, in dependency order, within
 /// `budget_tokens` (farthest dropped first): [`RepoIndex::context_for`] on the snapshot.
-pub fn context_files(index: &RepoIndex, task: &RepoTask, tokenizer: &Tokenizer, budget_tokens: usize) -> Result<Vec<ContextFile>, EvalError> {
-    index.context_for(&task.path, budget_tokens, tokenizer).map_err(|e| EvalError::Data { path: PathBuf::from(&task.path), message: format!("task {}: {e}", task.task_id) })
+pub fn context_files(
+    index: &RepoIndex,
+    task: &RepoTask,
+    tokenizer: &Tokenizer,
+    budget_tokens: usize,
+) -> Result<Vec<ContextFile>, EvalError> {
+    index
+        .context_for(&task.path, budget_tokens, tokenizer)
+        .map_err(|e| EvalError::Data { path: PathBuf::from(&task.path), message: format!("task {}: {e}", task.task_id) })
 }
 
 /// Like [`context_files`], but the nearest files are kept whole while they fit and the next one
 /// is cut to its first lines to fill the rest of `budget_tokens` (its path comment and a few
 /// tokens of rendering are counted too).
-pub fn context_files_cut(index: &RepoIndex, task: &RepoTask, tokenizer: &Tokenizer, budget_tokens: usize) -> Result<Vec<ContextFile>, EvalError> {
+pub fn context_files_cut(
+    index: &RepoIndex,
+    task: &RepoTask,
+    tokenizer: &Tokenizer,
+    budget_tokens: usize,
+) -> Result<Vec<ContextFile>, EvalError> {
     let all = context_files(index, task, tokenizer, usize::MAX / 4)?;
     let count = |s: &str| tokenizer.encode_raw(s).map(|ids| ids.len()).unwrap_or(s.len());
     // Dependency order puts the nearest imports last, right before the file itself.
@@ -638,8 +690,15 @@ pub fn context_files_cut(index: &RepoIndex, task: &RepoTask, tokenizer: &Tokeniz
 
 /// Builds the prompt of `task` with `context` (empty for the "without" condition), the in-file
 /// part left-truncated by whole lines to `max_prompt_tokens - context_tokens`.
-pub fn prompt_for(task: &RepoTask, context: &[ContextFile], tokenizer: &Tokenizer, budgets: &Budgets, fim: bool) -> Result<Prompt, EvalError> {
-    let tok = |e: kiln_infer::InferError| EvalError::Data { path: PathBuf::from(&task.path), message: format!("task {}: {e}", task.task_id) };
+pub fn prompt_for(
+    task: &RepoTask,
+    context: &[ContextFile],
+    tokenizer: &Tokenizer,
+    budgets: &Budgets,
+    fim: bool,
+) -> Result<Prompt, EvalError> {
+    let tok =
+        |e: kiln_infer::InferError| EvalError::Data { path: PathBuf::from(&task.path), message: format!("task {}: {e}", task.task_id) };
     let count = |s: &str| tokenizer.encode_raw(s).map(|v| v.len()).unwrap_or(s.len());
     let in_file = budgets.max_prompt_tokens.saturating_sub(budgets.context_tokens).max(1);
     let head = count(&prompt::repo_prompt_text(&[], Some(&task.path), ""));
@@ -670,7 +729,8 @@ fn keep_end<'a>(text: &'a str, budget: usize, count: &dyn Fn(&str) -> usize) -> 
     if count(text) <= budget {
         return text;
     }
-    let mut starts: Vec<usize> = std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).filter(|&i| i < text.len()).collect();
+    let mut starts: Vec<usize> =
+        std::iter::once(0).chain(text.match_indices('\n').map(|(i, _)| i + 1)).filter(|&i| i < text.len()).collect();
     // Then every character of the last line, for a line longer than the budget.
     let last = *starts.last().unwrap_or(&0);
     starts.extend(text[last..].char_indices().skip(1).map(|(i, _)| last + i));
@@ -808,7 +868,10 @@ impl RepoScore {
         let mut s = String::from("| language | tasks | context | EM | ES | identifier EM |\n|---|---|---|---|---|---|\n");
         for r in &self.rows {
             for (name, m) in [("with", &r.with_context), ("without", &r.without_context)] {
-                s += &format!("| {} | {} | {name} | {:.1}% | {:.1} | {:.1}% |\n", r.language, r.tasks, m.exact_match, m.edit_similarity, m.identifier_match);
+                s += &format!(
+                    "| {} | {} | {name} | {:.1}% | {:.1} | {:.1}% |\n",
+                    r.language, r.tasks, m.exact_match, m.edit_similarity, m.identifier_match
+                );
             }
         }
         s.trim_end().to_string()
@@ -836,7 +899,12 @@ pub fn score(tasks: &[RepoTask], predictions_with: &[String], predictions_withou
         let n = idx.len().max(1) as f64;
         Metrics { exact_match: 100.0 * em as f64 / n, edit_similarity: es as f64 / n, identifier_match: 100.0 * id as f64 / n }
     };
-    let row = |language: &str, idx: &[usize]| ScoreRow { language: language.to_string(), tasks: idx.len(), with_context: metrics(idx, predictions_with), without_context: metrics(idx, predictions_without) };
+    let row = |language: &str, idx: &[usize]| ScoreRow {
+        language: language.to_string(),
+        tasks: idx.len(),
+        with_context: metrics(idx, predictions_with),
+        without_context: metrics(idx, predictions_without),
+    };
     let mut rows: Vec<ScoreRow> = groups.iter().map(|(l, idx)| row(l, idx)).collect();
     rows.push(row("all", &(0..tasks.len()).collect::<Vec<_>>()));
     RepoScore { rows }
@@ -908,13 +976,22 @@ pub struct RepoReport {
 /// once (both prompts would be the same). A failing completion is logged, counted in
 /// `generation_errors` and scores as an empty prediction; the run goes on. `repos` must hold
 /// every task's repository (the snapshot of [`load_bench`]).
-pub fn evaluate<E: Display>(tasks: &[RepoTask], repos: &[Repo], tokenizer: &Tokenizer, opts: &EvalOptions, mut complete: impl FnMut(&Prompt) -> Result<String, E>) -> Result<RepoReport, EvalError> {
+pub fn evaluate<E: Display>(
+    tasks: &[RepoTask],
+    repos: &[Repo],
+    tokenizer: &Tokenizer,
+    opts: &EvalOptions,
+    mut complete: impl FnMut(&Prompt) -> Result<String, E>,
+) -> Result<RepoReport, EvalError> {
     let mut indexes: HashMap<&str, RepoIndex> = HashMap::new();
     let mut results = Vec::with_capacity(tasks.len());
     let mut errors = 0;
     for (n, task) in tasks.iter().enumerate() {
         if !indexes.contains_key(task.repo.as_str()) {
-            let repo = repos.iter().find(|r| r.name == task.repo).ok_or_else(|| EvalError::Data { path: PathBuf::from(&task.repo), message: format!("task {}: its repository is not in the snapshot", task.task_id) })?;
+            let repo = repos.iter().find(|r| r.name == task.repo).ok_or_else(|| EvalError::Data {
+                path: PathBuf::from(&task.repo),
+                message: format!("task {}: its repository is not in the snapshot", task.task_id),
+            })?;
             indexes.insert(task.repo.as_str(), RepoIndex::from_repo(repo.clone()));
         }
         let context = if opts.partial_files {
@@ -934,7 +1011,13 @@ pub fn evaluate<E: Display>(tasks: &[RepoTask], repos: &[Repo], tokenizer: &Toke
             };
             let prediction = postprocess(&raw, &task.language);
             let gt = remove_comments(&task.ground_truth, &task.language);
-            Ok(Outcome { exact_match: exact_match(&prediction, &gt), edit_similarity: edit_similarity(&prediction, &gt), prompt_tokens: p.ids.len(), raw, prediction })
+            Ok(Outcome {
+                exact_match: exact_match(&prediction, &gt),
+                edit_similarity: edit_similarity(&prediction, &gt),
+                prompt_tokens: p.ids.len(),
+                raw,
+                prediction,
+            })
         };
         let with_context = run(&context)?;
         // No file fit the budget (or the file imports none): the two prompts are the same, so
@@ -961,13 +1044,20 @@ mod tests {
 
     #[test]
     fn definition_finders() {
-        let py = definitions("Python", "X = 1\ndef f(a):\n    y = 2\nclass C:\n    pass\nasync def g():\n    pass\n\"\"\"\nZ = 3\n\"\"\"\n");
+        let py =
+            definitions("Python", "X = 1\ndef f(a):\n    y = 2\nclass C:\n    pass\nasync def g():\n    pass\n\"\"\"\nZ = 3\n\"\"\"\n");
         assert_eq!(py, ["X", "f", "C", "g"].map(String::from).into());
         let rs = definitions("Rust", "pub fn a() {}\npub(crate) struct B;\nconst C: u8 = 1;\nimpl B {\n    fn m() {}\n}\n// fn d() {}\n");
         assert_eq!(rs, ["a", "B", "C"].map(String::from).into());
-        let ts = definitions("TypeScript", "export function f() {}\nexport default class K {}\nconst v = 1;\nexport interface I {}\n  let inner = 2;\n");
+        let ts = definitions(
+            "TypeScript",
+            "export function f() {}\nexport default class K {}\nconst v = 1;\nexport interface I {}\n  let inner = 2;\n",
+        );
         assert_eq!(ts, ["f", "K", "v", "I"].map(String::from).into());
-        let java = definitions("Java", "public class Util {\n    public static final int MAX = 3;\n    public static int add(int a, int b) {\n    private int x;\n}\n");
+        let java = definitions(
+            "Java",
+            "public class Util {\n    public static final int MAX = 3;\n    public static int add(int a, int b) {\n    private int x;\n}\n",
+        );
         assert_eq!(java, ["Util", "MAX", "add"].map(String::from).into());
         let go = definitions("Go", "package m\nfunc Add(a int) int {\ntype T struct {\nvar V = 1\n");
         assert_eq!(go, ["Add", "T", "V"].map(String::from).into());

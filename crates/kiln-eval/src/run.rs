@@ -19,14 +19,25 @@ pub struct Scored {
 }
 
 /// Runs the HumanEval test program of each (problem, completion) with `workers` in parallel.
-pub fn score_humaneval(samples: &[(&Problem, String)], workers: usize, limits: &Limits, isolation: Isolation) -> Result<Vec<Scored>, EvalError> {
+pub fn score_humaneval(
+    samples: &[(&Problem, String)],
+    workers: usize,
+    limits: &Limits,
+    isolation: Isolation,
+) -> Result<Vec<Scored>, EvalError> {
     let programs: Vec<_> = samples.iter().map(|(p, c)| (p.task_id.clone(), c.clone(), humaneval::program(p, c))).collect();
     score_programs(&programs, workers, limits, isolation)
 }
 
 /// Runs each (task id, completion, Python test program) with `workers` in parallel.
-pub fn score_programs(programs: &[(String, String, String)], workers: usize, limits: &Limits, isolation: Isolation) -> Result<Vec<Scored>, EvalError> {
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
+pub fn score_programs(
+    programs: &[(String, String, String)],
+    workers: usize,
+    limits: &Limits,
+    isolation: Isolation,
+) -> Result<Vec<Scored>, EvalError> {
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(workers.max(1)).build().map_err(|e| EvalError::Exec(std::io::Error::other(e)))?;
     pool.install(|| {
         programs
             .par_iter()

@@ -115,7 +115,22 @@ pub fn run_captured(argv: &[&str], dir: &Path, limits: &Limits, isolation: Isola
     let mut cmd = match isolation {
         Isolation::Bubblewrap => {
             let mut c = Command::new("bwrap");
-            c.args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", &dir_s, &dir_s, "--chdir", &dir_s]);
+            c.args([
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--proc",
+                "/proc",
+                "--tmpfs",
+                "/tmp",
+                "--bind",
+                &dir_s,
+                &dir_s,
+                "--chdir",
+                &dir_s,
+            ]);
             c.args(["--unshare-all", "--die-with-parent", "--new-session", "--"]);
             c.args(argv);
             c

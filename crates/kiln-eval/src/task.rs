@@ -83,7 +83,11 @@ pub struct Task {
 
 impl std::fmt::Debug for Task {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task").field("task_id", &self.task_id).field("language", &self.language).field("prompt", &self.prompt).finish_non_exhaustive()
+        f.debug_struct("Task")
+            .field("task_id", &self.task_id)
+            .field("language", &self.language)
+            .field("prompt", &self.prompt)
+            .finish_non_exhaustive()
     }
 }
 

@@ -34,7 +34,10 @@ fn mbpp_prompt_follows_deepseek_3_shot_format() {
     let p = mbpp::prompt(&m, &m.test[0]);
     assert_eq!(p.matches("You are an expert Python programmer, and here is your task: ").count(), 4);
     assert_eq!(p.matches("[DONE]").count(), 3, "three exemplars");
-    assert!(p.starts_with("You are an expert Python programmer, and here is your task: Write a function to find the similar elements"), "exemplar 1 is task 2");
+    assert!(
+        p.starts_with("You are an expert Python programmer, and here is your task: Write a function to find the similar elements"),
+        "exemplar 1 is task 2"
+    );
     assert!(p.ends_with("Your code should pass these tests:\n\nassert remove_Occ(\"hello\",\"l\") == \"heo\"\nassert remove_Occ(\"abcda\",\"a\") == \"bcd\"\nassert remove_Occ(\"PHP\",\"P\") == \"H\"\n[BEGIN]"), "{}", &p[p.len() - 300..]);
     assert!(!p.contains('\r') && !p.contains('\t'), "exemplar code: no CR, tabs as spaces");
     assert_eq!(mbpp::extract("\n def f(): pass \n[DONE]\nmore"), "def f(): pass");
@@ -75,16 +78,25 @@ fn canonical_middles_pass_for_a_sample_of_every_infilling_set() {
         assert!(picked.len() >= 7, "{set:?}");
         // Multi-line and random-span middles span lines: scoring must keep them whole.
         if set != InfillSet::Single {
-            assert!(picked.iter().any(|t| t.canonical.trim_end().contains('\n')) || set == InfillSet::RandomSpanLight, "{set:?} has a multi-line middle in the sample");
+            assert!(
+                picked.iter().any(|t| t.canonical.trim_end().contains('\n')) || set == InfillSet::RandomSpanLight,
+                "{set:?} has a multi-line middle in the sample"
+            );
             let t = tasks.iter().find(|t| t.canonical.trim_end().contains('\n')).unwrap();
             assert_eq!((t.finish)(&t.canonical), t.canonical, "{set:?}: the middle is not cut at a newline");
         }
         let items = picked.iter().map(|t| (*t, 0, Ok(t.canonical.clone()))).collect();
         let mut records = Vec::new();
-        record::score_many(items, workers(), &Limits { timeout: std::time::Duration::from_secs(3), ..Limits::default() }, detect_isolation(), |r| {
-            records.push(r);
-            Ok(())
-        })
+        record::score_many(
+            items,
+            workers(),
+            &Limits { timeout: std::time::Duration::from_secs(3), ..Limits::default() },
+            detect_isolation(),
+            |r| {
+                records.push(r);
+                Ok(())
+            },
+        )
         .unwrap();
         for r in &records {
             assert!(r.passed, "{set:?} {}: {}", r.task_id, r.stderr);
@@ -157,7 +169,12 @@ fn run_dir_resumes_drops_a_torn_line_and_refuses_other_settings() {
     drop(d);
     // A crash mid-write: half a line at the end.
     use std::io::Write;
-    std::fs::OpenOptions::new().append(true).open(dir.join("samples.jsonl")).unwrap().write_all(b"{\"task_id\":\"HumanEval/1\",\"sam").unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("samples.jsonl"))
+        .unwrap()
+        .write_all(b"{\"task_id\":\"HumanEval/1\",\"sam")
+        .unwrap();
     let (mut d, old) = RunDir::open(&dir, &settings).unwrap();
     assert_eq!(old.len(), 3, "the torn line is dropped");
     d.append(&mk(1, 1, true)).unwrap();

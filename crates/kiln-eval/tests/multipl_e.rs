@@ -57,7 +57,12 @@ fn check_language(lang: Language) {
             let p = problems.iter().find(|p| p.name == s.task_id).unwrap_or_else(|| panic!("{lang}: {} is not in the data", s.task_id));
             // The fixture's completions must survive the language's stop tokens unchanged,
             // i.e. they are what a model stopped at the right place would return.
-            assert_eq!(multipl_e::truncate(&s.completion, &multipl_e::stop_tokens(p, lang)), s.completion, "{lang} {}: the completion contains a stop token", s.task_id);
+            assert_eq!(
+                multipl_e::truncate(&s.completion, &multipl_e::stop_tokens(p, lang)),
+                s.completion,
+                "{lang} {}: the completion contains a stop token",
+                s.task_id
+            );
             (p, s.completion.clone())
         })
         .collect();
@@ -67,7 +72,12 @@ fn check_language(lang: Language) {
         assert_eq!(s.language, lang);
         match want.expect.as_str() {
             "pass" => assert_eq!(s.result, RunResult::Passed, "{lang} {}: a hand-checked solution did not pass ({isolation:?})", s.task_id),
-            _ => assert!(matches!(s.result, RunResult::Failed { .. }), "{lang} {}: a wrong completion did not fail: {:?}", s.task_id, s.result),
+            _ => assert!(
+                matches!(s.result, RunResult::Failed { .. }),
+                "{lang} {}: a wrong completion did not fail: {:?}",
+                s.task_id,
+                s.result
+            ),
         }
     }
 }
@@ -129,7 +139,11 @@ fn a_file_of_the_wrong_language_or_a_bad_line_is_named() {
     assert!(err.contains("humaneval-cpp.jsonl") && err.contains("expected java"), "{err}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("humaneval-sh.jsonl");
-    std::fs::write(&bad, "{\"name\": \"x\", \"language\": \"sh\", \"prompt\": \"p\", \"stop_tokens\": [], \"test\": \"t\"}\n{\"name\": \"y\"}\n").unwrap();
+    std::fs::write(
+        &bad,
+        "{\"name\": \"x\", \"language\": \"sh\", \"prompt\": \"p\", \"stop_tokens\": [], \"test\": \"t\"}\n{\"name\": \"y\"}\n",
+    )
+    .unwrap();
     let err = multipl_e::load(&bad, Language::Sh).unwrap_err().to_string();
     assert!(err.contains("humaneval-sh.jsonl") && err.contains("line 2") && err.contains("language"), "{err}");
 }
@@ -157,7 +171,8 @@ fn a_compile_error_is_a_failure_with_the_compilers_message() {
     for lang in [Language::Cpp, Language::Rs, Language::Java, Language::Ts, Language::Cs, Language::Go] {
         let Some(tc) = toolchain(lang) else { continue };
         let p = problems(lang).into_iter().find(|p| p.name == "HumanEval_53_add").unwrap();
-        let scored = multipl_e::score(&tc, &[(&p, "\n    return x +;\n}\n".to_string())], 1, &Limits::default(), detect_isolation()).unwrap();
+        let scored =
+            multipl_e::score(&tc, &[(&p, "\n    return x +;\n}\n".to_string())], 1, &Limits::default(), detect_isolation()).unwrap();
         let RunResult::Failed { stderr, .. } = &scored[0].result else { panic!("{lang}: {:?}", scored[0].result) };
         // The compiler's message points into the program file (`go test` compiles and runs in
         // one step, so its message comes without the "compilation error" prefix).
@@ -186,7 +201,14 @@ fn an_infinite_loop_times_out_in_cpp_and_js() {
 fn javascript_that_prints_fails_as_in_deepseek() {
     let Some(tc) = toolchain(Language::Js) else { return };
     let p = problems(Language::Js).into_iter().find(|p| p.name == "HumanEval_53_add").unwrap();
-    let scored = multipl_e::score(&tc, &[(&p, "\n  process.stdout.write('hi');\n  return x + y;\n}\n".to_string())], 1, &Limits::default(), detect_isolation()).unwrap();
+    let scored = multipl_e::score(
+        &tc,
+        &[(&p, "\n  process.stdout.write('hi');\n  return x + y;\n}\n".to_string())],
+        1,
+        &Limits::default(),
+        detect_isolation(),
+    )
+    .unwrap();
     assert!(matches!(&scored[0].result, RunResult::Failed { stderr, .. } if stderr.contains("hi")), "{:?}", scored[0].result);
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use kiln_eval::repo_bench::{self, BuildOptions, Budgets, EvalOptions, RepoTask};
+use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions, RepoTask};
 use kiln_repo::graph::build_graph;
 use kiln_repo::ingest::{ingest_path, IngestOptions};
 use kiln_repo::Repo;
@@ -34,9 +34,8 @@ fn all_repos() -> BuildOptions {
 /// Whether `text` has a line defining `name` (checked independently of the library's finder:
 /// a definition keyword, or a module-level assignment, right before the name).
 fn defines(text: &str, name: &str) -> bool {
-    let word_at = |l: &str, pat: &str| {
-        l.match_indices(pat).any(|(i, _)| !l[i + pat.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'))
-    };
+    let word_at =
+        |l: &str, pat: &str| l.match_indices(pat).any(|(i, _)| !l[i + pat.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_'));
     text.lines().any(|l| {
         let keywords = ["def ", "class ", "fn ", "struct ", "enum ", "const ", "function ", "interface ", "type "];
         keywords.iter().any(|k| word_at(l, &format!("{k}{name}"))) || l.starts_with(&format!("{name} = "))
@@ -55,12 +54,27 @@ fn every_task_uses_a_symbol_defined_in_another_imported_file() {
         let (file, def) = (idx(&t.path), idx(&t.defined_in));
         let text = &repo.files[file].text;
         // The task cuts the file exactly: prefix + line + suffix.
-        let middle = text.strip_prefix(t.prefix.as_str()).and_then(|r| r.strip_suffix(t.suffix.as_str())).unwrap_or_else(|| panic!("{}: prefix/suffix do not frame the file", t.task_id));
+        let middle = text
+            .strip_prefix(t.prefix.as_str())
+            .and_then(|r| r.strip_suffix(t.suffix.as_str()))
+            .unwrap_or_else(|| panic!("{}: prefix/suffix do not frame the file", t.task_id));
         assert_eq!(middle.trim_end(), t.ground_truth, "{}", t.task_id);
-        assert!(t.prefix.ends_with('\n') || t.prefix.chars().all(|c| c == ' ' || c == '\t') || t.prefix.rsplit('\n').next().unwrap().trim().is_empty(), "{}: prefix ends with the indentation", t.task_id);
+        assert!(
+            t.prefix.ends_with('\n')
+                || t.prefix.chars().all(|c| c == ' ' || c == '\t')
+                || t.prefix.rsplit('\n').next().unwrap().trim().is_empty(),
+            "{}: prefix ends with the indentation",
+            t.task_id
+        );
         // The line uses the symbol, another file defines it, this file imports that file and does
         // not define the symbol itself.
-        assert!(t.ground_truth.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == t.symbol), "{}: `{}` not in `{}`", t.task_id, t.symbol, t.ground_truth);
+        assert!(
+            t.ground_truth.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == t.symbol),
+            "{}: `{}` not in `{}`",
+            t.task_id,
+            t.symbol,
+            t.ground_truth
+        );
         assert_ne!(file, def, "{}", t.task_id);
         assert!(defines(&repo.files[def].text, &t.symbol), "{}: {} does not define {}", t.task_id, t.defined_in, t.symbol);
         assert!(!defines(text, &t.symbol), "{}: {} defines {} itself", t.task_id, t.path, t.symbol);
@@ -243,7 +257,10 @@ fn an_oracle_that_needs_the_defining_file_scores_all_with_context_and_nothing_wi
     assert_eq!(all.without_context.exact_match, 0.0);
     assert!(all.without_context.edit_similarity < 50.0);
     assert_eq!(report.generation_errors, 0);
-    assert!(report.results.iter().all(|r| r.context_files.iter().any(|f| tasks.iter().any(|t| t.task_id == r.task_id && &t.defined_in == f))));
+    assert!(report
+        .results
+        .iter()
+        .all(|r| r.context_files.iter().any(|f| tasks.iter().any(|t| t.task_id == r.task_id && &t.defined_in == f))));
     // FIM prompts carry the suffix; failing completions are counted and score 0.
     let fim = EvalOptions { fim: true, ..opts };
     let report = repo_bench::evaluate(&tasks[..2], &repos, &tok, &fim, |p| -> Result<String, String> {
@@ -296,7 +313,10 @@ fn cut_context_fills_the_budget_with_file_beginnings() {
             continue;
         }
         let budget = whole / 2 + tok.encode_raw(&nearest.path).unwrap().len() + 4;
-        assert!(repo_bench::context_files(&index, t, &tok, budget).unwrap().iter().all(|f| f.path != nearest.path), "the whole nearest file does not fit");
+        assert!(
+            repo_bench::context_files(&index, t, &tok, budget).unwrap().iter().all(|f| f.path != nearest.path),
+            "the whole nearest file does not fit"
+        );
         let cut = repo_bench::context_files_cut(&index, t, &tok, budget).unwrap();
         assert_eq!(cut.len(), 1, "{}: only the nearest file, cut", t.task_id);
         assert_eq!(cut[0].path, nearest.path);

@@ -33,8 +33,14 @@ fn canonical_solutions_pass_and_wrong_ones_fail() {
     let isolation = detect_isolation();
     let samples: Vec<_> = problems.iter().map(|p| (p, humaneval::canonical_completion(p))).collect();
     let scored = score_humaneval(&samples, 2, &Limits::default(), isolation).unwrap();
-    let failed: Vec<_> = scored.iter().filter(|s| s.result != RunResult::Passed).map(|s| format!("{}: {:?}", s.task_id, s.result)).collect();
-    assert!(failed.is_empty(), "{} of 164 canonical solutions failed ({isolation:?}), first: {:?}", failed.len(), &failed[..failed.len().min(3)]);
+    let failed: Vec<_> =
+        scored.iter().filter(|s| s.result != RunResult::Passed).map(|s| format!("{}: {:?}", s.task_id, s.result)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 164 canonical solutions failed ({isolation:?}), first: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
     let wrong: Vec<_> = problems.iter().take(8).map(|p| (p, "\n    return None\n".to_string())).collect();
     let scored = score_humaneval(&wrong, 2, &Limits::default(), isolation).unwrap();
     assert!(scored.iter().all(|s| matches!(s.result, RunResult::Failed { .. })), "{scored:?}");
@@ -55,7 +61,8 @@ fn runaway_programs_are_stopped_and_contained() {
     assert!(t.elapsed() < Duration::from_secs(6), "the loop was stopped near the limit: {:?}", t.elapsed());
     // A loop that ignores the driver's timer is killed by the sandbox's clock.
     let t = Instant::now();
-    let r = run_python("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n", &limits, isolation).unwrap();
+    let r =
+        run_python("import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass\n", &limits, isolation).unwrap();
     assert_eq!(r, RunResult::TimedOut);
     assert!(t.elapsed() < Duration::from_secs(6));
     // 10 GB: refused by the address-space limit.
@@ -108,7 +115,11 @@ fn edit_similarity_equals_python_difflib() {
         let mut parts = line.split(' ');
         let want_ratio: f64 = parts.next().unwrap().parse().unwrap();
         let want_es: u32 = parts.next().unwrap().parse().unwrap();
-        assert!((difflib_ratio(a, b) - want_ratio).abs() < 1e-12, "ratio of {a:?} / {b:?}: {} vs difflib {want_ratio}", difflib_ratio(a, b));
+        assert!(
+            (difflib_ratio(a, b) - want_ratio).abs() < 1e-12,
+            "ratio of {a:?} / {b:?}: {} vs difflib {want_ratio}",
+            difflib_ratio(a, b)
+        );
         assert_eq!(edit_similarity(a, b), want_es, "{a:?} / {b:?}");
     }
 }
@@ -121,18 +132,26 @@ fn infilling_ground_truth_lines_pass() {
         return;
     }
     use kiln_eval::infilling;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
     let problems = infilling::load(&path).unwrap();
     assert_eq!(problems.len(), 1033);
     let sample: Vec<_> = problems.iter().step_by(5).take(200).collect();
     let limits = Limits { timeout: Duration::from_secs(3), ..Limits::default() };
-    let programs: Vec<_> = sample.iter().map(|p| (p.task_id.clone(), p.canonical_solution.clone(), infilling::program(p, &p.canonical_solution))).collect();
+    let programs: Vec<_> =
+        sample.iter().map(|p| (p.task_id.clone(), p.canonical_solution.clone(), infilling::program(p, &p.canonical_solution))).collect();
     let scored = kiln_eval::run::score_programs(&programs, 2, &limits, detect_isolation()).unwrap();
     let failed: Vec<_> = scored.iter().filter(|s| s.result != RunResult::Passed).map(|s| &s.task_id).collect();
     assert!(failed.is_empty(), "{} of 200 ground-truth lines failed: {failed:?}", failed.len());
     assert!(sample.iter().all(|p| infilling::exact_match(p, &format!("  {}  ", p.canonical_solution))));
     let p = sample[0];
     assert!(!infilling::exact_match(p, "    return 0\n"));
-    let wrong = kiln_eval::run::score_programs(&[(p.task_id.clone(), String::new(), infilling::program(p, "    return 0\n"))], 1, &limits, detect_isolation()).unwrap();
+    let wrong = kiln_eval::run::score_programs(
+        &[(p.task_id.clone(), String::new(), infilling::program(p, "    return 0\n"))],
+        1,
+        &limits,
+        detect_isolation(),
+    )
+    .unwrap();
     assert_ne!(wrong[0].result, RunResult::Passed);
 }

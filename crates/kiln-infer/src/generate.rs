@@ -116,7 +116,11 @@ pub struct Timings {
 impl Timings {
     /// Decode speed in tokens per second (0 when nothing was decoded).
     pub fn decode_tokens_per_s(&self) -> f64 {
-        if self.decode_ms > 0.0 { self.decode_tokens as f64 * 1000.0 / self.decode_ms } else { 0.0 }
+        if self.decode_ms > 0.0 {
+            self.decode_tokens as f64 * 1000.0 / self.decode_ms
+        } else {
+            0.0
+        }
     }
 }
 
@@ -189,7 +193,13 @@ impl<'a> Generator<'a> {
 
     /// [`Generator::generate`] that stops (finish reason [`FinishReason::Cancelled`]) before the
     /// next token once `cancel` is set: a server sets it when the client goes away.
-    pub fn generate_cancellable(&self, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate_cancellable(
+        &self,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
         let mut prefix = PrefixCache::new(self.model);
         self.generate_with(&mut prefix, usize::MAX, prompt_ids, params, cancel, on_text)
     }
@@ -200,7 +210,15 @@ impl<'a> Generator<'a> {
     /// give the first new token). Afterwards `prefix` holds this generation's positions.
     /// `timings.cached_tokens` says how many were reused. The logits after a reused prefix can
     /// differ from a cold run's in the last bits (other matrix shapes), as in llama.cpp.
-    pub fn generate_with(&self, prefix: &mut PrefixCache, min_reuse: usize, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, mut on_text: impl FnMut(&str)) -> Result<Generation> {
+    pub fn generate_with(
+        &self,
+        prefix: &mut PrefixCache,
+        min_reuse: usize,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<Generation> {
         let taken = std::mem::replace(prefix, PrefixCache::new(self.model));
         let mut d = self.start(taken, min_reuse, prompt_ids, params, cancel, &mut on_text)?;
         while let Some(tok) = d.next_input(cancel) {
@@ -217,7 +235,15 @@ impl<'a> Generator<'a> {
     /// Starts a generation: checks the request, reuses `prefix` as [`Generator::generate_with`]
     /// describes, processes the rest of the prompt and samples the first token. Drive the
     /// returned [`Decoding`] with [`Decoding::next_input`] / [`Decoding::accept`].
-    pub fn start(&self, mut prefix: PrefixCache, min_reuse: usize, prompt_ids: &[u32], params: &GenerateParams, cancel: &AtomicBool, on_text: &mut dyn FnMut(&str)) -> Result<Decoding<'a>> {
+    pub fn start(
+        &self,
+        mut prefix: PrefixCache,
+        min_reuse: usize,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Decoding<'a>> {
         params.sampling.validate().map_err(InferError::BadRequest)?;
         if prompt_ids.is_empty() {
             return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
@@ -226,7 +252,8 @@ impl<'a> Generator<'a> {
         if prompt_ids.len() > max_pos {
             return Err(kiln_model::ModelError::TooLong { len: prompt_ids.len(), max: max_pos }.into());
         }
-        let common = prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.seq_len());
+        let common =
+            prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.seq_len());
         let reuse = if common >= min_reuse { common } else { 0 };
         prefix.cache.truncate(reuse);
         prefix.ids.truncate(reuse);

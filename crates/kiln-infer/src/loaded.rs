@@ -37,7 +37,8 @@ impl LoadedModel {
         // generation_config.json may name more stop ids (transformers reads it the same way).
         let gen_cfg = dir.join("generation_config.json");
         if let Ok(text) = std::fs::read_to_string(&gen_cfg) {
-            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| InferError::ModelDir(format!("{}: invalid JSON: {e}", gen_cfg.display())))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| InferError::ModelDir(format!("{}: invalid JSON: {e}", gen_cfg.display())))?;
             match v.get("eos_token_id") {
                 Some(serde_json::Value::Number(n)) => eos_ids.extend(n.as_u64().map(|x| x as u32)),
                 Some(serde_json::Value::Array(a)) => eos_ids.extend(a.iter().filter_map(|x| x.as_u64()).map(|x| x as u32)),

@@ -40,7 +40,13 @@ pub struct ContextFile {
 /// pre-tokenizer always splits), so a request that changes only the text near the cursor shares
 /// the whole context as a token prefix with the previous one: what a prefix cache reuses.
 /// Returns the ids and how many of them (from the start) belong to the context.
-pub fn repo_fim_ids(tokenizer: &Tokenizer, context: &[ContextFile], current_path: Option<&str>, prefix: &str, suffix: &str) -> Result<(Vec<u32>, usize)> {
+pub fn repo_fim_ids(
+    tokenizer: &Tokenizer,
+    context: &[ContextFile],
+    current_path: Option<&str>,
+    prefix: &str,
+    suffix: &str,
+) -> Result<(Vec<u32>, usize)> {
     let s = tokenizer.special();
     let begin = s.fim_begin.ok_or(InferError::MissingSpecialToken(special::FIM_BEGIN))?;
     let hole = s.fim_hole.ok_or(InferError::MissingSpecialToken(special::FIM_HOLE))?;
@@ -62,7 +68,12 @@ pub fn repo_fim_ids(tokenizer: &Tokenizer, context: &[ContextFile], current_path
 /// Ids for a left-to-right completion with repository context: BOS + the context files (as in
 /// [`repo_fim_ids`]) + the current file's path comment (when given) + `prompt`. Returns the ids
 /// and the length of the context part.
-pub fn repo_completion_ids(tokenizer: &Tokenizer, context: &[ContextFile], current_path: Option<&str>, prompt: &str) -> Result<(Vec<u32>, usize)> {
+pub fn repo_completion_ids(
+    tokenizer: &Tokenizer,
+    context: &[ContextFile],
+    current_path: Option<&str>,
+    prompt: &str,
+) -> Result<(Vec<u32>, usize)> {
     let mut ids = Vec::new();
     if tokenizer.adds_bos() {
         ids.extend(tokenizer.special().bos);

@@ -78,7 +78,11 @@ impl RepoIndex {
         if !ctx.dropped.is_empty() {
             tracing::debug!(file, dropped = ctx.dropped.len(), "repository context cut to the token budget");
         }
-        Ok(ctx.files.iter().map(|&i| ContextFile { path: self.repo.files[i].path.clone(), text: self.repo.files[i].text.clone() }).collect())
+        Ok(ctx
+            .files
+            .iter()
+            .map(|&i| ContextFile { path: self.repo.files[i].path.clone(), text: self.repo.files[i].text.clone() })
+            .collect())
     }
 }
 

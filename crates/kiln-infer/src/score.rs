@@ -93,7 +93,8 @@ mod tests {
     fn tiny() -> (Llama, Tokenizer) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
         let tokenizer = Tokenizer::from_dir(&dir).unwrap();
-        let cfg = Config { vocab_size: tokenizer.id_count().div_ceil(64) * 64, max_position_embeddings: 64, ..Config::preset(Preset::Tiny) };
+        let cfg =
+            Config { vocab_size: tokenizer.id_count().div_ceil(64) * 64, max_position_embeddings: 64, ..Config::preset(Preset::Tiny) };
         (Llama::random(cfg, WeightDType::F32, &Device::Cpu, 3).unwrap(), tokenizer)
     }
 

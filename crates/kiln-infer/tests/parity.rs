@@ -82,7 +82,8 @@ fn greedy(name: &str, dtype: Option<WeightDType>) {
     let n = exp["greedy_new_tokens"].as_u64().unwrap() as usize;
     assert!(n >= 32);
     for p in exp["prompts"].as_array().unwrap() {
-        let params = GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), eos_ids: vec![], stop: vec![], ..Default::default() };
+        let params =
+            GenerateParams { max_new_tokens: n, sampling: SamplingParams::default(), eos_ids: vec![], stop: vec![], ..Default::default() };
         let g = generator.generate(&ids(&p["input_ids"]), &params, |_| {}).unwrap();
         assert_eq!(g.ids, ids(&p["greedy_ids"]), "{name}: greedy ids for prompt {}", p["name"]);
         assert_eq!(g.finish_reason, FinishReason::Length);
@@ -132,7 +133,11 @@ fn kv_cache_decoding_equals_full_recompute_on_fixture() {
     let full = logits_of(&model, &seq);
     let mut cache = model.new_cache();
     let prompt_len = ids(&p["input_ids"]).len();
-    let mut rows = vec![model.forward(&Tensor::new(&seq[..prompt_len], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), &mut cache).unwrap().squeeze(0).unwrap()];
+    let mut rows = vec![model
+        .forward(&Tensor::new(&seq[..prompt_len], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), &mut cache)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()];
     for &id in &seq[prompt_len..] {
         rows.push(model.forward(&Tensor::new(&[id], &Device::Cpu).unwrap().unsqueeze(0).unwrap(), &mut cache).unwrap().squeeze(0).unwrap());
     }
@@ -148,7 +153,9 @@ fn kv_cache_decoding_equals_full_recompute_on_fixture() {
 fn truncated_cache_equals_a_fresh_prefill() {
     let model = Llama::load(&fixture("tiny-llama"), None, &Device::Cpu).unwrap();
     let first: Vec<u32> = (10..22).collect();
-    let second: Vec<u32> = [&first[..5], &[300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320][..]].concat();
+    let second: Vec<u32> =
+        [&first[..5], &[300, 301, 302, 303, 304, 305, 306, 307, 308, 309, 310, 311, 312, 313, 314, 315, 316, 317, 318, 319, 320][..]]
+            .concat();
     let mut cache = model.new_cache();
     let row = |ids: &[u32]| Tensor::new(ids, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
     model.forward(&row(&first), &mut cache).unwrap();

@@ -174,11 +174,7 @@ fn parse_rope_scaling(path: &Path, v: &Value) -> Result<RopeScaling> {
     let obj = v
         .as_object()
         .ok_or_else(|| field_err(path, "rope_scaling", "expected an object like {\"type\": \"linear\", \"factor\": 4.0} or null"))?;
-    let kind = obj
-        .get("type")
-        .or_else(|| obj.get("rope_type"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
+    let kind = obj.get("type").or_else(|| obj.get("rope_type")).and_then(Value::as_str).unwrap_or("default");
     match kind {
         "default" | "none" => Ok(RopeScaling::None),
         "linear" => {
@@ -201,15 +197,18 @@ fn parse_rope_scaling(path: &Path, v: &Value) -> Result<RopeScaling> {
 impl HfConfig {
     /// Parses `config.json` text. `path` is only used in messages.
     pub fn from_json_str(text: &str, path: &Path) -> Result<Self> {
-        serde_json::from_str(text)
-            .map_err(|e| ModelError::ConfigParse { path: path.to_path_buf(), message: e.to_string() })
+        serde_json::from_str(text).map_err(|e| ModelError::ConfigParse { path: path.to_path_buf(), message: e.to_string() })
     }
 
     /// Checks every field and fills the documented LLaMA defaults for the optional ones.
     pub fn resolve(&self, path: &Path) -> Result<Config> {
         if let Some(mt) = &self.model_type {
             if mt != "llama" {
-                return Err(field_err(path, "model_type", format!("`{mt}` is not supported; kiln runs LLaMA-architecture models (DeepSeek-Coder v1 uses \"llama\")")));
+                return Err(field_err(
+                    path,
+                    "model_type",
+                    format!("`{mt}` is not supported; kiln runs LLaMA-architecture models (DeepSeek-Coder v1 uses \"llama\")"),
+                ));
             }
         }
         let req = |v: Option<usize>, field: &'static str| -> Result<usize> {
@@ -223,13 +222,21 @@ impl HfConfig {
         let num_attention_heads = req(self.num_attention_heads, "num_attention_heads")?;
         let num_key_value_heads = req(self.num_key_value_heads.or(self.num_attention_heads), "num_key_value_heads")?;
         if num_attention_heads % num_key_value_heads != 0 {
-            return Err(field_err(path, "num_key_value_heads", format!("{num_key_value_heads} does not divide num_attention_heads {num_attention_heads}")));
+            return Err(field_err(
+                path,
+                "num_key_value_heads",
+                format!("{num_key_value_heads} does not divide num_attention_heads {num_attention_heads}"),
+            ));
         }
         let head_dim = match self.head_dim {
             Some(h) => req(Some(h), "head_dim")?,
             None => {
                 if hidden_size % num_attention_heads != 0 {
-                    return Err(field_err(path, "hidden_size", format!("{hidden_size} is not divisible by num_attention_heads {num_attention_heads}; set head_dim explicitly")));
+                    return Err(field_err(
+                        path,
+                        "hidden_size",
+                        format!("{hidden_size} is not divisible by num_attention_heads {num_attention_heads}; set head_dim explicitly"),
+                    ));
                 }
                 hidden_size / num_attention_heads
             }
@@ -361,14 +368,8 @@ impl Config {
 
     /// Number of parameters (embedding and lm_head counted separately unless tied).
     pub fn num_parameters(&self) -> usize {
-        let (d, f, h, kv, hd, v) = (
-            self.hidden_size,
-            self.intermediate_size,
-            self.num_attention_heads,
-            self.num_key_value_heads,
-            self.head_dim,
-            self.vocab_size,
-        );
+        let (d, f, h, kv, hd, v) =
+            (self.hidden_size, self.intermediate_size, self.num_attention_heads, self.num_key_value_heads, self.head_dim, self.vocab_size);
         let attn = d * h * hd + 2 * d * kv * hd + h * hd * d;
         let mlp = 3 * d * f;
         let per_layer = attn + mlp + 2 * d;

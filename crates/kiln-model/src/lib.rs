@@ -21,9 +21,11 @@ pub fn device(spec: &str) -> Result<candle_core::Device> {
     match spec {
         "cpu" => Ok(candle_core::Device::Cpu),
         s if s == "cuda" || s.starts_with("cuda:") => {
-            let ordinal = s.strip_prefix("cuda:").map(str::parse::<usize>).transpose().map_err(|_| {
-                candle_core::Error::Msg(format!("device `{s}`: expected cuda:N with N a GPU index"))
-            })?;
+            let ordinal = s
+                .strip_prefix("cuda:")
+                .map(str::parse::<usize>)
+                .transpose()
+                .map_err(|_| candle_core::Error::Msg(format!("device `{s}`: expected cuda:N with N a GPU index")))?;
             Ok(candle_core::Device::new_cuda(ordinal.unwrap_or(0)).map_err(|e| {
                 candle_core::Error::Msg(format!("device `{s}`: {e} (was kiln built with --features cuda, and is a GPU visible?)"))
             })?)

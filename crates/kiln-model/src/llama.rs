@@ -79,11 +79,11 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (k, rows) = (dims[dims.len() - 1], x.elem_count() / dims[dims.len() - 1]);
         let x2 = x.reshape((rows, k))?; // (rows, in)
-        // Few rows (decode, short prompts): split the outputs over threads ourselves. candle's
-        // GEMM runs an M=1 product on one thread, and gemm's AVX-512 kernels (enabled for
-        // training's large products) do not parallelise small-M ones either: measured on the
-        // `small` preset, a 16-token prefill ran at 370 tokens/s through them, 2x slower than
-        // this split. From ~128 rows on, the plain product is faster.
+                                        // Few rows (decode, short prompts): split the outputs over threads ourselves. candle's
+                                        // GEMM runs an M=1 product on one thread, and gemm's AVX-512 kernels (enabled for
+                                        // training's large products) do not parallelise small-M ones either: measured on the
+                                        // `small` preset, a 16-token prefill ran at 370 tokens/s through them, 2x slower than
+                                        // this split. From ~128 rows on, the plain product is faster.
         let y = if rows < SPLIT_BELOW_ROWS && !self.row_chunks.is_empty() {
             use rayon::prelude::*;
             let parts = self.row_chunks.par_iter().map(|w| x2.matmul(&w.t()?)).collect::<candle_core::Result<Vec<_>>>()?;
@@ -125,9 +125,8 @@ impl Rope {
             RopeScaling::Linear { factor } => factor as f32,
         };
         // Same order of f32 operations as transformers: inv_freq = 1 / base^(2i/d), then / factor.
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / cfg.head_dim as f32) / factor)
-            .collect();
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| 1.0 / (cfg.rope_theta as f32).powf((2 * i) as f32 / cfg.head_dim as f32) / factor).collect();
         let n = cfg.max_position_embeddings;
         let mut angles = Vec::with_capacity(n * half);
         for pos in 0..n {
@@ -248,7 +247,8 @@ impl Attention {
     fn forward(&self, x: &Tensor, rope: &Rope, cache: Option<&mut KvCache>, offset: usize) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?) // (B, n, T, hd)
+            Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+            // (B, n, T, hd)
         };
         let q = heads(self.q_proj.forward(x)?, self.n_heads)?;
         let k = heads(self.k_proj.forward(x)?, self.n_kv_heads)?;
@@ -282,7 +282,9 @@ impl Attention {
     fn decode_rows(&self, x: &Tensor, rope: &Rope, caches: &mut [&mut Cache], layer: usize) -> Result<Tensor> {
         let s = x.dim(0)?;
         let (q, k, v) = (self.q_proj.forward_rows(x)?, self.k_proj.forward_rows(x)?, self.v_proj.forward_rows(x)?);
-        let head = |t: &Tensor, i: usize, n: usize| -> Result<Tensor> { Ok(t.narrow(0, i, 1)?.reshape((1, 1, n, self.head_dim))?.transpose(1, 2)?.contiguous()?) };
+        let head = |t: &Tensor, i: usize, n: usize| -> Result<Tensor> {
+            Ok(t.narrow(0, i, 1)?.reshape((1, 1, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
+        };
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let mut outs = Vec::with_capacity(s);
         for (i, cache) in caches.iter_mut().enumerate() {
@@ -318,9 +320,7 @@ fn repeat_kv(x: Tensor, n_rep: usize) -> Result<Tensor> {
 /// Additive mask (T, offset+T): query i may see keys 0..=offset+i.
 fn causal_mask(t: usize, offset: usize, device: &Device) -> Result<Tensor> {
     let s = offset + t;
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let mask: Vec<f32> = (0..t).flat_map(|i| (0..s).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Ok(Tensor::from_vec(mask, (t, s), device)?)
 }
 
@@ -434,7 +434,8 @@ impl Llama {
         let mut tensors = HashMap::new();
         for (name, shape) in cfg.expected_tensors() {
             let n: usize = shape.iter().product();
-            let data: Vec<f32> = if name.ends_with("norm.weight") { vec![1.0; n] } else { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+            let data: Vec<f32> =
+                if name.ends_with("norm.weight") { vec![1.0; n] } else { (0..n).map(|_| normal.sample(&mut rng)).collect() };
             let t = Tensor::from_vec(data, shape, device)?.to_dtype(dtype.to_candle())?;
             tensors.insert(name, t);
         }
@@ -613,7 +614,8 @@ mod tests {
         let model = Llama::random(cfg.clone(), WeightDType::F32, &dev, 3).unwrap();
         let vars: Vec<(String, candle_core::Var)> =
             model.named_tensors().into_iter().map(|(n, t)| (n, candle_core::Var::from_tensor(&t).unwrap())).collect();
-        let trainable = Llama::from_tensors(cfg.clone(), vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), &dev).unwrap();
+        let trainable =
+            Llama::from_tensors(cfg.clone(), vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), &dev).unwrap();
         let ids = Tensor::new(&[[1u32, 5, 9, 2, 7, 7, 3, 0], [4, 4, 8, 1, 0, 2, 6, 5]], &dev).unwrap();
         let train = trainable.forward_train(&ids).unwrap();
         let infer = model.forward(&ids, &mut model.new_cache()).unwrap();

@@ -210,7 +210,15 @@ impl CustomOp3 for RmsNormBwd {
         "kiln-rms-norm-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, w, g) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?, f32s(s3, l3, self.name())?);
         let c = w.len();
         let rows = x.len() / c.max(1);
@@ -312,7 +320,15 @@ impl CustomOp3 for RopeOp {
         "kiln-rope"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, cos, sin) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?, f32s(s3, l3, self.name())?);
         let (_, _, t, d) = l1.shape().dims4()?;
         let h = d / 2;
@@ -325,7 +341,14 @@ impl CustomOp3 for RopeOp {
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, cos: &Tensor, sin: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dx = g.contiguous()?.apply_op3_no_bwd(cos, sin, &RopeOp { inverse: !self.inverse })?;
         Ok((Some(dx), None, None))
     }
@@ -502,7 +525,15 @@ impl CustomOp3 for CausalAttention {
         "kiln-causal-attention"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?, f32s(s3, l3, self.name())?);
         let (_, _, t, d) = l1.shape().dims4()?;
         let s = l2.shape().dims4()?.2;
@@ -511,7 +542,14 @@ impl CustomOp3 for CausalAttention {
         Ok((CpuStorage::F32(o), l1.shape().clone()))
     }
 
-    fn bwd(&self, q: &Tensor, k: &Tensor, v: &Tensor, _res: &Tensor, g: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        g: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = g.contiguous()?;
         let (_, _, t, d) = q.dims4()?;
         let s = k.dim(2)?;
@@ -553,8 +591,23 @@ pub fn causal_attention_f32(q: &[f32], k: &[f32], v: &[f32], o: &mut [f32], t: u
 /// Backward of [`causal_attention_f32`] from the output gradient `g`: `dq` is overwritten,
 /// `dk` and `dv` are accumulated into (pass zeros for plain gradients).
 #[allow(clippy::too_many_arguments)]
-pub fn causal_attention_bwd_f32(q: &[f32], k: &[f32], v: &[f32], g: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], t: usize, s: usize, d: usize, scale: f32) {
-    assert!(q.len() == g.len() && q.len() == dq.len() && k.len() == dk.len() && v.len() == dv.len() && k.len() == v.len(), "causal_attention_bwd_f32: mismatched shapes");
+pub fn causal_attention_bwd_f32(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    g: &[f32],
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+    t: usize,
+    s: usize,
+    d: usize,
+    scale: f32,
+) {
+    assert!(
+        q.len() == g.len() && q.len() == dq.len() && k.len() == dk.len() && v.len() == dv.len() && k.len() == v.len(),
+        "causal_attention_bwd_f32: mismatched shapes"
+    );
     if dq.is_empty() || s == 0 {
         return;
     }
@@ -621,7 +674,19 @@ mod attn {
     /// for r < mr ≤ MR and n < nc; C rows start at r*crs.
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn gemm<const ACC: bool>(c: &mut [f32], crs: usize, a: &[f32], ars: usize, acs: usize, b: &[f32], brs: usize, mr: usize, nc: usize, k0: usize, k1: usize) {
+    fn gemm<const ACC: bool>(
+        c: &mut [f32],
+        crs: usize,
+        a: &[f32],
+        ars: usize,
+        acs: usize,
+        b: &[f32],
+        brs: usize,
+        mr: usize,
+        nc: usize,
+        k0: usize,
+        k1: usize,
+    ) {
         if mr == 0 || nc == 0 {
             return;
         }
@@ -748,13 +813,24 @@ mod attn {
             let mr = MR.min(t - r0);
             let n_end = (off + r0 + mr).min(s);
             probs(m, q, k, tiles.then_some(&scr.kt[..]), &mut scr.p, r0, mr, n_end);
-            gemm::<false>(&mut o[r0 * d..], d, &scr.p, s, 1, v, d, mr, d, 0, n_end); // O = P V
+            gemm::<false>(&mut o[r0 * d..], d, &scr.p, s, 1, v, d, mr, d, 0, n_end);
+            // O = P V
         }
     }
 
     #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    fn backward_impl(m: &Dims, q: &[f32], k: &[f32], v: &[f32], g: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scr: &mut Scratch) {
+    fn backward_impl(
+        m: &Dims,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+        scr: &mut Scratch,
+    ) {
         let (t, s, d, off) = (m.t, m.s, m.d, m.s - m.t);
         transpose(&mut scr.kt, k, s, d); // (D, S)
         transpose(&mut scr.vt, v, s, d);
@@ -782,7 +858,8 @@ mod attn {
                 for r in 0..mr {
                     p[r * s + n_end..r * s + n_blk].fill(0.0);
                 }
-                gemm::<false>(&mut dq[(q0 + r0) * d..], d, ds, s, 1, k, d, mr, d, 0, n_end); // dQ = dS K
+                gemm::<false>(&mut dq[(q0 + r0) * d..], d, ds, s, 1, k, d, mr, d, 0, n_end);
+                // dQ = dS K
             }
             // dK += dSᵀ Q and dV += Pᵀ dO over this block's queries, for the keys it sees.
             for j0 in (0..n_blk).step_by(MR) {
@@ -803,7 +880,17 @@ mod attn {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn backward_avx2(m: &Dims, q: &[f32], k: &[f32], v: &[f32], g: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scr: &mut Scratch) {
+    unsafe fn backward_avx2(
+        m: &Dims,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+        scr: &mut Scratch,
+    ) {
         backward_impl(m, q, k, v, g, dq, dk, dv, scr)
     }
 
@@ -819,7 +906,17 @@ mod attn {
 
     /// dQ (T, D), dK and dV (S, D) of one head from its upstream gradient `g` (T, D).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn backward(m: &Dims, q: &[f32], k: &[f32], v: &[f32], g: &[f32], dq: &mut [f32], dk: &mut [f32], dv: &mut [f32], scr: &mut Scratch) {
+    pub(super) fn backward(
+        m: &Dims,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        g: &[f32],
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+        scr: &mut Scratch,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if available() {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
@@ -889,7 +986,15 @@ impl CustomOp3 for SwigluBwd {
         "kiln-swiglu-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (g, u, d) = (f32s(s1, l1, self.name())?, f32s(s2, l2, self.name())?, f32s(s3, l3, self.name())?);
         let n = g.len();
         let mut out = vec![0f32; 2 * n];
@@ -1015,7 +1120,15 @@ impl CustomOp3 for CrossEntropyRowsBwd {
         "kiln-cross-entropy-bwd"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, t, lg) = (f32s(s1, l1, self.name())?, u32s(s2, l2, self.name())?, f32s(s3, l3, self.name())?);
         let (n, v) = l1.shape().dims2()?;
         let (loss, grad) = lg.split_at(n);
@@ -1105,10 +1218,12 @@ pub fn linear_rows(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     }
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     let mut y = vec![0f32; rows * out];
-    with_f32(&x, |xs| with_f32(&w, |ws| {
-        linear_rows_f32(xs, ws, &mut y, rows, input, out);
-        Ok(())
-    }))?;
+    with_f32(&x, |xs| {
+        with_f32(&w, |ws| {
+            linear_rows_f32(xs, ws, &mut y, rows, input, out);
+            Ok(())
+        })
+    })?;
     Tensor::from_vec(y, (rows, out), x.device())
 }
 
@@ -1159,7 +1274,8 @@ mod tests {
     /// d sum(f(inputs) * g) / d inputs, for the inputs flagged in `wrt`.
     fn grads(f: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], wrt: &[bool], g: &Tensor) -> Vec<Tensor> {
         let vars: Vec<Option<Var>> = inputs.iter().zip(wrt).map(|(t, &w)| w.then(|| Var::from_tensor(t).unwrap())).collect();
-        let args: Vec<Tensor> = inputs.iter().zip(&vars).map(|(t, v)| v.as_ref().map(|v| v.as_tensor().clone()).unwrap_or_else(|| t.clone())).collect();
+        let args: Vec<Tensor> =
+            inputs.iter().zip(&vars).map(|(t, v)| v.as_ref().map(|v| v.as_tensor().clone()).unwrap_or_else(|| t.clone())).collect();
         let y = f(&args).unwrap();
         let loss = (y * g).unwrap().sum_all().unwrap();
         let gs = loss.backward().unwrap();
@@ -1167,7 +1283,14 @@ mod tests {
     }
 
     /// Value within `1e-5` and every gradient within `1e-4`, relative to the reference's scale.
-    fn check(name: &str, fused: &dyn Fn(&[Tensor]) -> Result<Tensor>, reference: &dyn Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], wrt: &[bool], seed: u64) {
+    fn check(
+        name: &str,
+        fused: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+        reference: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+        inputs: &[Tensor],
+        wrt: &[bool],
+        seed: u64,
+    ) {
         let (a, b) = (fused(inputs).unwrap(), reference(inputs).unwrap());
         let e = rel(&a, &b);
         assert!(e <= 1e-5, "{name}: value differs by {e} (relative)");
@@ -1217,7 +1340,11 @@ mod tests {
 
     #[test]
     fn causal_softmax_matches_composed_ops() {
-        for (k, (shape, offset)) in [(vec![2, 3, 7, 7], 0), (vec![1, 2, 5, 12], 7), (vec![2, 2, 33, 33], 0), (vec![1, 1, 1, 9], 8), (vec![2, 3, 100, 100], 0)].into_iter().enumerate() {
+        for (k, (shape, offset)) in
+            [(vec![2, 3, 7, 7], 0), (vec![1, 2, 5, 12], 7), (vec![2, 2, 33, 33], 0), (vec![1, 1, 1, 9], 8), (vec![2, 3, 100, 100], 0)]
+                .into_iter()
+                .enumerate()
+        {
             let x = randn(&shape, 3.0, k as u64);
             let t = shape[2];
             let fused = move |a: &[Tensor]| a[0].apply_op1(CausalSoftmax { scale: 0.3, offset, t });
@@ -1230,7 +1357,15 @@ mod tests {
     fn causal_attention_matches_composed_ops() {
         // Shapes: T not a multiple of the tile rows, D not of the tile columns, T over one
         // backward block (64), cached keys (S > T), a single query.
-        let shapes = [(2, 3, 9, 9, 8), (1, 2, 5, 11, 16), (1, 4, 17, 17, 12), (1, 1, 1, 6, 7), (1, 2, 70, 70, 20), (1, 1, 67, 80, 32), (2, 1, 130, 130, 64)];
+        let shapes = [
+            (2, 3, 9, 9, 8),
+            (1, 2, 5, 11, 16),
+            (1, 4, 17, 17, 12),
+            (1, 1, 1, 6, 7),
+            (1, 2, 70, 70, 20),
+            (1, 1, 67, 80, 32),
+            (2, 1, 130, 130, 64),
+        ];
         for (k, (b, h, t, s, d)) in shapes.into_iter().enumerate() {
             let q = randn(&[b, h, t, d], 1.0, k as u64);
             let kk = randn(&[b, h, s, d], 1.0, 10 + k as u64);
@@ -1239,10 +1374,24 @@ mod tests {
             let reference = move |a: &[Tensor]| causal_attention_reference(&a[0], &a[1], &a[2], scale);
             if attn::available() {
                 let kernel = move |a: &[Tensor]| a[0].apply_op3(&a[1], &a[2], CausalAttention { scale: scale as f32 });
-                check(&format!("causal_attention kernel {:?}", (b, h, t, s, d)), &kernel, &reference, &[q.clone(), kk.clone(), v.clone()], &[true, true, true], 500 + k as u64);
+                check(
+                    &format!("causal_attention kernel {:?}", (b, h, t, s, d)),
+                    &kernel,
+                    &reference,
+                    &[q.clone(), kk.clone(), v.clone()],
+                    &[true, true, true],
+                    500 + k as u64,
+                );
             }
             let matmul = move |a: &[Tensor]| causal_attention_matmul(&a[0], &a[1], &a[2], scale);
-            check(&format!("causal_attention matmul {:?}", (b, h, t, s, d)), &matmul, &reference, &[q, kk, v], &[true, true, true], 500 + k as u64);
+            check(
+                &format!("causal_attention matmul {:?}", (b, h, t, s, d)),
+                &matmul,
+                &reference,
+                &[q, kk, v],
+                &[true, true, true],
+                500 + k as u64,
+            );
         }
     }
 
@@ -1262,7 +1411,9 @@ mod tests {
                 }
                 Tensor::from_vec(data, x.dims(), x.device()).unwrap()
             };
-            for (name, out) in [("key", causal_attention(&q, &bump(&k), &v, 0.35).unwrap()), ("value", causal_attention(&q, &k, &bump(&v), 0.35).unwrap())] {
+            for (name, out) in
+                [("key", causal_attention(&q, &bump(&k), &v, 0.35).unwrap()), ("value", causal_attention(&q, &k, &bump(&v), 0.35).unwrap())]
+            {
                 if p > 0 {
                     let before = rel(&out.narrow(2, 0, p).unwrap(), &base.narrow(2, 0, p).unwrap());
                     assert_eq!(before, 0.0, "a {name} at {p} changed earlier positions");
@@ -1276,7 +1427,8 @@ mod tests {
 
     #[test]
     fn swiglu_matches_composed_ops() {
-        for (k, (shape, std)) in [(vec![3, 17], 1.0), (vec![2, 5, 129], 4.0), (vec![40_000], 2.0), (vec![9], 60.0)].into_iter().enumerate() {
+        for (k, (shape, std)) in [(vec![3, 17], 1.0), (vec![2, 5, 129], 4.0), (vec![40_000], 2.0), (vec![9], 60.0)].into_iter().enumerate()
+        {
             let g = randn(&shape, std, k as u64);
             let u = randn(&shape, 1.0, 10 + k as u64);
             let fused = |a: &[Tensor]| a[0].apply_op2(&a[1], Swiglu);
@@ -1293,10 +1445,24 @@ mod tests {
             let targets = Tensor::from_vec((0..n).map(|_| rng.random_range(0..v as u32)).collect::<Vec<_>>(), n, &Device::Cpu).unwrap();
             let fused = |a: &[Tensor]| a[0].apply_op2(&a[1], CrossEntropyRows)?.mean_all();
             let reference = |a: &[Tensor]| cross_entropy_reference(&a[0], &a[1]);
-            check(&format!("cross_entropy ({n}, {v}) std {std}"), &fused, &reference, &[logits.clone(), targets.clone()], &[true, false], 700 + k as u64);
+            check(
+                &format!("cross_entropy ({n}, {v}) std {std}"),
+                &fused,
+                &reference,
+                &[logits.clone(), targets.clone()],
+                &[true, false],
+                700 + k as u64,
+            );
             // Per row, against log_softmax + gather.
             let rows = logits.apply_op2(&targets, CrossEntropyRows).unwrap();
-            let want = candle_nn::ops::log_softmax(&logits, 1).unwrap().gather(&targets.unsqueeze(1).unwrap(), 1).unwrap().squeeze(1).unwrap().neg().unwrap();
+            let want = candle_nn::ops::log_softmax(&logits, 1)
+                .unwrap()
+                .gather(&targets.unsqueeze(1).unwrap(), 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+                .neg()
+                .unwrap();
             assert!(rel(&rows, &want) <= 1e-5, "cross_entropy rows ({n}, {v})");
         }
         let bad = cross_entropy(&randn(&[2, 4], 1.0, 0), &Tensor::new(&[1u32, 4], &Device::Cpu).unwrap());
@@ -1311,12 +1477,15 @@ mod tests {
         let (cos, sin) = (randn(&[4, 4], 1.0, 2).cos().unwrap(), randn(&[4, 4], 1.0, 2).sin().unwrap());
         let w = randn(&[8], 1.0, 3);
         for dtype in [DType::F32, DType::F64] {
-            let (x, cos, sin, w) = (x.to_dtype(dtype).unwrap(), cos.to_dtype(dtype).unwrap(), sin.to_dtype(dtype).unwrap(), w.to_dtype(dtype).unwrap());
+            let (x, cos, sin, w) =
+                (x.to_dtype(dtype).unwrap(), cos.to_dtype(dtype).unwrap(), sin.to_dtype(dtype).unwrap(), w.to_dtype(dtype).unwrap());
             let xv = Var::from_tensor(&x).unwrap();
             let y = rms_norm(&rope(xv.as_tensor(), &cos, &sin).unwrap(), &w, 1e-5).unwrap();
             let y = swiglu(&y, &y).unwrap();
             let y = causal_attention(&y, &y, &y, 0.5).unwrap();
-            let y = cross_entropy(&y.reshape((24, 8)).unwrap().to_dtype(dtype).unwrap(), &Tensor::zeros(24, DType::U32, &Device::Cpu).unwrap()).unwrap();
+            let y =
+                cross_entropy(&y.reshape((24, 8)).unwrap().to_dtype(dtype).unwrap(), &Tensor::zeros(24, DType::U32, &Device::Cpu).unwrap())
+                    .unwrap();
             let g = y.backward().unwrap();
             let gx = g.get(xv.as_tensor()).expect("gradient reaches x");
             assert_eq!(gx.dtype(), dtype);

@@ -47,10 +47,7 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let text = std::fs::read_to_string(&index).map_err(|source| ModelError::Io { path: index.clone(), source })?;
     let bad = |message: String| ModelError::BadIndex { path: index.clone(), message };
     let v: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let map = v
-        .get("weight_map")
-        .and_then(Value::as_object)
-        .ok_or_else(|| bad("missing object `weight_map`".into()))?;
+    let map = v.get("weight_map").and_then(Value::as_object).ok_or_else(|| bad("missing object `weight_map`".into()))?;
     let mut files: Vec<String> = Vec::new();
     for (name, file) in map {
         let file = file.as_str().ok_or_else(|| bad(format!("weight_map[`{name}`] is not a file name")))?;
@@ -82,8 +79,7 @@ pub fn load_checkpoint(dir: &Path, cfg: &Config, dtype: DType, device: &Device) 
         // SAFETY: the map is read-only and lives only during this call; kiln never writes to a
         // checkpoint it is reading (saves go to a temporary file that is renamed into place).
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelError::Io { path: path.clone(), source })?;
-        SafeTensors::deserialize(&mmap)
-            .map_err(|e| ModelError::BadSafetensors { path: path.clone(), message: e.to_string() })?;
+        SafeTensors::deserialize(&mmap).map_err(|e| ModelError::BadSafetensors { path: path.clone(), message: e.to_string() })?;
         maps.push(mmap);
     }
     // Shape check across all shards.

@@ -37,10 +37,7 @@ fn collect(root: &Path, out: &mut Vec<(ImportSyntax, String)>) {
 }
 
 /// Runs `f` over every file once; total time per syntax, and a checksum so the work is kept.
-fn time(
-    files: &[(ImportSyntax, String)],
-    f: impl Fn(ImportSyntax, &str) -> usize,
-) -> (BTreeMap<String, Duration>, usize) {
+fn time(files: &[(ImportSyntax, String)], f: impl Fn(ImportSyntax, &str) -> usize) -> (BTreeMap<String, Duration>, usize) {
     let mut per: BTreeMap<String, Duration> = BTreeMap::new();
     let mut sum = 0;
     for (syntax, text) in files {
@@ -75,12 +72,7 @@ fn main() {
     println!("{} files, {:.1} MB; imports found: scan {n_scan}, analyze {n_parse}", files.len(), total as f64 / 1e6);
     println!("{:<12} {:>10} {:>12} {:>14}", "syntax", "MB", "scan MB/s", "analyze MB/s");
     for (name, b) in &bytes {
-        println!(
-            "{name:<12} {:>10.1} {:>12.0} {:>14.1}",
-            *b as f64 / 1e6,
-            mb_s(*b, scan_t[name]),
-            mb_s(*b, parse_t[name])
-        );
+        println!("{name:<12} {:>10.1} {:>12.0} {:>14.1}", *b as f64 / 1e6, mb_s(*b, scan_t[name]), mb_s(*b, parse_t[name]));
     }
     let (st, pt): (Duration, Duration) = (scan_t.values().sum(), parse_t.values().sum());
     println!("{:<12} {:>10.1} {:>12.0} {:>14.1}", "all", total as f64 / 1e6, mb_s(total, st), mb_s(total, pt));

@@ -123,14 +123,9 @@ mod tests {
 
     fn repo_and_graph() -> (Repo, DepGraph) {
         // main imports a and b; a imports c; c imports d (distances 1, 1, 2, 3).
-        let files = [("a.py", "import c\n"), ("b.py", "B = 1\n"), ("c.py", "import d\n"), ("d.py", "D = 1\n"), ("main.py", "import a\nimport b\n")];
-        let repo = Repo {
-            name: "r".into(),
-            files: files
-                .iter()
-                .map(|(p, t)| SourceFile::new(*p, *t))
-                .collect(),
-        };
+        let files =
+            [("a.py", "import c\n"), ("b.py", "B = 1\n"), ("c.py", "import d\n"), ("d.py", "D = 1\n"), ("main.py", "import a\nimport b\n")];
+        let repo = Repo { name: "r".into(), files: files.iter().map(|(p, t)| SourceFile::new(*p, *t)).collect() };
         let g = graph::build_graph(&repo);
         (repo, g)
     }

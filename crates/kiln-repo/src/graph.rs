@@ -79,11 +79,7 @@ impl DepGraph {
 /// parse, and the same imports as [`imports::analyze`] on every file that parses cleanly (see
 /// `scan`'s module doc for the differences on broken files), at ~50x the speed.
 pub fn build_graph(repo: &Repo) -> DepGraph {
-    let facts: Vec<Option<FileFacts>> = repo
-        .files
-        .iter()
-        .map(|f| imports::file_syntax(f).map(|s| crate::scan::scan(s, &f.text)))
-        .collect();
+    let facts: Vec<Option<FileFacts>> = repo.files.iter().map(|f| imports::file_syntax(f).map(|s| crate::scan::scan(s, &f.text))).collect();
     build_graph_from_facts(repo, &facts)
 }
 
@@ -100,9 +96,7 @@ pub fn build_graph_from_facts(repo: &Repo, facts: &[Option<FileFacts>]) -> DepGr
         let Some(f) = f else { continue };
         for imp in &f.imports {
             match resolver.resolve(i, imp) {
-                Resolution::Files(targets) => {
-                    edges.extend(targets.into_iter().map(|to| Edge { from: i, to, import: imp.text.clone() }))
-                }
+                Resolution::Files(targets) => edges.extend(targets.into_iter().map(|to| Edge { from: i, to, import: imp.text.clone() })),
                 Resolution::External => {
                     if !external[i].contains(&imp.text) {
                         external[i].push(imp.text.clone());
@@ -127,12 +121,8 @@ pub fn build_graph_from_facts(repo: &Repo, facts: &[Option<FileFacts>]) -> DepGr
 /// Distinct `(from, to)` pairs of `graph`, without self-edges, sorted. [`build_graph`] already
 /// guarantees this; graphs built by hand (tests, callers) might not.
 fn clean_pairs(graph: &DepGraph) -> Vec<(usize, usize)> {
-    let mut pairs: Vec<(usize, usize)> = graph
-        .edges
-        .iter()
-        .filter(|e| e.from != e.to && e.from < graph.n_files && e.to < graph.n_files)
-        .map(|e| (e.from, e.to))
-        .collect();
+    let mut pairs: Vec<(usize, usize)> =
+        graph.edges.iter().filter(|e| e.from != e.to && e.from < graph.n_files && e.to < graph.n_files).map(|e| (e.from, e.to)).collect();
     pairs.sort_unstable();
     pairs.dedup();
     pairs

@@ -440,9 +440,7 @@ fn read_import(syntax: ImportSyntax, node: Node, bytes: &[u8], out: &mut Vec<(us
             // `#include MACRO` cannot be resolved without a preprocessor.
             _ => {}
         },
-        JavaScript | TypeScript | Tsx => {
-            push(out, node, unquote(text(node, bytes)).to_string(), ImportKind::JsSpecifier)
-        }
+        JavaScript | TypeScript | Tsx => push(out, node, unquote(text(node, bytes)).to_string(), ImportKind::JsSpecifier),
         Go => push(out, node, unquote(text(node, bytes)).to_string(), ImportKind::GoImport),
         Rust => match node.kind() {
             "mod_item" => {
@@ -495,8 +493,7 @@ fn read_python(node: Node, bytes: &[u8], out: &mut Vec<(usize, RawImport)>) {
             let Some(module) = node.child_by_field_name("module_name") else { return };
             let module_text = compact(text(module, bytes));
             let level = module_text.chars().take_while(|c| *c == '.').count();
-            let mut names: Vec<String> =
-                node.children_by_field_name("name", &mut cursor).map(dotted).collect();
+            let mut names: Vec<String> = node.children_by_field_name("name", &mut cursor).map(dotted).collect();
             let mut cursor = node.walk();
             if node.children(&mut cursor).any(|c| c.kind() == "wildcard_import") {
                 names.push("*".to_string());
@@ -627,12 +624,8 @@ mod tests {
     fn c_and_cpp_includes() {
         for syntax in [ImportSyntax::C, ImportSyntax::Cpp] {
             let src = "#include <stdio.h>\n#include \"../common/x.h\"\n#include MACRO\n// #include \"no.h\"\nint main(){}\n";
-            let got: Vec<(String, ImportKind)> =
-                extract_imports(syntax, src).into_iter().map(|i| (i.text, i.kind)).collect();
-            assert_eq!(
-                got,
-                vec![("stdio.h".into(), IncludeAngled), ("../common/x.h".into(), IncludeQuoted)]
-            );
+            let got: Vec<(String, ImportKind)> = extract_imports(syntax, src).into_iter().map(|i| (i.text, i.kind)).collect();
+            assert_eq!(got, vec![("stdio.h".into(), IncludeAngled), ("../common/x.h".into(), IncludeQuoted)]);
         }
     }
 
@@ -667,8 +660,7 @@ mod tests {
         let src = "mod a;\npub mod b;\nmod inline { mod nested; fn f() {} }\n#[cfg(test)]\nmod tests {}\n\
                    use crate::a::b::{c, d as e, self};\nuse super::x;\nuse self::y::*;\nuse std::io;\n\
                    use crate::{m::{n, o}, p};\n";
-        let got: Vec<(String, ImportKind)> =
-            extract_imports(ImportSyntax::Rust, src).into_iter().map(|i| (i.text, i.kind)).collect();
+        let got: Vec<(String, ImportKind)> = extract_imports(ImportSyntax::Rust, src).into_iter().map(|i| (i.text, i.kind)).collect();
         let want: Vec<(String, ImportKind)> = [
             ("a", RustMod),
             ("b", RustMod),

@@ -50,8 +50,7 @@ use crate::lang::{self, Language};
 use crate::{Repo, SourceFile};
 
 /// What [`ingest_path`] accepts, for error messages.
-const ACCEPTED: &str =
-    "expected a directory, a git repository (bare, or a working tree with .git), \
+const ACCEPTED: &str = "expected a directory, a git repository (bare, or a working tree with .git), \
                         or a .tar, .tar.gz, .tgz or .zip archive";
 
 /// Limits and switches for ingestion.
@@ -76,12 +75,7 @@ pub struct IngestOptions {
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        IngestOptions {
-            max_file_bytes: 1 << 20,
-            max_total_bytes: 1 << 30,
-            max_files: 200_000,
-            keep_unknown_languages: false,
-        }
+        IngestOptions { max_file_bytes: 1 << 20, max_total_bytes: 1 << 30, max_files: 200_000, keep_unknown_languages: false }
     }
 }
 
@@ -189,8 +183,7 @@ impl IngestSummary {
             *self.skipped.entry(*reason).or_insert(0) += n;
         }
         let room = MAX_EXAMPLES.saturating_sub(self.examples.len());
-        self.examples
-            .extend(other.examples.iter().take(room).cloned());
+        self.examples.extend(other.examples.iter().take(room).cloned());
     }
 
     /// How many were left out for `reason`.
@@ -277,23 +270,16 @@ fn dir_rule(name: &str) -> Option<Option<SkipReason>> {
 }
 
 fn ends_with_ignore_case(name: &str, suffix: &str) -> bool {
-    name.len() >= suffix.len()
-        && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    name.len() >= suffix.len() && name.as_bytes()[name.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Rules that look at a file's name only.
 fn name_rule(file_name: &str) -> Option<SkipReason> {
     if LOCK_FILES.contains(&file_name) {
         Some(SkipReason::LockFile)
-    } else if MINIFIED_SUFFIXES
-        .iter()
-        .any(|s| ends_with_ignore_case(file_name, s))
-    {
+    } else if MINIFIED_SUFFIXES.iter().any(|s| ends_with_ignore_case(file_name, s)) {
         Some(SkipReason::Minified)
-    } else if GENERATED_SUFFIXES
-        .iter()
-        .any(|s| ends_with_ignore_case(file_name, s))
-    {
+    } else if GENERATED_SUFFIXES.iter().any(|s| ends_with_ignore_case(file_name, s)) {
         Some(SkipReason::Generated)
     } else {
         None
@@ -301,10 +287,7 @@ fn name_rule(file_name: &str) -> Option<SkipReason> {
 }
 
 /// Rules that look at a file's bytes. `Ok(text)` when kept.
-fn content_rule(
-    bytes: Vec<u8>,
-    language: Option<Language>,
-) -> std::result::Result<String, SkipReason> {
+fn content_rule(bytes: Vec<u8>, language: Option<Language>) -> std::result::Result<String, SkipReason> {
     if bytes[..bytes.len().min(BINARY_PREFIX)].contains(&0) {
         return Err(SkipReason::Binary);
     }
@@ -338,14 +321,9 @@ fn safe_components(raw: &[u8]) -> Option<Vec<&str>> {
     if s.starts_with('/') || s.contains('\\') || s.contains('\0') {
         return None;
     }
-    let parts: Vec<&str> = s
-        .split('/')
-        .filter(|p| !p.is_empty() && *p != ".")
-        .collect();
+    let parts: Vec<&str> = s.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     // `C:` style drive prefixes are absolute on Windows.
-    let drive = parts
-        .first()
-        .is_some_and(|p| p.len() == 2 && p.ends_with(':'));
+    let drive = parts.first().is_some_and(|p| p.len() == 2 && p.ends_with(':'));
     if drive || parts.contains(&"..") {
         return None;
     }
@@ -414,14 +392,7 @@ struct Collector<'o> {
 
 impl<'o> Collector<'o> {
     fn new(opts: &'o IngestOptions) -> Self {
-        Collector {
-            opts,
-            files: Vec::new(),
-            summary: IngestSummary::default(),
-            spent: 0,
-            visited: 0,
-            pruned: BTreeSet::new(),
-        }
+        Collector { opts, files: Vec::new(), summary: IngestSummary::default(), spent: 0, visited: 0, pruned: BTreeSet::new() }
     }
 
     fn skip(&mut self, path: &str, reason: SkipReason) {
@@ -436,11 +407,7 @@ impl<'o> Collector<'o> {
     fn visit(&mut self, path: &str) -> Flow {
         self.visited += 1;
         if self.visited > self.opts.max_files.saturating_mul(10).max(1) {
-            warn!(
-                path,
-                visited = self.visited,
-                "too many entries; ingestion stopped"
-            );
+            warn!(path, visited = self.visited, "too many entries; ingestion stopped");
             self.skip(path, SkipReason::TooManyFiles);
             return Flow::Stop;
         }
@@ -455,12 +422,7 @@ impl<'o> Collector<'o> {
                 Flow::Continue
             }
             _ => {
-                warn!(
-                    path,
-                    spent = self.spent,
-                    max = self.opts.max_total_bytes,
-                    "byte budget exceeded; ingestion stopped"
-                );
+                warn!(path, spent = self.spent, max = self.opts.max_total_bytes, "byte budget exceeded; ingestion stopped");
                 self.skip(path, SkipReason::BudgetExceeded);
                 Flow::Stop
             }
@@ -503,11 +465,7 @@ impl<'o> Collector<'o> {
             return Err(Flow::Continue);
         }
         if self.files.len() >= self.opts.max_files {
-            warn!(
-                path,
-                max = self.opts.max_files,
-                "file limit reached; ingestion stopped"
-            );
+            warn!(path, max = self.opts.max_files, "file limit reached; ingestion stopped");
             self.skip(path, SkipReason::TooManyFiles);
             return Err(Flow::Stop);
         }
@@ -525,11 +483,7 @@ impl<'o> Collector<'o> {
             Ok(text) => {
                 self.summary.files += 1;
                 self.summary.bytes += text.len() as u64;
-                self.files.push(SourceFile {
-                    path,
-                    language,
-                    text,
-                });
+                self.files.push(SourceFile { path, language, text });
             }
             Err(reason) => self.skip(&path, reason),
         }
@@ -538,14 +492,7 @@ impl<'o> Collector<'o> {
     /// A symlink at `path` with `target` (None: target unreadable).
     fn link(&mut self, path: &str, target: Option<&[u8]>) {
         let inside = target.is_some_and(|t| link_stays_inside(path, t));
-        self.skip(
-            path,
-            if inside {
-                SkipReason::Symlink
-            } else {
-                SkipReason::SymlinkOutside
-            },
-        );
+        self.skip(path, if inside { SkipReason::Symlink } else { SkipReason::SymlinkOutside });
     }
 
     /// Sorts by path; when a path occurs twice (archives), the later entry wins.
@@ -587,15 +534,9 @@ impl<'o> Collector<'o> {
 pub fn ingest_path(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSummary)> {
     let meta = std::fs::metadata(path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            RepoError::NotARepository {
-                path: path.to_path_buf(),
-                message: format!("does not exist; {ACCEPTED}"),
-            }
+            RepoError::NotARepository { path: path.to_path_buf(), message: format!("does not exist; {ACCEPTED}") }
         } else {
-            RepoError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            }
+            RepoError::Io { path: path.to_path_buf(), source: e }
         }
     })?;
     if meta.is_dir() {
@@ -616,10 +557,7 @@ pub fn ingest_path(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSum
             })
         }
     } else {
-        Err(RepoError::NotARepository {
-            path: path.to_path_buf(),
-            message: ACCEPTED.to_string(),
-        })
+        Err(RepoError::NotARepository { path: path.to_path_buf(), message: ACCEPTED.to_string() })
     }
 }
 
@@ -631,22 +569,15 @@ pub fn list_repos_root(root: &Path) -> Result<Vec<PathBuf>> {
         if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::NotADirectory {
             RepoError::NotARepository {
                 path: root.to_path_buf(),
-                message: "expected a directory whose sub-directories and archives are repositories"
-                    .into(),
+                message: "expected a directory whose sub-directories and archives are repositories".into(),
             }
         } else {
-            RepoError::Io {
-                path: root.to_path_buf(),
-                source: e,
-            }
+            RepoError::Io { path: root.to_path_buf(), source: e }
         }
     })?;
     let mut candidates = Vec::new();
     for entry in read {
-        let entry = entry.map_err(|e| RepoError::Io {
-            path: root.to_path_buf(),
-            source: e,
-        })?;
+        let entry = entry.map_err(|e| RepoError::Io { path: root.to_path_buf(), source: e })?;
         let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             debug!(path = %path.display(), "hidden; not a repository");
@@ -669,10 +600,7 @@ pub fn list_repos_root(root: &Path) -> Result<Vec<PathBuf>> {
 /// symlinks and other files are passed over. Each repository gets its own result, so one bad
 /// repository does not stop the others; the outer error is only for an unreadable `root`.
 #[allow(clippy::type_complexity)] // spelled out on purpose: one result per repository
-pub fn ingest_repos_root(
-    root: &Path,
-    opts: &IngestOptions,
-) -> Result<Vec<(PathBuf, Result<(Repo, IngestSummary)>)>> {
+pub fn ingest_repos_root(root: &Path, opts: &IngestOptions) -> Result<Vec<(PathBuf, Result<(Repo, IngestSummary)>)>> {
     let candidates = list_repos_root(root)?;
     Ok(candidates
         .into_iter()
@@ -691,19 +619,13 @@ fn is_bare_git_dir(path: &Path) -> bool {
 }
 
 fn has_git_suffix(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".git"))
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with(".git"))
 }
 
 /// A repository's name: the directory's name, or the current directory's when `path` has none.
 fn dir_name(path: &Path) -> String {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    let name = name.or_else(|| {
-        std::fs::canonicalize(path)
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-    });
+    let name = name.or_else(|| std::fs::canonicalize(path).ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())));
     name.unwrap_or_else(|| "repo".to_string())
 }
 
@@ -714,14 +636,10 @@ fn dir_name(path: &Path) -> String {
 pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSummary)> {
     // Fail early, with the real cause, when the root itself cannot be listed.
     std::fs::read_dir(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => RepoError::NotARepository {
-            path: path.to_path_buf(),
-            message: format!("is not a directory; {ACCEPTED}"),
-        },
-        _ => RepoError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        },
+        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => {
+            RepoError::NotARepository { path: path.to_path_buf(), message: format!("is not a directory; {ACCEPTED}") }
+        }
+        _ => RepoError::Io { path: path.to_path_buf(), source: e },
     })?;
     let root_canonical = std::fs::canonicalize(path).ok();
     let mut c = Collector::new(opts);
@@ -764,10 +682,7 @@ pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
         Some(parts?.join("/"))
     };
     let drain_pruned = |c: &mut Collector| {
-        let taken = pruned
-            .lock()
-            .map(|mut p| std::mem::take(&mut *p))
-            .unwrap_or_default();
+        let taken = pruned.lock().map(|mut p| std::mem::take(&mut *p)).unwrap_or_default();
         for (p, reason) in taken {
             let shown = rel(&p).unwrap_or_else(|| p.display().to_string());
             c.skip(&format!("{shown}/"), reason);
@@ -780,9 +695,7 @@ pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
             Ok(e) => e,
             Err(e) => {
                 warn!(error = %e, "walk error");
-                let shown = error_path(&e)
-                    .and_then(|p| rel(&p))
-                    .unwrap_or_else(|| e.to_string());
+                let shown = error_path(&e).and_then(|p| rel(&p)).unwrap_or_else(|| e.to_string());
                 c.skip(&shown, SkipReason::Unreadable);
                 continue;
             }
@@ -805,17 +718,8 @@ pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
         }
         if ft.is_symlink() {
             let target = std::fs::read_link(entry.path()).ok();
-            let inside = target
-                .as_deref()
-                .is_some_and(|t| symlink_on_disk_inside(&rel_path, t, root_canonical.as_deref()));
-            c.skip(
-                &rel_path,
-                if inside {
-                    SkipReason::Symlink
-                } else {
-                    SkipReason::SymlinkOutside
-                },
-            );
+            let inside = target.as_deref().is_some_and(|t| symlink_on_disk_inside(&rel_path, t, root_canonical.as_deref()));
+            c.skip(&rel_path, if inside { SkipReason::Symlink } else { SkipReason::SymlinkOutside });
             continue;
         }
         if !ft.is_file() {
@@ -838,15 +742,14 @@ pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
         if c.charge(&rel_path, size) == Flow::Stop {
             break;
         }
-        let bytes =
-            match File::open(entry.path()).and_then(|f| read_capped(f, size, opts.max_file_bytes + 1)) {
-                Ok(b) => b,
-                Err(e) => {
-                    debug!(path = %rel_path, error = %e, "unreadable");
-                    c.skip(&rel_path, SkipReason::Unreadable);
-                    continue;
-                }
-            };
+        let bytes = match File::open(entry.path()).and_then(|f| read_capped(f, size, opts.max_file_bytes + 1)) {
+            Ok(b) => b,
+            Err(e) => {
+                debug!(path = %rel_path, error = %e, "unreadable");
+                c.skip(&rel_path, SkipReason::Unreadable);
+                continue;
+            }
+        };
         // The file may have grown since its metadata was read.
         let extra = (bytes.len() as u64).saturating_sub(size);
         if extra > 0 && c.charge(&rel_path, extra) == Flow::Stop {
@@ -862,9 +765,7 @@ pub fn ingest_dir(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
 fn error_path(e: &ignore::Error) -> Option<PathBuf> {
     match e {
         ignore::Error::WithPath { path, .. } => Some(path.clone()),
-        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => {
-            error_path(err)
-        }
+        ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => error_path(err),
         ignore::Error::Loop { child, .. } => Some(child.clone()),
         _ => None,
     }
@@ -892,31 +793,17 @@ fn symlink_on_disk_inside(rel_path: &str, target: &Path, root_canonical: Option<
 /// `.git` directory, or a bare repository). The user's git configuration and environment are not
 /// read.
 pub fn ingest_git(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSummary)> {
-    let git_err = |message: String| RepoError::Git {
-        path: path.to_path_buf(),
-        message,
-    };
+    let git_err = |message: String| RepoError::Git { path: path.to_path_buf(), message };
     let repo = gix::open_opts(path, gix::open::Options::isolated())
         .map_err(|e| git_err(format!("cannot open as a git repository ({e}); {ACCEPTED}")))?;
-    let tree_id = repo
-        .head_tree_id()
-        .map_err(|e| {
-            git_err(format!(
-                "cannot read HEAD's tree (is the repository empty?): {e}"
-            ))
-        })?
-        .detach();
+    let tree_id = repo.head_tree_id().map_err(|e| git_err(format!("cannot read HEAD's tree (is the repository empty?): {e}")))?.detach();
     let hash_kind = repo.object_hash();
     let mut c = Collector::new(opts);
 
     // Depth-first with an explicit stack (no recursion, so a deep tree cannot overflow the stack).
     let mut stack: Vec<(String, gix::ObjectId)> = vec![(String::new(), tree_id)];
     'walk: while let Some((prefix, id)) = stack.pop() {
-        let shown = if prefix.is_empty() {
-            "/".to_string()
-        } else {
-            format!("{prefix}/")
-        };
+        let shown = if prefix.is_empty() { "/".to_string() } else { format!("{prefix}/") };
         let tree = match repo.try_find_object(id) {
             Ok(Some(obj)) if obj.kind == gix::object::Kind::Tree => obj.detach().data,
             Ok(Some(obj)) => {
@@ -946,22 +833,14 @@ pub fn ingest_git(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
         for entry in entries {
             let name_bytes: &[u8] = entry.filename.as_ref();
             let name = match std::str::from_utf8(name_bytes) {
-                Ok(n)
-                    if !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0']) =>
-                {
-                    n
-                }
+                Ok(n) if !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\', '\0']) => n,
                 _ => {
                     let lossy = String::from_utf8_lossy(name_bytes);
                     c.skip(&format!("{prefix}/{lossy}"), SkipReason::UnsafePath);
                     continue;
                 }
             };
-            let rel_path = if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}/{name}")
-            };
+            let rel_path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
             if c.visit(&rel_path) == Flow::Stop {
                 break 'walk;
             }
@@ -975,9 +854,7 @@ pub fn ingest_git(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
                 gix::objs::tree::EntryKind::Commit => c.skip(&rel_path, SkipReason::Submodule),
                 gix::objs::tree::EntryKind::Link => {
                     let target = match repo.try_find_object(oid) {
-                        Ok(Some(obj)) if obj.data.len() as u64 <= MAX_LINK_TARGET => {
-                            Some(obj.detach().data)
-                        }
+                        Ok(Some(obj)) if obj.data.len() as u64 <= MAX_LINK_TARGET => Some(obj.detach().data),
                         _ => None,
                     };
                     c.link(&rel_path, target.as_deref());
@@ -1018,15 +895,10 @@ pub fn ingest_git(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSumm
         stack.extend(subtrees.into_iter().rev());
     }
     let name = if path.file_name().is_some_and(|n| n == ".git") {
-        path.parent()
-            .map(dir_name)
-            .unwrap_or_else(|| "repo".to_string())
+        path.parent().map(dir_name).unwrap_or_else(|| "repo".to_string())
     } else {
         let n = dir_name(path);
-        n.strip_suffix(".git")
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .unwrap_or(n)
+        n.strip_suffix(".git").filter(|s| !s.is_empty()).map(str::to_string).unwrap_or(n)
     };
     Ok(c.finish(name))
 }
@@ -1055,14 +927,8 @@ fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>> {
             }
             Ok(n)
         })
-        .map_err(|e| RepoError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+        .map_err(|e| RepoError::Io { path: path.to_path_buf(), source: e })?;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let by_name = if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         Some(ArchiveKind::TarGz)
     } else if name.ends_with(".tar") {
@@ -1084,10 +950,7 @@ fn archive_kind(path: &Path) -> Result<Option<ArchiveKind>> {
 
 /// The archive's name without its archive extension (`proj.tar.gz` → `proj`).
 fn archive_stem(path: &Path) -> String {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let lower = name.to_ascii_lowercase();
     for ext in [".tar.gz", ".tgz", ".tar", ".zip"] {
         if lower.ends_with(ext) && name.len() > ext.len() {
@@ -1145,27 +1008,13 @@ impl TopFolder {
 /// Reads a `.tar`, `.tar.gz`/`.tgz` or `.zip` archive in memory (nothing is written to disk).
 /// The format is recognised from the file's first bytes, then its name.
 pub fn ingest_archive(path: &Path, opts: &IngestOptions) -> Result<(Repo, IngestSummary)> {
-    let kind = archive_kind(path)?.ok_or_else(|| RepoError::NotARepository {
-        path: path.to_path_buf(),
-        message: format!("not a recognised archive; {ACCEPTED}"),
-    })?;
-    let open = || {
-        File::open(path)
-            .map(BufReader::new)
-            .map_err(|e| RepoError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            })
-    };
+    let kind = archive_kind(path)?
+        .ok_or_else(|| RepoError::NotARepository { path: path.to_path_buf(), message: format!("not a recognised archive; {ACCEPTED}") })?;
+    let open = || File::open(path).map(BufReader::new).map_err(|e| RepoError::Io { path: path.to_path_buf(), source: e });
     let name = archive_stem(path);
     match kind {
         ArchiveKind::Tar => ingest_tar(path, open, opts, name),
-        ArchiveKind::TarGz => ingest_tar(
-            path,
-            || Ok(flate2::read::MultiGzDecoder::new(open()?)),
-            opts,
-            name,
-        ),
+        ArchiveKind::TarGz => ingest_tar(path, || Ok(flate2::read::MultiGzDecoder::new(open()?)), opts, name),
         ArchiveKind::Zip => ingest_zip(path, open()?, opts, name),
     }
 }
@@ -1175,11 +1024,7 @@ pub fn ingest_archive(path: &Path, opts: &IngestOptions) -> Result<(Repo, Ingest
 /// the archive reader: unsafe paths (`..`, absolute) skipped, vendored/generated directories and
 /// lock files pruned, language detection, size cap, binary and UTF-8 checks, the file cap and the
 /// byte budget, duplicate paths (the later wins). Entries need not be sorted.
-pub fn ingest_entries(
-    name: &str,
-    entries: impl IntoIterator<Item = (String, Vec<u8>)>,
-    opts: &IngestOptions,
-) -> (Repo, IngestSummary) {
+pub fn ingest_entries(name: &str, entries: impl IntoIterator<Item = (String, Vec<u8>)>, opts: &IngestOptions) -> (Repo, IngestSummary) {
     let mut c = Collector::new(opts);
     for (raw_path, bytes) in entries {
         let Some(parts) = safe_components(raw_path.as_bytes()) else {
@@ -1204,10 +1049,7 @@ pub fn ingest_entries(
 }
 
 fn archive_err(path: &Path, e: impl std::fmt::Display) -> RepoError {
-    RepoError::Archive {
-        path: path.to_path_buf(),
-        message: format!("{e} (expected an uncorrupted .tar, .tar.gz, .tgz or .zip)"),
-    }
+    RepoError::Archive { path: path.to_path_buf(), message: format!("{e} (expected an uncorrupted .tar, .tar.gz, .tgz or .zip)") }
 }
 
 /// Strips the top folder (if any) from safe components; `None` for the top folder itself.
@@ -1223,12 +1065,7 @@ fn strip_top<'a>(parts: Vec<&'a str>, top: Option<&str>) -> Option<Vec<&'a str>>
     }
 }
 
-fn ingest_tar<R: Read>(
-    path: &Path,
-    open: impl Fn() -> Result<R>,
-    opts: &IngestOptions,
-    name: String,
-) -> Result<(Repo, IngestSummary)> {
+fn ingest_tar<R: Read>(path: &Path, open: impl Fn() -> Result<R>, opts: &IngestOptions, name: String) -> Result<(Repo, IngestSummary)> {
     // Pass 1: headers only, to find a single top folder. Stops at the first evidence against one,
     // and at the byte budget (the stream is inflated through every entry).
     let top = {
@@ -1311,12 +1148,7 @@ fn ingest_tar<R: Read>(
     Ok(c.finish(name))
 }
 
-fn ingest_zip<R: Read + Seek>(
-    path: &Path,
-    reader: R,
-    opts: &IngestOptions,
-    name: String,
-) -> Result<(Repo, IngestSummary)> {
+fn ingest_zip<R: Read + Seek>(path: &Path, reader: R, opts: &IngestOptions, name: String) -> Result<(Repo, IngestSummary)> {
     let mut archive = zip::ZipArchive::new(reader).map_err(|e| archive_err(path, e))?;
 
     // Names and kinds come from the central directory, without decompressing anything.
@@ -1332,18 +1164,8 @@ fn ingest_zip<R: Read + Seek>(
         match archive.by_index_raw(i) {
             Ok(f) => {
                 // Old Windows tools wrote `\` separators; the zip format says `/`.
-                let raw: Vec<u8> = f
-                    .name_raw()
-                    .iter()
-                    .map(|&b| if b == b'\\' { b'/' } else { b })
-                    .collect();
-                metas.push(Some(Meta {
-                    raw,
-                    is_dir: f.is_dir(),
-                    is_symlink: f.is_symlink(),
-                    is_file: f.is_file(),
-                    size: f.size(),
-                }));
+                let raw: Vec<u8> = f.name_raw().iter().map(|&b| if b == b'\\' { b'/' } else { b }).collect();
+                metas.push(Some(Meta { raw, is_dir: f.is_dir(), is_symlink: f.is_symlink(), is_file: f.is_file(), size: f.size() }));
             }
             Err(e) => {
                 warn!(index = i, error = %e, "zip entry unreadable");
@@ -1402,10 +1224,7 @@ fn ingest_zip<R: Read + Seek>(
             break;
         }
         // Encrypted entries, unsupported compression methods and CRC mismatches are errors here.
-        let bytes = archive
-            .by_index(i)
-            .map_err(io::Error::other)
-            .and_then(|f| read_capped(f, meta.size, opts.max_file_bytes + 1));
+        let bytes = archive.by_index(i).map_err(io::Error::other).and_then(|f| read_capped(f, meta.size, opts.max_file_bytes + 1));
         match bytes {
             Ok(bytes) => {
                 // The central directory may understate the size; charge what was really inflated.
@@ -1435,11 +1254,7 @@ mod tests {
         assert_eq!(safe_components(b"./"), Some(vec![]));
         assert_eq!(safe_components(b"../x"), None);
         assert_eq!(safe_components(b"a/../../x"), None);
-        assert_eq!(
-            safe_components(b"a/../b"),
-            None,
-            "any `..` is refused, even one that stays inside"
-        );
+        assert_eq!(safe_components(b"a/../b"), None, "any `..` is refused, even one that stays inside");
         assert_eq!(safe_components(b"/etc/passwd"), None);
         assert_eq!(safe_components(b"C:/x"), None);
         assert_eq!(safe_components(b"a\\..\\x"), None);
@@ -1459,28 +1274,13 @@ mod tests {
     #[test]
     fn content_rules() {
         let py = lang::detect("x.py");
-        assert_eq!(
-            content_rule(b"print(1)\n".to_vec(), py),
-            Ok("print(1)\n".to_string())
-        );
-        assert_eq!(
-            content_rule(b"\xef\xbb\xbfx = 1\n".to_vec(), py),
-            Ok("x = 1\n".to_string())
-        );
+        assert_eq!(content_rule(b"print(1)\n".to_vec(), py), Ok("print(1)\n".to_string()));
+        assert_eq!(content_rule(b"\xef\xbb\xbfx = 1\n".to_vec(), py), Ok("x = 1\n".to_string()));
         assert_eq!(content_rule(b"a\0b".to_vec(), py), Err(SkipReason::Binary));
-        assert_eq!(
-            content_rule(b"caf\xe9".to_vec(), py),
-            Err(SkipReason::InvalidUtf8)
-        );
-        assert_eq!(
-            content_rule(b"// Code generated by protoc. DO NOT EDIT.\n".to_vec(), py),
-            Err(SkipReason::Generated)
-        );
+        assert_eq!(content_rule(b"caf\xe9".to_vec(), py), Err(SkipReason::InvalidUtf8));
+        assert_eq!(content_rule(b"// Code generated by protoc. DO NOT EDIT.\n".to_vec(), py), Err(SkipReason::Generated));
         let long = "x".repeat(3000);
-        assert_eq!(
-            content_rule(long.clone().into_bytes(), lang::detect("a.js")),
-            Err(SkipReason::Minified)
-        );
+        assert_eq!(content_rule(long.clone().into_bytes(), lang::detect("a.js")), Err(SkipReason::Minified));
         assert!(content_rule(long.into_bytes(), lang::detect("a.ipynb")).is_ok());
         // Average line length at the 500-byte bound, with and without a final newline (a last
         // line without one counts as a line).
@@ -1491,11 +1291,7 @@ mod tests {
         assert!(content_rule(at_bound_nl.into_bytes(), lang::detect("a.js")).is_ok());
         let past = format!("{0}\n{0}\n{0}\n", line(500));
         assert_eq!(content_rule(past.into_bytes(), lang::detect("a.js")), Err(SkipReason::Minified));
-        assert_eq!(
-            content_rule(Vec::new(), py),
-            Ok(String::new()),
-            "empty files are kept (e.g. __init__.py)"
-        );
+        assert_eq!(content_rule(Vec::new(), py), Ok(String::new()), "empty files are kept (e.g. __init__.py)");
     }
 
     #[test]
@@ -1513,22 +1309,12 @@ mod tests {
 
     #[test]
     fn summary_merge_and_json() {
-        let mut a = IngestSummary {
-            files: 1,
-            bytes: 10,
-            ..Default::default()
-        };
+        let mut a = IngestSummary { files: 1, bytes: 10, ..Default::default() };
         a.skipped.insert(SkipReason::Binary, 2);
-        let mut b = IngestSummary {
-            files: 2,
-            bytes: 5,
-            ..Default::default()
-        };
+        let mut b = IngestSummary { files: 2, bytes: 5, ..Default::default() };
         b.skipped.insert(SkipReason::Binary, 1);
         b.skipped.insert(SkipReason::TooLarge, 1);
-        b.examples = (0..30)
-            .map(|i| (format!("f{i}"), SkipReason::Binary))
-            .collect();
+        b.examples = (0..30).map(|i| (format!("f{i}"), SkipReason::Binary)).collect();
         a.merge(&b);
         assert_eq!((a.files, a.bytes), (3, 15));
         assert_eq!(a.count(SkipReason::Binary), 3);
@@ -1538,15 +1324,8 @@ mod tests {
         let json = serde_json::to_value(&a).unwrap();
         assert_eq!(json["skipped"]["binary"], 3);
         assert_eq!(json["examples"][0], serde_json::json!(["f0", "binary"]));
-        for r in [
-            SkipReason::LockFile,
-            SkipReason::SymlinkOutside,
-            SkipReason::InvalidUtf8,
-        ] {
-            assert_eq!(
-                serde_json::to_value(r).unwrap(),
-                serde_json::json!(r.as_str())
-            );
+        for r in [SkipReason::LockFile, SkipReason::SymlinkOutside, SkipReason::InvalidUtf8] {
+            assert_eq!(serde_json::to_value(r).unwrap(), serde_json::json!(r.as_str()));
         }
     }
 

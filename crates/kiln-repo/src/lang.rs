@@ -83,13 +83,7 @@ const fn row(
     comment: Comment,
     imports: Option<ImportSyntax>,
 ) -> LanguageInfo {
-    LanguageInfo {
-        name,
-        extensions,
-        filenames,
-        comment,
-        imports,
-    }
+    LanguageInfo { name, extensions, filenames, comment, imports }
 }
 
 #[rustfmt::skip]
@@ -239,10 +233,7 @@ impl Language {
     }
     /// Looks a language up by its display name (case-insensitive).
     pub fn by_name(name: &str) -> Option<Language> {
-        TABLE
-            .iter()
-            .position(|l| l.name.eq_ignore_ascii_case(name))
-            .map(|i| Language(i as u16))
+        TABLE.iter().position(|l| l.name.eq_ignore_ascii_case(name)).map(|i| Language(i as u16))
     }
     /// Every language of the table.
     pub fn all() -> impl Iterator<Item = Language> {
@@ -271,10 +262,7 @@ fn index() -> &'static Index {
                 extensions.entry(*e).or_insert(lang);
             }
         }
-        Index {
-            filenames,
-            extensions,
-        }
+        Index { filenames, extensions }
     })
 }
 
@@ -292,10 +280,7 @@ pub fn detect(path: &str) -> Option<Language> {
     }
     let (_, ext) = file.rsplit_once('.')?;
     if ext.bytes().any(|b| b.is_ascii_uppercase()) {
-        index
-            .extensions
-            .get(ext.to_ascii_lowercase().as_str())
-            .copied()
+        index.extensions.get(ext.to_ascii_lowercase().as_str()).copied()
     } else {
         index.extensions.get(ext).copied()
     }
@@ -311,9 +296,7 @@ pub fn import_syntax(path: &str) -> Option<ImportSyntax> {
 /// `.tsx` files of TypeScript need the TSX grammar.
 pub fn syntax_of(lang: Language, path: &str) -> Option<ImportSyntax> {
     let syntax = lang.imports()?;
-    let is_tsx = path
-        .rsplit_once('.')
-        .is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("tsx"));
+    let is_tsx = path.rsplit_once('.').is_some_and(|(_, ext)| ext.eq_ignore_ascii_case("tsx"));
     Some(if is_tsx && syntax == ImportSyntax::TypeScript { ImportSyntax::Tsx } else { syntax })
 }
 
@@ -424,17 +407,9 @@ mod tests {
         let mut expected: Vec<&str> = TABLE_1.to_vec();
         expected.extend(["Markdown", "reStructuredText"]);
         let distinct: std::collections::BTreeSet<&str> = expected.iter().copied().collect();
-        assert_eq!(
-            distinct.len(),
-            89,
-            "the expected list itself has a duplicate"
-        );
+        assert_eq!(distinct.len(), 89, "the expected list itself has a duplicate");
         for n in &expected {
-            assert_eq!(
-                names.iter().filter(|m| *m == n).count(),
-                1,
-                "{n} must appear exactly once"
-            );
+            assert_eq!(names.iter().filter(|m| *m == n).count(), 1, "{n} must appear exactly once");
             let lang = Language::by_name(n).unwrap();
             assert_eq!(lang.name(), *n);
             assert_eq!(format!("{lang:?}"), *n);
@@ -449,16 +424,9 @@ mod tests {
         let mut files: BTreeMap<&str, &str> = BTreeMap::new();
         for lang in Language::all() {
             let info = lang.info();
-            assert!(
-                !info.extensions.is_empty() || !info.filenames.is_empty(),
-                "{}",
-                info.name
-            );
+            assert!(!info.extensions.is_empty() || !info.filenames.is_empty(), "{}", info.name);
             for e in info.extensions {
-                assert!(
-                    !e.is_empty() && !e.starts_with('.') && !e.contains('/'),
-                    "{e:?}"
-                );
+                assert!(!e.is_empty() && !e.starts_with('.') && !e.contains('/'), "{e:?}");
                 assert_eq!(*e, e.to_ascii_lowercase(), "extensions are lower case: {e}");
                 if let Some(other) = exts.insert(e, info.name) {
                     panic!("extension {e:?} claimed by {other} and {}", info.name);
@@ -481,9 +449,7 @@ mod tests {
 
     #[test]
     fn imports_for_exactly_the_nine_languages() {
-        let with: Vec<(&str, ImportSyntax)> = Language::all()
-            .filter_map(|l| l.imports().map(|s| (l.name(), s)))
-            .collect();
+        let with: Vec<(&str, ImportSyntax)> = Language::all().filter_map(|l| l.imports().map(|s| (l.name(), s))).collect();
         assert_eq!(
             with,
             vec![

@@ -90,10 +90,7 @@ mod tests {
 
     #[test]
     fn sample_format_is_exact() {
-        let repo = Repo {
-            name: "r".into(),
-            files: vec![file("a.py", "import b\n"), file("b.py", "x = 1"), file("c.py", "")],
-        };
+        let repo = Repo { name: "r".into(), files: vec![file("a.py", "import b\n"), file("b.py", "x = 1"), file("c.py", "")] };
         assert_eq!(render_sample(&repo, &[1, 0, 2]), "# b.py\nx = 1\n\n# a.py\nimport b\n\n# c.py\n");
         assert_eq!(render_sample(&repo, &[]), "");
     }

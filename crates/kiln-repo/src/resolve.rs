@@ -214,9 +214,7 @@ impl Resolver {
             ImportKind::PythonModule { .. } => self.python_module(file, &imp.text),
             ImportKind::PythonFrom { level, names } => self.python_from(file, &imp.text, *level, names),
             ImportKind::JavaImport { static_, wildcard } => self.java(file, &imp.text, *static_, *wildcard),
-            ImportKind::CSharpUsing { static_, alias } => {
-                self.csharp(&imp.text, *static_ || alias.is_some())
-            }
+            ImportKind::CSharpUsing { static_, alias } => self.csharp(&imp.text, *static_ || alias.is_some()),
             ImportKind::IncludeQuoted => self.include(file, &imp.text, true),
             ImportKind::IncludeAngled => self.include(file, &imp.text, false),
             ImportKind::JsSpecifier => self.js(file, &imp.text),
@@ -391,11 +389,7 @@ impl Resolver {
                 .get(&pkg)
                 .map(|fs| fs.iter().copied().filter(|&f| stem(&self.paths[f]) == class).collect())
                 .unwrap_or_default();
-            let cands = if by_decl.is_empty() {
-                self.suffix_matches(&format!("{}.java", segs[..k].join("/")))
-            } else {
-                by_decl
-            };
+            let cands = if by_decl.is_empty() { self.suffix_matches(&format!("{}.java", segs[..k].join("/"))) } else { by_decl };
             if !cands.is_empty() {
                 return self.closest(file, cands);
             }
@@ -622,11 +616,7 @@ impl Resolver {
     fn rust_mod(&self, file: usize, text: &str) -> Vec<usize> {
         let path = &self.paths[file];
         let dir = parent(path);
-        let module_dir = if is_rust_crate_root(path) || file_name(path) == "mod.rs" {
-            dir.to_string()
-        } else {
-            join_path(dir, stem(path))
-        };
+        let module_dir = if is_rust_crate_root(path) || file_name(path) == "mod.rs" { dir.to_string() } else { join_path(dir, stem(path)) };
         let target = join_path(&module_dir, &text.replace("::", "/"));
         self.file(&format!("{target}.rs")).or_else(|| self.file(&join_path(&target, "mod.rs"))).into_iter().collect()
     }
@@ -648,12 +638,10 @@ impl Resolver {
             }),
             // A path starting with a child module of the current module (2018 edition), else
             // with the name of another crate of this workspace.
-            _ => here
-                .and_then(|(r, module)| self.rust_longest(r, &module, &segs, 1))
-                .or_else(|| {
-                    let other = *self.rust_crates.get(first)?;
-                    self.rust_longest(other, &[], &segs[1..], 0)
-                }),
+            _ => here.and_then(|(r, module)| self.rust_longest(r, &module, &segs, 1)).or_else(|| {
+                let other = *self.rust_crates.get(first)?;
+                self.rust_longest(other, &[], &segs[1..], 0)
+            }),
         };
         found.into_iter().collect()
     }
@@ -766,10 +754,7 @@ mod tests {
     use crate::SourceFile;
 
     fn repo(files: &[(&str, &str)]) -> Repo {
-        let mut files: Vec<SourceFile> = files
-            .iter()
-            .map(|(p, t)| SourceFile::new(*p, *t))
-            .collect();
+        let mut files: Vec<SourceFile> = files.iter().map(|(p, t)| SourceFile::new(*p, *t)).collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Repo { name: "t".into(), files }
     }
@@ -816,11 +801,7 @@ mod tests {
 
     #[test]
     fn python_script_dir_and_stdlib_shadow() {
-        let r = repo(&[
-            ("tools/run.py", "import helper\nimport json\n"),
-            ("tools/helper.py", ""),
-            ("tests/json.py", ""),
-        ]);
+        let r = repo(&[("tools/run.py", "import helper\nimport json\n"), ("tools/helper.py", ""), ("tests/json.py", "")]);
         assert_eq!(targets(&r, "tools/run.py"), ["tools/helper.py"]);
     }
 

@@ -12,7 +12,9 @@ use std::ffi::c_void;
 use std::ptr::null_mut;
 use std::sync::Once;
 
-use libmimalloc_sys::{mi_free, mi_heap_destroy, mi_heap_malloc, mi_heap_new, mi_heap_realloc, mi_heap_t, mi_heap_zalloc, mi_malloc, mi_realloc, mi_zalloc};
+use libmimalloc_sys::{
+    mi_free, mi_heap_destroy, mi_heap_malloc, mi_heap_new, mi_heap_realloc, mi_heap_t, mi_heap_zalloc, mi_malloc, mi_realloc, mi_zalloc,
+};
 
 thread_local! {
     /// This thread's scratch heap while [`in_scratch_heap`] runs, else null.
@@ -86,21 +88,48 @@ fn non_null(p: *mut c_void, size: usize) -> *mut c_void {
 unsafe extern "C" fn ts_malloc(size: usize) -> *mut c_void {
     // SAFETY: plain allocation, from this thread's scratch heap while one is active.
     let h = scratch();
-    non_null(unsafe { if h.is_null() { mi_malloc(size) } else { mi_heap_malloc(h, size) } }, size)
+    non_null(
+        unsafe {
+            if h.is_null() {
+                mi_malloc(size)
+            } else {
+                mi_heap_malloc(h, size)
+            }
+        },
+        size,
+    )
 }
 
 unsafe extern "C" fn ts_calloc(count: usize, size: usize) -> *mut c_void {
     let Some(total) = count.checked_mul(size) else { std::process::abort() };
     // SAFETY: plain zeroed allocation of `total` bytes (scratch heap as above).
     let h = scratch();
-    non_null(unsafe { if h.is_null() { mi_zalloc(total) } else { mi_heap_zalloc(h, total) } }, total)
+    non_null(
+        unsafe {
+            if h.is_null() {
+                mi_zalloc(total)
+            } else {
+                mi_heap_zalloc(h, total)
+            }
+        },
+        total,
+    )
 }
 
 unsafe extern "C" fn ts_realloc(ptr: *mut c_void, size: usize) -> *mut c_void {
     // SAFETY: `ptr` is null or came from this family (tree-sitter frees what it allocates); in
     // a scratch scope it came from the scratch heap (`in_scratch_heap`'s contract).
     let h = scratch();
-    non_null(unsafe { if h.is_null() { mi_realloc(ptr, size) } else { mi_heap_realloc(h, ptr, size) } }, size)
+    non_null(
+        unsafe {
+            if h.is_null() {
+                mi_realloc(ptr, size)
+            } else {
+                mi_heap_realloc(h, ptr, size)
+            }
+        },
+        size,
+    )
 }
 
 unsafe extern "C" fn ts_free(ptr: *mut c_void) {

@@ -39,12 +39,7 @@ fn edge_paths(repo: &Repo, g: &DepGraph) -> BTreeSet<(String, String)> {
 }
 
 fn external_paths(repo: &Repo, g: &DepGraph) -> BTreeMap<String, Vec<String>> {
-    g.external
-        .iter()
-        .enumerate()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(i, v)| (repo.files[i].path.clone(), v.clone()))
-        .collect()
+    g.external.iter().enumerate().filter(|(_, v)| !v.is_empty()).map(|(i, v)| (repo.files[i].path.clone(), v.clone())).collect()
 }
 
 fn set(pairs: &[(&str, &str)]) -> BTreeSet<(String, String)> {
@@ -137,12 +132,9 @@ fn python() {
 #[test]
 fn java() {
     let p = |s: &str| format!("src/main/java/com/example/{s}");
-    let (a, b, c, d, e) = (p("app/Main.java"), p("util/Strings.java"), p("util/Lists.java"), p("model/User.java"), p("store/Repository.java"));
-    check(
-        "java",
-        &[(&a, &b), (&a, &c), (&a, &d), (&d, &e), (&e, &d)],
-        &[(&a, &["java.util.List"]), (&c, &["java.util.ArrayList"])],
-    );
+    let (a, b, c, d, e) =
+        (p("app/Main.java"), p("util/Strings.java"), p("util/Lists.java"), p("model/User.java"), p("store/Repository.java"));
+    check("java", &[(&a, &b), (&a, &c), (&a, &d), (&d, &e), (&e, &d)], &[(&a, &["java.util.List"]), (&c, &["java.util.ArrayList"])]);
 }
 
 #[test]
@@ -188,11 +180,7 @@ fn cpp() {
             ("src/main.cpp", "include/geo/shape.hpp"),
             ("src/shape.cpp", "include/geo/shape.hpp"),
         ],
-        &[
-            ("include/geo/point.hpp", &["cmath"]),
-            ("include/geo/shape.hpp", &["vector"]),
-            ("src/main.cpp", &["iostream"]),
-        ],
+        &[("include/geo/point.hpp", &["cmath"]), ("include/geo/shape.hpp", &["vector"]), ("src/main.cpp", &["iostream"])],
     );
 }
 
@@ -263,11 +251,7 @@ fn rust() {
             ("tests/it.rs", "tests/common/mod.rs"),
             ("tests/it.rs", "src/b.rs"),
         ],
-        &[
-            ("src/lib.rs", &["std::fmt"]),
-            ("src/b.rs", &["std::collections::HashMap"]),
-            ("src/c.rs", &["serde::Serialize"]),
-        ],
+        &[("src/lib.rs", &["std::fmt"]), ("src/b.rs", &["std::collections::HashMap"]), ("src/c.rs", &["serde::Serialize"])],
     );
 }
 
@@ -291,8 +275,7 @@ fn context_for_main_py() {
     let main = repo.files.iter().position(|f| f.path == "main.py").unwrap();
     let ctx = context::build_context(&repo, &g, main, None, &|s: &str| s.len());
     let paths: BTreeSet<&str> = ctx.files.iter().map(|&i| repo.files[i].path.as_str()).collect();
-    let want: BTreeSet<&str> =
-        ["app/a.py", "app/b.py", "app/c.py", "app/d.py", "app/x.py", "app/y.py", "src/mylib/tools.py"].into();
+    let want: BTreeSet<&str> = ["app/a.py", "app/b.py", "app/c.py", "app/d.py", "app/x.py", "app/y.py", "src/mylib/tools.py"].into();
     assert_eq!(paths, want);
     // Farthest first: d.py (distance 3) goes before anything at distance 1 or 2.
     let full = ctx.text.len();

@@ -9,11 +9,7 @@ use kiln_repo::graph::{self, DepGraph, Edge};
 use proptest::prelude::*;
 
 fn graph_of(n: usize, pairs: &[(usize, usize)]) -> DepGraph {
-    let mut edges: Vec<Edge> = pairs
-        .iter()
-        .filter(|(a, b)| a != b)
-        .map(|&(from, to)| Edge { from, to, import: format!("{to}") })
-        .collect();
+    let mut edges: Vec<Edge> = pairs.iter().filter(|(a, b)| a != b).map(|&(from, to)| Edge { from, to, import: format!("{to}") }).collect();
     edges.sort_by_key(|e| (e.from, e.to));
     edges.dedup_by_key(|e| (e.from, e.to));
     DepGraph { edges, external: vec![Vec::new(); n], n_files: n }
@@ -21,9 +17,7 @@ fn graph_of(n: usize, pairs: &[(usize, usize)]) -> DepGraph {
 
 /// Random graph: `n` files, up to `3n` random edges (cycles likely).
 fn any_graph() -> impl Strategy<Value = DepGraph> {
-    (1usize..40).prop_flat_map(|n| {
-        proptest::collection::vec((0..n, 0..n), 0..=3 * n).prop_map(move |pairs| graph_of(n, &pairs))
-    })
+    (1usize..40).prop_flat_map(|n| proptest::collection::vec((0..n, 0..n), 0..=3 * n).prop_map(move |pairs| graph_of(n, &pairs)))
 }
 
 /// Random DAG: edges oriented along a random permutation, so no cycle, labels shuffled.
@@ -36,8 +30,7 @@ fn any_dag() -> impl Strategy<Value = DepGraph> {
             for (i, &v) in perm.iter().enumerate() {
                 rank[v] = i;
             }
-            let oriented: Vec<(usize, usize)> =
-                pairs.into_iter().map(|(a, b)| if rank[a] > rank[b] { (a, b) } else { (b, a) }).collect();
+            let oriented: Vec<(usize, usize)> = pairs.into_iter().map(|(a, b)| if rank[a] > rank[b] { (a, b) } else { (b, a) }).collect();
             graph_of(n, &oriented)
         })
     })
@@ -50,7 +43,6 @@ fn positions(order: &[Vec<usize>], n: usize) -> Vec<usize> {
     }
     pos
 }
-
 
 /// Weakly connected components by undirected BFS (independent of the union-find in the crate).
 fn wcc(g: &DepGraph) -> BTreeSet<BTreeSet<usize>> {

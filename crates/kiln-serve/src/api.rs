@@ -171,7 +171,13 @@ fn sampling(temperature: f64, top_p: Option<f64>, top_k: Option<i64>, seed: Opti
         Some(k) => Some(k as usize),
         None => None,
     };
-    Ok(SamplingParams { temperature: temperature as f32, top_k, top_p: top_p.map(|p| p as f32), repetition_penalty: 1.0, seed: seed.unwrap_or(0) })
+    Ok(SamplingParams {
+        temperature: temperature as f32,
+        top_k,
+        top_p: top_p.map(|p| p as f32),
+        repetition_penalty: 1.0,
+        seed: seed.unwrap_or(0),
+    })
 }
 
 fn stops(stop: Vec<String>) -> Result<Vec<String>, ApiError> {
@@ -185,14 +191,20 @@ fn stops(stop: Vec<String>) -> Result<Vec<String>, ApiError> {
 }
 
 /// The stop words `language_stops` asks for, added to `stop`.
-fn with_language_stops(mut stop: Vec<String>, on: Option<bool>, language: Option<&str>, file: Option<&str>) -> Result<Vec<String>, ApiError> {
+fn with_language_stops(
+    mut stop: Vec<String>,
+    on: Option<bool>,
+    language: Option<&str>,
+    file: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
     if on != Some(true) {
         return Ok(stop);
     }
     let Some(name) = language.or(file) else {
         return Err(ApiError::field("language_stops", "language_stops needs `language` or `file` to know the language"));
     };
-    let words = prompt::language_stops(name).ok_or_else(|| ApiError::field(if language.is_some() { "language" } else { "file" }, format!("unknown language `{name}`")))?;
+    let words = prompt::language_stops(name)
+        .ok_or_else(|| ApiError::field(if language.is_some() { "language" } else { "file" }, format!("unknown language `{name}`")))?;
     for w in words {
         if !stop.contains(&w) {
             stop.push(w);
@@ -229,7 +241,8 @@ fn max_tokens(state: &AppState, field: &str, v: Option<i64>, default: i64) -> Re
 /// gets cut, never the text near the cursor.
 fn repo_context(state: &AppState, file: Option<&str>, used: usize, max_new: usize) -> Result<(Vec<ContextFile>, Option<String>), ApiError> {
     let Some(file) = file else { return Ok((Vec::new(), None)) };
-    let path = kiln_infer::repo::normalize_path(file).map_err(|e| ApiError::field("file", e.to_string().trim_start_matches("bad request: ").to_string()))?;
+    let path = kiln_infer::repo::normalize_path(file)
+        .map_err(|e| ApiError::field("file", e.to_string().trim_start_matches("bad request: ").to_string()))?;
     let Some(repo) = &state.repo else { return Ok((Vec::new(), Some(path))) };
     let max_pos = state.model.model.config().max_position_embeddings;
     let reserve = max_new.min(max_pos / 4) + 16;
@@ -270,8 +283,12 @@ fn completion_params(state: &AppState, r: &CompletionRequest) -> Result<(Vec<u32
         (None, _) => return Err(ApiError::field("prompt", "prompt is required")),
         (Some(PromptInput::Text(p)), suffix) => text_ids(state, p, suffix.as_deref(), r.file.as_deref(), max_new)?,
         (Some(PromptInput::Texts(ps)), suffix) if ps.len() == 1 => text_ids(state, &ps[0], suffix.as_deref(), r.file.as_deref(), max_new)?,
-        (Some(PromptInput::Ids(_)), _) if r.file.is_some() => return Err(ApiError::field("file", "repository context needs a text prompt")),
-        (Some(PromptInput::Texts(_)) | Some(PromptInput::IdLists(_)), _) => return Err(ApiError::field("prompt", "one prompt per request (send a string)")),
+        (Some(PromptInput::Ids(_)), _) if r.file.is_some() => {
+            return Err(ApiError::field("file", "repository context needs a text prompt"))
+        }
+        (Some(PromptInput::Texts(_)) | Some(PromptInput::IdLists(_)), _) => {
+            return Err(ApiError::field("prompt", "one prompt per request (send a string)"))
+        }
         (Some(PromptInput::Ids(_)), Some(_)) => return Err(ApiError::field("suffix", "a suffix needs a text prompt")),
         (Some(PromptInput::Ids(ids)), None) => {
             let v = state.model.model.config().vocab_size;
@@ -309,7 +326,8 @@ fn text_ids(state: &AppState, prompt_text: &str, suffix: Option<&str>, file: Opt
             None => prompt::completion_ids(tok, prompt_text)?,
         });
     }
-    let near = tok.encode_raw(prompt_text).map_err(kiln_infer::InferError::from)?.len() + suffix.map(|s| tok.encode_raw(s).map(|i| i.len()).unwrap_or(s.len())).unwrap_or(0);
+    let near = tok.encode_raw(prompt_text).map_err(kiln_infer::InferError::from)?.len()
+        + suffix.map(|s| tok.encode_raw(s).map(|i| i.len()).unwrap_or(s.len())).unwrap_or(0);
     let (context, path) = repo_context(state, file, near + 8, max_new)?;
     Ok(match suffix {
         Some(s) => prompt::repo_fim_ids(tok, &context, path.as_deref(), prompt_text, s)?.0,
@@ -367,7 +385,10 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
                 out.push(Event::default().data("[DONE]"));
                 out
             }
-            StreamEvent::Done(Err(e)) => vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string()), Event::default().data("[DONE]")],
+            StreamEvent::Done(Err(e)) => vec![
+                Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string()),
+                Event::default().data("[DONE]"),
+            ],
         });
         return Ok(Sse::new(events).into_response());
     }
@@ -375,7 +396,9 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
     let choices: Vec<Value> = outcomes
         .iter()
         .enumerate()
-        .map(|(i, o)| json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}))
+        .map(
+            |(i, o)| json!({"text": o.generation.text, "index": i, "logprobs": null, "finish_reason": o.generation.finish_reason.openai()}),
+        )
         .collect();
     let (prompt_tokens, completion_tokens, cached_tokens) = totals(&outcomes);
     Ok(Json(json!({
@@ -388,7 +411,11 @@ pub async fn completions(State(state): State<Arc<AppState>>, req: Request) -> Re
 fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool), ApiError> {
     let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
     let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
-    let mut extra: Vec<ContextFile> = r.input_extra.iter().map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() }).collect();
+    let mut extra: Vec<ContextFile> = r
+        .input_extra
+        .iter()
+        .map(|c| ContextFile { path: c.filename.clone().unwrap_or_else(|| "tmp".into()), text: c.text.clone() })
+        .collect();
     let tok = &state.model.tokenizer;
     let max_new = max_tokens(state, "n_predict", r.n_predict, -1)?;
     // Chunks that do not fit go first, oldest first (llama.cpp's order); the text near the
@@ -476,7 +503,9 @@ pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<
                 last["content"] = json!("");
                 vec![Event::default().data(last.to_string())]
             }
-            StreamEvent::Done(Err(e)) => vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string())],
+            StreamEvent::Done(Err(e)) => {
+                vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string())]
+            }
         });
         return Ok(Sse::new(events).into_response());
     }
@@ -521,7 +550,10 @@ async fn stream_generation(state: &Arc<AppState>, job: Job) -> Result<Generation
 impl GenerationStream {
     /// SSE events: `render` turns each piece, then the end, into events. Dropping the stream
     /// (the client went away) closes the piece channel, which cancels the generation.
-    fn into_events(self, render: impl Fn(StreamEvent) -> Vec<Event> + Send + 'static) -> impl Stream<Item = Result<Event, Infallible>> + Send {
+    fn into_events(
+        self,
+        render: impl Fn(StreamEvent) -> Vec<Event> + Send + 'static,
+    ) -> impl Stream<Item = Result<Event, Infallible>> + Send {
         let state = (Some(self), Vec::<Event>::new());
         stream::unfold((state, render), |((mut gen, mut pending), render)| async move {
             loop {
@@ -533,7 +565,9 @@ impl GenerationStream {
                     Some(p) => pending = render(StreamEvent::Piece(p)),
                     None => {
                         let g = gen.take()?;
-                        let done = g.done.await.unwrap_or_else(|_| Err(ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "generation task ended without a result")));
+                        let done = g.done.await.unwrap_or_else(|_| {
+                            Err(ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, "generation task ended without a result"))
+                        });
                         pending = render(StreamEvent::Done(done));
                     }
                 }
@@ -606,7 +640,12 @@ fn chat_job(state: &AppState, r: &ChatRequest) -> Result<(Job, usize), ApiError>
             "system" | "developer" => Role::System,
             "user" => Role::User,
             "assistant" => Role::Assistant,
-            other => return Err(ApiError::field(&format!("messages[{i}].role"), format!("role `{other}` is not one of system, user, assistant"))),
+            other => {
+                return Err(ApiError::field(
+                    &format!("messages[{i}].role"),
+                    format!("role `{other}` is not one of system, user, assistant"),
+                ))
+            }
         };
         let text = match &m.content {
             Value::String(s) => s.clone(),
@@ -680,7 +719,10 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, req: Request) 
                 out.push(Event::default().data("[DONE]"));
                 out
             }
-            StreamEvent::Done(Err(e)) => vec![Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string()), Event::default().data("[DONE]")],
+            StreamEvent::Done(Err(e)) => vec![
+                Event::default().data(json!({"error": {"message": e.message, "code": e.status.as_u16()}}).to_string()),
+                Event::default().data("[DONE]"),
+            ],
         });
         let events = stream::once(async move { Ok::<_, Infallible>(first) }).chain(events);
         return Ok(Sse::new(events).into_response());
@@ -711,7 +753,9 @@ pub async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
 /// `GET /health`.
 pub async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
     use std::sync::atomic::Ordering;
-    Json(json!({"status": "ok", "slots_busy": state.metrics.active.load(Ordering::Relaxed), "queued": state.metrics.queued.load(Ordering::Relaxed)}))
+    Json(
+        json!({"status": "ok", "slots_busy": state.metrics.active.load(Ordering::Relaxed), "queued": state.metrics.queued.load(Ordering::Relaxed)}),
+    )
 }
 
 /// `GET /metrics` (Prometheus text format).

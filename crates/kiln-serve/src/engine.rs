@@ -131,7 +131,8 @@ pub fn run(shared: Arc<EngineShared>, jobs: Receiver<EngineJob>, max_batch: usiz
         let inputs: Vec<Option<u32>> = running.iter_mut().map(|r| r.d.next_input(&r.job.cancel)).collect();
         let tokens: Vec<u32> = inputs.iter().flatten().copied().collect();
         if !tokens.is_empty() {
-            let mut caches: Vec<&mut kiln_model::Cache> = running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|(r, _)| r.d.cache_mut()).collect();
+            let mut caches: Vec<&mut kiln_model::Cache> =
+                running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|(r, _)| r.d.cache_mut()).collect();
             let step = model.model.decode_batch(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
             drop(caches);
             match step {

@@ -59,7 +59,9 @@ impl From<kiln_infer::InferError> for ApiError {
         match &e {
             E::BadRequest(m) => ApiError::bad(m.clone()),
             E::MissingSpecialToken(_) => ApiError::status(StatusCode::NOT_IMPLEMENTED, e.to_string()),
-            E::Model(kiln_model::ModelError::TooLong { .. }) => ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}; shorten the prompt")),
+            E::Model(kiln_model::ModelError::TooLong { .. }) => {
+                ApiError::status(StatusCode::PAYLOAD_TOO_LARGE, format!("{e}; shorten the prompt"))
+            }
             E::Model(kiln_model::ModelError::TokenOutOfRange { .. }) => ApiError::field("prompt", e.to_string()),
             _ => ApiError::status(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         }

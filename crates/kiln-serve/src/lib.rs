@@ -64,7 +64,14 @@ pub struct ServeConfig {
 
 impl Default for ServeConfig {
     fn default() -> Self {
-        Self { model_name: "kiln".into(), api_keys: Vec::new(), max_concurrency: 1, max_queue: 64, max_body_bytes: 8 << 20, cache_min_tokens: 32 }
+        Self {
+            model_name: "kiln".into(),
+            api_keys: Vec::new(),
+            max_concurrency: 1,
+            max_queue: 64,
+            max_body_bytes: 8 << 20,
+            cache_min_tokens: 32,
+        }
     }
 }
 
@@ -162,7 +169,14 @@ pub struct Job {
 /// Runs one generation on the engine (batched with whatever else runs) while holding
 /// `permit`. Text pieces go to `pieces` when given (streaming); a closed receiver cancels the
 /// generation, as does `cancel`.
-pub async fn generate(state: &Arc<AppState>, permit: OwnedSemaphorePermit, job: Job, cancel: Arc<AtomicBool>, pieces: Option<mpsc::UnboundedSender<String>>, queued_ms: f64) -> Result<Outcome, ApiError> {
+pub async fn generate(
+    state: &Arc<AppState>,
+    permit: OwnedSemaphorePermit,
+    job: Job,
+    cancel: Arc<AtomicBool>,
+    pieces: Option<mpsc::UnboundedSender<String>>,
+    queued_ms: f64,
+) -> Result<Outcome, ApiError> {
     let (done, result) = tokio::sync::oneshot::channel();
     let sent = state.engine.send(engine::EngineJob { job, cancel, pieces, done, permit, queued_ms });
     if sent.is_err() {
@@ -179,7 +193,11 @@ async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> R
     match given {
         Some(key) if state.cfg.api_keys.iter().any(|k| k == key) => next.run(req).await,
         Some(_) => ApiError::status(StatusCode::UNAUTHORIZED, "invalid API key").into_response(),
-        None => ApiError::status(StatusCode::UNAUTHORIZED, "missing `Authorization: Bearer <key>` header (this server was started with --api-key-file)").into_response(),
+        None => ApiError::status(
+            StatusCode::UNAUTHORIZED,
+            "missing `Authorization: Bearer <key>` header (this server was started with --api-key-file)",
+        )
+        .into_response(),
     }
 }
 
@@ -214,6 +232,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 /// Serves `state` on `listener` until `shutdown` resolves, then lets running requests finish.
-pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }

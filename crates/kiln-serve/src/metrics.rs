@@ -63,10 +63,15 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", v.load(Ordering::Relaxed));
         }
-        for (name, help, v) in [("kiln_queue_depth", "Requests waiting for a generation slot.", &self.queued), ("kiln_active_requests", "Requests generating now.", &self.active)] {
+        for (name, help, v) in [
+            ("kiln_queue_depth", "Requests waiting for a generation slot.", &self.queued),
+            ("kiln_active_requests", "Requests generating now.", &self.active),
+        ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}", v.load(Ordering::Relaxed));
         }
-        out.push_str("# HELP kiln_request_duration_seconds Time from request to full response.\n# TYPE kiln_request_duration_seconds histogram\n");
+        out.push_str(
+            "# HELP kiln_request_duration_seconds Time from request to full response.\n# TYPE kiln_request_duration_seconds histogram\n",
+        );
         for (endpoint, h) in self.latency.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             write_histogram(&mut out, "kiln_request_duration_seconds", &format!("endpoint=\"{endpoint}\""), h);
         }

@@ -49,7 +49,10 @@ fn start_state(state: std::sync::Arc<AppState>) -> SocketAddr {
 fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -90,7 +93,13 @@ fn sse_data(body: &str) -> Vec<String> {
 
 /// What `kiln generate` / `kiln infill` produce: the library generation with the same settings.
 fn direct(model: &LoadedModel, ids: &[u32], max_tokens: usize) -> String {
-    let params = GenerateParams { max_new_tokens: max_tokens, sampling: SamplingParams::default(), eos_ids: model.eos_ids.clone(), stop: vec![], ..Default::default() };
+    let params = GenerateParams {
+        max_new_tokens: max_tokens,
+        sampling: SamplingParams::default(),
+        eos_ids: model.eos_ids.clone(),
+        stop: vec![],
+        ..Default::default()
+    };
     Generator::new(&model.model, &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
 }
 
@@ -105,14 +114,22 @@ fn completions_equal_the_cli_paths_and_streams_concatenate() {
     assert_eq!(v["choices"][0]["text"], want);
     assert_eq!(v["object"], "text_completion");
     let usage = &v["usage"];
-    assert_eq!(usage["total_tokens"].as_u64().unwrap(), usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap());
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
     // With a suffix = `kiln infill`.
-    let (status, v) = post(addr, "/v1/completions", &json!({"prompt": "def f(x):\n    return ", "suffix": "\n\nprint(f(2))\n", "max_tokens": 12, "temperature": 0}));
+    let (status, v) = post(
+        addr,
+        "/v1/completions",
+        &json!({"prompt": "def f(x):\n    return ", "suffix": "\n\nprint(f(2))\n", "max_tokens": 12, "temperature": 0}),
+    );
     assert_eq!(status, 200, "{v}");
     let want_fim = direct(&reference, &prompt::fim_ids(&reference.tokenizer, "def f(x):\n    return ", "\n\nprint(f(2))\n").unwrap(), 12);
     assert_eq!(v["choices"][0]["text"], want_fim);
     // Streamed chunks concatenate to the same text; the stream ends with [DONE], usage on request.
-    let body = json!({"prompt": "def add(a, b):", "max_tokens": 16, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+    let body =
+        json!({"prompt": "def add(a, b):", "max_tokens": 16, "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
     let (status, text) = request(addr, "POST", "/v1/completions", &[], body.to_string().as_bytes());
     assert_eq!(status, 200);
     let data = sse_data(&text);
@@ -156,9 +173,17 @@ fn infill_puts_extra_files_before_the_fim_part() {
 fn concurrent_requests_return_what_they_return_alone() {
     let addr = start(load(), ServeConfig { max_concurrency: 4, ..Default::default() });
     let prompts: Vec<String> = (0..16).map(|i| format!("def f{i}(x):\n    return x * {i}")).collect();
-    let alone: Vec<Value> = prompts.iter().map(|p| post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1).collect();
+    let alone: Vec<Value> = prompts
+        .iter()
+        .map(|p| post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1)
+        .collect();
     let together: Vec<Value> = std::thread::scope(|s| {
-        let handles: Vec<_> = prompts.iter().map(|p| s.spawn(move || post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1)).collect();
+        let handles: Vec<_> = prompts
+            .iter()
+            .map(|p| {
+                s.spawn(move || post(addr, "/v1/completions", &json!({"prompt": p, "max_tokens": 12, "temperature": 0.7, "seed": 5})).1)
+            })
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     for (a, b) in alone.iter().zip(&together) {
@@ -210,7 +235,12 @@ fn bad_requests_get_their_status_and_a_json_error() {
         ("/infill", json!({"input_suffix": "x"}).to_string().into_bytes(), 400, Some("input_prefix")),
         ("/infill", json!({"input_prefix": "x", "input_suffix": "", "n_predict": 0}).to_string().into_bytes(), 400, Some("n_predict")),
         ("/infill", json!({"input_prefix": "x", "input_suffix": "", "n_indent": -2}).to_string().into_bytes(), 400, Some("n_indent")),
-        ("/infill", json!({"input_prefix": "x", "input_suffix": "", "t_max_predict_ms": -1}).to_string().into_bytes(), 400, Some("t_max_predict_ms")),
+        (
+            "/infill",
+            json!({"input_prefix": "x", "input_suffix": "", "t_max_predict_ms": -1}).to_string().into_bytes(),
+            400,
+            Some("t_max_predict_ms"),
+        ),
         ("/v1/completions", json!({"prompt": "x", "file": "../secret.py"}).to_string().into_bytes(), 400, Some("file")),
     ];
     for (path, body, status, param) in cases {
@@ -231,7 +261,10 @@ fn bad_requests_get_their_status_and_a_json_error() {
 
 #[test]
 fn keys_queue_limits_models_and_metrics() {
-    let addr = start(slow_model(), ServeConfig { api_keys: vec!["sekrit".into()], max_concurrency: 1, max_queue: 1, model_name: "tiny".into(), ..Default::default() });
+    let addr = start(
+        slow_model(),
+        ServeConfig { api_keys: vec!["sekrit".into()], max_concurrency: 1, max_queue: 1, model_name: "tiny".into(), ..Default::default() },
+    );
     let body = json!({"prompt": "x", "max_tokens": 2}).to_string();
     assert_eq!(request(addr, "POST", "/v1/completions", &[], body.as_bytes()).0, 401);
     assert_eq!(request(addr, "POST", "/v1/completions", &[("Authorization", "Bearer wrong")], body.as_bytes()).0, 401);
@@ -270,10 +303,12 @@ fn keys_queue_limits_models_and_metrics() {
 fn a_shared_prefix_is_taken_from_the_cache() {
     let addr = start(slow_model(), ServeConfig::default());
     let context: String = (0..120).map(|i| format!("def helper_{i}(x):\n    return x + {i}\n")).collect();
-    let req = |prefix: &str, cache: bool| json!({
-        "input_extra": [{"filename": "helpers.py", "text": context}],
-        "input_prefix": prefix, "input_suffix": "\n", "n_predict": 4, "temperature": 0, "cache_prompt": cache,
-    });
+    let req = |prefix: &str, cache: bool| {
+        json!({
+            "input_extra": [{"filename": "helpers.py", "text": context}],
+            "input_prefix": prefix, "input_suffix": "\n", "n_predict": 4, "temperature": 0, "cache_prompt": cache,
+        })
+    };
     let (status, cold) = post(addr, "/infill", &req("def main():\n    return helper_", true));
     assert_eq!(status, 200, "{cold}");
     let total = cold["tokens_evaluated"].as_u64().unwrap();
@@ -304,15 +339,21 @@ fn chat_completions_use_the_instruct_template() {
     use kiln_tokenizer::special::{chat_prompt, Role};
     let reference = load();
     let addr = start(load(), ServeConfig::default());
-    let messages = json!([{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": [{"type": "text", "text": "Write add(a, b)."}]}]);
+    let messages =
+        json!([{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": [{"type": "text", "text": "Write add(a, b)."}]}]);
     let (status, v) = post(addr, "/v1/chat/completions", &json!({"messages": messages, "max_tokens": 12, "temperature": 0}));
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["object"], "chat.completion");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
-    let ids = prompt::completion_ids(&reference.tokenizer, &chat_prompt(&[(Role::System, "Be brief.\n"), (Role::User, "Write add(a, b).")], true)).unwrap();
+    let ids = prompt::completion_ids(
+        &reference.tokenizer,
+        &chat_prompt(&[(Role::System, "Be brief.\n"), (Role::User, "Write add(a, b).")], true),
+    )
+    .unwrap();
     let mut eos = reference.eos_ids.clone();
     eos.extend(reference.tokenizer.special().eot);
-    let params = GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![], ..Default::default() };
+    let params =
+        GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![], ..Default::default() };
     let want = Generator::new(&reference.model, &reference.tokenizer).unwrap().generate(&ids, &params, |_| {}).unwrap().text;
     assert_eq!(v["choices"][0]["message"]["content"], want);
     assert_eq!(v["usage"]["prompt_tokens"].as_u64().unwrap() as usize, ids.len());
@@ -349,7 +390,11 @@ fn repo_context_precedes_the_cursor_file() {
     let main = std::fs::read_to_string(root.join("main.py")).unwrap();
     let cut = main.find("tool(app").unwrap();
     let (prefix, suffix) = main.split_at(cut);
-    let (status, v) = post(addr, "/infill", &json!({"file": "./main.py", "input_prefix": prefix, "input_suffix": suffix, "n_predict": 3, "temperature": 0}));
+    let (status, v) = post(
+        addr,
+        "/infill",
+        &json!({"file": "./main.py", "input_prefix": prefix, "input_suffix": suffix, "n_predict": 3, "temperature": 0}),
+    );
     assert_eq!(status, 200, "{v}");
     // main.py imports app.a (which pulls in the rest of app/) and mylib.tools: dependencies first.
     let order = ["app/d.py", "app/c.py", "app/b.py", "app/a.py", "app/x.py", "app/y.py", "src/mylib/tools.py"];
@@ -365,7 +410,8 @@ fn repo_context_precedes_the_cursor_file() {
     text.push_str(&format!("# main.py\n{prefix}<｜fim▁hole｜>{suffix}<｜fim▁end｜>"));
     assert_eq!(v["tokens_evaluated"].as_u64().unwrap() as usize, tokenizer.encode(&text).unwrap().len(), "layout of {text}");
     // The same through OpenAI's endpoint (suffix = FIM).
-    let (status, o) = post(addr, "/v1/completions", &json!({"file": "main.py", "prompt": prefix, "suffix": suffix, "max_tokens": 3, "temperature": 0}));
+    let (status, o) =
+        post(addr, "/v1/completions", &json!({"file": "main.py", "prompt": prefix, "suffix": suffix, "max_tokens": 3, "temperature": 0}));
     assert_eq!(status, 200, "{o}");
     assert_eq!(o["usage"]["prompt_tokens"], v["tokens_evaluated"]);
     for bad in ["../../etc/passwd", "/etc/passwd"] {

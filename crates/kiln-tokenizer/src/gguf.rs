@@ -214,12 +214,7 @@ mod tests {
         arr.extend(2u64.to_le_bytes());
         arr.extend(s("a"));
         arr.extend(s("bc"));
-        let bytes = gguf(&[
-            ("name", 8, s("x")),
-            ("n", 5, (-7i32).to_le_bytes().to_vec()),
-            ("flag", 7, vec![1]),
-            ("list", 9, arr),
-        ]);
+        let bytes = gguf(&[("name", 8, s("x")), ("n", 5, (-7i32).to_le_bytes().to_vec()), ("flag", 7, vec![1]), ("list", 9, arr)]);
         let m = parse_metadata(&bytes, Path::new("t.gguf")).unwrap();
         assert_eq!(m.kv["name"].as_str(), Some("x"));
         assert_eq!(m.kv["n"].as_int(), Some(-7));

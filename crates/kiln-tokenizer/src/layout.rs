@@ -47,10 +47,8 @@ pub fn role_tokens() -> [(&'static str, bool); 9] {
 
 /// The pre-tokenizer JSON.
 pub fn pre_tokenizer() -> Value {
-    let mut steps: Vec<Value> = SPLIT_PATTERNS
-        .iter()
-        .map(|p| json!({"type": "Split", "pattern": {"Regex": p}, "behavior": "Isolated", "invert": false}))
-        .collect();
+    let mut steps: Vec<Value> =
+        SPLIT_PATTERNS.iter().map(|p| json!({"type": "Split", "pattern": {"Regex": p}, "behavior": "Isolated", "invert": false})).collect();
     steps.push(json!({"type": "Digits", "individual_digits": true}));
     steps.push(json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}));
     json!({"type": "Sequence", "pretokenizers": steps})
@@ -97,8 +95,11 @@ pub fn tokenizer_config_json(added: &[Added], eos: &str, model_max_length: u64) 
     let decoder: serde_json::Map<String, Value> = added
         .iter()
         .map(|a| {
-            (a.id.to_string(), json!({"content": a.content, "lstrip": false, "normalized": true, "rstrip": false,
-                                       "single_word": false, "special": a.special}))
+            (
+                a.id.to_string(),
+                json!({"content": a.content, "lstrip": false, "normalized": true, "rstrip": false,
+                                       "single_word": false, "special": a.special}),
+            )
         })
         .collect();
     let has = |s: &str| added.iter().any(|a| a.content == s);
@@ -150,9 +151,7 @@ fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerErro
     }
     let pre = meta.kv.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
     if pre != "deepseek-coder" {
-        return Err(bad(format!(
-            "pre-tokenizer `{pre}` is not supported; kiln rebuilds the `deepseek-coder` pre-tokenizer only"
-        )));
+        return Err(bad(format!("pre-tokenizer `{pre}` is not supported; kiln rebuilds the `deepseek-coder` pre-tokenizer only")));
     }
     let tokens: Vec<&str> = get("tokenizer.ggml.tokens")?
         .as_array()
@@ -200,12 +199,7 @@ fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerErro
     }
     let eos_id = meta.kv.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_int());
     let eos = eos_id.and_then(|i| tokens.get(i as usize)).copied().unwrap_or(special::EOS);
-    let max_len = meta
-        .kv
-        .iter()
-        .find(|(k, _)| k.ends_with(".context_length"))
-        .and_then(|(_, v)| v.as_int())
-        .unwrap_or(16384) as u64;
+    let max_len = meta.kv.iter().find(|(k, _)| k.ends_with(".context_length")).and_then(|(_, v)| v.as_int()).unwrap_or(16384) as u64;
     tracing::info!(path = %path.display(), bpe = vocab.len(), added = added.len(), padding, merges = merges.len(), "GGUF vocabulary imported");
     Ok(Imported {
         ids: vocab.len() + added.len(),

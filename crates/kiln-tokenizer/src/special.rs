@@ -89,7 +89,8 @@ mod tests {
     #[test]
     fn chat_prompt_matches_the_template() {
         let p = chat_prompt(&[(Role::User, "hi"), (Role::Assistant, "yo"), (Role::User, "again")], true);
-        let want = format!("{DEFAULT_SYSTEM_PROMPT}### Instruction:\nhi\n### Response:\nyo\n<|EOT|>\n### Instruction:\nagain\n### Response:");
+        let want =
+            format!("{DEFAULT_SYSTEM_PROMPT}### Instruction:\nhi\n### Response:\nyo\n<|EOT|>\n### Instruction:\nagain\n### Response:");
         assert_eq!(p, want);
         let with_system = chat_prompt(&[(Role::System, "S"), (Role::User, "q")], false);
         assert_eq!(with_system, "S### Instruction:\nq\n");

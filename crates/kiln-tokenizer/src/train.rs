@@ -76,15 +76,12 @@ where
 {
     let roles = role_tokens();
     if opts.vocab_size < 256 + 1 {
-        return Err(TokenizerError::Codec(format!(
-            "vocab size {} is too small: the byte alphabet alone takes 256 ids",
-            opts.vocab_size
-        )));
+        return Err(TokenizerError::Codec(format!("vocab size {} is too small: the byte alphabet alone takes 256 ids", opts.vocab_size)));
     }
     // A tokenizer with DeepSeek's pre-tokenizer and an empty BPE model, to be trained.
     let empty = tokenizer_json(&[], &[], &[]);
-    let mut tok: tokenizers::Tokenizer = serde_json::from_value(empty)
-        .map_err(|e| TokenizerError::Codec(format!("building the untrained tokenizer: {e}")))?;
+    let mut tok: tokenizers::Tokenizer =
+        serde_json::from_value(empty).map_err(|e| TokenizerError::Codec(format!("building the untrained tokenizer: {e}")))?;
     let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
         .vocab_size(opts.vocab_size)
         .min_frequency(opts.min_frequency)

@@ -5,7 +5,6 @@
 mod fixtures;
 use fixtures::*;
 
-
 use kiln_tokenizer::{special, TextStream, Tokenizer};
 
 const FIXTURES: [&str; 2] = ["tiny-llama", "tiny-llama-sharded-bf16"];

@@ -59,7 +59,10 @@ fn imported_special_tokens_have_deepseek_ids_and_roles() {
     let Some(dir) = vocab_dir() else { return };
     let (_tmp, tok, _) = import(&dir);
     let s = tok.special();
-    assert_eq!((s.bos, s.eos, s.fim_hole, s.fim_begin, s.fim_end, s.eot), (Some(32013), Some(32014), Some(32015), Some(32016), Some(32017), Some(32021)));
+    assert_eq!(
+        (s.bos, s.eos, s.fim_hole, s.fim_begin, s.fim_end, s.eot),
+        (Some(32013), Some(32014), Some(32015), Some(32016), Some(32017), Some(32021))
+    );
     assert!(tok.adds_bos());
     assert_eq!(tok.encode("x").unwrap()[0], 32013);
     // BOS/EOS/EOT are dropped by skip_special; FIM sentinels are not special in the release.

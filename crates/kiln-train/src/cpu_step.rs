@@ -99,7 +99,19 @@ impl Workspace {
         let (n, c, hd, f) = (m.n, m.c, m.hd(), m.f);
         self.layers.resize_with(layers, Saved::default);
         for s in &mut self.layers {
-            for (buf, len) in [(&mut s.x, n * c), (&mut s.h1, n * c), (&mut s.q, n * hd), (&mut s.k, n * hd), (&mut s.v, n * hd), (&mut s.ot, n * hd), (&mut s.xm, n * c), (&mut s.h2, n * c), (&mut s.g, n * f), (&mut s.u, n * f), (&mut s.a, n * f)] {
+            for (buf, len) in [
+                (&mut s.x, n * c),
+                (&mut s.h1, n * c),
+                (&mut s.q, n * hd),
+                (&mut s.k, n * hd),
+                (&mut s.v, n * hd),
+                (&mut s.ot, n * hd),
+                (&mut s.xm, n * c),
+                (&mut s.h2, n * c),
+                (&mut s.g, n * f),
+                (&mut s.u, n * f),
+                (&mut s.a, n * f),
+            ] {
                 sized(buf, len);
             }
         }
@@ -302,7 +314,17 @@ pub struct StepResult {
 /// N = B·T positions of `inputs` (B, T) row-major. `params` are the model's tensors in
 /// `Llama::named_tensors` order (f32, CPU, contiguous); `cos`/`sin` its RoPE tables.
 #[allow(clippy::too_many_arguments)]
-pub fn loss_and_grads(cfg: &Config, params: &[&Tensor], cos: &Tensor, sin: &Tensor, inputs: &[u32], targets: &[u32], weights: &[f32], b: usize, ws: &mut Workspace) -> Result<StepResult> {
+pub fn loss_and_grads(
+    cfg: &Config,
+    params: &[&Tensor],
+    cos: &Tensor,
+    sin: &Tensor,
+    inputs: &[u32],
+    targets: &[u32],
+    weights: &[f32],
+    b: usize,
+    ws: &mut Workspace,
+) -> Result<StepResult> {
     let t = inputs.len() / b.max(1);
     let m = Dims {
         b,
@@ -317,7 +339,13 @@ pub fn loss_and_grads(cfg: &Config, params: &[&Tensor], cos: &Tensor, sin: &Tens
     };
     let layers = cfg.num_hidden_layers;
     let expected = 1 + PER_LAYER * layers + 1 + usize::from(!cfg.tie_word_embeddings);
-    if params.len() != expected || inputs.len() != m.n || targets.len() != m.n || weights.len() != m.n || m.kv == 0 || !m.h.is_multiple_of(m.kv) {
+    if params.len() != expected
+        || inputs.len() != m.n
+        || targets.len() != m.n
+        || weights.len() != m.n
+        || m.kv == 0
+        || !m.h.is_multiple_of(m.kv)
+    {
         return Err(TrainError::Config(format!(
             "hand-written step: {} parameters (need {expected}), {} inputs, {} targets, {} weights for batch {b}",
             params.len(),
@@ -350,7 +378,9 @@ pub fn loss_and_grads(cfg: &Config, params: &[&Tensor], cos: &Tensor, sin: &Tens
         // ---- forward ----
         {
             let x0 = &mut ws.layers.first_mut().map(|s| &mut s.x).unwrap_or(&mut ws.xf)[..];
-            x0.par_chunks_mut(c).zip(inputs.par_iter()).for_each(|(row, &id)| row.copy_from_slice(&embed[id as usize * c..(id as usize + 1) * c]));
+            x0.par_chunks_mut(c)
+                .zip(inputs.par_iter())
+                .for_each(|(row, &id)| row.copy_from_slice(&embed[id as usize * c..(id as usize + 1) * c]));
         }
         for l in 0..layers {
             let (done, rest) = ws.layers.split_at_mut(l + 1);

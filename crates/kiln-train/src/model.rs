@@ -28,12 +28,10 @@ impl TrainModel {
     /// Takes `model`'s weights (in f32) as trainable parameters.
     pub fn new(model: &Llama) -> Result<Self> {
         let cfg = model.config().clone();
-        let params: Vec<(String, Var)> = model
-            .named_tensors()
-            .into_iter()
-            .map(|(n, t)| Ok((n, Var::from_tensor(&t.to_dtype(DType::F32)?)?)))
-            .collect::<Result<_>>()?;
-        let model = Llama::from_tensors(cfg.clone(), params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), model.device())?;
+        let params: Vec<(String, Var)> =
+            model.named_tensors().into_iter().map(|(n, t)| Ok((n, Var::from_tensor(&t.to_dtype(DType::F32)?)?))).collect::<Result<_>>()?;
+        let model =
+            Llama::from_tensors(cfg.clone(), params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect(), model.device())?;
         Ok(TrainModel { cfg, params, model, compute: DType::F32, workspace: Mutex::default() })
     }
 

@@ -56,13 +56,7 @@ impl AdamW {
             .iter()
             .map(|(name, var)| {
                 let t = var.as_tensor();
-                Ok(Slot {
-                    name: name.clone(),
-                    var: var.clone(),
-                    decay: t.rank() >= 2,
-                    m: t.zeros_like()?,
-                    v: t.zeros_like()?,
-                })
+                Ok(Slot { name: name.clone(), var: var.clone(), decay: t.rank() >= 2, m: t.zeros_like()?, v: t.zeros_like()? })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(AdamW { cfg, slots, steps: 0 })
@@ -150,10 +144,16 @@ fn update_composed(slot: &mut Slot, g: &Tensor, lr: f64, c: &AdamWConfig, bias1:
 fn update_f32(slot: &mut Slot, g: &Tensor, lr: f64, c: &AdamWConfig, bias1: f64, bias2: f64) -> Result<()> {
     let (shape, dev) = (slot.var.shape().clone(), slot.var.device().clone());
     if g.elem_count() != shape.elem_count() {
-        return Err(TrainError::Config(format!("gradient of `{}` has {} elements, the parameter {}", slot.name, g.elem_count(), shape.elem_count())));
+        return Err(TrainError::Config(format!(
+            "gradient of `{}` has {} elements, the parameter {}",
+            slot.name,
+            g.elem_count(),
+            shape.elem_count()
+        )));
     }
     let (p, m, v, g) = (slot.var.as_tensor().contiguous()?, slot.m.contiguous()?, slot.v.contiguous()?, g.contiguous()?);
-    let (np, nm, nv) = crate::cpu_step::with_slices(&[&p, &m, &v, &g], |s| Ok(adamw_f32(s[0], s[1], s[2], s[3], lr, c, slot.decay, bias1, bias2)))?;
+    let (np, nm, nv) =
+        crate::cpu_step::with_slices(&[&p, &m, &v, &g], |s| Ok(adamw_f32(s[0], s[1], s[2], s[3], lr, c, slot.decay, bias1, bias2)))?;
     drop((p, m, v, g));
     slot.var.set(&Tensor::from_vec(np, shape.clone(), &dev)?)?;
     slot.m = Tensor::from_vec(nm, shape.clone(), &dev)?;
@@ -163,7 +163,17 @@ fn update_f32(slot: &mut Slot, g: &Tensor, lr: f64, c: &AdamWConfig, bias1: f64,
 
 /// The arrays of [`update_f32`]: new parameter, first and second moments.
 #[allow(clippy::too_many_arguments)]
-fn adamw_f32(p: &[f32], m: &[f32], v: &[f32], g: &[f32], lr: f64, c: &AdamWConfig, decay: bool, bias1: f64, bias2: f64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+fn adamw_f32(
+    p: &[f32],
+    m: &[f32],
+    v: &[f32],
+    g: &[f32],
+    lr: f64,
+    c: &AdamWConfig,
+    decay: bool,
+    bias1: f64,
+    bias2: f64,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     use rayon::prelude::*;
     let decay = if decay && c.weight_decay != 0.0 { Some((1.0 - lr * c.weight_decay) as f32) } else { None };
     let (b1, nb1, b2, nb2) = (c.beta1 as f32, (1.0 - c.beta1) as f32, c.beta2 as f32, (1.0 - c.beta2) as f32);
@@ -228,7 +238,15 @@ mod tests {
         let dev = Device::Cpu;
         let p = Var::new(&[1.0f32, -2.0], &dev).unwrap();
         let q = Var::new(&[3.0f32], &dev).unwrap(); // 1-D: no decay
-        let mut opt = AdamW::new(&[("w".into(), Var::from_tensor(&Tensor::new(&[[0f32]], &dev).unwrap()).unwrap()), ("p".into(), p.clone()), ("q".into(), q.clone())], AdamWConfig::default()).unwrap();
+        let mut opt = AdamW::new(
+            &[
+                ("w".into(), Var::from_tensor(&Tensor::new(&[[0f32]], &dev).unwrap()).unwrap()),
+                ("p".into(), p.clone()),
+                ("q".into(), q.clone()),
+            ],
+            AdamWConfig::default(),
+        )
+        .unwrap();
         // Compute the expected values by the formula in f64.
         let (b1, b2, eps, wd, lr) = (0.9f64, 0.95f64, 1e-8f64, 0.1f64, 0.1f64);
         let mut want = [1.0f64, -2.0];
@@ -246,7 +264,11 @@ mod tests {
             mq = b1 * mq + (1.0 - b1) * g[0];
             vq = b2 * vq + (1.0 - b2) * g[0] * g[0];
             want_q -= lr / (1.0 - b1.powi(t)) * mq / (vq.sqrt() / (1.0 - b2.powi(t)).sqrt() + eps);
-            let grads = [Tensor::new(&[[0f32]], &dev).unwrap(), Tensor::new(&[g[0] as f32, g[1] as f32], &dev).unwrap(), Tensor::new(&[g[0] as f32], &dev).unwrap()];
+            let grads = [
+                Tensor::new(&[[0f32]], &dev).unwrap(),
+                Tensor::new(&[g[0] as f32, g[1] as f32], &dev).unwrap(),
+                Tensor::new(&[g[0] as f32], &dev).unwrap(),
+            ];
             opt.step(&grads, lr).unwrap();
         }
         let got = p.as_tensor().to_vec1::<f32>().unwrap();
@@ -261,7 +283,13 @@ mod tests {
     fn fused_update_equals_the_composed_one() {
         let dev = Device::Cpu;
         let init = Tensor::randn(0f32, 1.0, (37, 29), &dev).unwrap();
-        let slot = |name: &str| Slot { name: name.into(), var: Var::from_tensor(&init).unwrap(), decay: true, m: init.zeros_like().unwrap(), v: init.zeros_like().unwrap() };
+        let slot = |name: &str| Slot {
+            name: name.into(),
+            var: Var::from_tensor(&init).unwrap(),
+            decay: true,
+            m: init.zeros_like().unwrap(),
+            v: init.zeros_like().unwrap(),
+        };
         let (mut a, mut b) = (slot("a"), slot("b"));
         let c = AdamWConfig::default();
         for t in 1..=4 {
@@ -274,7 +302,10 @@ mod tests {
             let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(diff < 1e-6, "fused and composed AdamW differ by {diff}");
         }
-        assert!((a.var.as_tensor() - &init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3, "the update moved nothing");
+        assert!(
+            (a.var.as_tensor() - &init).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 1e-3,
+            "the update moved nothing"
+        );
     }
 
     #[test]

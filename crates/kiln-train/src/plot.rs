@@ -272,7 +272,8 @@ pub fn plot_run(run: &Path) -> Result<[std::path::PathBuf; 2]> {
     let mut eval = Vec::new();
     let mut lr = Vec::new();
     for (i, line) in text.lines().enumerate() {
-        let m: StepMetrics = serde_json::from_str(line).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("line {}: {e}", i + 1) })?;
+        let m: StepMetrics = serde_json::from_str(line)
+            .map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("line {}: {e}", i + 1) })?;
         let x = m.step as f64;
         if m.kind == "eval" {
             eval.push((x, m.loss));
@@ -283,10 +284,9 @@ pub fn plot_run(run: &Path) -> Result<[std::path::PathBuf; 2]> {
     }
     let loss_png = run.join("loss.png");
     let lr_png = run.join("lr.png");
-    for (file, canvas) in [
-        (&loss_png, chart(&[(&train, TRAIN, false), (&eval, EVAL, true)], false)),
-        (&lr_png, chart(&[(&lr, LR, false)], true)),
-    ] {
+    for (file, canvas) in
+        [(&loss_png, chart(&[(&train, TRAIN, false), (&eval, EVAL, true)], false)), (&lr_png, chart(&[(&lr, LR, false)], true))]
+    {
         let tmp = file.with_extension("png.tmp");
         std::fs::write(&tmp, canvas.png()).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
         std::fs::rename(&tmp, file).map_err(|e| TrainError::Io { path: file.clone(), source: e })?;
@@ -303,11 +303,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut lines = String::new();
         for s in 1..=50u32 {
-            let m = StepMetrics { kind: "train".into(), step: s as usize, loss: 5.0 / s as f64, lr: 1e-3 * (s as f64 / 50.0), grad_norm: 1.0, tokens: 0, tokens_per_s: 0.0, skipped: false };
+            let m = StepMetrics {
+                kind: "train".into(),
+                step: s as usize,
+                loss: 5.0 / s as f64,
+                lr: 1e-3 * (s as f64 / 50.0),
+                grad_norm: 1.0,
+                tokens: 0,
+                tokens_per_s: 0.0,
+                skipped: false,
+            };
             lines.push_str(&serde_json::to_string(&m).unwrap());
             lines.push('\n');
         }
-        lines.push_str(&serde_json::to_string(&StepMetrics { kind: "eval".into(), step: 50, loss: f64::NAN, lr: 0.0, grad_norm: 0.0, tokens: 0, tokens_per_s: 0.0, skipped: false }).unwrap().replace("null", "0.5"));
+        lines.push_str(
+            &serde_json::to_string(&StepMetrics {
+                kind: "eval".into(),
+                step: 50,
+                loss: f64::NAN,
+                lr: 0.0,
+                grad_norm: 0.0,
+                tokens: 0,
+                tokens_per_s: 0.0,
+                skipped: false,
+            })
+            .unwrap()
+            .replace("null", "0.5"),
+        );
         lines.push('\n');
         std::fs::write(dir.path().join("metrics.jsonl"), lines).unwrap();
         let [loss, lr] = plot_run(dir.path()).unwrap();
@@ -345,7 +367,8 @@ mod tests {
         let mut raw = Vec::new();
         std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
         // Bar pixels per row: the first bar is four times the second.
-        let widths: Vec<usize> = raw.chunks(1 + 3 * W).map(|row| row[1..].chunks(3).filter(|c| *c == BAR).count()).filter(|&n| n > 0).collect();
+        let widths: Vec<usize> =
+            raw.chunks(1 + 3 * W).map(|row| row[1..].chunks(3).filter(|c| *c == BAR).count()).filter(|&n| n > 0).collect();
         let (long, short) = (*widths.iter().max().unwrap(), *widths.iter().min().unwrap());
         assert!((long as f64 / short as f64 - 4.0).abs() < 0.1, "{long} vs {short}");
         // Labels are drawn in the axis colour left of the bars.

@@ -39,7 +39,8 @@ impl SftLoader {
         if reader.is_empty() {
             return Err(TrainError::Config(format!("{}: no SFT samples", prefix.display())));
         }
-        let mut l = SftLoader { reader, seed, order: Vec::new(), order_epoch: u64::MAX, cursor: Cursor { epoch: 0, position: 0 }, max_len, pad };
+        let mut l =
+            SftLoader { reader, seed, order: Vec::new(), order_epoch: u64::MAX, cursor: Cursor { epoch: 0, position: 0 }, max_len, pad };
         l.set_cursor(Cursor { epoch: 0, position: 0 })?;
         Ok(l)
     }
@@ -62,7 +63,11 @@ impl SftLoader {
     /// Moves to `cursor` (from a checkpoint).
     pub fn set_cursor(&mut self, cursor: Cursor) -> Result<()> {
         if cursor.position >= self.len() as u64 {
-            return Err(TrainError::Config(format!("data cursor {} is past the {} SFT samples: resumed with other data?", cursor.position, self.len())));
+            return Err(TrainError::Config(format!(
+                "data cursor {} is past the {} SFT samples: resumed with other data?",
+                cursor.position,
+                self.len()
+            )));
         }
         if self.order_epoch != cursor.epoch {
             let mut order: Vec<u32> = (0..self.len() as u32).collect();
@@ -86,7 +91,11 @@ impl SftLoader {
             ids.push(s.ids[..keep].to_vec());
             mask.push(s.mask[..keep].to_vec());
             let next = self.cursor.position + 1;
-            let c = if next == self.len() as u64 { Cursor { epoch: self.cursor.epoch + 1, position: 0 } } else { Cursor { epoch: self.cursor.epoch, position: next } };
+            let c = if next == self.len() as u64 {
+                Cursor { epoch: self.cursor.epoch + 1, position: 0 }
+            } else {
+                Cursor { epoch: self.cursor.epoch, position: next }
+            };
             self.set_cursor(c)?;
         }
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0).max(2);
@@ -151,7 +160,10 @@ mod tests {
         (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim, cfg.max_position_embeddings) = (2, 2, 8, 32);
         (cfg.bos_token_id, cfg.eos_token_ids, cfg.pad_token_id) = (Some(0), vec![1], Some(1));
         let model = TrainModel::new(&Llama::random(cfg, WeightDType::F32, &Device::Cpu, 4).unwrap()).unwrap();
-        let batch = MaskedBatch { ids: vec![vec![0, 5, 9, 12, 3, 1], vec![0, 7, 7, 2, 1, 1]], mask: vec![vec![0, 0, 0, 1, 1, 1], vec![0, 0, 1, 1, 0, 0]] };
+        let batch = MaskedBatch {
+            ids: vec![vec![0, 5, 9, 12, 3, 1], vec![0, 7, 7, 2, 1, 1]],
+            mask: vec![vec![0, 0, 0, 1, 1, 1], vec![0, 0, 1, 1, 0, 0]],
+        };
         let (loss, count) = masked_loss(&model, &batch).unwrap();
         assert_eq!(count, 5);
         let inputs = Tensor::new(&[[0u32, 5, 9, 12, 3], [0, 7, 7, 2, 1]], &Device::Cpu).unwrap();

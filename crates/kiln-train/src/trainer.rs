@@ -122,7 +122,12 @@ impl TrainConfig {
             micro_batch: 8,
             accumulation: 1,
             steps,
-            schedule: Schedule { max_lr, warmup_steps: (steps / 10).min(2000), total_steps: steps, kind: crate::schedule::ScheduleKind::Step },
+            schedule: Schedule {
+                max_lr,
+                warmup_steps: (steps / 10).min(2000),
+                total_steps: steps,
+                kind: crate::schedule::ScheduleKind::Step,
+            },
             adamw: AdamWConfig::default(),
             clip: 1.0,
             seed: 0,
@@ -320,7 +325,8 @@ impl Trainer {
                     // Size the vocabulary to the tokenizer, padded to a multiple of 64 as
                     // DeepSeek padded 32,022 ids to 32,256 rows, and take its special ids.
                     mc.vocab_size = m.tokenizer.vocab_size.div_ceil(64) * 64;
-                    let tok = kiln_tokenizer::Tokenizer::from_file(&m.tokenizer.path).map_err(|e| TrainError::Config(format!("the data's tokenizer: {e}")))?;
+                    let tok = kiln_tokenizer::Tokenizer::from_file(&m.tokenizer.path)
+                        .map_err(|e| TrainError::Config(format!("the data's tokenizer: {e}")))?;
                     let sp = tok.special();
                     mc.bos_token_id = sp.bos;
                     mc.eos_token_ids = sp.eos.into_iter().collect();
@@ -333,7 +339,10 @@ impl Trainer {
         let model = match cfg.extend_context {
             None => model,
             Some(ext) => {
-                if ext.rope_linear_factor.is_nan() || ext.rope_linear_factor < 1.0 || ext.max_position_embeddings < model.cfg.max_position_embeddings {
+                if ext.rope_linear_factor.is_nan()
+                    || ext.rope_linear_factor < 1.0
+                    || ext.max_position_embeddings < model.cfg.max_position_embeddings
+                {
                     return Err(TrainError::Config(format!(
                         "extend_context: positions {} (model: {}) and factor {} must not shrink the context",
                         ext.max_position_embeddings, model.cfg.max_position_embeddings, ext.rope_linear_factor
@@ -355,13 +364,15 @@ impl Trainer {
     /// Reopens the run in `run` at its latest checkpoint.
     pub fn resume(run: &Path, device: &Device) -> Result<Self> {
         let path = run.join("config.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Checkpoint {
-            path: path.clone(),
-            message: format!("{e}: not a kiln training run"),
-        })?;
-        let cfg: TrainConfig = serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("damaged run config: {e}") })?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("{e}: not a kiln training run") })?;
+        let cfg: TrainConfig = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Checkpoint { path: path.clone(), message: format!("damaged run config: {e}") })?;
         let Some((_, ckpt)) = checkpoints(run).pop() else {
-            return Err(TrainError::Checkpoint { path: run.to_path_buf(), message: "no checkpoint to resume from yet; start the run again".into() });
+            return Err(TrainError::Checkpoint {
+                path: run.to_path_buf(),
+                message: "no checkpoint to resume from yet; start the run again".into(),
+            });
         };
         let state_path = ckpt.join("trainer_state.json");
         let state: TrainerState = serde_json::from_slice(&std::fs::read(&state_path).map_err(io(&state_path))?)
@@ -374,7 +385,13 @@ impl Trainer {
         Ok(t)
     }
 
-    fn assemble(run: &Path, cfg: TrainConfig, mut model: TrainModel, meta: Option<PackSummary>, state: Option<TrainerState>) -> Result<Self> {
+    fn assemble(
+        run: &Path,
+        cfg: TrainConfig,
+        mut model: TrainModel,
+        meta: Option<PackSummary>,
+        state: Option<TrainerState>,
+    ) -> Result<Self> {
         let compute = cfg.precision.resolve(model.network().device());
         model.set_compute_dtype(compute);
         tracing::info!(compute = ?compute, "training precision (master weights, gradients and optimizer state in f32)");
@@ -447,7 +464,11 @@ impl Trainer {
                 });
             }
             let k = self.cfg.accumulation as f64;
-            let mut grads: Vec<Tensor> = sum.expect("accumulation >= 1").into_iter().map(|g| if k == 1.0 { Ok(g) } else { g / k }).collect::<candle_core::Result<_>>()?;
+            let mut grads: Vec<Tensor> = sum
+                .expect("accumulation >= 1")
+                .into_iter()
+                .map(|g| if k == 1.0 { Ok(g) } else { g / k })
+                .collect::<candle_core::Result<_>>()?;
             let loss = loss_sum / k;
             let norm = clip_global_norm(&mut grads, self.cfg.clip)?;
             let skipped = !loss.is_finite() || !norm.is_finite();
@@ -542,7 +563,8 @@ impl Trainer {
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
         self.model.network().save(&tmp, None)?;
         let mc = &self.model.cfg;
-        let generation = serde_json::json!({"bos_token_id": mc.bos_token_id, "eos_token_id": mc.eos_token_ids.first(), "_from_model_config": true});
+        let generation =
+            serde_json::json!({"bos_token_id": mc.bos_token_id, "eos_token_id": mc.eos_token_ids.first(), "_from_model_config": true});
         write_atomic(&tmp.join("generation_config.json"), generation.to_string().as_bytes())?;
         // The tokenizer the data was made with, so the checkpoint is a complete model dir:
         // named by a packed corpus's meta.json, or copied beside SFT data.

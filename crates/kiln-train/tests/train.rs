@@ -46,7 +46,8 @@ fn loss_gradients_and_ten_steps_match_pytorch() {
         let (loss, mut grads) = model.loss_and_grads(&windows).unwrap();
         let norm = clip_global_norm(&mut grads, 1.0).unwrap();
         let lr = schedule.lr(s);
-        let (wl, wn, wlr) = (expected["losses"][s].as_f64().unwrap(), expected["grad_norms"][s].as_f64().unwrap(), expected["lrs"][s].as_f64().unwrap());
+        let (wl, wn, wlr) =
+            (expected["losses"][s].as_f64().unwrap(), expected["grad_norms"][s].as_f64().unwrap(), expected["lrs"][s].as_f64().unwrap());
         assert!((lr - wlr).abs() < 1e-12, "step {s}: lr {lr} vs {wlr}");
         assert!((loss - wl).abs() < 1e-4 * wl.max(1.0), "step {s}: loss {loss} vs torch {wl}");
         assert!((norm - wn).abs() < 1e-4 * wn, "step {s}: grad norm {norm} vs torch {wn}");
@@ -127,7 +128,11 @@ fn a_learnable_task_is_learned_and_the_checkpoint_loads() {
     assert!(losses[0] > 3.0, "starts near ln 32: {}", losses[0]);
     assert!(last < 0.2, "the counting task is learned: mean loss of the last 10 steps {last}");
     // keep_last 2: checkpoints 100 and 150 remain; the final one is a loadable model directory.
-    let mut names: Vec<String> = std::fs::read_dir(&run).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("checkpoint-")).collect();
+    let mut names: Vec<String> = std::fs::read_dir(&run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("checkpoint-"))
+        .collect();
     names.sort();
     assert_eq!(names, ["checkpoint-00000100", "checkpoint-00000150"]);
     assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap(), "checkpoint-00000150");
@@ -154,7 +159,8 @@ fn bf16_compute_learns_and_saves_f32_weights() {
     let losses = train_losses(&run);
     let last: f64 = losses[140..].iter().sum::<f64>() / 10.0;
     assert!(last < 0.3, "bf16: mean loss of the last 10 steps {last}");
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint-00000150/config.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoint-00000150/config.json")).unwrap()).unwrap();
     assert_eq!(saved["torch_dtype"], "float32");
 }
 
@@ -230,7 +236,8 @@ fn bad_runs_are_refused_with_reasons() {
     cfg.extend_context = Some(kiln_train::ContextExtension { max_position_embeddings: 128, rope_linear_factor: 2.0 });
     let long_run = tmp.path().join("r1b");
     Trainer::create(&long_run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
-    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(long_run.join("checkpoint-00000004/config.json")).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(long_run.join("checkpoint-00000004/config.json")).unwrap()).unwrap();
     assert_eq!(saved["max_position_embeddings"], 128);
     assert_eq!(saved["rope_scaling"]["factor"], 2.0, "{saved}");
     // A second run in the same directory.
@@ -312,7 +319,13 @@ fn checkpoints_load_in_transformers() {
     let ckpt = run.join("checkpoint-00000003");
     let ids = [3u32, 4, 5, 6, 9, 2];
     let model = Llama::load(&ckpt, None, &Device::Cpu).unwrap();
-    let ours = model.forward(&Tensor::new(&[ids], &Device::Cpu).unwrap(), &mut model.new_cache()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let ours = model
+        .forward(&Tensor::new(&[ids], &Device::Cpu).unwrap(), &mut model.new_cache())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let script = format!(
         "import json, torch, transformers\n\
          m = transformers.LlamaForCausalLM.from_pretrained({:?}, torch_dtype=torch.float32).eval()\n\
@@ -344,7 +357,8 @@ fn divergence_is_detected_and_the_last_good_checkpoint_survives() {
     let err = Trainer::create(&run, cfg, &Device::Cpu).unwrap().run(None, &Quiet).expect_err("diverges");
     assert!(matches!(err, kiln_train::TrainError::Diverged { count: 3, .. }), "{err}");
     assert!(err.to_string().contains("last good checkpoint"), "{err}");
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines[0]["skipped"], false);
     assert!(lines[1..].iter().all(|m| m["skipped"] == true), "{lines:?}");
     assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap(), "checkpoint-00000001");

@@ -97,9 +97,16 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks:
     let mut repos: Vec<String> = files.iter().map(|f| f.repo.clone()).collect();
     repos.dedup();
     let bytes: usize = files.iter().map(|f| f.text.len()).sum();
-    run.say(format!("  {} held-out files ({:.0} KB) from {} repositories: {}", files.len(), bytes as f64 / 1024.0, repos.len(), repos.join(", ")));
+    run.say(format!(
+        "  {} held-out files ({:.0} KB) from {} repositories: {}",
+        files.len(),
+        bytes as f64 / 1024.0,
+        repos.len(),
+        repos.join(", ")
+    ));
     let model_dir = run.dir("model");
-    let loaded = LoadedModel::load(&model_dir, None, &candle_core::Device::Cpu).with_context(|| format!("loading the trained model {}", model_dir.display()))?;
+    let loaded = LoadedModel::load(&model_dir, None, &candle_core::Device::Cpu)
+        .with_context(|| format!("loading the trained model {}", model_dir.display()))?;
     let window = run.state.settings.seq_len;
 
     let mut total = TextLoss::default();
@@ -118,7 +125,13 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks:
     let per_byte = |bits: u64, n: usize| bits as f64 / n.max(1) as f64;
     let per_language = langs
         .into_iter()
-        .map(|(language, (files, loss, zbits))| LanguageRow { language, files, bytes: loss.bytes, model_bits_per_byte: loss.bits_per_byte(), zstd_each_bits_per_byte: per_byte(zbits, loss.bytes) })
+        .map(|(language, (files, loss, zbits))| LanguageRow {
+            language,
+            files,
+            bytes: loss.bytes,
+            model_bits_per_byte: loss.bits_per_byte(),
+            zstd_each_bits_per_byte: per_byte(zbits, loss.bytes),
+        })
         .collect();
     run.say(format!(
         "  bits per byte: model {:.3}, zstd -19 per file {:.3}, zstd -19 all files as one stream {:.3}",
@@ -169,7 +182,12 @@ fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<Held
                 if text.trim().is_empty() {
                     continue;
                 }
-                all.push(HeldOut { repo: s.repo.clone(), path: span.path.clone(), language: span.language.clone().unwrap_or_else(|| "unknown".into()), text: text.to_string() });
+                all.push(HeldOut {
+                    repo: s.repo.clone(),
+                    path: span.path.clone(),
+                    language: span.language.clone().unwrap_or_else(|| "unknown".into()),
+                    text: text.to_string(),
+                });
             }
         }
     }
@@ -244,7 +262,15 @@ fn fitted_prefix<'a>(loaded: &LoadedModel, before: &'a str, max_tokens: usize) -
 /// repository's imported files (dependency order, within half the window; the file that no
 /// longer fits is cut to its first lines) then the file up to the line, or the same without the
 /// other files; greedy, 24 new tokens, first line kept.
-fn repo_level(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize, window: usize, loaded: &LoadedModel, generator: &Generator) -> Result<Option<RepoLevel>> {
+fn repo_level(
+    corpus: &Path,
+    val_fraction: f64,
+    seed: u64,
+    max_tasks: usize,
+    window: usize,
+    loaded: &LoadedModel,
+    generator: &Generator,
+) -> Result<Option<RepoLevel>> {
     use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
     if max_tasks == 0 {
         return Ok(None);
@@ -259,7 +285,9 @@ fn repo_level(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize, win
     let max_prompt_tokens = window - max_new;
     let budgets = Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 };
     let params = greedy(loaded, max_new, &["\n"]);
-    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false, partial_files: true }, |p| generator.generate(&p.ids, &params, |_| {}).map(|g| g.text))?;
+    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false, partial_files: true }, |p| {
+        generator.generate(&p.ids, &params, |_| {}).map(|g| g.text)
+    })?;
     let all = report.score.all();
     Ok(Some(RepoLevel {
         tasks: tasks.len(),
@@ -326,7 +354,12 @@ fn last_lines(s: &str, n: usize) -> &str {
 
 /// A completion after the first function header of a held-out file (Python preferred), and an
 /// infill of the line after it.
-fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Generator, window: usize) -> Result<(Option<SampleText>, Option<SampleText>)> {
+fn samples(
+    files: &[HeldOut],
+    loaded: &LoadedModel,
+    generator: &Generator,
+    window: usize,
+) -> Result<(Option<SampleText>, Option<SampleText>)> {
     let header = |f: &HeldOut| -> Option<usize> {
         let mut start = 0;
         for line in f.text.split_inclusive('\n') {

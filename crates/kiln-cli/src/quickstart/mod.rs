@@ -164,14 +164,21 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
     }
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating --out {}", args.out.display()))?;
     let started = Instant::now();
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(args.out.join("quickstart.log")).with_context(|| format!("opening {}", args.out.join("quickstart.log").display()))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(args.out.join("quickstart.log"))
+        .with_context(|| format!("opening {}", args.out.join("quickstart.log").display()))?;
     let decontamination = match &args.benchmarks {
         Some(b) if !b.join("humaneval").is_dir() && !b.join("mbpp").is_dir() => {
             bail!("--benchmarks {}: expected humaneval/ and mbpp/ inside", b.display())
         }
         Some(b) => Some(std::fs::canonicalize(b)?),
         // The copy shipped in the repository (data/benchmarks), else the project's shared one.
-        None => ["data/benchmarks", "../shared/benchmarks"].iter().filter_map(|b| std::fs::canonicalize(b).ok()).find(|b| b.join("humaneval").is_dir()),
+        None => ["data/benchmarks", "../shared/benchmarks"]
+            .iter()
+            .filter_map(|b| std::fs::canonicalize(b).ok())
+            .find(|b| b.join("humaneval").is_dir()),
     };
     let sources = args.sources.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
     let settings = Settings {
@@ -186,7 +193,8 @@ pub fn run(args: QuickstartArgs) -> Result<()> {
     let state_path = args.out.join("quickstart.json");
     let state = if state_path.is_file() {
         let text = std::fs::read_to_string(&state_path)?;
-        let old: State = serde_json::from_str(&text).with_context(|| format!("{} is damaged; remove it (or the whole folder) to start over", state_path.display()))?;
+        let old: State = serde_json::from_str(&text)
+            .with_context(|| format!("{} is damaged; remove it (or the whole folder) to start over", state_path.display()))?;
         if let Some(field) = differing_setting(&old.settings, &settings) {
             bail!(
                 "{} holds a quickstart with another {field} ({}); use another --out, or the same settings to resume it",
@@ -274,7 +282,11 @@ fn stage_sources(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
     check_disk_space(&run.out, bytes)?;
     run.state.selected = selected;
     run.state.missing_sources = found.missing;
-    run.finish_stage("sources", t, serde_json::json!({"repositories": run.state.selected.len(), "code_bytes": bytes, "found": found.candidates.len()}))
+    run.finish_stage(
+        "sources",
+        t,
+        serde_json::json!({"repositories": run.state.selected.len(), "code_bytes": bytes, "found": found.candidates.len()}),
+    )
 }
 
 /// Refuses to start when the output folder's disk cannot hold the corpus, the packed data and
@@ -317,7 +329,11 @@ fn stage_corpus(run: &mut Run) -> Result<()> {
     run.say(format!(
         "[2/6] corpus: {} repositories -> filters, near-dedup, dependency order, {}",
         run.state.selected.len(),
-        if decontam.is_some() { "decontamination against HumanEval/MBPP" } else { "no decontamination (no benchmarks folder; give --benchmarks DIR)" }
+        if decontam.is_some() {
+            "decontamination against HumanEval/MBPP"
+        } else {
+            "no decontamination (no benchmarks folder; give --benchmarks DIR)"
+        }
     ));
     let inputs: Vec<PathBuf> = run.state.selected.iter().map(|c| c.path.clone()).collect();
     let plan = BuildPlan::new(inputs, run.dir("corpus"), CorpusConfig::default(), decontam, None)?;
@@ -338,7 +354,10 @@ fn stage_corpus(run: &mut Run) -> Result<()> {
         m.languages.len()
     ));
     if m.samples.kept == 0 {
-        bail!("the corpus is empty after filtering: every file of the sources was dropped (see {} for why)", run.dir("corpus").join("manifest.json").display());
+        bail!(
+            "the corpus is empty after filtering: every file of the sources was dropped (see {} for why)",
+            run.dir("corpus").join("manifest.json").display()
+        );
     }
     run.finish_stage("corpus", t, serde_json::json!({"samples": m.samples.kept, "bytes": bytes}))
 }
@@ -378,7 +397,10 @@ fn stage_tokenizer(run: &mut Run) -> Result<()> {
     let manifest = Manifest::load(&corpus)?;
     let bytes: u64 = manifest.languages.values().map(|l| l.bytes).sum();
     let vocab = run.state.settings.vocab_size.unwrap_or_else(|| vocab_for(bytes));
-    run.say(format!("[3/6] tokenizer: byte-level BPE, {vocab} ids + DeepSeek-Coder's role tokens, on up to {} MB of the corpus", TOKENIZER_SAMPLE_BYTES >> 20));
+    run.say(format!(
+        "[3/6] tokenizer: byte-level BPE, {vocab} ids + DeepSeek-Coder's role tokens, on up to {} MB of the corpus",
+        TOKENIZER_SAMPLE_BYTES >> 20
+    ));
     // A seeded draw of samples from the whole corpus, not its first megabytes: the shards follow
     // the input order (all cargo crates before the python packages), and a tokenizer that never
     // saw Python splits Python into short pieces.
@@ -434,19 +456,29 @@ fn val_fraction_for(repos: &[String], seed: u64) -> Result<f64> {
 
 fn stage_pack(run: &mut Run) -> Result<f64> {
     if let Some(r) = run.done("pack") {
-        return r.info["val_fraction"].as_f64().context("quickstart.json: the pack stage lacks val_fraction; remove the folder to start over");
+        return r.info["val_fraction"]
+            .as_f64()
+            .context("quickstart.json: the pack stage lacks val_fraction; remove the folder to start over");
     }
     let t = Instant::now();
     let repos = corpus_repos(&run.dir("corpus"))?;
     let seed = run.state.settings.seed;
     let val_fraction = val_fraction_for(&repos, seed)?;
     let seq_len = run.state.settings.seq_len;
-    run.say(format!("[4/6] pack: PSM FIM at rate 0.5, windows of {seq_len} tokens, {:.0}% of {} repositories held out", val_fraction * 100.0, repos.len()));
+    run.say(format!(
+        "[4/6] pack: PSM FIM at rate 0.5, windows of {seq_len} tokens, {:.0}% of {} repositories held out",
+        val_fraction * 100.0,
+        repos.len()
+    ));
     let tokenizer = TokenizerFile::load(&run.dir("tokenizer").join("tokenizer.json"))?;
-    let cfg = PackConfig { seq_len, fim: FimConfig { rate: 0.5, spm_rate: 0.0, seed }, val_fraction, split_seed: seed, ..PackConfig::default() };
+    let cfg =
+        PackConfig { seq_len, fim: FimConfig { rate: 0.5, spm_rate: 0.0, seed }, val_fraction, split_seed: seed, ..PackConfig::default() };
     let s = pack_corpus(&run.dir("corpus"), &tokenizer, &run.dir("data"), &cfg)?;
     let (train, val) = (s.split(Split::Train), s.split(Split::Val));
-    run.say(format!("  train: {} windows from {} repositories; val: {} windows from {} repositories", train.windows, train.repos, val.windows, val.repos));
+    run.say(format!(
+        "  train: {} windows from {} repositories; val: {} windows from {} repositories",
+        train.windows, train.repos, val.windows, val.repos
+    ));
     if train.windows == 0 {
         bail!("no training windows: the corpus is smaller than one window of {seq_len} tokens; add sources or lower --seq-len");
     }
@@ -550,7 +582,10 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
                 steps
             }
         };
-        run.say(format!("[5/6] train: `tiny` preset from scratch, {steps} steps of 8 x {} tokens (DeepSeek-Coder's recipe: AdamW, warmup, step decay)", run.state.settings.seq_len));
+        run.say(format!(
+            "[5/6] train: `tiny` preset from scratch, {steps} steps of 8 x {} tokens (DeepSeek-Coder's recipe: AdamW, warmup, step decay)",
+            run.state.settings.seq_len
+        ));
         Trainer::create(&dir, train_config(run, steps), &device)?
     };
     let total = trainer.cfg.steps as u64;
@@ -567,15 +602,30 @@ fn stage_train(run: &mut Run, args: &QuickstartArgs) -> Result<()> {
     let state = result?;
     let ckpt = latest_checkpoint(&dir)?;
     copy_model(&ckpt, &run.dir("model"))?;
-    run.say(format!("  {} steps, {} tokens, last loss {:.4}; model in {}", state.step, state.tokens_seen, state.loss, run.dir("model").display()));
-    run.finish_stage("train", t, serde_json::json!({"steps": state.step, "tokens": state.tokens_seen, "last_loss": state.loss, "checkpoint": ckpt}))
+    run.say(format!(
+        "  {} steps, {} tokens, last loss {:.4}; model in {}",
+        state.step,
+        state.tokens_seen,
+        state.loss,
+        run.dir("model").display()
+    ));
+    run.finish_stage(
+        "train",
+        t,
+        serde_json::json!({"steps": state.step, "tokens": state.tokens_seen, "last_loss": state.loss, "checkpoint": ckpt}),
+    )
 }
 
 /// Trains a tenth of the plan, then re-plans the number of steps from the real pace (a short
 /// calibration on this VM is off by up to 20% either way) so training ends at `deadline`, then
 /// trains the rest. The re-plan happens before the LR decay, so it is the run that plan would
 /// have been from the start.
-fn train_to_deadline(run: &mut Run, trainer: &mut Trainer, deadline: Instant, observer: &dyn kiln_train::trainer::TrainObserver) -> Result<kiln_train::TrainerState> {
+fn train_to_deadline(
+    run: &mut Run,
+    trainer: &mut Trainer,
+    deadline: Instant,
+    observer: &dyn kiln_train::trainer::TrainObserver,
+) -> Result<kiln_train::TrainerState> {
     let planned = trainer.cfg.steps;
     let first = (planned / 10).max(10).min(planned * 7 / 10);
     let started = Instant::now();
@@ -609,7 +659,9 @@ fn copy_model(ckpt: &Path, dest: &Path) -> Result<()> {
     for e in std::fs::read_dir(ckpt)?.flatten() {
         let name = e.file_name();
         // The model folder: config, weights, tokenizer; not the optimizer or trainer state.
-        let keep = name.to_str().is_some_and(|n| (n.ends_with(".json") || n.ends_with(".safetensors")) && !n.starts_with("trainer") && !n.starts_with("optimizer"));
+        let keep = name.to_str().is_some_and(|n| {
+            (n.ends_with(".json") || n.ends_with(".safetensors")) && !n.starts_with("trainer") && !n.starts_with("optimizer")
+        });
         if keep && e.path().is_file() {
             std::fs::copy(e.path(), tmp.join(&name))?;
         }
@@ -625,7 +677,10 @@ fn print_samples(run: &Run, r: &evaluate::Results) {
     let (on, off) = if std::io::IsTerminal::is_terminal(&std::io::stdout()) { ("\x1b[1m", "\x1b[0m") } else { ("<<", ">>") };
     if let Some(s) = &r.sample_completion {
         let output = evaluate::first_lines(&s.output, 12);
-        println!("\n--- a completion by the new model, held-out file {} (its text in {on}bold{off}) ---\n{}{on}{}{off}", s.file, s.prompt, output);
+        println!(
+            "\n--- a completion by the new model, held-out file {} (its text in {on}bold{off}) ---\n{}{on}{}{off}",
+            s.file, s.prompt, output
+        );
     }
     if let Some(s) = &r.sample_infill {
         println!("\n--- an infill by the new model, held-out file {} ---\n{}{on}{}{off}{}", s.file, s.prompt, s.output, s.suffix);
@@ -650,7 +705,8 @@ mod tests {
 
     #[test]
     fn a_changed_setting_is_named() {
-        let s = Settings { sources: vec![], seed: 0, max_source_mb: 40, vocab_size: None, seq_len: 512, steps: None, decontamination: None };
+        let s =
+            Settings { sources: vec![], seed: 0, max_source_mb: 40, vocab_size: None, seq_len: 512, steps: None, decontamination: None };
         assert_eq!(differing_setting(&s, &s.clone()), None);
         assert_eq!(differing_setting(&s, &Settings { seed: 3, ..s.clone() }), Some("--seed"));
         assert_eq!(differing_setting(&s, &Settings { seq_len: 256, ..s.clone() }), Some("--seq-len"));

@@ -32,7 +32,14 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let info = |stage: &str, key: &str| st.stages.get(stage).map(|s| s.info[key].clone()).unwrap_or_default();
     let mut md = String::new();
     let _ = writeln!(md, "# kiln quickstart report\n");
-    let _ = writeln!(md, "kiln {} on {}. Seed {}. Total time {:.1} min.\n", env!("CARGO_PKG_VERSION"), machine(), st.settings.seed, run.spent_s() / 60.0);
+    let _ = writeln!(
+        md,
+        "kiln {} on {}. Seed {}. Total time {:.1} min.\n",
+        env!("CARGO_PKG_VERSION"),
+        machine(),
+        st.settings.seed,
+        run.spent_s() / 60.0
+    );
 
     let _ = writeln!(md, "## 1. Sources\n");
     let _ = writeln!(md, "| source | repositories | code (MB) |\n|---|---|---|");
@@ -61,7 +68,8 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     langs.sort_by(|a, b| b.1.bytes.cmp(&a.1.bytes).then(a.0.cmp(b.0)));
     let _ = writeln!(md, "| language | files | MB | share |\n|---|---|---|---|");
     for (name, l) in &langs {
-        let _ = writeln!(md, "| {name} | {} | {:.2} | {:.1}% |", l.files, l.bytes as f64 / 1e6, 100.0 * l.bytes as f64 / total.max(1) as f64);
+        let _ =
+            writeln!(md, "| {name} | {} | {:.2} | {:.1}% |", l.files, l.bytes as f64 / 1e6, 100.0 * l.bytes as f64 / total.max(1) as f64);
     }
     let rows: Vec<(String, f64)> = langs.iter().map(|(n, l)| (n.to_string(), l.bytes as f64 / 1e6)).collect();
     kiln_train::plot::bar_chart(&out.join("corpus_languages.png"), "Corpus by language (MB)", &rows, "MB")?;
@@ -110,21 +118,44 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     }
 
     let _ = writeln!(md, "## 6. Evaluation on held-out repositories\n");
-    let _ = writeln!(md, "{} files ({:.0} KB) of {} repositories the model never saw: {}.\n", r.heldout_files, r.heldout_bytes as f64 / 1024.0, r.heldout_repos.len(), r.heldout_repos.join(", "));
+    let _ = writeln!(
+        md,
+        "{} files ({:.0} KB) of {} repositories the model never saw: {}.\n",
+        r.heldout_files,
+        r.heldout_bytes as f64 / 1024.0,
+        r.heldout_repos.len(),
+        r.heldout_repos.join(", ")
+    );
     let _ = writeln!(md, "| measure | bits per byte |\n|---|---|");
-    let _ = writeln!(md, "| **kiln model** (cross-entropy over each file's UTF-8 bytes, file by file) | **{:.3}** |", r.model_bits_per_byte);
+    let _ =
+        writeln!(md, "| **kiln model** (cross-entropy over each file's UTF-8 bytes, file by file) | **{:.3}** |", r.model_bits_per_byte);
     let _ = writeln!(md, "| zstd -19, each file alone | {:.3} |", r.zstd_each_bits_per_byte);
     let _ = writeln!(md, "| zstd -19, all files as one stream | {:.3} |", r.zstd_concat_bits_per_byte);
     let verdict = if r.model_bits_per_byte < r.zstd_each_bits_per_byte {
         format!("The model beats per-file zstd -19 by {:.1}%", 100.0 * (1.0 - r.model_bits_per_byte / r.zstd_each_bits_per_byte))
     } else {
-        format!("The model does NOT beat per-file zstd -19: it is {:.3} bits per byte short (train longer: more --minutes)", r.model_bits_per_byte - r.zstd_each_bits_per_byte)
+        format!(
+            "The model does NOT beat per-file zstd -19: it is {:.3} bits per byte short (train longer: more --minutes)",
+            r.model_bits_per_byte - r.zstd_each_bits_per_byte
+        )
     };
-    let stretch = if r.model_bits_per_byte < r.zstd_concat_bits_per_byte { "and also the one-stream anchor" } else { "; the one-stream anchor (the stretch goal) is not reached" };
+    let stretch = if r.model_bits_per_byte < r.zstd_concat_bits_per_byte {
+        "and also the one-stream anchor"
+    } else {
+        "; the one-stream anchor (the stretch goal) is not reached"
+    };
     let _ = writeln!(md, "\n{verdict} {stretch}. Mean loss {:.3} nats per token.\n", r.loss_per_token);
     let _ = writeln!(md, "| language | files | KB | model bits/byte | zstd -19 per file |\n|---|---|---|---|---|");
     for l in &r.per_language {
-        let _ = writeln!(md, "| {} | {} | {:.0} | {:.3} | {:.3} |", l.language, l.files, l.bytes as f64 / 1024.0, l.model_bits_per_byte, l.zstd_each_bits_per_byte);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.3} | {:.3} |",
+            l.language,
+            l.files,
+            l.bytes as f64 / 1024.0,
+            l.model_bits_per_byte,
+            l.zstd_each_bits_per_byte
+        );
     }
     let _ = writeln!(
         md,
@@ -154,10 +185,20 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     }
     let _ = writeln!(md, "## 7. Samples\n");
     if let Some(s) = &r.sample_completion {
-        let _ = writeln!(md, "Completion of held-out `{}` (model output after `⟨⟩`, first 12 lines):\n\n```\n{}⟨⟩{}\n```\n", s.file, s.prompt, super::evaluate::first_lines(&s.output, 12));
+        let _ = writeln!(
+            md,
+            "Completion of held-out `{}` (model output after `⟨⟩`, first 12 lines):\n\n```\n{}⟨⟩{}\n```\n",
+            s.file,
+            s.prompt,
+            super::evaluate::first_lines(&s.output, 12)
+        );
     }
     if let Some(s) = &r.sample_infill {
-        let _ = writeln!(md, "Infill in the same file (the model's line between `⟨` and `⟩`):\n\n```\n{}⟨{}⟩{}\n```\n", s.prompt, s.output, s.suffix);
+        let _ = writeln!(
+            md,
+            "Infill in the same file (the model's line between `⟨` and `⟩`):\n\n```\n{}⟨{}⟩{}\n```\n",
+            s.prompt, s.output, s.suffix
+        );
     }
     let _ = writeln!(md, "Serve the model:\n\n```sh\nkiln serve --model {}\n```\n", run.dir("model").display());
 

@@ -68,10 +68,7 @@ pub fn default_sources() -> Result<Found> {
     }
     found.candidates.retain(|c| c.code_bytes > 0);
     if found.candidates.is_empty() {
-        bail!(
-            "no default sources found: {}. Give repositories with --sources DIR_OR_ARCHIVE ...",
-            found.missing.join("; ")
-        );
+        bail!("no default sources found: {}. Give repositories with --sources DIR_OR_ARCHIVE ...", found.missing.join("; "));
     }
     Ok(found)
 }

@@ -24,8 +24,7 @@
 use std::sync::OnceLock;
 
 use super::{
-    block_comment_end, drive, finder, ident_end, is_ident, quoted_end, table, whole_word, word_before, Comments, Lexer,
-    Out, Toks,
+    block_comment_end, drive, finder, ident_end, is_ident, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks,
 };
 use crate::imports::ImportKind;
 

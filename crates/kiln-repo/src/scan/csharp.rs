@@ -13,9 +13,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out, Toks, Trail,
-};
+use super::{block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out, Toks, Trail};
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["using", "namespace"];

@@ -5,10 +5,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    block_comment_end, delimited_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out,
-    Toks, Trail,
-};
+use super::{block_comment_end, delimited_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out, Toks, Trail};
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "package"];

@@ -17,10 +17,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks,
-    Trail,
-};
+use super::{block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks, Trail};
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "export", "require"];
@@ -29,22 +26,8 @@ static CODE: [bool; 256] = table(b"/\"'`");
 /// Inside a template hole, braces are counted to find the hole's end.
 static CODE_IN_HOLE: [bool; 256] = table(b"/\"'`{}");
 /// Words after which a `/` starts a regex literal rather than a division.
-const BEFORE_REGEX: &[&[u8]] = &[
-    b"return",
-    b"typeof",
-    b"instanceof",
-    b"in",
-    b"of",
-    b"new",
-    b"delete",
-    b"void",
-    b"throw",
-    b"case",
-    b"do",
-    b"else",
-    b"yield",
-    b"await",
-];
+const BEFORE_REGEX: &[&[u8]] =
+    &[b"return", b"typeof", b"instanceof", b"in", b"of", b"new", b"delete", b"void", b"throw", b"case", b"do", b"else", b"yield", b"await"];
 const QUOTES: &[u8] = b"'\"";
 
 pub(super) fn scan(out: &mut Out, typescript: bool) {

@@ -11,9 +11,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    delimited_end, drive, finder, line_end, prev_nonblank, quoted_end, table, whole_word, Comments, Lexer, Out, Toks,
-};
+use super::{delimited_end, drive, finder, line_end, prev_nonblank, quoted_end, table, whole_word, Comments, Lexer, Out, Toks};
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "from"];

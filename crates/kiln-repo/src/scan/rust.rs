@@ -16,9 +16,7 @@
 
 use std::sync::OnceLock;
 
-use super::{
-    drive, finder, ident_end, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks, Trail,
-};
+use super::{drive, finder, ident_end, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks, Trail};
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["use", "mod"];
@@ -73,11 +71,7 @@ const KEYWORDS: &[&[u8]] = &[
 ];
 
 pub(super) fn scan(out: &mut Out) {
-    drive(
-        out,
-        Some(finder(&FINDER, WORDS)),
-        &mut RustLexer { braces: Vec::new(), macro_depth: 0, trail: Trail::default() },
-    );
+    drive(out, Some(finder(&FINDER, WORDS)), &mut RustLexer { braces: Vec::new(), macro_depth: 0, trail: Trail::default() });
 }
 
 struct RustLexer {
@@ -333,9 +327,7 @@ fn raw_string_end(b: &[u8], pos: usize) -> usize {
     let mut close = vec![b'"'];
     close.resize(hashes + 1, b'#');
     let body = quote + 1;
-    b.get(body..)
-        .and_then(|rest| rest.windows(close.len()).position(|w| w == close.as_slice()))
-        .map_or(b.len(), |p| body + p + close.len())
+    b.get(body..).and_then(|rest| rest.windows(close.len()).position(|w| w == close.as_slice())).map_or(b.len(), |p| body + p + close.len())
 }
 
 /// A `#`: a raw string (`r#"`), a raw identifier (`r#type`, skipped as a word), or anything else

@@ -107,11 +107,7 @@ fn c_and_cpp_includes() {
     for syntax in [C, Cpp] {
         assert_eq!(
             got(syntax, src),
-            want(&[
-                ("stdio.h", IncludeAngled, 1),
-                ("../common/x.h", IncludeQuoted, 2),
-                ("sys/types.h", IncludeAngled, 12)
-            ]),
+            want(&[("stdio.h", IncludeAngled, 1), ("../common/x.h", IncludeQuoted, 2), ("sys/types.h", IncludeAngled, 12)]),
             "{syntax:?}"
         );
     }
@@ -170,8 +166,7 @@ fn typescript_forms() {
                export * from './re';\nexport type { U } from './u';\nlet v: import('./v').V;\n\
                declare module 'm' {\n  export * from './inner';\n}\n";
     let js = |t: &str, l| (t.to_string(), JsSpecifier, l);
-    let expected =
-        vec![js("./types", 1), js("./legacy", 2), js("./re", 4), js("./u", 5), js("./v", 6), js("./inner", 8)];
+    let expected = vec![js("./types", 1), js("./legacy", 2), js("./re", 4), js("./u", 5), js("./v", 6), js("./inner", 8)];
     assert_eq!(got(TypeScript, src), expected);
     let tsx = "import React from 'react';\nexport const A = () => <div>Don't import x from \"y\"</div>;\n\
                const B = () => <img src={require('./b.png')} />;\n";
@@ -422,8 +417,7 @@ fn class(a: &FileFacts, s: &FileFacts) -> &'static str {
         return if a.package != s.package { "package differs" } else { "namespaces differ" };
     }
     let bag = |f: &FileFacts| {
-        let mut v: Vec<(String, String)> =
-            f.imports.iter().map(|i| (i.text.clone(), format!("{:?}", i.kind))).collect();
+        let mut v: Vec<(String, String)> = f.imports.iter().map(|i| (i.text.clone(), format!("{:?}", i.kind))).collect();
         v.sort();
         v
     };
@@ -443,8 +437,7 @@ fn class(a: &FileFacts, s: &FileFacts) -> &'static str {
 /// What differs between two facts (imports, package, namespaces), or `None`.
 fn difference(a: &FileFacts, s: &FileFacts) -> Option<String> {
     if a.imports != s.imports {
-        let i =
-            a.imports.iter().zip(&s.imports).position(|(x, y)| x != y).unwrap_or(a.imports.len().min(s.imports.len()));
+        let i = a.imports.iter().zip(&s.imports).position(|(x, y)| x != y).unwrap_or(a.imports.len().min(s.imports.len()));
         return Some(format!(
             "imports ({} vs {}) first at #{i}: analyze {:?} / scan {:?}",
             a.imports.len(),
@@ -553,8 +546,7 @@ fn scan_matches_analyze_on_crafted_cases() {
 #[test]
 fn scan_matches_analyze_on_fixture_repos_and_given_trees() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut roots =
-        vec![manifest.join("../../tests/fixtures/repos"), manifest.join("../kiln-eval/tests/fixtures/repos")];
+    let mut roots = vec![manifest.join("../../tests/fixtures/repos"), manifest.join("../kiln-eval/tests/fixtures/repos")];
     let fixtures = roots.len();
     roots.extend(std::env::var_os("KILN_SCAN_DIFF_DIR").iter().flat_map(std::env::split_paths));
     let mut checked = 0;
