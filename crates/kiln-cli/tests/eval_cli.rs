@@ -78,7 +78,7 @@ fn endpoint_completions_equal_in_process_ones() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
     let (local, remote) = (tmp.path().join("local"), tmp.path().join("remote"));
     let common_args = ["--data", data.to_str().unwrap(), "--limit", "4", "--max-tokens", "12", "--json"];
     let summary: Value = serde_json::from_str(&ok(&kiln(
@@ -100,7 +100,7 @@ fn endpoint_completions_equal_in_process_ones() {
     assert_eq!(a, b, "per-sample completions differ between --model and --endpoint");
     // Infilling through OpenAI's `suffix` equals in-process FIM.
     let fim =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
     let fim_args = ["--data", fim.to_str().unwrap(), "--limit", "3", "--max-tokens", "8", "--json"];
     let (fl, fr) = (tmp.path().join("fim-local"), tmp.path().join("fim-remote"));
     let s: Value = serde_json::from_str(&ok(&kiln(
@@ -136,7 +136,7 @@ fn endpoint_completions_equal_in_process_ones() {
 
 #[test]
 fn canonical_solutions_score_everything_and_bad_data_is_named() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
     let python_ok = Command::new("python3").args(["-c", "import numpy"]).status().is_ok_and(|s| s.success());
     if python_ok {
         let s: Value = serde_json::from_str(&ok(&kiln(&[
@@ -194,7 +194,7 @@ fn batched_sampling_pass_at_k_resume_and_mismatch() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tiny_model(tmp.path());
     let m = model.to_str().unwrap();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
     let d = data.to_str().unwrap();
     // Greedy: batched decoding gives exactly the unbatched completions.
     let (b1, b4) = (tmp.path().join("b1"), tmp.path().join("b4"));
@@ -306,7 +306,7 @@ fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits
     const HTML: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html><body>Bad Gateway</body></html>";
     const WRONG: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"result\": \"hello\"}";
     const JUNK: &str = "\x00\x01garbage that is not HTTP";
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("mixed");
     let port = bad_server(vec![GOOD, HTML, WRONG, JUNK, "SLEEP"]);
@@ -494,7 +494,7 @@ fn repo_benchmark_endpoint_equals_in_process() {
 }
 
 fn multipl_e_data(lang: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../../shared/benchmarks/multipl-e/humaneval-{lang}.jsonl"))
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../data/benchmarks/multipl-e/humaneval-{lang}.jsonl.gz"))
 }
 
 #[test]

@@ -411,18 +411,10 @@ impl DecontamIndex {
 mod tests {
     use super::*;
 
-    /// `../shared/benchmarks` from the crate: present in CI and on dev machines.
+    /// The repository's `data/benchmarks` (committed: a missing file fails the test).
     fn shared_benchmarks() -> Option<Benchmarks> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks");
-        if !dir.join("humaneval/HumanEval.jsonl.gz").exists() || !dir.join("mbpp/mbpp.jsonl").exists() {
-            eprintln!(
-                "SKIPPED: benchmark data not found at {} (needs humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl); \
-                 decontamination tests on real data did NOT run",
-                dir.display()
-            );
-            return None;
-        }
-        Some(Benchmarks::load_dir(&dir).expect("shared benchmark files parse"))
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks");
+        Some(Benchmarks::load_dir(&dir).expect("the repository's benchmark files parse"))
     }
 
     fn task<'a>(b: &'a Benchmarks, id: &str, field: Field) -> &'a str {

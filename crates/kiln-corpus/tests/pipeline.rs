@@ -19,14 +19,11 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos")
 }
 
+/// The repository's `data/benchmarks` (committed: a missing file fails the test).
 fn benchmarks_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks");
-    if d.join("humaneval/HumanEval.jsonl.gz").is_file() {
-        Some(d)
-    } else {
-        eprintln!("SKIPPING decontamination checks: no benchmarks at {}", d.display());
-        None
-    }
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks");
+    assert!(d.join("humaneval/HumanEval.jsonl.gz").is_file(), "no benchmarks at {}", d.display());
+    Some(d)
 }
 
 fn write(root: &Path, rel: &str, text: &str) {

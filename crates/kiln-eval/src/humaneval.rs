@@ -32,7 +32,12 @@ pub const STOP: [&str; 5] = ["\ndef", "\nclass", "\nif", "\n#", "\nprint"];
 
 /// Reads `HumanEval.jsonl.gz` (or plain `.jsonl`); every line must hold every field.
 pub fn load(path: &Path) -> Result<Vec<Problem>, EvalError> {
-    crate::load_jsonl(path, "task_id, prompt, entry_point, canonical_solution, test")
+    load_data(&crate::DataFile::Path(path.to_path_buf()))
+}
+
+/// [`load`] of a file on disk or the bundled copy ([`kiln_benchdata::HUMANEVAL`]).
+pub fn load_data(data: &crate::DataFile) -> Result<Vec<Problem>, EvalError> {
+    crate::load_data_jsonl(data, "task_id, prompt, entry_point, canonical_solution, test")
 }
 
 /// The model's input for `p`: the prompt without trailing whitespace.

@@ -28,7 +28,12 @@ pub struct Problem {
 
 /// Reads `HumanEval-SingleLineInfilling.jsonl.gz` (or any file of the same fields).
 pub fn load(path: &Path) -> Result<Vec<Problem>, EvalError> {
-    crate::load_jsonl(path, "task_id, entry_point, prompt, suffix, canonical_solution, test")
+    load_data(&crate::DataFile::Path(path.to_path_buf()))
+}
+
+/// [`load`] of a file on disk or a bundled set ([`crate::task::InfillSet::bundled`]).
+pub fn load_data(data: &crate::DataFile) -> Result<Vec<Problem>, EvalError> {
+    crate::load_data_jsonl(data, "task_id, entry_point, prompt, suffix, canonical_solution, test")
 }
 
 /// The test program for a generated middle.

@@ -1,7 +1,7 @@
 //! kiln-eval: measuring code models with the paper's protocols, running the generated code in a
 //! sandbox.
 //!
-//! In: a benchmark file (`../shared/benchmarks`) and completions (from a model, or the
+//! In: a benchmark file (the copies built into kiln, [`DataFile::Bundled`], or the user's) and completions (from a model, or the
 //! canonical solutions to check the harness). Out: per-sample results and scores. Pieces:
 //! [`metrics`] (pass@k, edit similarity), [`sandbox`] (isolated execution), [`humaneval`]
 //! (DeepSeek-Coder's HumanEval protocol), [`infilling`] (HumanEval single-line infilling),
@@ -37,17 +37,61 @@ pub mod task;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+/// A benchmark file: one the user named, or the copy built into kiln (kiln-benchdata), so that
+/// every benchmark runs from any directory without a data checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataFile {
+    /// A file on disk.
+    Path(PathBuf),
+    /// A file embedded in the binary.
+    Bundled(kiln_benchdata::BundledFile),
+}
+
+impl DataFile {
+    /// How errors and run records name it: the path, or `bundled:humaneval/HumanEval.jsonl.gz`.
+    pub fn label(&self) -> PathBuf {
+        match self {
+            DataFile::Path(p) => p.clone(),
+            DataFile::Bundled(f) => PathBuf::from(f.label()),
+        }
+    }
+
+    /// The file's bytes.
+    pub fn read(&self) -> Result<std::borrow::Cow<'static, [u8]>, EvalError> {
+        match self {
+            DataFile::Path(p) => std::fs::read(p).map(Into::into).map_err(|e| EvalError::Data { path: p.clone(), message: e.to_string() }),
+            DataFile::Bundled(f) => Ok(f.bytes.into()),
+        }
+    }
+
+    /// The user's file when given, else the bundled copy.
+    pub fn or_bundled(path: Option<&Path>, bundled: kiln_benchdata::BundledFile) -> DataFile {
+        path.map_or(DataFile::Bundled(bundled), |p| DataFile::Path(p.to_path_buf()))
+    }
+}
+
+impl std::fmt::Display for DataFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.label().display())
+    }
+}
+
 /// Reads a benchmark file of JSON lines, gzipped or not; `fields` names what each line needs
 /// (for the error message).
 pub fn load_jsonl<T: serde::de::DeserializeOwned>(path: &Path, fields: &str) -> Result<Vec<T>, EvalError> {
-    let bad = |m: String| EvalError::Data { path: path.to_path_buf(), message: m };
-    let bytes = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    load_data_jsonl(&DataFile::Path(path.to_path_buf()), fields)
+}
+
+/// [`load_jsonl`] of a file on disk or a bundled one.
+pub fn load_data_jsonl<T: serde::de::DeserializeOwned>(data: &DataFile, fields: &str) -> Result<Vec<T>, EvalError> {
+    let bad = |m: String| EvalError::Data { path: data.label(), message: m };
+    let bytes = data.read()?;
     let text = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut s = String::new();
         flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s).map_err(|e| bad(format!("not a readable gzip file: {e}")))?;
         s
     } else {
-        String::from_utf8(bytes).map_err(|_| bad("not UTF-8".into()))?
+        String::from_utf8(bytes.into_owned()).map_err(|_| bad("not UTF-8".into()))?
     };
     text.lines()
         .enumerate()

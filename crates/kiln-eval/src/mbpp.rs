@@ -51,8 +51,13 @@ pub struct Mbpp {
 /// Reads `mbpp.jsonl`; every line must hold task_id, text, code and test_list, and the file must
 /// contain the exemplars and all 500 test problems (a truncated download is named, not scored).
 pub fn load(path: &Path) -> Result<Mbpp, EvalError> {
-    let rows: Vec<Row> = crate::load_jsonl(path, "task_id, text, code, test_list")?;
-    let bad = |m: String| EvalError::Data { path: path.to_path_buf(), message: m };
+    load_data(&crate::DataFile::Path(path.to_path_buf()))
+}
+
+/// [`load`] of a file on disk or the bundled copy ([`kiln_benchdata::MBPP`]).
+pub fn load_data(data: &crate::DataFile) -> Result<Mbpp, EvalError> {
+    let rows: Vec<Row> = crate::load_data_jsonl(data, "task_id, text, code, test_list")?;
+    let bad = |m: String| EvalError::Data { path: data.label(), message: m };
     let exemplars = EXEMPLARS
         .iter()
         .map(|id| {

@@ -114,9 +114,22 @@ impl Language {
         Language::ALL.into_iter().find(|l| l.name() == name)
     }
 
-    /// The benchmark file of this language in a directory of MultiPL-E data.
+    /// The benchmark file of this language in a directory of MultiPL-E data:
+    /// `humaneval-LANG.jsonl`, or its gzip copy `humaneval-LANG.jsonl.gz` when only that exists
+    /// (kiln's `data/benchmarks/multipl-e/` keeps them compressed).
     pub fn data_file(self, dir: &Path) -> PathBuf {
-        dir.join(format!("humaneval-{}.jsonl", self.name()))
+        let plain = dir.join(format!("humaneval-{}.jsonl", self.name()));
+        let gz = dir.join(format!("humaneval-{}.jsonl.gz", self.name()));
+        if !plain.exists() && gz.exists() {
+            gz
+        } else {
+            plain
+        }
+    }
+
+    /// This language's benchmark file as built into kiln.
+    pub fn bundled_data(self) -> kiln_benchdata::BundledFile {
+        kiln_benchdata::multipl_e(self.name()).expect("every MultiPL-E language is bundled")
     }
 
     /// How many problems the benchmark file has (checked by the tests; a different count
@@ -251,8 +264,9 @@ pub struct Toolchain {
     pub language: Language,
     /// Command name → absolute path.
     pub programs: BTreeMap<&'static str, PathBuf>,
-    /// `javatuples-1.2.jar` (Java only: the tests use its tuple classes).
-    pub javatuples: Option<PathBuf>,
+    /// The bytes of `javatuples-1.2.jar` (Java only: the tests use its tuple classes), written
+    /// beside each program.
+    pub javatuples: Option<std::borrow::Cow<'static, [u8]>>,
 }
 
 impl Toolchain {
@@ -262,8 +276,15 @@ impl Toolchain {
         if !jar.is_file() {
             return Err(EvalError::Data { path: jar.to_path_buf(), message: "javatuples jar not found (MultiPL-E's Java tests need it on the classpath; it ships beside the data as javatuples-1.2.jar)".into() });
         }
-        self.javatuples = Some(jar.to_path_buf());
+        let bytes = std::fs::read(jar).map_err(|e| EvalError::Data { path: jar.to_path_buf(), message: e.to_string() })?;
+        self.javatuples = Some(bytes.into());
         Ok(self)
+    }
+
+    /// Sets the javatuples jar to the copy built into kiln ([`kiln_benchdata::JAVATUPLES`]).
+    pub fn with_bundled_javatuples(mut self) -> Self {
+        self.javatuples = Some(kiln_benchdata::JAVATUPLES.bytes.into());
+        self
     }
 
     fn program(&self, cmd: &str) -> String {
@@ -298,11 +319,16 @@ pub struct Problem {
 
 /// Reads one language's benchmark file; every line must hold the fields and be of `lang`.
 pub fn load(path: &Path, lang: Language) -> Result<Vec<Problem>, EvalError> {
-    let problems: Vec<Problem> = crate::load_jsonl(path, "name, language, prompt, stop_tokens, test")?;
+    load_data(&crate::DataFile::Path(path.to_path_buf()), lang)
+}
+
+/// [`load`] of a file on disk or the bundled copy ([`Language::bundled_data`]).
+pub fn load_data(data: &crate::DataFile, lang: Language) -> Result<Vec<Problem>, EvalError> {
+    let problems: Vec<Problem> = crate::load_data_jsonl(data, "name, language, prompt, stop_tokens, test")?;
     for (i, p) in problems.iter().enumerate() {
         if Language::parse(&p.language) != Some(lang) {
             return Err(EvalError::Data {
-                path: path.to_path_buf(),
+                path: data.label(),
                 message: format!(
                     "problem {} ({}): field language is {:?}, expected {lang} (is this the humaneval-{lang}.jsonl file?)",
                     i + 1,
@@ -468,7 +494,7 @@ pub fn run_one(toolchain: &Toolchain, program: &str, task_id: &str, limits: &Lim
         }
         Language::Java => {
             let jar = toolchain.javatuples.as_ref().expect("checked in score");
-            std::fs::copy(jar, d.join("javatuples-1.2.jar"))?;
+            std::fs::write(d.join("javatuples-1.2.jar"), jar)?;
             match compile(&[&javac, "-cp", "javatuples-1.2.jar", "Problem.java"])? {
                 Some(r) => r,
                 None => exit_zero(exec(&[&java, "-ea", "-cp", ".:javatuples-1.2.jar", "Problem"], &run_limits)?),

@@ -166,6 +166,16 @@ impl InfillSet {
             InfillSet::RandomSpanLight => "HumanEval-RandomSpanInfillingLight.jsonl.gz",
         }
     }
+
+    /// The set's file as built into kiln.
+    pub fn bundled(self) -> kiln_benchdata::BundledFile {
+        match self {
+            InfillSet::Single => kiln_benchdata::INFILLING_SINGLE_LINE,
+            InfillSet::Multi => kiln_benchdata::INFILLING_MULTI_LINE,
+            InfillSet::RandomSpan => kiln_benchdata::INFILLING_RANDOM_SPAN,
+            InfillSet::RandomSpanLight => kiln_benchdata::INFILLING_RANDOM_SPAN_LIGHT,
+        }
+    }
 }
 
 /// A generated middle for single-line infilling: up to and including its first newline (the

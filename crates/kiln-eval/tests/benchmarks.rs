@@ -11,7 +11,7 @@ use kiln_eval::task::{self, InfillSet};
 use kiln_eval::{humaneval, infilling, mbpp};
 
 fn shared(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks").join(p)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks").join(p)
 }
 
 fn python_ok() -> bool {

@@ -12,7 +12,7 @@ use kiln_eval::EvalError;
 use serde::Deserialize;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/multipl-e")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/multipl-e")
 }
 
 #[derive(Deserialize)]

@@ -11,7 +11,7 @@ use kiln_eval::run::score_humaneval;
 use kiln_eval::sandbox::{detect_isolation, run_python, Isolation, Limits, RunResult};
 
 fn data() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/benchmarks/humaneval/HumanEval.jsonl.gz")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz")
 }
 
 /// python3 with numpy, or a loud skip (CI installs both).
@@ -132,8 +132,8 @@ fn infilling_ground_truth_lines_pass() {
         return;
     }
     use kiln_eval::infilling;
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval-infilling/HumanEval-SingleLineInfilling.jsonl.gz");
     let problems = infilling::load(&path).unwrap();
     assert_eq!(problems.len(), 1033);
     let sample: Vec<_> = problems.iter().step_by(5).take(200).collect();

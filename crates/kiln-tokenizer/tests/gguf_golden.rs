@@ -1,20 +1,18 @@
 //! The real DeepSeek-Coder vocabulary, imported from llama.cpp's GGUF, tokenizes llama.cpp's test
 //! strings (`.gguf.inp`) into exactly the ids of `.gguf.out` and decodes them back.
 //!
-//! Files: `../shared/tokenizers/deepseek-coder/` (read-only, present in CI).
+//! Files: `tests/fixtures/deepseek-coder-vocab/` (copied from llama.cpp's `models/`, MIT: see the
+//! licence file beside them).
 use std::path::{Path, PathBuf};
 
 use kiln_tokenizer::layout::import_gguf;
 use kiln_tokenizer::Tokenizer;
 
+/// The committed vocabulary; a missing file fails the test (it is part of the repository).
 fn vocab_dir() -> Option<PathBuf> {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tokenizers/deepseek-coder");
-    if d.join("ggml-vocab-deepseek-coder.gguf").is_file() {
-        Some(d)
-    } else {
-        eprintln!("SKIPPING: no DeepSeek-Coder GGUF vocabulary at {}", d.display());
-        None
-    }
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/deepseek-coder-vocab");
+    assert!(d.join("ggml-vocab-deepseek-coder.gguf").is_file(), "no DeepSeek-Coder GGUF vocabulary at {}", d.display());
+    Some(d)
 }
 
 fn import(dir: &Path) -> (tempfile::TempDir, Tokenizer, usize) {
