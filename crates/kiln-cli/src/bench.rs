@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::Tensor;
 use clap::Subcommand;
+use kiln_infer::{CausalLm, KvCache};
 use kiln_model::{Config, Llama, Preset, WeightDType};
 use serde_json::json;
 
@@ -253,26 +253,30 @@ fn decode(
     }
     // A fixed pseudo-random prompt: ids spread over the vocabulary.
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
+    // Through the model seam the engine drives (kiln-infer's `CausalLm`), so any model type is
+    // measured the same way.
+    let lm: &dyn CausalLm = &model;
+    let vocab = cfg.vocab_size;
     let mut best = (f64::MAX, f64::MAX);
     for round in 0..=repeat {
         // Each sequence is prefilled on its own (the first one timed), then all decode together
-        // through `decode_batch`, the path `kiln generate` and `kiln serve` take.
-        let mut caches: Vec<kiln_model::Cache> = (0..batch).map(|_| model.new_cache()).collect();
+        // through one batched step per token, the path `kiln generate` and `kiln serve` take.
+        let mut caches: Vec<Box<dyn KvCache>> = (0..batch).map(|_| lm.new_cache()).collect();
         let mut next = Vec::with_capacity(batch);
         let mut prefill = 0.0;
         for (i, cache) in caches.iter_mut().enumerate() {
             let t0 = Instant::now();
-            let logits = model.forward_last(&Tensor::new(prompt.as_slice(), &dev)?.unsqueeze(0)?, cache)?;
-            next.push(kiln_infer::sampling::argmax(&logits.squeeze(0)?.to_vec1::<f32>()?));
+            let logits = lm.prefill(&prompt, cache.as_mut())?;
+            next.push(kiln_infer::sampling::argmax(&logits));
             if i == 0 {
                 prefill = t0.elapsed().as_secs_f64();
             }
         }
         let t1 = Instant::now();
         for _ in 0..new_tokens {
-            let mut refs: Vec<&mut kiln_model::Cache> = caches.iter_mut().collect();
-            let logits = model.decode_batch(&next, &mut refs)?.to_vec2::<f32>()?;
-            next = logits.iter().map(|row| kiln_infer::sampling::argmax(row)).collect();
+            let mut refs: Vec<&mut dyn KvCache> = caches.iter_mut().map(|c| c.as_mut()).collect();
+            let logits = lm.decode(&next, &mut refs)?;
+            next = logits.chunks(vocab).map(kiln_infer::sampling::argmax).collect();
         }
         let decode = t1.elapsed().as_secs_f64();
         if round > 0 {

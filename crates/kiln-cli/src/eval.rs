@@ -9,7 +9,6 @@
 use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -19,8 +18,8 @@ use kiln_eval::client::{Endpoint, FimApi, Sampling};
 use kiln_eval::record::{self, RunDir};
 use kiln_eval::sandbox::{detect_isolation, Limits};
 use kiln_eval::task::{self, InfillSet, Prompt, Task};
-use kiln_eval::{humaneval, infilling, mbpp};
-use kiln_infer::{prompt, Decoding, GenerateParams, Generator, LoadedModel, PrefixCache, SamplingParams};
+use kiln_eval::{humaneval, infilling, mbpp, DataFile};
+use kiln_infer::{prompt, Engine, GenerateParams, LoadedModel, Request, SamplingParams};
 use serde_json::{json, Value};
 
 use crate::generate::{load, ModelArgs};
@@ -36,7 +35,7 @@ pub enum EvalCommand {
     Mbpp(EvalArgs),
     /// MultiPL-E: HumanEval in another language (--lang cpp|java|js|ts|cs|sh|php|go|rs), compiled
     /// and run with DeepSeek's per-language commands and pass rules. `--data` is the language's
-    /// file (default ../shared/benchmarks/multipl-e/humaneval-LANG.jsonl). There are no canonical
+    /// file (default: the copy built into kiln, data/benchmarks/multipl-e/humaneval-LANG.jsonl.gz). There are no canonical
     /// solutions: check the harness with `--solutions FILE` (JSONL of task_id, completion).
     MultiplE(MultiplEArgs),
     /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
@@ -53,7 +52,7 @@ pub struct MultiplEArgs {
     /// `language` are skipped) instead of generating.
     #[arg(long, conflicts_with_all = ["model", "endpoint", "canonical"])]
     solutions: Option<PathBuf>,
-    /// javatuples-1.2.jar for Java (default: beside the data file).
+    /// javatuples-1.2.jar for Java (default: beside the --data file, else the copy built into kiln).
     #[arg(long)]
     javatuples: Option<PathBuf>,
     #[command(flatten)]
@@ -94,7 +93,7 @@ pub struct InfillArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// The benchmark file (default: the copy in ../shared/benchmarks/).
+    /// The benchmark file (default: the copy built into kiln, from the repository's data/benchmarks/).
     #[arg(long)]
     data: Option<PathBuf>,
     /// Score the reference solutions instead of a model's completions (checks the harness).
@@ -153,13 +152,13 @@ pub struct EvalArgs {
 pub fn run(cmd: EvalCommand) -> Result<()> {
     match cmd {
         EvalCommand::Humaneval(a) => {
-            let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/humaneval/HumanEval.jsonl.gz"));
-            let tasks = task::humaneval_tasks(&humaneval::load(&data)?);
+            let data = DataFile::or_bundled(a.data.as_deref(), kiln_benchdata::HUMANEVAL);
+            let tasks = task::humaneval_tasks(&humaneval::load_data(&data)?);
             run_tasks("humaneval", &data, tasks, 10, &a)
         }
         EvalCommand::Mbpp(a) => {
-            let data = a.data.clone().unwrap_or_else(|| PathBuf::from("../shared/benchmarks/mbpp/mbpp.jsonl"));
-            let tasks = task::mbpp_tasks(&mbpp::load(&data)?);
+            let data = DataFile::or_bundled(a.data.as_deref(), kiln_benchdata::MBPP);
+            let tasks = task::mbpp_tasks(&mbpp::load_data(&data)?);
             run_tasks("mbpp", &data, tasks, 10, &a)
         }
         EvalCommand::Infill(InfillArgs { set, common: a }) => {
@@ -169,8 +168,8 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
                 SetArg::RandomSpan => (InfillSet::RandomSpan, "humaneval-random-span-infilling"),
                 SetArg::RandomSpanLight => (InfillSet::RandomSpanLight, "humaneval-random-span-infilling-light"),
             };
-            let data = a.data.clone().unwrap_or_else(|| Path::new("../shared/benchmarks/humaneval-infilling").join(set.file_name()));
-            let tasks = task::infilling_tasks(&infilling::load(&data)?, set);
+            let data = DataFile::or_bundled(a.data.as_deref(), set.bundled());
+            let tasks = task::infilling_tasks(&infilling::load_data(&data)?, set);
             run_tasks(name, &data, tasks, 3, &a)
         }
         EvalCommand::MultiplE(m) => run_multipl_e(m),
@@ -212,7 +211,7 @@ impl Source {
 }
 
 /// The settings that shape completions and scores: a resumed run must match them all.
-fn settings(benchmark: &str, data: &Path, tasks: usize, timeout: u64, a: &EvalArgs) -> Value {
+fn settings(benchmark: &str, data: &DataFile, tasks: usize, timeout: u64, a: &EvalArgs) -> Value {
     let target = if a.canonical {
         "canonical".to_string()
     } else if let Some(u) = &a.endpoint {
@@ -224,7 +223,7 @@ fn settings(benchmark: &str, data: &Path, tasks: usize, timeout: u64, a: &EvalAr
             .unwrap_or_default()
     };
     json!({
-        "benchmark": benchmark, "data": data.display().to_string(), "problems": tasks, "target": target,
+        "benchmark": benchmark, "data": data.to_string(), "problems": tasks, "target": target,
         "fim": if a.endpoint.is_some() { format!("{:?}", a.fim).to_lowercase() } else { "-".into() },
         "dtype": a.model.as_ref().and_then(|m| m.dtype.map(|d| format!("{d:?}"))),
         "samples": a.samples, "temperature": a.temperature, "top_p": a.top_p, "seed": a.seed,
@@ -234,7 +233,7 @@ fn settings(benchmark: &str, data: &Path, tasks: usize, timeout: u64, a: &EvalAr
 
 /// The shared loop: completions for every (task, sample) not yet scored in `--out`, scored as
 /// they come, then the summary over all samples.
-pub fn run_tasks(benchmark: &str, data: &Path, mut tasks: Vec<Task>, default_timeout: u64, a: &EvalArgs) -> Result<()> {
+pub fn run_tasks(benchmark: &str, data: &DataFile, mut tasks: Vec<Task>, default_timeout: u64, a: &EvalArgs) -> Result<()> {
     if let Some(n) = a.limit {
         tasks.truncate(n);
     }
@@ -375,8 +374,8 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
             })
             .collect(),
         Source::Model(m) => {
-            let generator = Generator::new(&m.model, &m.tokenizer)?;
-            let jobs: Vec<_> = part
+            let engine = Engine::new(m.model.as_ref(), &m.tokenizer)?.with_max_batch(a.batch);
+            let requests: Vec<Result<Request, String>> = part
                 .iter()
                 .map(|&(i, s)| {
                     let t = &tasks[i];
@@ -396,11 +395,14 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
                         stop: t.stop.clone(),
                         ..Default::default()
                     };
-                    ids.map(|ids| (ids, params)).map_err(|e| e.to_string())
+                    ids.map(|ids| Request { ids, params, cache_prompt: false }).map_err(|e| e.to_string())
                 })
                 .collect();
-            generate_batch(&generator, m, jobs)
+            // Prompts that could not be built keep their error; the rest decode together.
+            let mut generated = engine.generate_batch(requests.iter().filter_map(|r| r.as_ref().ok().cloned()).collect()).into_iter();
+            requests
                 .into_iter()
+                .map(|r| r.and_then(|_| generated.next().expect("one result per request").map(|g| g.text).map_err(|e| e.to_string())))
                 .zip(part)
                 .map(|(r, &(i, s))| {
                     r.map(|text| (tasks[i].finish)(&text)).map_err(|e| {
@@ -411,64 +413,6 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalAr
                 .collect()
         }
     })
-}
-
-/// Decodes every job together: one `decode_batch` step per token for all sequences still
-/// running, each driven by its own [`Decoding`] (own sampler, seed and stop rules), so a
-/// sequence's text is the same alone or batched.
-fn generate_batch(
-    generator: &Generator<'_>,
-    m: &LoadedModel,
-    jobs: Vec<Result<(Vec<u32>, GenerateParams), String>>,
-) -> Vec<Result<String, String>> {
-    let cancel = AtomicBool::new(false);
-    let mut quiet = |_: &str| {};
-    let mut out: Vec<Option<Result<String, String>>> = vec![None; jobs.len()];
-    let mut running: Vec<(usize, Decoding<'_>)> = Vec::new();
-    for (j, job) in jobs.into_iter().enumerate() {
-        match job.and_then(|(ids, params)| {
-            generator.start(PrefixCache::new(&m.model), usize::MAX, &ids, &params, &cancel, &mut quiet).map_err(|e| e.to_string())
-        }) {
-            Ok(d) => running.push((j, d)),
-            Err(e) => out[j] = Some(Err(e)),
-        }
-    }
-    loop {
-        let inputs: Vec<Option<u32>> = running.iter_mut().map(|(_, d)| d.next_input(&cancel)).collect();
-        let tokens: Vec<u32> = inputs.iter().flatten().copied().collect();
-        if tokens.is_empty() {
-            break;
-        }
-        let mut caches: Vec<&mut kiln_model::Cache> =
-            running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()).map(|((_, d), _)| d.cache_mut()).collect();
-        let step = m.model.decode_batch(&tokens, &mut caches).and_then(|l| Ok(l.to_vec2::<f32>()?));
-        drop(caches);
-        let rows = match step {
-            Ok(rows) => rows,
-            Err(e) => {
-                for (j, _) in running.drain(..) {
-                    out[j] = Some(Err(format!("decoding failed: {e}")));
-                }
-                break;
-            }
-        };
-        let mut rows = rows.into_iter();
-        let mut failed = false;
-        for ((j, d), _) in running.iter_mut().zip(&inputs).filter(|(_, i)| i.is_some()) {
-            let mut logits = rows.next().expect("one row per sequence");
-            if let Err(e) = d.accept(&mut logits, &mut quiet) {
-                out[*j] = Some(Err(format!("decoding failed: {e}")));
-                failed = true;
-            }
-        }
-        if failed {
-            running.retain(|(j, _)| out[*j].is_none());
-        }
-    }
-    for (j, d) in running {
-        out[j] = Some(d.finish(&mut quiet).map(|(g, _)| g.text).map_err(|e| e.to_string()));
-    }
-    out.into_iter().map(|r| r.unwrap_or_else(|| Err("not generated".into()))).collect()
 }
 
 /// A row of `--solutions`.
@@ -486,12 +430,16 @@ fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
     // The toolchain first: a missing compiler is one clear message, before any data, model or
     // endpoint is touched.
     let mut toolchain = lang.check_toolchain()?;
-    let data = m.common.data.clone().unwrap_or_else(|| lang.data_file(Path::new("../shared/benchmarks/multipl-e")));
+    let data = DataFile::or_bundled(m.common.data.as_deref(), lang.bundled_data());
     if lang == multipl_e::Language::Java {
-        let jar = m.javatuples.clone().unwrap_or_else(|| data.parent().unwrap_or(Path::new(".")).join("javatuples-1.2.jar"));
-        toolchain = toolchain.with_javatuples(&jar)?;
+        // --javatuples, else the jar beside a --data file, else the copy built into kiln.
+        let beside_data = m.common.data.as_ref().map(|d| d.parent().unwrap_or(Path::new(".")).join("javatuples-1.2.jar"));
+        toolchain = match m.javatuples.clone().or(beside_data) {
+            Some(jar) => toolchain.with_javatuples(&jar)?,
+            None => toolchain.with_bundled_javatuples(),
+        };
     }
-    let problems = multipl_e::load(&data, lang)?;
+    let problems = multipl_e::load_data(&data, lang)?;
     let mut tasks = task::multipl_e_tasks(&problems, lang, std::sync::Arc::new(toolchain));
     if m.common.canonical {
         bail!("MultiPL-E has no canonical solutions; check the harness with --solutions FILE (JSONL of task_id, completion)");
@@ -505,7 +453,7 @@ fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
                 continue;
             }
             let Some(t) = tasks.iter().find(|t| t.task_id == r.task_id) else {
-                bail!("{}: row {}: task_id {:?} is not a problem of {}", file.display(), i + 1, r.task_id, data.display());
+                bail!("{}: row {}: task_id {:?} is not a problem of {data}", file.display(), i + 1, r.task_id);
             };
             let mut t = t.clone();
             t.canonical = r.completion;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
-use kiln_infer::{GenerateParams, Generator, SamplingParams};
+use kiln_infer::{Engine, GenerateParams, SamplingParams};
 use serde_json::json;
 
 use crate::generate::{load, ModelArgs};
@@ -189,7 +189,7 @@ fn run_score(a: ScoreArgs) -> Result<()> {
             budgets.max_prompt_tokens = window - a.max_tokens;
             tracing::warn!(max_prompt_tokens = budgets.max_prompt_tokens, "prompt budget lowered to the model's context length");
         }
-        let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+        let generator = Engine::new(loaded.model.as_ref(), &loaded.tokenizer)?;
         let params = GenerateParams {
             max_new_tokens: a.max_tokens,
             sampling: SamplingParams::default(),

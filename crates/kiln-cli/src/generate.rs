@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use kiln_infer::{prompt, GenerateParams, Generation, Generator, SamplingParams};
+use kiln_infer::{prompt, Engine, GenerateParams, Generation, SamplingParams};
 use kiln_model::WeightDType;
 use serde_json::json;
 
@@ -192,7 +192,7 @@ fn params(sample: &SampleArgs, eos_ids: &[u32]) -> Result<GenerateParams> {
 
 fn run(loaded: &Loaded, prompt_ids: Vec<u32>, sample: &SampleArgs) -> Result<()> {
     let params = params(sample, &loaded.eos_ids)?;
-    let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+    let generator = Engine::new(loaded.model.as_ref(), &loaded.tokenizer)?;
     let generation: Generation = if sample.json {
         generator.generate(&prompt_ids, &params, |_| {})?
     } else {

@@ -1,16 +1,17 @@
-//! The generation loop: prefill the prompt once, then decode one token at a time through the KV
-//! cache, sampling each token and checking the stop rules (EOS ids, stop strings, token budget,
-//! the model's position limit). Text is streamed to a callback as it becomes final: text that
-//! might still turn into a stop string is held back until it cannot.
+//! One sequence being generated: the state machine the engine ([`crate::engine`]) drives for each
+//! request. The prompt is prefilled once (after whatever prefix a slot's cache already holds),
+//! then each step's logits are sampled and the stop rules checked (EOS ids, stop strings, token
+//! budget, the model's position limit, infilling's dedent and time rules). Text is streamed to a
+//! callback as it becomes final: text that might still turn into a stop string is held back
+//! until it cannot.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Tensor;
-use kiln_model::Llama;
 use kiln_tokenizer::{TextStream, Tokenizer};
 use serde::Serialize;
 
+use crate::model::{CausalLm, KvCache};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::{InferError, Result};
 
@@ -140,16 +141,16 @@ pub struct Generation {
     pub timings: Timings,
 }
 
-/// A KV cache and the token ids it holds: what a server slot keeps between requests so that
+/// A KV cache and the token ids it holds: what an engine slot keeps between requests so that
 /// the next prompt sharing a prefix (the next keystroke) skips that prefix.
 pub struct PrefixCache {
-    cache: kiln_model::Cache,
+    cache: Box<dyn KvCache>,
     ids: Vec<u32>,
 }
 
 impl PrefixCache {
     /// An empty cache for `model`.
-    pub fn new(model: &Llama) -> Self {
+    pub fn new(model: &dyn CausalLm) -> Self {
         Self { cache: model.new_cache(), ids: Vec::new() }
     }
 
@@ -157,12 +158,6 @@ impl PrefixCache {
     pub fn common_prefix(&self, prompt: &[u32]) -> usize {
         self.ids.iter().zip(prompt).take_while(|(a, b)| a == b).count()
     }
-}
-
-/// Runs generations for one model and its tokenizer.
-pub struct Generator<'a> {
-    model: &'a Llama,
-    tokenizer: &'a Tokenizer,
 }
 
 /// Length of the longest suffix of `text` that is a proper prefix of some stop string: those
@@ -179,118 +174,13 @@ fn held_back(text: &str, stop: &[String]) -> usize {
     hold
 }
 
-impl<'a> Generator<'a> {
-    /// A generator; fails if the tokenizer can emit ids the model has no row for.
-    pub fn new(model: &'a Llama, tokenizer: &'a Tokenizer) -> Result<Self> {
-        crate::check_vocab(model.config(), tokenizer)?;
-        Ok(Self { model, tokenizer })
-    }
-
-    /// Generates after `prompt_ids`, calling `on_text` with each piece of final text.
-    pub fn generate(&self, prompt_ids: &[u32], params: &GenerateParams, on_text: impl FnMut(&str)) -> Result<Generation> {
-        self.generate_cancellable(prompt_ids, params, &AtomicBool::new(false), on_text)
-    }
-
-    /// [`Generator::generate`] that stops (finish reason [`FinishReason::Cancelled`]) before the
-    /// next token once `cancel` is set: a server sets it when the client goes away.
-    pub fn generate_cancellable(
-        &self,
-        prompt_ids: &[u32],
-        params: &GenerateParams,
-        cancel: &AtomicBool,
-        on_text: impl FnMut(&str),
-    ) -> Result<Generation> {
-        let mut prefix = PrefixCache::new(self.model);
-        self.generate_with(&mut prefix, usize::MAX, prompt_ids, params, cancel, on_text)
-    }
-
-    /// Generation that starts from `prefix`: the longest common token prefix of its ids and
-    /// `prompt_ids` is taken from its KV cache instead of being processed again, when it is at
-    /// least `min_reuse` tokens long (the last prompt token is always processed: its logits
-    /// give the first new token). Afterwards `prefix` holds this generation's positions.
-    /// `timings.cached_tokens` says how many were reused. The logits after a reused prefix can
-    /// differ from a cold run's in the last bits (other matrix shapes), as in llama.cpp.
-    pub fn generate_with(
-        &self,
-        prefix: &mut PrefixCache,
-        min_reuse: usize,
-        prompt_ids: &[u32],
-        params: &GenerateParams,
-        cancel: &AtomicBool,
-        mut on_text: impl FnMut(&str),
-    ) -> Result<Generation> {
-        let taken = std::mem::replace(prefix, PrefixCache::new(self.model));
-        let mut d = self.start(taken, min_reuse, prompt_ids, params, cancel, &mut on_text)?;
-        while let Some(tok) = d.next_input(cancel) {
-            // Through `decode_batch` with one sequence: the path a batching server takes, so a
-            // sequence decodes the same alone or batched.
-            let mut logits = self.model.decode_batch(&[tok], &mut [d.cache_mut()])?.squeeze(0)?.to_vec1::<f32>()?;
-            d.accept(&mut logits, &mut on_text)?;
-        }
-        let (generation, cache) = d.finish(&mut on_text)?;
-        *prefix = cache;
-        Ok(generation)
-    }
-
-    /// Starts a generation: checks the request, reuses `prefix` as [`Generator::generate_with`]
-    /// describes, processes the rest of the prompt and samples the first token. Drive the
-    /// returned [`Decoding`] with [`Decoding::next_input`] / [`Decoding::accept`].
-    pub fn start(
-        &self,
-        mut prefix: PrefixCache,
-        min_reuse: usize,
-        prompt_ids: &[u32],
-        params: &GenerateParams,
-        cancel: &AtomicBool,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Decoding<'a>> {
-        params.sampling.validate().map_err(InferError::BadRequest)?;
-        if prompt_ids.is_empty() {
-            return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
-        }
-        let max_pos = self.model.config().max_position_embeddings;
-        if prompt_ids.len() > max_pos {
-            return Err(kiln_model::ModelError::TooLong { len: prompt_ids.len(), max: max_pos }.into());
-        }
-        let common =
-            prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.seq_len());
-        let reuse = if common >= min_reuse { common } else { 0 };
-        prefix.cache.truncate(reuse);
-        prefix.ids.truncate(reuse);
-        let mut d = Decoding {
-            model: self.model,
-            params: params.clone(),
-            sampler: Sampler::new(params.sampling.clone()),
-            prefix,
-            history: prompt_ids.to_vec(),
-            prompt_len: prompt_ids.len(),
-            stream: TextStream::new(self.tokenizer, true),
-            text: String::new(),
-            sent: 0,
-            ids: Vec::new(),
-            timings: Timings { prompt_tokens: prompt_ids.len(), cached_tokens: reuse, ..Default::default() },
-            start: Instant::now(),
-            decode_start: None,
-            first_newline: None,
-            finish: None,
-            last: None,
-        };
-        if d.can_continue(cancel) {
-            let rest = Tensor::new(&prompt_ids[reuse..], self.model.device())?.unsqueeze(0)?; // (1, T - reused)
-            let mut logits = self.model.forward_last(&rest, &mut d.prefix.cache)?.squeeze(0)?.to_vec1::<f32>()?;
-            d.accept(&mut logits, on_text)?;
-        }
-        Ok(d)
-    }
-}
-
-/// One sequence being generated, a token at a time: what [`Generator::generate_with`] loops
-/// over, and what a server batching several sequences drives — feed [`Decoding::next_input`]
-/// to the model (alone or in `Llama::decode_batch` with others, using
-/// [`Decoding::cache_mut`]), hand the logits to [`Decoding::accept`], and [`Decoding::finish`]
-/// when `next_input` says `None`.
-pub struct Decoding<'a> {
-    model: &'a Llama,
+/// One sequence being generated, a token at a time: [`Decoding::start`] prefills the prompt and
+/// samples the first token; then feed [`Decoding::next_input`] to the model (alone or in a
+/// batched [`CausalLm::decode`] with others, using [`Decoding::cache_mut`]), hand the logits to
+/// [`Decoding::accept`], and [`Decoding::finish`] when `next_input` says `None`. The engine
+/// ([`crate::engine::Engine`]) is the one driver of this loop.
+pub(crate) struct Decoding<'a> {
+    max_positions: usize,
     params: GenerateParams,
     sampler: Sampler,
     prefix: PrefixCache,
@@ -308,6 +198,63 @@ pub struct Decoding<'a> {
     last: Option<u32>, // the sampled token not yet fed to the model
 }
 
+impl<'a> Decoding<'a> {
+    /// Starts a generation: checks the request, reuses the longest common token prefix of
+    /// `prefix`'s ids and `prompt_ids` from its KV cache when it is at least `min_reuse` tokens
+    /// long (the last prompt token is always processed: its logits give the first new token),
+    /// processes the rest of the prompt and samples the first token. `timings.cached_tokens`
+    /// says how many were reused. The logits after a reused prefix can differ from a cold run's
+    /// in the last bits (other matrix shapes), as in llama.cpp.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        model: &dyn CausalLm,
+        tokenizer: &'a Tokenizer,
+        mut prefix: PrefixCache,
+        min_reuse: usize,
+        prompt_ids: &[u32],
+        params: &GenerateParams,
+        cancel: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Decoding<'a>> {
+        params.sampling.validate().map_err(InferError::BadRequest)?;
+        if prompt_ids.is_empty() {
+            return Err(InferError::BadRequest("the prompt is empty (no tokens); give some text or keep BOS on".into()));
+        }
+        let max_pos = model.config().max_position_embeddings;
+        if prompt_ids.len() > max_pos {
+            return Err(kiln_model::ModelError::TooLong { len: prompt_ids.len(), max: max_pos }.into());
+        }
+        let common =
+            prefix.ids.iter().zip(prompt_ids).take_while(|(a, b)| a == b).count().min(prompt_ids.len() - 1).min(prefix.cache.len());
+        let reuse = if common >= min_reuse { common } else { 0 };
+        prefix.cache.truncate(reuse);
+        prefix.ids.truncate(reuse);
+        let mut d = Decoding {
+            max_positions: max_pos,
+            params: params.clone(),
+            sampler: Sampler::new(params.sampling.clone()),
+            prefix,
+            history: prompt_ids.to_vec(),
+            prompt_len: prompt_ids.len(),
+            stream: TextStream::new(tokenizer, true),
+            text: String::new(),
+            sent: 0,
+            ids: Vec::new(),
+            timings: Timings { prompt_tokens: prompt_ids.len(), cached_tokens: reuse, ..Default::default() },
+            start: Instant::now(),
+            decode_start: None,
+            first_newline: None,
+            finish: None,
+            last: None,
+        };
+        if d.can_continue(cancel) {
+            let mut logits = model.prefill(&prompt_ids[reuse..], d.prefix.cache.as_mut())?; // (V,) after T - reused tokens
+            d.accept(&mut logits, on_text)?;
+        }
+        Ok(d)
+    }
+}
+
 impl Decoding<'_> {
     /// The checks before each model step; sets the finish reason when one fails.
     fn can_continue(&mut self, cancel: &AtomicBool) -> bool {
@@ -318,13 +265,18 @@ impl Decoding<'_> {
             Some(FinishReason::Cancelled)
         } else if self.ids.len() >= self.params.max_new_tokens {
             Some(FinishReason::Length)
-        } else if self.history.len() >= self.model.config().max_position_embeddings {
+        } else if self.history.len() >= self.max_positions {
             // The next token would sit at position history.len(): it must exist in the model.
             Some(FinishReason::ContextFull)
         } else {
             None
         };
         self.finish.is_none()
+    }
+
+    /// True once a stop rule, the budget, the context or a cancellation has ended it.
+    pub fn is_finished(&self) -> bool {
+        self.finish.is_some()
     }
 
     /// The token to feed next, or `None` when the generation has ended.
@@ -337,8 +289,8 @@ impl Decoding<'_> {
     }
 
     /// The KV cache the next token goes into.
-    pub fn cache_mut(&mut self) -> &mut kiln_model::Cache {
-        &mut self.prefix.cache
+    pub fn cache_mut(&mut self) -> &mut dyn KvCache {
+        self.prefix.cache.as_mut()
     }
 
     /// Takes the logits after the last input: samples, checks the stop rules, streams text.
@@ -407,7 +359,7 @@ impl Decoding<'_> {
             self.timings.decode_ms = t.elapsed().as_secs_f64() * 1000.0;
             self.timings.decode_tokens = self.ids.len().saturating_sub(1);
         }
-        let held = self.prefix.cache.seq_len().min(self.history.len());
+        let held = self.prefix.cache.len().min(self.history.len());
         self.prefix.ids = self.history[..held].to_vec();
         tracing::debug!(new_tokens = self.ids.len(), ?finish, decode_tps = self.timings.decode_tokens_per_s(), "generation done");
         let prompt_ids = self.history[..self.prompt_len].to_vec();

@@ -1,19 +1,30 @@
-//! kiln-infer: text generation over a kiln-model network and a kiln-tokenizer vocabulary.
+//! kiln-infer: text generation over any model behind the [`CausalLm`] seam and a kiln-tokenizer
+//! vocabulary.
 //!
-//! In: a loaded [`kiln_model::Llama`], a [`kiln_tokenizer::Tokenizer`], a prompt (plain text, or a
-//! prefix and suffix for fill-in-the-middle) and [`GenerateParams`]. Out: a [`Generation`] with the
-//! ids, the text (streamed to a callback as it is produced) and why it stopped.
+//! In: a model ([`CausalLm`]: kiln-model's float [`kiln_model::Llama`] today; quantized and CUDA
+//! models implement the same trait), a [`kiln_tokenizer::Tokenizer`], prompts (plain text, or a
+//! prefix and suffix for fill-in-the-middle, with repository context) and [`GenerateParams`].
+//! Out: [`Generation`]s with the ids, the text (streamed as it is produced) and why each stopped.
+//!
+//! Pieces: [`model`] (the seam), [`engine`] (the one decoding loop: slots, continuous batching,
+//! prefix cache, cancellation), [`decoding`] (one sequence's state machine and stop rules),
+//! [`sampling`], [`prompt`] (FIM and chat prompt ids), [`repo`] (repository context),
+//! [`score`] (cross-entropy of a text, bits per byte), [`loaded`] (a model directory on disk).
 #![deny(missing_docs)]
 
-pub mod generate;
+pub mod decoding;
+pub mod engine;
 pub mod loaded;
+pub mod model;
 pub mod prompt;
 pub mod repo;
 pub mod sampling;
 pub mod score;
 
-pub use generate::{Decoding, FinishReason, GenerateParams, Generation, Generator, PrefixCache, Timings};
+pub use decoding::{FinishReason, GenerateParams, Generation, PrefixCache, Timings};
+pub use engine::{Engine, Job, Request, Sink};
 pub use loaded::LoadedModel;
+pub use model::{CausalLm, KvCache};
 pub use sampling::{Sampler, SamplingParams};
 pub use score::{text_loss, TextLoss};
 
@@ -37,6 +48,12 @@ pub enum InferError {
     /// The tokenizer lacks the tokens a prompt layout needs.
     #[error("the tokenizer has no `{0}` token, so it cannot build fill-in-the-middle prompts (DeepSeek-Coder base models have it; instruct models cannot infill)")]
     MissingSpecialToken(&'static str),
+    /// A model step or sampling failed mid-generation.
+    #[error("decoding failed: {0}")]
+    Decode(String),
+    /// A bug: state handed to the wrong model.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// A repository could not be read for context.
     #[error("repository: {0}")]
     Repo(String),

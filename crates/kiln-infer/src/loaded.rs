@@ -6,12 +6,13 @@ use std::path::Path;
 use kiln_model::{Llama, WeightDType};
 use kiln_tokenizer::Tokenizer;
 
+use crate::model::CausalLm;
 use crate::{InferError, Result};
 
 /// A model ready to generate with.
 pub struct LoadedModel {
-    /// The network.
-    pub model: Llama,
+    /// The network, behind the seam every decoding path uses.
+    pub model: Box<dyn CausalLm>,
     /// Its tokenizer.
     pub tokenizer: Tokenizer,
     /// Ids that end a generation.
@@ -34,6 +35,7 @@ impl LoadedModel {
         crate::check_vocab(&cfg, &tokenizer)?;
         let model = Llama::load(dir, dtype, device)?;
         let mut eos_ids = model.config().eos_token_ids.clone();
+        let model: Box<dyn CausalLm> = Box::new(model);
         // generation_config.json may name more stop ids (transformers reads it the same way).
         let gen_cfg = dir.join("generation_config.json");
         if let Ok(text) = std::fs::read_to_string(&gen_cfg) {

@@ -2,10 +2,9 @@
 //! loss and bits per byte (a tokenizer-independent measure: nats over the UTF-8 bytes of the
 //! text, so models with different vocabularies and plain compressors compare on one scale).
 
-use candle_core::{DType, Device, Tensor, D};
-use kiln_model::Llama;
 use kiln_tokenizer::Tokenizer;
 
+use crate::model::CausalLm;
 use crate::Result;
 
 /// The cross-entropy of a text under a model.
@@ -43,7 +42,7 @@ impl TextLoss {
 /// in consecutive windows; each later window starts with the last `window / 4` tokens of the
 /// one before as context that is not scored again, so no token is predicted from nothing but the
 /// first.
-pub fn text_loss(model: &Llama, tokenizer: &Tokenizer, text: &str, window: usize) -> Result<TextLoss> {
+pub fn text_loss(model: &dyn CausalLm, tokenizer: &Tokenizer, text: &str, window: usize) -> Result<TextLoss> {
     let mut ids = Vec::with_capacity(text.len() / 3 + 1);
     if tokenizer.adds_bos() {
         ids.extend(tokenizer.special().bos);
@@ -51,14 +50,13 @@ pub fn text_loss(model: &Llama, tokenizer: &Tokenizer, text: &str, window: usize
     ids.extend(tokenizer.encode_raw(text)?);
     let window = window.min(model.config().max_position_embeddings).max(2);
     let overlap = window / 4;
-    let device = model.device();
     let mut loss = TextLoss { nats: 0.0, tokens: 0, bytes: text.len() };
     // `start`: first position of this window; `scored_from`: first target position not yet scored.
     let mut start = 0usize;
     let mut scored_from = 1usize;
     while scored_from < ids.len() {
         let end = (start + window).min(ids.len());
-        loss.nats += window_nats(model, device, &ids[start..end], scored_from - start)?;
+        loss.nats += window_nats(model, &ids[start..end], scored_from - start)?;
         loss.tokens += end - scored_from;
         scored_from = end;
         start = end.saturating_sub(overlap).max(start + 1);
@@ -67,28 +65,25 @@ pub fn text_loss(model: &Llama, tokenizer: &Tokenizer, text: &str, window: usize
 }
 
 /// Summed -log p(ids[t] | ids[..t]) for t in `first_target..ids.len()`.
-fn window_nats(model: &Llama, device: &Device, ids: &[u32], first_target: usize) -> Result<f64> {
-    let input = Tensor::new(&ids[..ids.len() - 1], device)?.unsqueeze(0)?;
+fn window_nats(model: &dyn CausalLm, ids: &[u32], first_target: usize) -> Result<f64> {
     let mut cache = model.new_cache();
-    let logits = model.forward(&input, &mut cache)?.squeeze(0)?; // (T-1, V)
-    let logp = log_softmax(&logits)?;
-    let targets = Tensor::new(&ids[1..], device)?.to_dtype(DType::U32)?.unsqueeze(1)?;
-    let picked: Vec<f32> = logp.gather(&targets, 1)?.squeeze(1)?.to_vec1()?;
-    Ok(picked[first_target - 1..].iter().map(|&x| -(x as f64)).sum())
+    let logits = model.prefill_all(&ids[..ids.len() - 1], cache.as_mut())?; // (T-1, V)
+    let v = model.config().vocab_size;
+    Ok(logits.chunks(v).zip(&ids[1..]).skip(first_target - 1).map(|(row, &target)| -(log_softmax_at(row, target as usize) as f64)).sum())
 }
 
-/// log-softmax over the last dimension, in f32 (max-subtracted for stability).
-fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?;
-    let shifted = logits.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
+/// log-softmax of `row` at `i`, in f32 (max-subtracted for stability).
+fn log_softmax_at(row: &[f32], i: usize) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let lse = row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln();
+    row[i] - max - lse
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kiln_model::{Config, Preset, WeightDType};
+    use candle_core::Device;
+    use kiln_model::{Config, Llama, Preset, WeightDType};
 
     fn tiny() -> (Llama, Tokenizer) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama");
@@ -106,7 +101,7 @@ mod tests {
         let text = "def add(a, b):\n    return a + b\n\nprint(add(1, 2))\n";
         let ids: Vec<u32> = tok.special().bos.into_iter().filter(|_| tok.adds_bos()).chain(tok.encode_raw(text).unwrap()).collect();
         assert!(ids.len() > 8 && ids.len() < 64, "{} tokens", ids.len());
-        let direct = window_nats(&model, &Device::Cpu, &ids, 1).unwrap();
+        let direct = window_nats(&model, &ids, 1).unwrap();
         let whole = text_loss(&model, &tok, text, 64).unwrap();
         assert_eq!(whole.tokens, ids.len() - 1);
         assert_eq!(whole.bytes, text.len());

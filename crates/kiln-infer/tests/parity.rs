@@ -9,7 +9,7 @@ use fixtures::*;
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use kiln_infer::{prompt, FinishReason, GenerateParams, Generator, SamplingParams};
+use kiln_infer::{prompt, Engine, FinishReason, GenerateParams, SamplingParams};
 use kiln_model::{Llama, WeightDType};
 use kiln_tokenizer::Tokenizer;
 
@@ -77,7 +77,7 @@ fn greedy(name: &str, dtype: Option<WeightDType>) {
     let dir = fixture(name);
     let model = Llama::load(&dir, dtype, &Device::Cpu).unwrap();
     let tok = Tokenizer::from_dir(&dir).unwrap();
-    let generator = Generator::new(&model, &tok).unwrap();
+    let generator = Engine::new(&model, &tok).unwrap();
     let exp = expected(name);
     let n = exp["greedy_new_tokens"].as_u64().unwrap() as usize;
     assert!(n >= 32);
@@ -114,7 +114,7 @@ fn generate_equals_transformers_generate() {
             ..Default::default()
         };
         let mut streamed = String::new();
-        let g = Generator::new(&model, &tok).unwrap().generate(&prompt_ids, &params, |s| streamed.push_str(s)).unwrap();
+        let g = Engine::new(&model, &tok).unwrap().generate(&prompt_ids, &params, |s| streamed.push_str(s)).unwrap();
         assert_eq!(g.ids, ids(&exp["new_ids"]), "{name}");
         assert_eq!(g.text, exp["text"].as_str().unwrap(), "{name}");
         assert_eq!(streamed, g.text, "{name}: streamed pieces must add up to the text");

@@ -13,7 +13,8 @@
 //!
 //! Requests run on a fixed number of generation slots (`max_concurrency`); up to `max_queue`
 //! more wait for one, beyond that the server answers 429. The running requests decode together
-//! ([`engine`]: continuous batching, one `decode_batch` per step), and on the CPU a result is
+//! (kiln-infer's engine, run by [`engine`] on its own thread: continuous batching, one batched
+//! decode per step), and on the CPU a result is
 //! the same bits whatever else is running. Each slot keeps the KV cache of its
 //! last request; a request takes the free slot sharing the longest token prefix with its prompt
 //! and processes only the rest (a prefix of at least `cache_min_tokens`; `cache_prompt: false`
@@ -39,7 +40,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use kiln_infer::{GenerateParams, Generation, LoadedModel, PrefixCache};
+use kiln_infer::{Generation, LoadedModel};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 pub use error::ApiError;
@@ -103,14 +104,12 @@ impl AppState {
         let slots = Arc::new(Semaphore::new(n));
         let model = Arc::new(model);
         let metrics = Arc::new(metrics::Metrics::default());
-        let shared = Arc::new(engine::EngineShared {
-            model: model.clone(),
-            caches: std::sync::Mutex::new((0..n).map(|_| PrefixCache::new(&model.model)).collect()),
-            metrics: metrics.clone(),
-            cache_min_tokens: cfg.cache_min_tokens,
-        });
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new().name("kiln-engine".into()).spawn(move || engine::run(shared, rx, n)).expect("the engine thread starts");
+        let (engine_model, engine_metrics, min_reuse) = (model.clone(), metrics.clone(), cfg.cache_min_tokens);
+        std::thread::Builder::new()
+            .name("kiln-engine".into())
+            .spawn(move || engine::run(engine_model, rx, engine_metrics, n, min_reuse))
+            .expect("the engine thread starts");
         Arc::new(Self { model, repo, cfg, slots, metrics, engine: tx, next_id: AtomicU64::new(1) })
     }
 
@@ -156,15 +155,9 @@ pub struct Outcome {
     pub queued_ms: f64,
 }
 
-/// How one generation runs.
-pub struct Job {
-    /// The prompt.
-    pub ids: Vec<u32>,
-    /// Sampling and stopping.
-    pub params: GenerateParams,
-    /// Reuse a slot's cached prefix (llama.cpp's `cache_prompt`).
-    pub cache_prompt: bool,
-}
+/// How one generation runs: the prompt ids, sampling and stopping, and whether a slot's cached
+/// prefix may be reused (llama.cpp's `cache_prompt`): kiln-infer's engine request.
+pub use kiln_infer::Request as Job;
 
 /// Runs one generation on the engine (batched with whatever else runs) while holding
 /// `permit`. Text pieces go to `pieces` when given (streaming); a closed receiver cancels the
@@ -178,7 +171,17 @@ pub async fn generate(
     queued_ms: f64,
 ) -> Result<Outcome, ApiError> {
     let (done, result) = tokio::sync::oneshot::channel();
-    let sent = state.engine.send(engine::EngineJob { job, cancel, pieces, done, permit, queued_ms });
+    let reply = engine::Reply {
+        pieces,
+        done,
+        permit,
+        queued_ms,
+        cancel: cancel.clone(),
+        metrics: state.metrics.clone(),
+        submitted: Instant::now(),
+        first: true,
+    };
+    let sent = state.engine.send(kiln_infer::Job { request: job, cancel, sink: reply });
     if sent.is_err() {
         return Err(ApiError::status(StatusCode::SERVICE_UNAVAILABLE, "the generation engine has stopped"));
     }

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use kiln_infer::{prompt, GenerateParams, Generator, LoadedModel, SamplingParams};
+use kiln_infer::{prompt, Engine, GenerateParams, LoadedModel, SamplingParams};
 use kiln_serve::{AppState, ServeConfig};
 use serde_json::{json, Value};
 
@@ -24,7 +24,7 @@ fn slow_model() -> LoadedModel {
     let mut cfg = kiln_model::Config::from_file(&model_dir().join("config.json")).unwrap();
     (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.head_dim, cfg.max_position_embeddings) = (256, 512, 4, 64, 16384);
     let model = kiln_model::Llama::random(cfg, kiln_model::WeightDType::F32, &candle_core::Device::Cpu, 1).unwrap();
-    LoadedModel { model, tokenizer, eos_ids: vec![] }
+    LoadedModel { model: Box::new(model), tokenizer, eos_ids: vec![] }
 }
 
 /// Starts a server on a free port in a background runtime; returns its address.
@@ -100,7 +100,7 @@ fn direct(model: &LoadedModel, ids: &[u32], max_tokens: usize) -> String {
         stop: vec![],
         ..Default::default()
     };
-    Generator::new(&model.model, &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
+    Engine::new(model.model.as_ref(), &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
 }
 
 #[test]
@@ -354,7 +354,7 @@ fn chat_completions_use_the_instruct_template() {
     eos.extend(reference.tokenizer.special().eot);
     let params =
         GenerateParams { max_new_tokens: 12, sampling: SamplingParams::default(), eos_ids: eos, stop: vec![], ..Default::default() };
-    let want = Generator::new(&reference.model, &reference.tokenizer).unwrap().generate(&ids, &params, |_| {}).unwrap().text;
+    let want = Engine::new(reference.model.as_ref(), &reference.tokenizer).unwrap().generate(&ids, &params, |_| {}).unwrap().text;
     assert_eq!(v["choices"][0]["message"]["content"], want);
     assert_eq!(v["usage"]["prompt_tokens"].as_u64().unwrap() as usize, ids.len());
     let body = json!({"messages": messages, "max_tokens": 12, "temperature": 0, "stream": true});

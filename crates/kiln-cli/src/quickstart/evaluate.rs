@@ -8,7 +8,7 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 use kiln_corpus::Manifest;
 use kiln_data::Split;
-use kiln_infer::{prompt, GenerateParams, Generator, LoadedModel, SamplingParams, TextLoss};
+use kiln_infer::{prompt, Engine, GenerateParams, LoadedModel, SamplingParams, TextLoss};
 use serde::{Deserialize, Serialize};
 
 use super::Run;
@@ -112,7 +112,7 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks:
     let mut total = TextLoss::default();
     let mut langs: BTreeMap<String, (usize, TextLoss, u64)> = BTreeMap::new();
     for f in &files {
-        let loss = kiln_infer::text_loss(&loaded.model, &loaded.tokenizer, &f.text, window)?;
+        let loss = kiln_infer::text_loss(loaded.model.as_ref(), &loaded.tokenizer, &f.text, window)?;
         total.add(loss);
         let e = langs.entry(f.language.clone()).or_default();
         e.0 += 1;
@@ -140,7 +140,7 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks:
         per_byte(concat_bits, bytes)
     ));
 
-    let generator = Generator::new(&loaded.model, &loaded.tokenizer)?;
+    let generator = Engine::new(loaded.model.as_ref(), &loaded.tokenizer)?;
     let infill = infill_lines(&files, eval_lines, seed, &loaded, &generator, window)?;
     run.say(format!("  single-line infilling on {} held-out lines: exact match {:.1}%", infill.lines, infill.exact_match * 100.0));
     let repo = repo_level(&run.dir("corpus"), val_fraction, seed, repo_tasks, window, &loaded, &generator)?;
@@ -269,7 +269,7 @@ fn repo_level(
     max_tasks: usize,
     window: usize,
     loaded: &LoadedModel,
-    generator: &Generator,
+    generator: &Engine,
 ) -> Result<Option<RepoLevel>> {
     use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
     if max_tasks == 0 {
@@ -305,7 +305,7 @@ fn repo_level(
 /// Single-line infilling on held-out code, as the SantaCoder FIM task scores it: a line of at
 /// least 4 non-blank characters is removed, the model fills the hole (PSM, greedy, up to its
 /// first newline), and the stripped result must equal the stripped line.
-fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Generator, window: usize) -> Result<InfillScore> {
+fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Engine, window: usize) -> Result<InfillScore> {
     let mut candidates: Vec<(usize, usize, usize)> = Vec::new(); // (file, line start, line end)
     for (i, f) in files.iter().enumerate() {
         let mut start = 0;
@@ -354,12 +354,7 @@ fn last_lines(s: &str, n: usize) -> &str {
 
 /// A completion after the first function header of a held-out file (Python preferred), and an
 /// infill of the line after it.
-fn samples(
-    files: &[HeldOut],
-    loaded: &LoadedModel,
-    generator: &Generator,
-    window: usize,
-) -> Result<(Option<SampleText>, Option<SampleText>)> {
+fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Engine, window: usize) -> Result<(Option<SampleText>, Option<SampleText>)> {
     let header = |f: &HeldOut| -> Option<usize> {
         let mut start = 0;
         for line in f.text.split_inclusive('\n') {
