@@ -103,74 +103,12 @@ pub enum DataCommand {
     },
 }
 
-/// One conversation of an SFT JSONL line.
-fn conversation(v: &serde_json::Value) -> std::result::Result<Vec<(kiln_tokenizer::special::Role, String)>, String> {
-    use kiln_tokenizer::special::Role;
-    if let (Some(i), Some(o)) = (v.get("instruction").and_then(|x| x.as_str()), v.get("output").and_then(|x| x.as_str())) {
-        return Ok(vec![(Role::User, i.to_string()), (Role::Assistant, o.to_string())]);
-    }
-    let msgs = v.get("messages").and_then(|m| m.as_array()).ok_or("needs `instruction` and `output` strings, or a `messages` array")?;
-    msgs.iter()
-        .map(|m| {
-            let role = match m.get("role").and_then(|r| r.as_str()) {
-                Some("system") => Role::System,
-                Some("user") => Role::User,
-                Some("assistant") => Role::Assistant,
-                other => return Err(format!("message role {other:?} is not system, user or assistant")),
-            };
-            let content = m.get("content").and_then(|c| c.as_str()).ok_or("a message without string `content`")?;
-            Ok((role, content.to_string()))
-        })
-        .collect()
-}
-
 fn sft(input: PathBuf, tokenizer: PathBuf, val_fraction: f64, seed: u64, out: PathBuf) -> Result<()> {
-    use anyhow::Context as _;
-    use kiln_data::megatron::DType;
-    use kiln_data::sft::{tokenize_conversation, SftWriter};
     if !(0.0..=1.0).contains(&val_fraction) {
         bail!("--val-fraction {val_fraction} must be between 0 and 1");
     }
-    let tf = TokenizerFile::load(&tokenizer)?;
-    let enc = kiln_data::DocEncoder::new(&tf.tokenizer)?;
-    let text = std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let dtype = DType::for_vocab(tf.tokenizer.id_count());
-    let mut train = SftWriter::create(&out.join("train"), dtype)?;
-    let mut val = SftWriter::create(&out.join("val"), dtype)?;
-    let (mut n_train, mut n_val) = (0usize, 0usize);
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}:{}: not JSON", input.display(), i + 1))?;
-        let conv = conversation(&v).map_err(|e| anyhow::anyhow!("{}:{}: {e}", input.display(), i + 1))?;
-        let refs: Vec<(kiln_tokenizer::special::Role, &str)> = conv.iter().map(|(r, c)| (*r, c.as_str())).collect();
-        let tokens = tokenize_conversation(&enc, &refs).with_context(|| format!("{}:{}", input.display(), i + 1))?;
-        let to_val =
-            kiln_data::rng::unit_interval(kiln_data::rng::SplitMix64::keyed(seed, &(i as u64).to_le_bytes()).next_u64()) < val_fraction;
-        if to_val {
-            val.add(&tokens)?;
-            n_val += 1;
-        } else {
-            train.add(&tokens)?;
-            n_train += 1;
-        }
-    }
-    if n_train == 0 {
-        bail!("{}: no training conversations", input.display());
-    }
-    train.finish()?;
-    val.finish()?;
-    // The tokenizer travels with the data, so checkpoints trained on it are complete model dirs.
-    let dir = if tokenizer.is_dir() { tokenizer.clone() } else { tokenizer.parent().map(PathBuf::from).unwrap_or_default() };
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        let src = if file == "tokenizer.json" && !tokenizer.is_dir() { tokenizer.clone() } else { dir.join(file) };
-        if src.is_file() {
-            std::fs::copy(&src, out.join(file)).with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
-    eprintln!("{n_train} train and {n_val} val conversations ({}); {}", dtype.name(), out.display());
+    let built = kiln_data::sft::build_sft(&input, &tokenizer, val_fraction, seed, &out)?;
+    eprintln!("{} train and {} val conversations ({}); {}", built.train, built.val, built.dtype.name(), out.display());
     Ok(())
 }
 

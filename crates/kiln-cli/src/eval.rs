@@ -1,26 +1,21 @@
 //! `kiln eval`: benchmarks with DeepSeek-Coder's protocols (kiln-eval).
 //!
-//! Every benchmark is turned into a list of [`Task`]s and goes through one loop ([`run_tasks`]):
-//! completions (canonical, in-process model decoded in batches, or an endpoint), scoring in the
-//! sandbox with N workers, each scored sample appended to `--out/samples.jsonl` at once (a rerun
-//! resumes), then pass@k / exact match overall and per language, as JSON and a Markdown table.
-//! A new benchmark adds a subcommand that builds its tasks and calls [`run_tasks`].
+//! Every benchmark is turned into a list of [`Task`]s and goes through kiln-eval's one loop
+//! ([`harness::run_tasks`]); this module turns flags into its settings, shows progress and prints
+//! the summary. A new benchmark adds a subcommand that builds its tasks and calls [`run_tasks`].
 
-use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_eval::client::{Endpoint, FimApi, Sampling};
-use kiln_eval::record::{self, RunDir};
-use kiln_eval::sandbox::{detect_isolation, Limits};
-use kiln_eval::task::{self, InfillSet, Prompt, Task};
+use kiln_eval::client::{Endpoint, FimApi};
+use kiln_eval::harness::{self, RunObserver, RunOptions, Source};
+use kiln_eval::task::{self, InfillSet, Task};
 use kiln_eval::{humaneval, infilling, mbpp, DataFile};
-use kiln_infer::{prompt, Engine, GenerateParams, LoadedModel, Request, SamplingParams};
-use serde_json::{json, Value};
+use kiln_infer::SamplingParams;
 
 use crate::generate::{load, ModelArgs};
 
@@ -177,41 +172,34 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
-/// Where completions come from.
-enum Source {
-    Canonical,
-    Endpoint(Endpoint, FimApi),
-    Model(Box<LoadedModel>),
+/// Where completions come from: the reference solutions, an endpoint or a model directory.
+fn open_source(a: &EvalArgs) -> Result<Source> {
+    if a.canonical {
+        return Ok(Source::Canonical);
+    }
+    if let Some(url) = &a.endpoint {
+        let key = match &a.api_key_file {
+            Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
+            None => None,
+        };
+        let fim = if a.fim == FimArg::Infill { FimApi::Infill } else { FimApi::Suffix };
+        return Ok(Source::Endpoint(Endpoint::parse(url, key, Duration::from_secs(a.request_timeout.max(1)))?, fim));
+    }
+    let Some(m) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
+    Ok(Source::Model(Box::new(load(m)?)))
 }
 
-impl Source {
-    fn open(a: &EvalArgs) -> Result<Self> {
-        if a.canonical {
-            return Ok(Source::Canonical);
-        }
-        if let Some(url) = &a.endpoint {
-            let key = match &a.api_key_file {
-                Some(f) => Some(std::fs::read_to_string(f).with_context(|| format!("--api-key-file {}", f.display()))?.trim().to_string()),
-                None => None,
-            };
-            let fim = if a.fim == FimArg::Infill { FimApi::Infill } else { FimApi::Suffix };
-            return Ok(Source::Endpoint(Endpoint::parse(url, key, Duration::from_secs(a.request_timeout.max(1)))?, fim));
-        }
-        let Some(m) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
-        Ok(Source::Model(Box::new(load(m)?)))
+/// The run's settings from the flags (checked here, so that a bad flag is named as a flag).
+fn run_options(benchmark: &str, data: &DataFile, default_timeout: u64, a: &EvalArgs) -> Result<RunOptions> {
+    if a.samples == 0 {
+        bail!("--samples must be at least 1");
     }
-
-    fn name(&self) -> &'static str {
-        match self {
-            Source::Canonical => "canonical",
-            Source::Endpoint(..) => "endpoint",
-            Source::Model(_) => "model",
-        }
+    if a.temperature == 0.0 && a.samples > 1 && !a.canonical {
+        tracing::warn!("--samples {} with --temperature 0: greedy samples are all the same", a.samples);
     }
-}
-
-/// The settings that shape completions and scores: a resumed run must match them all.
-fn settings(benchmark: &str, data: &DataFile, tasks: usize, timeout: u64, a: &EvalArgs) -> Value {
+    SamplingParams { temperature: a.temperature, top_p: a.top_p, ..Default::default() }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
     let target = if a.canonical {
         "canonical".to_string()
     } else if let Some(u) = &a.endpoint {
@@ -222,206 +210,66 @@ fn settings(benchmark: &str, data: &DataFile, tasks: usize, timeout: u64, a: &Ev
             .map(|m| format!("model {}", std::fs::canonicalize(&m.model).unwrap_or(m.model.clone()).display()))
             .unwrap_or_default()
     };
-    json!({
-        "benchmark": benchmark, "data": data.to_string(), "problems": tasks, "target": target,
-        "fim": if a.endpoint.is_some() { format!("{:?}", a.fim).to_lowercase() } else { "-".into() },
-        "dtype": a.model.as_ref().and_then(|m| m.dtype.map(|d| format!("{d:?}"))),
-        "samples": a.samples, "temperature": a.temperature, "top_p": a.top_p, "seed": a.seed,
-        "max_tokens": a.max_tokens, "timeout_s": timeout,
+    Ok(RunOptions {
+        benchmark: benchmark.to_string(),
+        data: data.clone(),
+        target,
+        fim: if a.endpoint.is_some() { format!("{:?}", a.fim).to_lowercase() } else { "-".into() },
+        dtype: a.model.as_ref().and_then(|m| m.dtype.map(|d| format!("{d:?}"))),
+        max_tokens: a.max_tokens,
+        samples: a.samples,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        batch: a.batch,
+        workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
+        timeout_s: a.timeout.unwrap_or(default_timeout),
+        limit: a.limit,
+        out: a.out.clone(),
     })
-}
-
-/// The shared loop: completions for every (task, sample) not yet scored in `--out`, scored as
-/// they come, then the summary over all samples.
-pub fn run_tasks(benchmark: &str, data: &DataFile, mut tasks: Vec<Task>, default_timeout: u64, a: &EvalArgs) -> Result<()> {
-    if let Some(n) = a.limit {
-        tasks.truncate(n);
-    }
-    if a.samples == 0 {
-        bail!("--samples must be at least 1");
-    }
-    if a.temperature == 0.0 && a.samples > 1 && !a.canonical {
-        tracing::warn!("--samples {} with --temperature 0: greedy samples are all the same", a.samples);
-    }
-    SamplingParams { temperature: a.temperature, top_p: a.top_p, ..Default::default() }
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--temperature/--top-p: {e}"))?;
-    let timeout = a.timeout.unwrap_or(default_timeout);
-    let workers = a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1);
-    let settings = settings(benchmark, data, tasks.len(), timeout, a);
-    let (mut run_dir, mut records) = match &a.out {
-        Some(dir) => {
-            let (d, r) = RunDir::open(dir, &settings)?;
-            (Some(d), r)
-        }
-        None => (None, Vec::new()),
-    };
-    let done: HashSet<(String, usize)> = records.iter().map(|r| (r.task_id.clone(), r.sample)).collect();
-    let todo: Vec<(usize, usize)> = tasks
-        .iter()
-        .enumerate()
-        .flat_map(|(i, t)| {
-            (0..a.samples).map(move |s| (i, s)).filter(|(_, s)| !done.contains(&(t.task_id.clone(), *s))).collect::<Vec<_>>()
-        })
-        .collect();
-    let resumed = records.len();
-    if resumed > 0 {
-        tracing::info!(resumed, left = todo.len(), "resuming: samples already scored are kept");
-    }
-    let source = if todo.is_empty() && !a.canonical { None } else { Some(Source::open(a)?) };
-    let isolation = detect_isolation();
-    let limits = Limits { timeout: Duration::from_secs(timeout), ..Limits::default() };
-    let bar = progress(todo.len() as u64);
-    let (mut generation_s, mut scoring_s) = (0.0, 0.0);
-    let mut attempted = 0usize;
-    let mut first_error: Option<String> = None;
-    let mut failed_now = 0usize;
-    let chunk = match &source {
-        Some(Source::Model(_)) => a.batch.max(1),
-        _ => workers.max(1) * 4,
-    };
-    for part in todo.chunks(chunk) {
-        bar.set_message("generating");
-        let t = Instant::now();
-        let completions = complete(source.as_ref().expect("a source when there is work"), &tasks, part, a)?;
-        generation_s += t.elapsed().as_secs_f64();
-        for c in &completions {
-            attempted += 1;
-            if let Err(e) = c {
-                failed_now += 1;
-                first_error.get_or_insert_with(|| e.clone());
-            }
-        }
-        bar.set_message("scoring");
-        let t = Instant::now();
-        let items: Vec<_> = part.iter().zip(completions).map(|(&(i, s), c)| (&tasks[i], s, c)).collect();
-        record::score_many(items, workers, &limits, isolation, |r| {
-            if let Some(d) = run_dir.as_mut() {
-                d.append(&r)?;
-            }
-            records.push(r);
-            bar.inc(1);
-            Ok(())
-        })?;
-        scoring_s += t.elapsed().as_secs_f64();
-    }
-    bar.finish_and_clear();
-    let (all, per_language) = record::summarize(&records);
-    let mut summary = json!({
-        "benchmark": benchmark, "problems": all.problems, "samples": all.samples, "passed": all.passed,
-        "timed_out": all.timed_out, "generation_errors": all.generation_errors,
-        "source": source.as_ref().map_or("resumed", Source::name), "isolation": isolation, "workers": workers,
-        "generated_now": attempted, "resumed": resumed, "generation_s": generation_s, "scoring_s": scoring_s,
-        "settings": settings, "per_language": per_language,
-    });
-    for (k, v) in &all.pass_at_k {
-        summary[k] = json!(v);
-    }
-    if let Some(em) = all.exact_match {
-        summary["exact_match"] = json!(em);
-    }
-    let table = record::markdown(benchmark, &all, &per_language);
-    if let Some(d) = &run_dir {
-        record::write_atomic(&d.dir().join("summary.json"), &serde_json::to_vec_pretty(&summary)?)?;
-        record::write_atomic(&d.dir().join("summary.md"), table.as_bytes())?;
-    }
-    if a.json {
-        println!("{summary}");
-    } else {
-        println!("{table}");
-    }
-    if attempted > 0 && failed_now == attempted && !matches!(source, Some(Source::Canonical)) {
-        bail!("every completion request failed ({attempted} of {attempted}); the first error: {}", first_error.unwrap_or_default());
-    }
-    Ok(())
 }
 
 /// A progress bar on stderr; hidden when stderr is not a terminal.
-fn progress(len: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(
-        Some(len),
-        if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
-    );
+struct Bar(ProgressBar);
+
+impl RunObserver for Bar {
+    fn start(&self, samples: u64) {
+        self.0.set_length(samples);
+    }
+    fn phase(&self, phase: &str) {
+        self.0.set_message(phase.to_string());
+    }
+    fn scored(&self) {
+        self.0.inc(1);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+fn progress() -> Bar {
+    let target = if std::io::stderr().is_terminal() { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+    let bar = ProgressBar::with_draw_target(Some(0), target);
     if let Ok(style) = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} samples, {elapsed} (eta {eta})") {
         bar.set_style(style.progress_chars("=> "));
     }
-    bar
+    Bar(bar)
 }
 
-/// Completions of `part` ((task index, sample index) pairs): each finished (stop words cut) or
-/// the reason there is none.
-fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], a: &EvalArgs) -> Result<Vec<Result<String, String>>> {
-    Ok(match source {
-        Source::Canonical => part.iter().map(|&(i, _)| Ok(tasks[i].canonical.clone())).collect(),
-        Source::Endpoint(e, fim) => part
-            .iter()
-            .map(|&(i, s)| {
-                let t = &tasks[i];
-                let sampling = Sampling {
-                    temperature: a.temperature as f64,
-                    top_p: a.top_p.map(f64::from),
-                    seed: (a.temperature > 0.0).then_some(a.seed.wrapping_add(s as u64)),
-                };
-                let stop: Vec<&str> = t.stop.iter().map(String::as_str).collect();
-                let r = match &t.prompt {
-                    Prompt::Completion(p) => e.complete_sampled(p, a.max_tokens, &stop, &sampling),
-                    Prompt::Fim { prefix, suffix } => e.complete_fim_with(*fim, prefix, suffix, a.max_tokens, &sampling),
-                };
-                r.map(|text| (t.finish)(&text)).map_err(|err| {
-                    tracing::warn!(task = %t.task_id, sample = s, error = %err, "no completion; the sample scores 0");
-                    err.to_string()
-                })
-            })
-            .collect(),
-        Source::Model(m) => {
-            let engine = Engine::new(m.model.as_ref(), &m.tokenizer)?.with_max_batch(a.batch);
-            let requests: Vec<Result<Request, String>> = part
-                .iter()
-                .map(|&(i, s)| {
-                    let t = &tasks[i];
-                    let ids = match &t.prompt {
-                        Prompt::Completion(p) => prompt::completion_ids(&m.tokenizer, p),
-                        Prompt::Fim { prefix, suffix } => prompt::fim_ids(&m.tokenizer, prefix, suffix),
-                    };
-                    let params = GenerateParams {
-                        max_new_tokens: a.max_tokens,
-                        sampling: SamplingParams {
-                            temperature: a.temperature,
-                            top_p: a.top_p,
-                            seed: a.seed.wrapping_add(s as u64),
-                            ..Default::default()
-                        },
-                        eos_ids: m.eos_ids.clone(),
-                        stop: t.stop.clone(),
-                        ..Default::default()
-                    };
-                    ids.map(|ids| Request { ids, params, cache_prompt: false }).map_err(|e| e.to_string())
-                })
-                .collect();
-            // Prompts that could not be built keep their error; the rest decode together.
-            let mut generated = engine.generate_batch(requests.iter().filter_map(|r| r.as_ref().ok().cloned()).collect()).into_iter();
-            requests
-                .into_iter()
-                .map(|r| r.and_then(|_| generated.next().expect("one result per request").map(|g| g.text).map_err(|e| e.to_string())))
-                .zip(part)
-                .map(|(r, &(i, s))| {
-                    r.map(|text| (tasks[i].finish)(&text)).map_err(|e| {
-                        tracing::warn!(task = %tasks[i].task_id, sample = s, error = %e, "no completion; the sample scores 0");
-                        e
-                    })
-                })
-                .collect()
-        }
-    })
-}
-
-/// A row of `--solutions`.
-#[derive(serde::Deserialize)]
-struct SolutionRow {
-    task_id: String,
-    completion: String,
-    #[serde(default)]
-    language: Option<String>,
+/// Runs the benchmark's tasks through kiln-eval's harness and prints the summary.
+pub fn run_tasks(benchmark: &str, data: &DataFile, tasks: Vec<Task>, default_timeout: u64, a: &EvalArgs) -> Result<()> {
+    let opts = run_options(benchmark, data, default_timeout, a)?;
+    let report = harness::run_tasks(tasks, &opts, a.canonical, || open_source(a), &progress())?;
+    if a.json {
+        println!("{}", report.summary);
+    } else {
+        println!("{}", report.table);
+    }
+    let attempted = report.attempted;
+    if attempted > 0 && report.failed == attempted && !report.canonical {
+        bail!("every completion request failed ({attempted} of {attempted}); the first error: {}", report.first_error.unwrap_or_default());
+    }
+    Ok(())
 }
 
 fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
@@ -446,26 +294,7 @@ fn run_multipl_e(mut m: MultiplEArgs) -> Result<()> {
     }
     if let Some(file) = &m.solutions {
         // The file's completions become the tasks' references, scored as --canonical would.
-        let rows: Vec<SolutionRow> = kiln_eval::load_jsonl(file, "task_id, completion (and optionally language)")?;
-        let mut chosen = Vec::new();
-        for (i, r) in rows.into_iter().enumerate() {
-            if r.language.as_deref().is_some_and(|l| multipl_e::Language::parse(l) != Some(lang)) {
-                continue;
-            }
-            let Some(t) = tasks.iter().find(|t| t.task_id == r.task_id) else {
-                bail!("{}: row {}: task_id {:?} is not a problem of {data}", file.display(), i + 1, r.task_id);
-            };
-            let mut t = t.clone();
-            t.canonical = r.completion;
-            // A second row for the same problem is scored as its own task (`ID#2`), so every
-            // row gets a result and a resumed run can tell them apart.
-            let seen =
-                chosen.iter().filter(|c: &&Task| c.task_id == t.task_id || c.task_id.starts_with(&format!("{}#", t.task_id))).count();
-            if seen > 0 {
-                t.task_id = format!("{}#{}", t.task_id, seen + 1);
-            }
-            chosen.push(t);
-        }
+        let chosen = multipl_e::tasks_with_solutions(&tasks, file, lang, &data)?;
         tasks = chosen;
         m.common.canonical = true;
     }

@@ -121,6 +121,36 @@ pub enum DataError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// An SFT dataset holds no conversation.
+    #[error("{path}: no SFT samples (write conversations with `kiln data sft`)")]
+    EmptySft {
+        /// The dataset prefix.
+        path: PathBuf,
+    },
+    /// An SFT loader cursor does not belong to this dataset.
+    #[error("data cursor {position} is past the {samples} SFT samples: resumed with other data?")]
+    SftCursor {
+        /// The saved position.
+        position: u64,
+        /// Samples in the dataset.
+        samples: usize,
+    },
+    /// An SFT input file gave no training conversation.
+    #[error("{path}: no training conversations")]
+    NoConversations {
+        /// The JSONL file.
+        path: PathBuf,
+    },
+    /// A line of an input file is not what it must be.
+    #[error("{path}:{line}: {message}")]
+    BadLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
     /// An SFT conversation does not have the shape the template needs.
     #[error("SFT conversation: {0}")]
     Conversation(String),

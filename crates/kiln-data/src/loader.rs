@@ -10,6 +10,10 @@
 //! epoch (a batch may span the boundary). A trainer saves the cursor with its checkpoint; a
 //! loader restored with it ([`WindowLoader::set_cursor`]) returns exactly the batches the
 //! uninterrupted run would have returned next.
+//!
+//! [`SftLoader`] does the same for instruction-tuning conversations (`kiln data sft`): samples in
+//! a seeded order per epoch, cut to the model's positions and padded into batches with their
+//! loss masks.
 
 use std::path::Path;
 
@@ -18,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 use crate::megatron::MegatronReader;
 use crate::rng::SplitMix64;
+use crate::sft::SftReader;
 
 /// Where a loader is: the next window is entry `position` of epoch `epoch`'s order. Always
 /// `position < windows`.
@@ -130,5 +135,95 @@ impl WindowLoader {
             }
         }
         Ok(batch)
+    }
+}
+/// Serves SFT samples in a seeded order per epoch, padded into batches.
+pub struct SftLoader {
+    reader: SftReader,
+    seed: Option<u64>,
+    order: Vec<u32>,
+    order_epoch: u64,
+    cursor: Cursor,
+    /// Longest sequence kept (the model's positions + 1); longer samples are cut.
+    max_len: usize,
+    pad: u32,
+}
+
+/// A padded batch: `ids[i]` and `mask[i]` have the same length; mask 1 marks tokens to learn.
+pub struct MaskedBatch {
+    /// Token ids, padded with the pad id.
+    pub ids: Vec<Vec<u32>>,
+    /// 1 on response tokens and their `<|EOT|>`, 0 elsewhere (padding included).
+    pub mask: Vec<Vec<u8>>,
+}
+
+impl SftLoader {
+    /// Opens `PREFIX.bin/.idx/.mask`.
+    pub fn open(prefix: &Path, seed: Option<u64>, max_len: usize, pad: u32) -> Result<Self> {
+        let reader = SftReader::open(prefix)?;
+        if reader.is_empty() {
+            return Err(DataError::EmptySft { path: prefix.to_path_buf() });
+        }
+        let mut l =
+            SftLoader { reader, seed, order: Vec::new(), order_epoch: u64::MAX, cursor: Cursor { epoch: 0, position: 0 }, max_len, pad };
+        l.set_cursor(Cursor { epoch: 0, position: 0 })?;
+        Ok(l)
+    }
+
+    /// Samples.
+    pub fn len(&self) -> usize {
+        self.reader.len()
+    }
+
+    /// Whether there are none (never: `open` refuses an empty set).
+    pub fn is_empty(&self) -> bool {
+        self.reader.is_empty()
+    }
+
+    /// Where the loader stands.
+    pub fn cursor(&self) -> Cursor {
+        self.cursor
+    }
+
+    /// Moves to `cursor` (from a checkpoint).
+    pub fn set_cursor(&mut self, cursor: Cursor) -> Result<()> {
+        if cursor.position >= self.len() as u64 {
+            return Err(DataError::SftCursor { position: cursor.position, samples: self.len() });
+        }
+        if self.order_epoch != cursor.epoch {
+            let mut order: Vec<u32> = (0..self.len() as u32).collect();
+            if let Some(seed) = self.seed {
+                SplitMix64::keyed(seed, &cursor.epoch.to_le_bytes()).shuffle(&mut order);
+            }
+            self.order = order;
+            self.order_epoch = cursor.epoch;
+        }
+        self.cursor = cursor;
+        Ok(())
+    }
+
+    /// The next `n` samples, cut to `max_len` and padded to the longest of them.
+    pub fn next_batch(&mut self, n: usize) -> Result<MaskedBatch> {
+        let mut ids = Vec::with_capacity(n);
+        let mut mask = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = self.reader.sample(self.order[self.cursor.position as usize] as usize)?;
+            let keep = s.ids.len().min(self.max_len);
+            ids.push(s.ids[..keep].to_vec());
+            mask.push(s.mask[..keep].to_vec());
+            let next = self.cursor.position + 1;
+            let c = if next == self.len() as u64 {
+                Cursor { epoch: self.cursor.epoch + 1, position: 0 }
+            } else {
+                Cursor { epoch: self.cursor.epoch, position: next }
+            };
+            self.set_cursor(c)?;
+        }
+        let longest = ids.iter().map(Vec::len).max().unwrap_or(0).max(2);
+        for (i, m) in ids.iter_mut().zip(mask.iter_mut()) {
+            i.resize(longest, self.pad);
+            m.resize(longest, 0);
+        }
+        Ok(MaskedBatch { ids, mask })
     }
 }

@@ -196,3 +196,89 @@ impl SftReader {
         Ok(SftTokens { ids, mask })
     }
 }
+/// One conversation of an SFT JSONL line: `{"instruction", "output"}`, or `{"messages": [{"role",
+/// "content"}, ...]}` with roles system, user and assistant.
+pub fn conversation(v: &serde_json::Value) -> std::result::Result<Vec<(Role, String)>, String> {
+    if let (Some(i), Some(o)) = (v.get("instruction").and_then(|x| x.as_str()), v.get("output").and_then(|x| x.as_str())) {
+        return Ok(vec![(Role::User, i.to_string()), (Role::Assistant, o.to_string())]);
+    }
+    let msgs = v.get("messages").and_then(|m| m.as_array()).ok_or("needs `instruction` and `output` strings, or a `messages` array")?;
+    msgs.iter()
+        .map(|m| {
+            let role = match m.get("role").and_then(|r| r.as_str()) {
+                Some("system") => Role::System,
+                Some("user") => Role::User,
+                Some("assistant") => Role::Assistant,
+                other => return Err(format!("message role {other:?} is not system, user or assistant")),
+            };
+            let content = m.get("content").and_then(|c| c.as_str()).ok_or("a message without string `content`")?;
+            Ok((role, content.to_string()))
+        })
+        .collect()
+}
+
+/// What [`build_sft`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SftBuild {
+    /// Conversations in `train`.
+    pub train: usize,
+    /// Conversations in `val`.
+    pub val: usize,
+    /// The token dtype of the files.
+    pub dtype: DType,
+}
+
+/// `kiln data sft`: tokenizes every conversation of the JSONL file `input` with the tokenizer
+/// (a tokenizer.json or its directory) into `out/train` and `out/val` (`.bin/.idx/.mask`; a
+/// conversation goes to val when a hash of its line number under `seed` falls below
+/// `val_fraction`), and copies the tokenizer files beside them so checkpoints trained on the data
+/// are complete model directories. A bad line is an error naming the file and line.
+pub fn build_sft(input: &Path, tokenizer: &Path, val_fraction: f64, seed: u64, out: &Path) -> Result<SftBuild> {
+    if !(0.0..=1.0).contains(&val_fraction) {
+        return Err(DataError::Config {
+            field: "val_fraction",
+            value: val_fraction.to_string(),
+            message: "must be between 0 and 1".into(),
+        });
+    }
+    let tf = crate::meta::TokenizerFile::load(tokenizer)?;
+    let enc = DocEncoder::new(&tf.tokenizer)?;
+    let text = std::fs::read_to_string(input).map_err(io_err(input))?;
+    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    let dtype = DType::for_vocab(tf.tokenizer.id_count());
+    let mut train = SftWriter::create(&out.join("train"), dtype)?;
+    let mut val = SftWriter::create(&out.join("val"), dtype)?;
+    let (mut n_train, mut n_val) = (0usize, 0usize);
+    let bad = |line: usize, message: String| DataError::BadLine { path: input.to_path_buf(), line, message };
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(i + 1, format!("not JSON: {e}")))?;
+        let conv = conversation(&v).map_err(|e| bad(i + 1, e))?;
+        let refs: Vec<(Role, &str)> = conv.iter().map(|(r, c)| (*r, c.as_str())).collect();
+        let tokens = tokenize_conversation(&enc, &refs).map_err(|e| bad(i + 1, e.to_string()))?;
+        let to_val = crate::rng::unit_interval(crate::rng::SplitMix64::keyed(seed, &(i as u64).to_le_bytes()).next_u64()) < val_fraction;
+        if to_val {
+            val.add(&tokens)?;
+            n_val += 1;
+        } else {
+            train.add(&tokens)?;
+            n_train += 1;
+        }
+    }
+    if n_train == 0 {
+        return Err(DataError::NoConversations { path: input.to_path_buf() });
+    }
+    train.finish()?;
+    val.finish()?;
+    // The tokenizer travels with the data, so checkpoints trained on it are complete model dirs.
+    let dir = if tokenizer.is_dir() { tokenizer.to_path_buf() } else { tokenizer.parent().map(PathBuf::from).unwrap_or_default() };
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        let src = if file == "tokenizer.json" && !tokenizer.is_dir() { tokenizer.to_path_buf() } else { dir.join(file) };
+        if src.is_file() {
+            std::fs::copy(&src, out.join(file)).map_err(io_err(&src))?;
+        }
+    }
+    Ok(SftBuild { train: n_train, val: n_val, dtype })
+}

@@ -13,6 +13,9 @@
 //!
 //! [`client`] takes completions from an OpenAI-compatible server instead of a local model.
 //!
+//! [`harness`] is the one loop every execution benchmark goes through (completions from the
+//! canonical solutions, a model or an endpoint; sandboxed scoring; resumable run directory).
+//!
 //! [`mbpp`] is DeepSeek's 3-shot MBPP. [`task`] is the generic shape every benchmark is turned
 //! into (id, language, prompt or prefix/suffix, stop strings, test-program builder), so one
 //! completion / scoring / reporting loop serves them all; [`record`] keeps scored samples on
@@ -23,6 +26,7 @@
 
 pub mod client;
 pub mod compression;
+pub mod harness;
 pub mod humaneval;
 pub mod infilling;
 pub mod mbpp;
@@ -114,6 +118,9 @@ pub enum EvalError {
     /// The completions endpoint failed, timed out or answered garbage.
     #[error("endpoint {0}")]
     Endpoint(String),
+    /// The source of completions (a model, an endpoint) could not be opened.
+    #[error("{0}")]
+    Source(String),
     /// A language's compiler or interpreter is not installed.
     #[error("multipl-e {language}: `{command}` not found on PATH; install its toolchain ({install}) or leave {language} out")]
     Toolchain {

@@ -552,3 +552,45 @@ pub fn run_one(toolchain: &Toolchain, program: &str, task_id: &str, limits: &Lim
         },
     })
 }
+
+/// A row of a solutions file: a completion for one task (rows of another `language` are skipped).
+#[derive(serde::Deserialize)]
+struct SolutionRow {
+    task_id: String,
+    completion: String,
+    #[serde(default)]
+    language: Option<String>,
+}
+
+/// The tasks to score a solutions file (JSONL of `task_id`, `completion`, optionally `language`):
+/// each row's completion becomes its task's reference (scored as the canonical solutions are).
+/// A second row for the same problem is its own task `ID#2`, so every row gets a result and a
+/// resumed run can tell them apart. A row naming no task of `data` is an error naming it.
+pub fn tasks_with_solutions(
+    tasks: &[crate::task::Task],
+    file: &Path,
+    lang: Language,
+    data: &crate::DataFile,
+) -> Result<Vec<crate::task::Task>, EvalError> {
+    let rows: Vec<SolutionRow> = crate::load_jsonl(file, "task_id, completion (and optionally language)")?;
+    let mut chosen: Vec<crate::task::Task> = Vec::new();
+    for (i, r) in rows.into_iter().enumerate() {
+        if r.language.as_deref().is_some_and(|l| Language::parse(l) != Some(lang)) {
+            continue;
+        }
+        let Some(t) = tasks.iter().find(|t| t.task_id == r.task_id) else {
+            return Err(EvalError::Data {
+                path: file.to_path_buf(),
+                message: format!("row {}: task_id {:?} is not a problem of {data}", i + 1, r.task_id),
+            });
+        };
+        let mut t = t.clone();
+        t.canonical = r.completion;
+        let seen = chosen.iter().filter(|c| c.task_id == t.task_id || c.task_id.starts_with(&format!("{}#", t.task_id))).count();
+        if seen > 0 {
+            t.task_id = format!("{}#{}", t.task_id, seen + 1);
+        }
+        chosen.push(t);
+    }
+    Ok(chosen)
+}

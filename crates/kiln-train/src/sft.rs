@@ -1,111 +1,12 @@
-//! Instruction tuning (paper §3.7, spec §8): conversations from `kiln data sft` (tokens plus a
-//! loss mask over the responses and their `<|EOT|>`), batched with padding, and the loss over
-//! the masked positions only.
-
-use std::path::Path;
+//! Instruction tuning (paper §3.7, spec §8): the loss over the masked positions only of
+//! conversations from `kiln data sft` (tokens plus a loss mask over the responses and their
+//! `<|EOT|>`), batched with padding by kiln-data's [`SftLoader`].
 
 use candle_core::{DType, Tensor, D};
-use kiln_data::loader::Cursor;
-use kiln_data::rng::SplitMix64;
-use kiln_data::sft::SftReader;
+pub use kiln_data::loader::{MaskedBatch, SftLoader};
 
-use crate::error::{Result, TrainError};
+use crate::error::Result;
 use crate::model::TrainModel;
-
-/// Serves SFT samples in a seeded order per epoch, padded into batches.
-pub struct SftLoader {
-    reader: SftReader,
-    seed: Option<u64>,
-    order: Vec<u32>,
-    order_epoch: u64,
-    cursor: Cursor,
-    /// Longest sequence kept (the model's positions + 1); longer samples are cut.
-    max_len: usize,
-    pad: u32,
-}
-
-/// A padded batch: `ids[i]` and `mask[i]` have the same length; mask 1 marks tokens to learn.
-pub struct MaskedBatch {
-    /// Token ids, padded with the pad id.
-    pub ids: Vec<Vec<u32>>,
-    /// 1 on response tokens and their `<|EOT|>`, 0 elsewhere (padding included).
-    pub mask: Vec<Vec<u8>>,
-}
-
-impl SftLoader {
-    /// Opens `PREFIX.bin/.idx/.mask`.
-    pub fn open(prefix: &Path, seed: Option<u64>, max_len: usize, pad: u32) -> Result<Self> {
-        let reader = SftReader::open(prefix)?;
-        if reader.is_empty() {
-            return Err(TrainError::Config(format!("{}: no SFT samples", prefix.display())));
-        }
-        let mut l =
-            SftLoader { reader, seed, order: Vec::new(), order_epoch: u64::MAX, cursor: Cursor { epoch: 0, position: 0 }, max_len, pad };
-        l.set_cursor(Cursor { epoch: 0, position: 0 })?;
-        Ok(l)
-    }
-
-    /// Samples.
-    pub fn len(&self) -> usize {
-        self.reader.len()
-    }
-
-    /// Whether there are none (never: `open` refuses an empty set).
-    pub fn is_empty(&self) -> bool {
-        self.reader.is_empty()
-    }
-
-    /// Where the loader stands.
-    pub fn cursor(&self) -> Cursor {
-        self.cursor
-    }
-
-    /// Moves to `cursor` (from a checkpoint).
-    pub fn set_cursor(&mut self, cursor: Cursor) -> Result<()> {
-        if cursor.position >= self.len() as u64 {
-            return Err(TrainError::Config(format!(
-                "data cursor {} is past the {} SFT samples: resumed with other data?",
-                cursor.position,
-                self.len()
-            )));
-        }
-        if self.order_epoch != cursor.epoch {
-            let mut order: Vec<u32> = (0..self.len() as u32).collect();
-            if let Some(seed) = self.seed {
-                SplitMix64::keyed(seed, &cursor.epoch.to_le_bytes()).shuffle(&mut order);
-            }
-            self.order = order;
-            self.order_epoch = cursor.epoch;
-        }
-        self.cursor = cursor;
-        Ok(())
-    }
-
-    /// The next `n` samples, cut to `max_len` and padded to the longest of them.
-    pub fn next_batch(&mut self, n: usize) -> Result<MaskedBatch> {
-        let mut ids = Vec::with_capacity(n);
-        let mut mask = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = self.reader.sample(self.order[self.cursor.position as usize] as usize)?;
-            let keep = s.ids.len().min(self.max_len);
-            ids.push(s.ids[..keep].to_vec());
-            mask.push(s.mask[..keep].to_vec());
-            let next = self.cursor.position + 1;
-            let c = if next == self.len() as u64 {
-                Cursor { epoch: self.cursor.epoch + 1, position: 0 }
-            } else {
-                Cursor { epoch: self.cursor.epoch, position: next }
-            };
-            self.set_cursor(c)?;
-        }
-        let longest = ids.iter().map(Vec::len).max().unwrap_or(0).max(2);
-        for (i, m) in ids.iter_mut().zip(mask.iter_mut()) {
-            i.resize(longest, self.pad);
-            m.resize(longest, 0);
-        }
-        Ok(MaskedBatch { ids, mask })
-    }
-}
 
 /// The mean cross-entropy over the masked targets of `batch` (target `t + 1` counts when its
 /// mask is 1), tracked for backward, and the number of such targets.

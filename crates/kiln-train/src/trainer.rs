@@ -247,7 +247,7 @@ impl Source {
     fn set_cursor(&mut self, c: Cursor) -> Result<()> {
         match self {
             Source::Windows(l) => Ok(l.set_cursor(c)?),
-            Source::Sft(l) => l.set_cursor(c),
+            Source::Sft(l) => Ok(l.set_cursor(c)?),
         }
     }
 
