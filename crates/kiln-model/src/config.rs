@@ -379,27 +379,7 @@ impl Config {
 
     /// Every tensor a checkpoint of this shape holds, with HF names and shapes.
     pub fn expected_tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let (d, f, hd) = (self.hidden_size, self.intermediate_size, self.head_dim);
-        let q = self.num_attention_heads * hd;
-        let kv = self.num_key_value_heads * hd;
-        let mut out = vec![("model.embed_tokens.weight".to_string(), vec![self.vocab_size, d])];
-        for i in 0..self.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            out.push((format!("{p}.self_attn.q_proj.weight"), vec![q, d]));
-            out.push((format!("{p}.self_attn.k_proj.weight"), vec![kv, d]));
-            out.push((format!("{p}.self_attn.v_proj.weight"), vec![kv, d]));
-            out.push((format!("{p}.self_attn.o_proj.weight"), vec![d, q]));
-            out.push((format!("{p}.mlp.gate_proj.weight"), vec![f, d]));
-            out.push((format!("{p}.mlp.up_proj.weight"), vec![f, d]));
-            out.push((format!("{p}.mlp.down_proj.weight"), vec![d, f]));
-            out.push((format!("{p}.input_layernorm.weight"), vec![d]));
-            out.push((format!("{p}.post_attention_layernorm.weight"), vec![d]));
-        }
-        out.push(("model.norm.weight".to_string(), vec![d]));
-        if !self.tie_word_embeddings {
-            out.push(("lm_head.weight".to_string(), vec![self.vocab_size, d]));
-        }
-        out
+        crate::params::Params::shapes(self).into_named()
     }
 
     /// Builds the config of a named preset.

@@ -10,11 +10,13 @@ pub mod config;
 pub mod error;
 pub mod llama;
 pub mod ops;
+pub mod params;
 pub mod weights;
 
 pub use config::{Config, HfConfig, Preset, RopeScaling, WeightDType};
 pub use error::{ModelError, Result};
 pub use llama::{Cache, Llama};
+pub use params::{LayerParams, Params};
 
 /// Parses a device name: `cpu`, `cuda` or `cuda:N`. CUDA needs the `cuda` feature at build time.
 pub fn device(spec: &str) -> Result<candle_core::Device> {

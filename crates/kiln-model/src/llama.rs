@@ -20,6 +20,7 @@ use rand_distr::{Distribution, Normal};
 use crate::config::{config_path, Config, RopeScaling, WeightDType};
 use crate::error::{ModelError, Result};
 use crate::ops;
+use crate::params::{LayerParams, Params};
 use crate::weights;
 
 /// Root-mean-square layer norm: y = x / sqrt(mean(x²) + eps) * w, computed in f32.
@@ -215,15 +216,6 @@ impl Cache {
     }
 }
 
-fn linear(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Linear> {
-    let w = tensors.remove(&format!("{name}.weight")).ok_or_else(|| ModelError::MissingTensors {
-        dir: Default::default(),
-        count: 1,
-        examples: format!("{name}.weight"),
-    })?;
-    Ok(Linear::new(w))
-}
-
 fn take(tensors: &mut HashMap<String, Tensor>, name: &str) -> Result<Tensor> {
     tensors.remove(name).ok_or_else(|| ModelError::MissingTensors { dir: Default::default(), count: 1, examples: name.to_string() })
 }
@@ -394,35 +386,34 @@ impl Llama {
 
     /// Builds the network from named tensors (HF names), all already in one dtype on `device`.
     pub fn from_tensors(cfg: Config, mut tensors: HashMap<String, Tensor>, device: &Device) -> Result<Self> {
-        let embed_tokens = take(&mut tensors, "model.embed_tokens.weight")?;
+        let params = Params::try_build(&cfg, |name| take(&mut tensors, name))?;
+        Self::from_params(cfg, params, device)
+    }
+
+    /// Builds the network from its parameters, all already in one dtype on `device`.
+    pub fn from_params(cfg: Config, params: Params<Tensor>, device: &Device) -> Result<Self> {
+        let Params { embed_tokens, layers: layer_params, norm, lm_head } = params;
         let dtype = embed_tokens.dtype();
-        let norm = |t: &mut HashMap<String, Tensor>, name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm { weight: take(t, &format!("{name}.weight"))?, eps: cfg.rms_norm_eps })
-        };
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            layers.push(Block {
-                input_layernorm: norm(&mut tensors, &format!("{p}.input_layernorm"))?,
+        let norm_of = |weight: Tensor| RmsNorm { weight, eps: cfg.rms_norm_eps };
+        let layers = layer_params
+            .into_iter()
+            .map(|p| Block {
+                input_layernorm: norm_of(p.input_layernorm),
                 self_attn: Attention {
-                    q_proj: linear(&mut tensors, &format!("{p}.self_attn.q_proj"))?,
-                    k_proj: linear(&mut tensors, &format!("{p}.self_attn.k_proj"))?,
-                    v_proj: linear(&mut tensors, &format!("{p}.self_attn.v_proj"))?,
-                    o_proj: linear(&mut tensors, &format!("{p}.self_attn.o_proj"))?,
+                    q_proj: Linear::new(p.q_proj),
+                    k_proj: Linear::new(p.k_proj),
+                    v_proj: Linear::new(p.v_proj),
+                    o_proj: Linear::new(p.o_proj),
                     n_heads: cfg.num_attention_heads,
                     n_kv_heads: cfg.num_key_value_heads,
                     head_dim: cfg.head_dim,
                 },
-                post_attention_layernorm: norm(&mut tensors, &format!("{p}.post_attention_layernorm"))?,
-                mlp: Mlp {
-                    gate_proj: linear(&mut tensors, &format!("{p}.mlp.gate_proj"))?,
-                    up_proj: linear(&mut tensors, &format!("{p}.mlp.up_proj"))?,
-                    down_proj: linear(&mut tensors, &format!("{p}.mlp.down_proj"))?,
-                },
-            });
-        }
-        let norm = norm(&mut tensors, "model.norm")?;
-        let lm_head = if cfg.tie_word_embeddings { Linear::new(embed_tokens.clone()) } else { linear(&mut tensors, "lm_head")? };
+                post_attention_layernorm: norm_of(p.post_attention_layernorm),
+                mlp: Mlp { gate_proj: Linear::new(p.gate_proj), up_proj: Linear::new(p.up_proj), down_proj: Linear::new(p.down_proj) },
+            })
+            .collect();
+        let norm = norm_of(norm);
+        let lm_head = Linear::new(lm_head.unwrap_or_else(|| embed_tokens.clone()));
         let rope = Rope::new(&cfg, device)?;
         Ok(Self { embed_tokens, layers, norm, lm_head, rope, cfg, dtype, device: device.clone() })
     }
@@ -547,26 +538,31 @@ impl Llama {
         Ok(self.lm_head.forward_rows(&self.norm.forward(&x)?)?.to_dtype(DType::F32)?)
     }
 
-    /// Every parameter under its HF name (the lm_head is omitted when tied, as transformers does).
+    /// Every parameter, by role (the tensors are shared with the network, not copied).
+    pub fn params(&self) -> Params<Tensor> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| LayerParams {
+                q_proj: l.self_attn.q_proj.weight().clone(),
+                k_proj: l.self_attn.k_proj.weight().clone(),
+                v_proj: l.self_attn.v_proj.weight().clone(),
+                o_proj: l.self_attn.o_proj.weight().clone(),
+                gate_proj: l.mlp.gate_proj.weight().clone(),
+                up_proj: l.mlp.up_proj.weight().clone(),
+                down_proj: l.mlp.down_proj.weight().clone(),
+                input_layernorm: l.input_layernorm.weight.clone(),
+                post_attention_layernorm: l.post_attention_layernorm.weight.clone(),
+            })
+            .collect();
+        let lm_head = (!self.cfg.tie_word_embeddings).then(|| self.lm_head.weight().clone());
+        Params { embed_tokens: self.embed_tokens.clone(), layers, norm: self.norm.weight.clone(), lm_head }
+    }
+
+    /// Every parameter under its HF name, in [`Params::named`]'s order (the lm_head is omitted
+    /// when tied, as transformers does).
     pub fn named_tensors(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("model.embed_tokens.weight".to_string(), self.embed_tokens.clone())];
-        for (i, l) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
-            let a = &l.self_attn;
-            for (n, lin) in [("q_proj", &a.q_proj), ("k_proj", &a.k_proj), ("v_proj", &a.v_proj), ("o_proj", &a.o_proj)] {
-                out.push((format!("{p}.self_attn.{n}.weight"), lin.weight().clone()));
-            }
-            for (n, lin) in [("gate_proj", &l.mlp.gate_proj), ("up_proj", &l.mlp.up_proj), ("down_proj", &l.mlp.down_proj)] {
-                out.push((format!("{p}.mlp.{n}.weight"), lin.weight().clone()));
-            }
-            out.push((format!("{p}.input_layernorm.weight"), l.input_layernorm.weight.clone()));
-            out.push((format!("{p}.post_attention_layernorm.weight"), l.post_attention_layernorm.weight.clone()));
-        }
-        out.push(("model.norm.weight".to_string(), self.norm.weight.clone()));
-        if !self.cfg.tie_word_embeddings {
-            out.push(("lm_head.weight".to_string(), self.lm_head.weight().clone()));
-        }
-        out
+        self.params().into_named()
     }
 
     /// Writes `config.json` and the weights (HF layout) into `dir`, sharding above `max_shard_bytes`.

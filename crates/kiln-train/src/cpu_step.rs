@@ -17,7 +17,7 @@
 
 use candle_core::{Storage, Tensor};
 use gemm::Parallelism;
-use kiln_model::{ops, Config, ModelError};
+use kiln_model::{ops, Config, ModelError, Params};
 use rayon::prelude::*;
 
 use crate::error::{Result, TrainError};
@@ -274,49 +274,41 @@ fn add_to(out: &mut [f32], a: &[f32], b: &[f32]) {
     });
 }
 
-/// The parameters of one layer, in `Llama::named_tensors` order.
-const PER_LAYER: usize = 9;
-const Q: usize = 0;
-const K: usize = 1;
-const V: usize = 2;
-const O: usize = 3;
-const GATE: usize = 4;
-const UP: usize = 5;
-const DOWN: usize = 6;
-const IN_NORM: usize = 7;
-const POST_NORM: usize = 8;
-
 /// Runs `f` on the contiguous f32 data of every tensor (all on the CPU), read-locked meanwhile.
 pub(crate) fn with_slices<R>(tensors: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Result<R>) -> Result<R> {
     let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
     let mut slices = Vec::with_capacity(tensors.len());
     for (storage, layout) in &guards {
-        let Storage::Cpu(cpu) = &**storage else {
-            return Err(TrainError::Config("the hand-written training step runs on the CPU only".into()));
-        };
-        let data = cpu.as_slice::<f32>()?;
-        let (a, b) = layout.contiguous_offsets().ok_or_else(|| TrainError::Config("a parameter is not contiguous".into()))?;
-        slices.push(&data[a..b]);
+        slices.push(cpu_f32(storage, layout)?);
     }
     f(&slices)
 }
 
-/// What one step returns: the weighted loss and each parameter's gradient, in the order the
-/// parameters were given.
+/// The contiguous f32 data of a CPU tensor's storage.
+fn cpu_f32<'s>(storage: &'s Storage, layout: &candle_core::Layout) -> Result<&'s [f32]> {
+    let Storage::Cpu(cpu) = storage else {
+        return Err(TrainError::Config("the hand-written training step runs on the CPU only".into()));
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (a, b) = layout.contiguous_offsets().ok_or_else(|| TrainError::Config("a parameter is not contiguous".into()))?;
+    Ok(&data[a..b])
+}
+
+/// What one step returns: the weighted loss and each parameter's gradient.
 pub struct StepResult {
     /// `sum_r weights[r] * loss_r`.
     pub loss: f64,
-    /// Gradients, flat, in parameter order.
-    pub grads: Vec<Vec<f32>>,
+    /// Each parameter's gradient, flat, in the parameter's own field.
+    pub grads: Params<Vec<f32>>,
 }
 
 /// One forward + backward of the loss `sum_r weights[r] * CE(logits_r, targets[r])` over the
-/// N = B·T positions of `inputs` (B, T) row-major. `params` are the model's tensors in
-/// `Llama::named_tensors` order (f32, CPU, contiguous); `cos`/`sin` its RoPE tables.
+/// N = B·T positions of `inputs` (B, T) row-major. `params` are the model's tensors, by role
+/// (f32, CPU, contiguous); `cos`/`sin` its RoPE tables.
 #[allow(clippy::too_many_arguments)]
 pub fn loss_and_grads(
     cfg: &Config,
-    params: &[&Tensor],
+    params: &Params<Tensor>,
     cos: &Tensor,
     sin: &Tensor,
     inputs: &[u32],
@@ -338,8 +330,8 @@ pub fn loss_and_grads(
         v: cfg.vocab_size,
     };
     let layers = cfg.num_hidden_layers;
-    let expected = 1 + PER_LAYER * layers + 1 + usize::from(!cfg.tie_word_embeddings);
-    if params.len() != expected
+    if params.layers.len() != layers
+        || params.lm_head.is_some() == cfg.tie_word_embeddings
         || inputs.len() != m.n
         || targets.len() != m.n
         || weights.len() != m.n
@@ -347,8 +339,9 @@ pub fn loss_and_grads(
         || !m.h.is_multiple_of(m.kv)
     {
         return Err(TrainError::Config(format!(
-            "hand-written step: {} parameters (need {expected}), {} inputs, {} targets, {} weights for batch {b}",
-            params.len(),
+            "hand-written step: {} layers of parameters (need {layers}, lm_head {}), {} inputs, {} targets, {} weights for batch {b}",
+            params.layers.len(),
+            if cfg.tie_word_embeddings { "tied" } else { "untied" },
             inputs.len(),
             targets.len(),
             weights.len()
@@ -363,16 +356,14 @@ pub fn loss_and_grads(
     ws.ensure(&m, layers);
     let eps = cfg.rms_norm_eps as f32;
     let scale = (1.0 / (m.d as f64).sqrt()) as f32; // as the model computes it
-    let mut all: Vec<&Tensor> = params.to_vec();
-    all.push(cos);
-    all.push(sin);
-    with_slices(&all, |s| {
-        let (cos, sin) = (s[s.len() - 2], s[s.len() - 1]);
+    let guards = params.map(|t| t.storage_and_layout());
+    let p: Params<&[f32]> = guards.try_map(|(storage, layout)| cpu_f32(storage, layout))?;
+    with_slices(&[cos, sin], |rope_tables| {
+        let (cos, sin) = (rope_tables[0], rope_tables[1]);
         let rope = Some((&cos[..t * m.d / 2], &sin[..t * m.d / 2]));
-        let embed = s[0];
-        let layer = |l: usize, i: usize| s[1 + l * PER_LAYER + i];
-        let norm = s[1 + layers * PER_LAYER];
-        let lm_head = if cfg.tie_word_embeddings { embed } else { s[2 + layers * PER_LAYER] };
+        let embed = p.embed_tokens;
+        let norm = p.norm;
+        let lm_head = p.lm_head.unwrap_or(embed);
         let (n, c, hd, kvd, f, v) = (m.n, m.c, m.hd(), m.kvd(), m.f, m.v);
 
         // ---- forward ----
@@ -385,22 +376,22 @@ pub fn loss_and_grads(
         for l in 0..layers {
             let (done, rest) = ws.layers.split_at_mut(l + 1);
             let sv = &mut done[l];
-            ops::rms_norm_f32(&sv.x, layer(l, IN_NORM), eps, &mut sv.h1);
-            linear(&mut ws.qp, &sv.h1, layer(l, Q), n, c, hd);
-            linear(&mut ws.kp, &sv.h1, layer(l, K), n, c, kvd);
-            linear(&mut ws.vp, &sv.h1, layer(l, V), n, c, kvd);
+            ops::rms_norm_f32(&sv.x, p.layers[l].input_layernorm, eps, &mut sv.h1);
+            linear(&mut ws.qp, &sv.h1, p.layers[l].q_proj, n, c, hd);
+            linear(&mut ws.kp, &sv.h1, p.layers[l].k_proj, n, c, kvd);
+            linear(&mut ws.vp, &sv.h1, p.layers[l].v_proj, n, c, kvd);
             to_heads(&ws.qp, &mut sv.q, &m, m.h, rope);
             to_heads(&ws.kp, &mut sv.k, &m, m.kv, rope);
             to_heads(&ws.vp, &mut sv.v, &m, m.kv, None);
             ops::causal_attention_f32(&sv.q, &sv.k, &sv.v, &mut ws.att, t, t, m.d, scale);
             from_heads(&ws.att, &mut sv.ot, &m, m.h, None);
-            linear(&mut ws.tmp, &sv.ot, layer(l, O), n, hd, c);
+            linear(&mut ws.tmp, &sv.ot, p.layers[l].o_proj, n, hd, c);
             add_to(&mut sv.xm, &sv.x, &ws.tmp);
-            ops::rms_norm_f32(&sv.xm, layer(l, POST_NORM), eps, &mut sv.h2);
-            linear(&mut sv.g, &sv.h2, layer(l, GATE), n, c, f);
-            linear(&mut sv.u, &sv.h2, layer(l, UP), n, c, f);
+            ops::rms_norm_f32(&sv.xm, p.layers[l].post_attention_layernorm, eps, &mut sv.h2);
+            linear(&mut sv.g, &sv.h2, p.layers[l].gate_proj, n, c, f);
+            linear(&mut sv.u, &sv.h2, p.layers[l].up_proj, n, c, f);
             ops::swiglu_f32(&sv.g, &sv.u, &mut sv.a);
-            linear(&mut ws.tmp, &sv.a, layer(l, DOWN), n, f, c);
+            linear(&mut ws.tmp, &sv.a, p.layers[l].down_proj, n, f, c);
             let next = match rest.first_mut() {
                 Some(nx) => &mut nx.x,
                 None => &mut ws.xf,
@@ -413,13 +404,11 @@ pub fn loss_and_grads(
         let loss: f64 = losses.iter().zip(weights).map(|(&l, &w)| l as f64 * w as f64).sum();
 
         // ---- backward ----
-        let mut grads: Vec<Vec<f32>> = params.iter().map(|p| vec![0f32; p.elem_count()]).collect();
-        let (g_embed, rest) = grads.split_first_mut().expect("embedding gradient");
-        let (g_layers, g_tail) = rest.split_at_mut(layers * PER_LAYER);
-        let (g_norm, g_head) = g_tail.split_first_mut().expect("final norm gradient");
+        let mut grads: Params<Vec<f32>> = p.map(|w| vec![0f32; w.len()]);
+        let Params { embed_tokens: g_embed, layers: g_layers, norm: g_norm, lm_head: g_head } = &mut grads;
         // lm_head: dW = dlogits.T @ hf (into the embedding's gradient when tied, added below).
         let mut g_tied = Vec::new();
-        let g_lm: &mut [f32] = match g_head.first_mut() {
+        let g_lm: &mut [f32] = match g_head.as_mut() {
             Some(g) => g,
             None => {
                 g_tied = vec![0f32; v * c];
@@ -430,15 +419,23 @@ pub fn loss_and_grads(
         ops::rms_norm_bwd_f32(&ws.xf, norm, &ws.dh, eps, &mut ws.dx, g_norm, false);
         for l in (0..layers).rev() {
             let sv = &ws.layers[l];
-            let gl = &mut g_layers[l * PER_LAYER..(l + 1) * PER_LAYER];
+            let gl = &mut g_layers[l];
             // MLP: x_next = xm + down(swiglu(gate(h2), up(h2)))
-            linear_bwd(&mut ws.da, &mut gl[DOWN], &ws.dx, &sv.a, layer(l, DOWN), n, f, c, false);
+            linear_bwd(&mut ws.da, &mut gl.down_proj, &ws.dx, &sv.a, p.layers[l].down_proj, n, f, c, false);
             ops::swiglu_bwd_f32(&sv.g, &sv.u, &ws.da, &mut ws.dg, &mut ws.du);
-            linear_bwd(&mut ws.dh, &mut gl[GATE], &ws.dg, &sv.h2, layer(l, GATE), n, c, f, false);
-            linear_bwd(&mut ws.dh, &mut gl[UP], &ws.du, &sv.h2, layer(l, UP), n, c, f, true);
-            ops::rms_norm_bwd_f32(&sv.xm, layer(l, POST_NORM), &ws.dh, eps, &mut ws.dx, &mut gl[POST_NORM], true);
+            linear_bwd(&mut ws.dh, &mut gl.gate_proj, &ws.dg, &sv.h2, p.layers[l].gate_proj, n, c, f, false);
+            linear_bwd(&mut ws.dh, &mut gl.up_proj, &ws.du, &sv.h2, p.layers[l].up_proj, n, c, f, true);
+            ops::rms_norm_bwd_f32(
+                &sv.xm,
+                p.layers[l].post_attention_layernorm,
+                &ws.dh,
+                eps,
+                &mut ws.dx,
+                &mut gl.post_attention_layernorm,
+                true,
+            );
             // Attention: xm = x + o_proj(attention(rope(q_proj(h1)), rope(k_proj(h1)), v_proj(h1)))
-            linear_bwd(&mut ws.qp, &mut gl[O], &ws.dx, &sv.ot, layer(l, O), n, hd, c, false); // qp holds d(ot)
+            linear_bwd(&mut ws.qp, &mut gl.o_proj, &ws.dx, &sv.ot, p.layers[l].o_proj, n, hd, c, false); // qp holds d(ot)
             to_heads(&ws.qp, &mut ws.att, &m, m.h, None); // att holds d(attention out)
             ws.dk.fill(0.0);
             ws.dv.fill(0.0);
@@ -446,10 +443,10 @@ pub fn loss_and_grads(
             from_heads(&ws.dq, &mut ws.qp, &m, m.h, rope);
             from_heads(&ws.dk, &mut ws.kp, &m, m.kv, rope);
             from_heads(&ws.dv, &mut ws.vp, &m, m.kv, None);
-            linear_bwd(&mut ws.dh, &mut gl[Q], &ws.qp, &sv.h1, layer(l, Q), n, c, hd, false);
-            linear_bwd(&mut ws.dh, &mut gl[K], &ws.kp, &sv.h1, layer(l, K), n, c, kvd, true);
-            linear_bwd(&mut ws.dh, &mut gl[V], &ws.vp, &sv.h1, layer(l, V), n, c, kvd, true);
-            ops::rms_norm_bwd_f32(&sv.x, layer(l, IN_NORM), &ws.dh, eps, &mut ws.dx, &mut gl[IN_NORM], true);
+            linear_bwd(&mut ws.dh, &mut gl.q_proj, &ws.qp, &sv.h1, p.layers[l].q_proj, n, c, hd, false);
+            linear_bwd(&mut ws.dh, &mut gl.k_proj, &ws.kp, &sv.h1, p.layers[l].k_proj, n, c, kvd, true);
+            linear_bwd(&mut ws.dh, &mut gl.v_proj, &ws.vp, &sv.h1, p.layers[l].v_proj, n, c, kvd, true);
+            ops::rms_norm_bwd_f32(&sv.x, p.layers[l].input_layernorm, &ws.dh, eps, &mut ws.dx, &mut gl.input_layernorm, true);
         }
         // Embedding: scatter-add the rows (in row order: deterministic).
         for (row, &id) in ws.dx.chunks(c).zip(inputs) {
@@ -515,6 +512,27 @@ mod tests {
             assert_eq!(again.to_bits(), loss.to_bits());
             for (a, b) in grads.iter().zip(&grads2) {
                 assert_eq!(rel(a, b), 0.0);
+            }
+        }
+    }
+
+    /// The step finds parameters by name, not by position: with the parameter list in another
+    /// order (as if `named_tensors` were reordered), every gradient still belongs to its own
+    /// parameter. (The step used to index the list with per-layer constants; on this reversed
+    /// list it would have read the norms as projections and failed or mixed up gradients.)
+    #[test]
+    fn parameter_order_cannot_mix_up_gradients() {
+        for tied in [false, true] {
+            let mut m = model(4, 2, tied, 21);
+            m.params.reverse();
+            m.params.swap(1, 5);
+            let w = windows(2, 11, 61, 9);
+            let (loss, grads) = m.loss_and_grads(&w).unwrap();
+            let (want, want_grads) = m.autograd_loss_and_grads(&w).unwrap();
+            assert!((loss - want).abs() < 1e-5 * want.abs(), "tied={tied}: loss {loss} vs {want}");
+            for (((name, var), g), wg) in m.params.iter().zip(&grads).zip(&want_grads) {
+                assert_eq!(g.dims(), var.dims(), "{name}");
+                assert!(rel(g, wg) < 2e-5, "tied={tied}: gradient of {name} differs by {}", rel(g, wg));
             }
         }
     }

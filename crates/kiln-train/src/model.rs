@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
-use kiln_model::{Config, Llama};
+use kiln_model::{Config, Llama, Params};
 
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Trainable parameters and the network built on them (updates to the `Var`s are seen by the
 /// network: they share storage).
@@ -120,16 +120,24 @@ impl TrainModel {
     /// `sum_r weights[r] * CE(r)` over the B·T positions of `inputs` (B rows of T, flattened)
     /// and its gradients, through the hand-written CPU step.
     pub fn weighted_loss_and_grads(&self, inputs: &[u32], targets: &[u32], weights: &[f32], b: usize) -> Result<(f64, Vec<Tensor>)> {
-        let tensors: Vec<Tensor> = self.params.iter().map(|(_, v)| v.as_tensor().clone()).collect();
-        let refs: Vec<&Tensor> = tensors.iter().collect();
+        // The step reads each parameter by its role, found by name here, and each gradient goes
+        // back to the parameter of the same name: the order of `params` cannot mix them up.
+        let named: Vec<(String, Tensor)> = self.params.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        let (params, extra) = Params::from_named(&self.cfg, named)?;
+        if let Some((name, _)) = extra.first() {
+            return Err(TrainError::Config(format!("parameter {name} is not part of the network's layout")));
+        }
         let (cos, sin) = self.model.rope_tables();
         let mut ws = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
-        let out = crate::cpu_step::loss_and_grads(&self.cfg, &refs, cos, sin, inputs, targets, weights, b, &mut ws)?;
-        let grads = out
-            .grads
-            .into_iter()
-            .zip(&tensors)
-            .map(|(g, p)| Ok(Tensor::from_vec(g, p.shape(), p.device())?))
+        let out = crate::cpu_step::loss_and_grads(&self.cfg, &params, cos, sin, inputs, targets, weights, b, &mut ws)?;
+        let mut by_name: std::collections::HashMap<String, Vec<f32>> = out.grads.into_named().into_iter().collect();
+        let grads = self
+            .params
+            .iter()
+            .map(|(name, v)| {
+                let g = by_name.remove(name).ok_or_else(|| TrainError::Config(format!("no gradient for parameter {name}")))?;
+                Ok(Tensor::from_vec(g, v.shape(), v.device())?)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok((out.loss, grads))
     }
