@@ -112,7 +112,8 @@ fn train(
     steps: usize,
     json: bool,
 ) -> Result<()> {
-    use kiln_train::optim::{clip_global_norm, AdamW, AdamWConfig};
+    use kiln_train::optim::{AdamW, AdamWConfig};
+    use kiln_train::step::optimizer_step;
     let mut cfg = kiln_model::Config::preset(Preset::Small);
     cfg.num_hidden_layers = layers;
     cfg.hidden_size = hidden;
@@ -142,26 +143,22 @@ fn train(
             })
             .collect()
     };
-    // Seconds spent in each phase (forward + backward, clipping, optimizer), summed.
+    // Seconds spent in each phase (forward + backward, clipping, optimizer), summed. Each step is
+    // the trainer's own optimizer step (kiln_train::step), on random windows.
     let mut phases = [0f64; 3];
-    let mut step = |w: &[Vec<u32>], phases: &mut [f64; 3]| -> Result<f64> {
-        let t0 = std::time::Instant::now();
-        let (loss, mut grads) = model.loss_and_grads(w)?;
-        let t1 = std::time::Instant::now();
-        clip_global_norm(&mut grads, 1.0)?;
-        let t2 = std::time::Instant::now();
-        opt.step(&grads, 1e-4)?;
-        let t3 = std::time::Instant::now();
-        for (p, (a, b)) in phases.iter_mut().zip([(t0, t1), (t1, t2), (t2, t3)]) {
-            *p += (b - a).as_secs_f64();
+    let tokens_per_step = (batch * seq_len) as u64;
+    let mut step = |w: Vec<Vec<u32>>, phases: &mut [f64; 3]| -> Result<f64> {
+        let out = optimizer_step(&mut opt, || Ok(model.loss_and_grads(&w).map(|(l, g)| (l, g, tokens_per_step))?), 1, 1.0, 1e-4)?;
+        for (p, s) in phases.iter_mut().zip([out.forward_backward_s, out.clip_s, out.optimizer_s]) {
+            *p += s;
         }
-        Ok(loss)
+        Ok(out.loss)
     };
-    step(&windows(), &mut [0f64; 3])?; // warm-up
+    step(windows(), &mut [0f64; 3])?; // warm-up
     let start = std::time::Instant::now();
     let mut loss = 0.0;
     for _ in 0..steps {
-        loss = step(&windows(), &mut phases)?;
+        loss = step(windows(), &mut phases)?;
     }
     let [fwd_bwd, clip, optim] = phases.map(|p| p / steps as f64);
     let secs = start.elapsed().as_secs_f64();

@@ -5,7 +5,8 @@
 //! exactly. Pieces: [`schedule`] (warmup + three-stage step or cosine), [`optim`] (AdamW,
 //! clipping), [`model`] (parameters as f32 `Var`s, loss and gradients), [`cpu_step`] (the
 //! hand-written f32 CPU forward + backward [`model`] uses where it applies; candle's autograd
-//! elsewhere), [`trainer`] (the loop, evaluation, checkpoints).
+//! elsewhere), [`step`] (one optimizer step: accumulation, clipping, AdamW), [`trainer`] (the
+//! loop, evaluation, checkpoints).
 //!
 //! [`sft`] serves instruction-tuning conversations and their masked loss; the trainer picks it
 //! when the data directory holds SFT files (`kiln data sft`).
@@ -26,6 +27,7 @@ pub mod plot;
 pub mod recipe;
 pub mod schedule;
 pub mod sft;
+pub mod step;
 pub mod trainer;
 
 pub use error::{Result, TrainError};

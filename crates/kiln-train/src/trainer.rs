@@ -22,7 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::model::TrainModel;
-use crate::optim::{clip_global_norm, AdamW, AdamWConfig};
+use crate::optim::{AdamW, AdamWConfig};
+use crate::step::optimizer_step;
 use crate::schedule::Schedule;
 use crate::sft::{masked_loss, masked_loss_and_grads, SftLoader};
 
@@ -451,27 +452,10 @@ impl Trainer {
             let step = self.state.step;
             let started = std::time::Instant::now();
             let lr = self.cfg.schedule.lr(step);
-            let mut sum: Option<Vec<Tensor>> = None;
-            let mut loss_sum = 0.0;
-            let mut tokens = 0u64;
-            for _ in 0..self.cfg.accumulation {
-                let (loss, grads, n) = self.train.step(&self.model, self.cfg.micro_batch)?;
-                tokens += n;
-                loss_sum += loss;
-                sum = Some(match sum {
-                    None => grads,
-                    Some(acc) => acc.iter().zip(&grads).map(|(a, g)| a + g).collect::<candle_core::Result<Vec<_>>>()?,
-                });
-            }
-            let k = self.cfg.accumulation as f64;
-            let mut grads: Vec<Tensor> = sum
-                .expect("accumulation >= 1")
-                .into_iter()
-                .map(|g| if k == 1.0 { Ok(g) } else { g / k })
-                .collect::<candle_core::Result<_>>()?;
-            let loss = loss_sum / k;
-            let norm = clip_global_norm(&mut grads, self.cfg.clip)?;
-            let skipped = !loss.is_finite() || !norm.is_finite();
+            let (train, model) = (&mut self.train, &self.model);
+            let micro_batch = self.cfg.micro_batch;
+            let out = optimizer_step(&mut self.opt, || train.step(model, micro_batch), self.cfg.accumulation, self.cfg.clip, lr)?;
+            let (loss, norm, tokens, skipped) = (out.loss, out.grad_norm, out.tokens, !out.applied);
             if skipped {
                 bad_in_a_row += 1;
                 tracing::warn!(step, loss, norm, "non-finite loss or gradient: step skipped");
@@ -480,7 +464,6 @@ impl Trainer {
                 }
             } else {
                 bad_in_a_row = 0;
-                self.opt.step(&grads, lr)?;
             }
             self.state.step += 1;
             self.state.tokens_seen += tokens;
