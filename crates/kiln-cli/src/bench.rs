@@ -148,7 +148,7 @@ fn train(
     let mut phases = [0f64; 3];
     let tokens_per_step = (batch * seq_len) as u64;
     let mut step = |w: Vec<Vec<u32>>, phases: &mut [f64; 3]| -> Result<f64> {
-        let out = optimizer_step(&mut opt, || Ok(model.loss_and_grads(&w).map(|(l, g)| (l, g, tokens_per_step))?), 1, 1.0, 1e-4)?;
+        let out = optimizer_step(&mut opt, || model.loss_and_grads(&w).map(|(l, g)| (l, g, tokens_per_step)), 1, 1.0, 1e-4)?;
         for (p, s) in phases.iter_mut().zip([out.forward_backward_s, out.clip_s, out.optimizer_s]) {
             *p += s;
         }

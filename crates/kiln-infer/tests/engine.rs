@@ -54,7 +54,7 @@ impl NextId {
         row
     }
 
-    fn seen<'c>(cache: &'c mut dyn KvCache) -> kiln_infer::Result<&'c mut SeenIds> {
+    fn seen(cache: &mut dyn KvCache) -> kiln_infer::Result<&mut SeenIds> {
         kiln_infer::model::downcast_cache::<SeenIds>(cache, "the fake model")
     }
 }
