@@ -33,9 +33,12 @@ use std::path::{Path, PathBuf};
 
 use kiln_infer::prompt::{self, ContextFile};
 use kiln_infer::repo::RepoIndex;
+use kiln_repo::code::{code_lines, identifiers, CodeLine};
+use kiln_repo::definitions::definitions;
 use kiln_repo::graph::build_graph;
 use kiln_repo::imports::{analyze, file_syntax};
-use kiln_repo::{Repo, SourceFile};
+use kiln_repo::lang::ImportSyntax;
+use kiln_repo::{Language, Repo, SourceFile};
 use kiln_tokenizer::Tokenizer;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -152,13 +155,12 @@ pub fn build_from_repos(repos: &[Repo], opts: &BuildOptions) -> Result<Vec<RepoT
     let mut chosen: Vec<(u64, RepoTask)> = Vec::new();
     for repo in repos.iter().filter(|r| opts.selects(&r.name)) {
         let graph = build_graph(repo);
+        // Languages without an import syntax have no lexer and no definition finder.
+        let lexed = |f: &SourceFile| f.language.and_then(|l| Some((l, l.imports()?)));
         let defs: Vec<HashSet<String>> =
-            repo.files.iter().map(|f| f.language.map(|l| definitions(l.name(), &f.text)).unwrap_or_default()).collect();
+            repo.files.iter().map(|f| lexed(f).map(|(_, syntax)| definitions(syntax, &f.text)).unwrap_or_default()).collect();
         for (i, file) in repo.files.iter().enumerate() {
-            let Some(lang) = file.language.map(|l| l.name()) else { continue };
-            if !has_definition_finder(lang) {
-                continue;
-            }
+            let Some((lang, syntax)) = lexed(file) else { continue };
             // The imported files that define each name, nearest path first (edges sorted by target).
             let mut imported: HashMap<&str, usize> = HashMap::new();
             for e in graph.imports_of(i) {
@@ -170,10 +172,11 @@ pub fn build_from_repos(repos: &[Repo], opts: &BuildOptions) -> Result<Vec<RepoT
                 continue;
             }
             let mut in_file = Vec::new();
-            for c in candidate_lines(file, lang, opts.min_prefix_lines) {
-                let symbol = identifiers(&c.code).into_iter().find(|id| imported.contains_key(id.as_str()) && !defs[i].contains(id));
+            for c in candidate_lines(file, syntax, opts.min_prefix_lines) {
+                let symbol = identifiers(&c.line.code).into_iter().find(|id| imported.contains_key(id.as_str()) && !defs[i].contains(id));
                 let Some(symbol) = symbol else { continue };
-                let task_id = format!("{}/{}:{}", repo.name, file.path, c.number);
+                let (start, end) = (c.line.start, c.line.end);
+                let task_id = format!("{}/{}:{}", repo.name, file.path, c.line.number);
                 let key = xxh3_64_with_seed(task_id.as_bytes(), opts.seed);
                 let defined_in = repo.files[imported[symbol.as_str()]].path.clone();
                 in_file.push((
@@ -182,10 +185,10 @@ pub fn build_from_repos(repos: &[Repo], opts: &BuildOptions) -> Result<Vec<RepoT
                         task_id,
                         repo: repo.name.clone(),
                         path: file.path.clone(),
-                        language: lang.to_string(),
-                        prefix: file.text[..c.start + c.indent].to_string(),
-                        suffix: file.text[c.end..].to_string(),
-                        ground_truth: file.text[c.start + c.indent..c.end].trim_end().to_string(),
+                        language: lang.name().to_string(),
+                        prefix: file.text[..start + c.indent].to_string(),
+                        suffix: file.text[end..].to_string(),
+                        ground_truth: file.text[start + c.indent..end].trim_end().to_string(),
                         symbol,
                         defined_in,
                     },
@@ -210,42 +213,31 @@ fn line_of(t: &RepoTask) -> usize {
 
 /// A line that may become a task.
 struct Candidate {
-    /// 1-based line number.
-    number: usize,
-    /// Byte offset of the line's start in the file.
-    start: usize,
+    /// The line, with its code (strings blanked, comments removed).
+    line: CodeLine,
     /// Bytes of indentation.
     indent: usize,
-    /// Byte offset just after the line's newline (or the file's end).
-    end: usize,
-    /// The line's code with strings blanked and comments removed.
-    code: String,
 }
 
-/// Lines that are not blank, not comments (nor inside a block comment or docstring), not
-/// imports, with at least `min_prefix` lines before them.
-fn candidate_lines(file: &SourceFile, lang: &str, min_prefix: usize) -> Vec<Candidate> {
+/// Lines that are not blank, not comments (nor inside a block comment or a multi-line string
+/// such as a docstring), not imports, with at least `min_prefix` lines before them.
+fn candidate_lines(file: &SourceFile, syntax: ImportSyntax, min_prefix: usize) -> Vec<Candidate> {
     let import_lines: HashSet<usize> =
         file_syntax(file).map(|s| analyze(s, &file.text).imports.iter().map(|i| i.line).collect()).unwrap_or_default();
     let mut out = Vec::new();
-    let mut state = ScanState::default();
     let mut open_import_brackets = 0i32;
-    let mut start = 0;
-    for (idx, line) in file.text.split_inclusive('\n').enumerate() {
-        let number = idx + 1;
-        let end = start + line.len();
-        let in_comment_at_start = state.in_block || state.in_triple.is_some();
-        let code = code_of(line, lang, &mut state);
-        let trimmed = code.trim();
-        let is_import = import_lines.contains(&number) || open_import_brackets > 0 || starts_import(lang, trimmed);
+    for line in code_lines(syntax, &file.text) {
+        let text = &file.text[line.start..line.end];
+        let trimmed = line.code.trim();
+        let is_import = import_lines.contains(&line.number) || open_import_brackets > 0 || starts_import(syntax, trimmed);
         if is_import {
-            open_import_brackets = (open_import_brackets + bracket_balance(&code)).max(0);
+            open_import_brackets = (open_import_brackets + bracket_balance(&line.code)).max(0);
         }
-        let indent = line.len() - line.trim_start().len();
-        if !is_import && !in_comment_at_start && !trimmed.is_empty() && idx >= min_prefix && line.trim().len() >= 2 {
-            out.push(Candidate { number, start, indent, end, code: code.clone() });
+        let indent = text.len() - text.trim_start().len();
+        let keep = !is_import && line.continues.is_none() && !trimmed.is_empty() && line.number > min_prefix && text.trim().len() >= 2;
+        if keep {
+            out.push(Candidate { line, indent });
         }
-        start = end;
     }
     out
 }
@@ -261,246 +253,24 @@ fn bracket_balance(code: &str) -> i32 {
 }
 
 /// Whether a line (code only, trimmed) is an import, an include or a module declaration.
-fn starts_import(lang: &str, line: &str) -> bool {
-    let words: &[&str] = match lang {
-        "Python" => &["import ", "from "],
-        "Rust" => &["use ", "pub use ", "mod ", "pub mod ", "extern crate "],
-        "JavaScript" | "TypeScript" => &["import ", "import{"],
-        "Java" => &["import ", "package "],
-        "C#" => &["using ", "namespace "],
-        "Go" => &["import ", "package "],
-        "C" | "C++" => &["#include", "#import"],
-        _ => &[],
+fn starts_import(syntax: ImportSyntax, line: &str) -> bool {
+    use ImportSyntax::*;
+    let words: &[&str] = match syntax {
+        Python => &["import ", "from "],
+        Rust => &["use ", "pub use ", "mod ", "pub mod ", "extern crate "],
+        JavaScript | TypeScript | Tsx => &["import ", "import{"],
+        Java => &["import ", "package "],
+        CSharp => &["using ", "namespace "],
+        Go => &["import ", "package "],
+        C | Cpp => &["#include", "#import"],
     };
     words.iter().any(|w| line.starts_with(w)) || line.contains("require(")
 }
 
-/// Comment state carried from one line to the next.
-#[derive(Default)]
-struct ScanState {
-    /// Inside `/* ... */`.
-    in_block: bool,
-    /// Inside a Python triple-quoted string (its quote character).
-    in_triple: Option<char>,
-}
-
-/// The code of one line: string literals blanked (quotes kept), comments removed, block comments
-/// and Python triple-quoted strings tracked across lines.
-fn code_of(line: &str, lang: &str, st: &mut ScanState) -> String {
-    let python = lang == "Python";
-    let chars: Vec<char> = line.trim_end_matches(['\n', '\r']).chars().collect();
-    let mut out = String::with_capacity(chars.len());
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let next = chars.get(i + 1).copied();
-        if st.in_block {
-            if c == '*' && next == Some('/') {
-                st.in_block = false;
-                i += 2;
-            } else {
-                i += 1;
-            }
-            continue;
-        }
-        if let Some(q) = st.in_triple {
-            if c == q && next == Some(q) && chars.get(i + 2) == Some(&q) {
-                st.in_triple = None;
-                out.push(q);
-                i += 3;
-            } else {
-                i += 1;
-            }
-            continue;
-        }
-        if python && c == '#' || !python && c == '/' && next == Some('/') {
-            break;
-        }
-        if !python && c == '/' && next == Some('*') {
-            st.in_block = true;
-            i += 2;
-            continue;
-        }
-        if python && (c == '"' || c == '\'') && next == Some(c) && chars.get(i + 2) == Some(&c) {
-            st.in_triple = Some(c);
-            out.push(c);
-            i += 3;
-            continue;
-        }
-        // A quote starts a string, except Rust lifetimes and char-like uses we cannot tell apart.
-        if c == '"' || c == '`' || (c == '\'' && lang != "Rust") {
-            out.push(c);
-            i += 1;
-            while i < chars.len() && chars[i] != c {
-                if chars[i] == '\\' && i + 1 < chars.len() {
-                    i += 1;
-                    out.push(' ');
-                }
-                i += 1;
-                out.push(' ');
-            }
-            if i < chars.len() {
-                out.push(c);
-            }
-            i += 1;
-            continue;
-        }
-        out.push(c);
-        i += 1;
-    }
-    out
-}
-
-/// Identifiers of `code`, in order (`[A-Za-z_][A-Za-z0-9_]*` not preceded by a digit).
-fn identifiers(code: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_digit = false;
-    for c in code.chars() {
-        if c.is_ascii_alphanumeric() || c == '_' {
-            if cur.is_empty() && c.is_ascii_digit() {
-                prev_digit = true;
-            }
-            if !prev_digit {
-                cur.push(c);
-            }
-        } else {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_digit = false;
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Definition finders
-
-/// Languages [`definitions`] knows.
-pub fn has_definition_finder(language: &str) -> bool {
-    matches!(language, "Python" | "Rust" | "JavaScript" | "TypeScript" | "Java" | "C#" | "Go" | "C" | "C++")
-}
-
-/// Names a file defines at its top level (functions, classes, types, constants, module-level
-/// variables; Java/C# types and `static` members), found line by line: a small per-language
-/// finder, not a parser, which is enough to tell which file a name comes from. Empty for a
-/// language without a finder ([`has_definition_finder`]).
-pub fn definitions(language: &str, text: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
-    let mut st = ScanState::default();
-    for line in text.lines() {
-        let in_comment = st.in_block || st.in_triple.is_some();
-        let code = code_of(line, language, &mut st);
-        if in_comment {
-            continue;
-        }
-        let indent = code.len() - code.trim_start().len();
-        let t = code.trim();
-        let name = match language {
-            "Python" if indent == 0 => python_def(t),
-            "Rust" if indent == 0 => keyword_def(
-                strip_words(t, &["pub(crate)", "pub(super)", "pub(self)", "pub", "async", "unsafe", "extern \"C\"", "extern", "default"]),
-                &["fn", "struct", "enum", "trait", "type", "const", "static mut", "static", "union", "mod", "macro_rules!"],
-            ),
-            "JavaScript" | "TypeScript" if indent == 0 => keyword_def(
-                strip_words(t, &["export", "default", "declare", "async", "abstract"]),
-                &["function*", "function", "class", "const", "let", "var", "interface", "type", "enum", "namespace"],
-            ),
-            "Java" | "C#" => java_def(t),
-            "Go" if indent == 0 => keyword_def(t, &["func", "type", "var", "const"]),
-            "C" | "C++" if indent == 0 => c_def(t),
-            _ => None,
-        };
-        out.extend(name);
-    }
-    out
-}
-
-/// `t` without any of the leading `words` (each followed by a space), repeatedly.
-fn strip_words<'a>(mut t: &'a str, words: &[&str]) -> &'a str {
-    'again: loop {
-        for w in words {
-            if let Some(rest) = t.strip_prefix(w) {
-                if rest.starts_with(' ') {
-                    t = rest.trim_start();
-                    continue 'again;
-                }
-            }
-        }
-        return t;
-    }
-}
-
-/// The identifier at the start of `t`.
-fn leading_ident(t: &str) -> Option<String> {
-    let end = t.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(t.len());
-    let id = &t[..end];
-    (!id.is_empty() && !id.starts_with(|c: char| c.is_ascii_digit())).then(|| id.to_string())
-}
-
-/// The name after the first of `keywords` that starts `t` (`fn name`, `class name`).
-fn keyword_def(t: &str, keywords: &[&str]) -> Option<String> {
-    for k in keywords {
-        if let Some(rest) = t.strip_prefix(k) {
-            if rest.starts_with(' ') {
-                return leading_ident(rest.trim_start());
-            }
-        }
-    }
-    None
-}
-
-fn python_def(t: &str) -> Option<String> {
-    if let Some(n) = keyword_def(strip_words(t, &["async"]), &["def", "class"]) {
-        return Some(n);
-    }
-    // `NAME = ...` or `NAME: type = ...` at module level.
-    let name = leading_ident(t)?;
-    let rest = t[name.len()..].trim_start();
-    let assigns = (rest.starts_with('=') && !rest.starts_with("==")) || rest.starts_with(':') && rest.contains('=');
-    (assigns && !matches!(name.as_str(), "if" | "for" | "while" | "with" | "return" | "else" | "elif" | "try" | "except")).then_some(name)
-}
-
-fn java_def(t: &str) -> Option<String> {
-    let modifiers =
-        ["public", "private", "protected", "internal", "static", "final", "abstract", "sealed", "partial", "readonly", "strictfp", "const"];
-    let rest = strip_words(t, &modifiers);
-    if let Some(n) = keyword_def(rest, &["class", "interface", "enum", "record", "struct"]) {
-        return Some(n);
-    }
-    // `static` members: `public static int add(` / `static final int MAX = 3;` / C# `const`.
-    let head: Vec<&str> = t.split_whitespace().take_while(|w| modifiers.contains(w)).collect();
-    if !(head.contains(&"static") || head.contains(&"const")) {
-        return None;
-    }
-    let cut = rest.find(['(', '=', ';']).unwrap_or(rest.len());
-    identifiers(&rest[..cut]).pop()
-}
-
-fn c_def(t: &str) -> Option<String> {
-    if let Some(rest) = t.strip_prefix("#define ") {
-        return leading_ident(rest.trim_start());
-    }
-    if t.starts_with('#') || t.starts_with('}') || t.starts_with('{') {
-        return None;
-    }
-    if let Some(rest) = t.strip_prefix("typedef ") {
-        let cut = rest.rfind(';').unwrap_or(rest.len());
-        return identifiers(&rest[..cut]).pop();
-    }
-    let rest = strip_words(t, &["static", "inline", "extern", "constexpr", "const", "template<>"]);
-    if let Some(n) = keyword_def(rest, &["struct", "class", "enum class", "enum", "union", "namespace"]) {
-        return Some(n);
-    }
-    // A function at column 0: the identifier right before the first `(`.
-    let paren = rest.find('(')?;
-    let name = identifiers(&rest[..paren]).pop()?;
-    let keywords = ["if", "for", "while", "switch", "return", "sizeof", "else", "do"];
-    (!keywords.contains(&name.as_str()) && rest[..paren].split_whitespace().count() >= 2).then_some(name)
+/// The lexer of a language named as in kiln-repo's table (a task's `language`); `None` for a
+/// language kiln-repo has no lexer for (no task is in one).
+fn syntax_named(language: &str) -> Option<ImportSyntax> {
+    Language::by_name(language).and_then(Language::imports)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -753,58 +523,35 @@ fn keep_start<'a>(text: &'a str, budget: usize, count: &dyn Fn(&str) -> usize) -
 // ---------------------------------------------------------------------------------------------
 // Post-processing and metrics
 
-/// cceval's post-processing of a completion for a one-line task (see the module docs).
+/// cceval's post-processing of a completion for a one-line task (see the module docs);
+/// `language` is a name from kiln-repo's table.
 pub fn postprocess(completion: &str, language: &str) -> String {
+    postprocess_as(completion, syntax_named(language))
+}
+
+fn postprocess_as(completion: &str, syntax: Option<ImportSyntax>) -> String {
+    use ImportSyntax::*;
     let mut line = completion.split('\n').next().unwrap_or("").trim_end_matches('\r');
-    if matches!(language, "Java" | "C#" | "TypeScript" | "JavaScript") {
+    if matches!(syntax, Some(Java | CSharp | TypeScript | Tsx | JavaScript)) {
         if let Some(i) = line.find([';', '{', '}']) {
             line = &line[..=i];
         }
     }
-    remove_comments(line, language)
+    strip_comments(line, syntax)
 }
 
-/// A line without its comments (`#` in Python, `//` and `/* */` elsewhere), strings respected.
+/// A line without its comments (`#` in Python, `//` and `/* */` elsewhere), strings respected,
+/// as kiln-repo's lexer of the language reads it ([`kiln_repo::code`]); a language it has no
+/// lexer for keeps its comments. Trailing whitespace is dropped.
 pub fn remove_comments(line: &str, language: &str) -> String {
-    let python = language == "Python";
-    let chars: Vec<char> = line.chars().collect();
-    let mut out = String::with_capacity(line.len());
-    let mut quote: Option<char> = None;
-    let mut i = 0;
-    while i < chars.len() {
-        let (c, next) = (chars[i], chars.get(i + 1).copied());
-        if let Some(q) = quote {
-            out.push(c);
-            if c == '\\' {
-                out.extend(next);
-                i += 1;
-            } else if c == q {
-                quote = None;
-            }
-            i += 1;
-            continue;
-        }
-        if python && c == '#' || !python && c == '/' && next == Some('/') {
-            break;
-        }
-        if !python && c == '/' && next == Some('*') {
-            // An inline block comment: skip to its end (or the line's).
-            let rest: String = chars[i + 2..].iter().collect();
-            match rest.find("*/") {
-                Some(j) => {
-                    i += 2 + rest[..j].chars().count() + 2;
-                    continue;
-                }
-                None => break,
-            }
-        }
-        if c == '"' || c == '`' || (c == '\'' && language != "Rust") {
-            quote = Some(c);
-        }
-        out.push(c);
-        i += 1;
+    strip_comments(line, syntax_named(language))
+}
+
+fn strip_comments(line: &str, syntax: Option<ImportSyntax>) -> String {
+    match syntax {
+        Some(s) => kiln_repo::code::without_comments(s, line).trim_end().to_string(),
+        None => line.trim_end().to_string(),
     }
-    out.trim_end().to_string()
 }
 
 /// EM: the stripped non-empty lines of both are equal (and there is at least one).
@@ -821,7 +568,11 @@ pub fn edit_similarity(prediction: &str, ground_truth: &str) -> u32 {
 
 /// Identifier EM: the identifiers outside strings and comments, in order, are equal.
 pub fn identifier_match(prediction: &str, ground_truth: &str, language: &str) -> bool {
-    let ids = |s: &str| identifiers(&code_of(s, language, &mut ScanState::default()));
+    identifiers_match(prediction, ground_truth, syntax_named(language))
+}
+
+fn identifiers_match(prediction: &str, ground_truth: &str, syntax: Option<ImportSyntax>) -> bool {
+    let ids = |s: &str| identifiers(&syntax.map_or_else(|| s.to_string(), |syntax| kiln_repo::code::code_of(syntax, s)));
     let g = ids(ground_truth);
     !g.is_empty() && ids(prediction) == g
 }
@@ -886,15 +637,17 @@ pub fn score(tasks: &[RepoTask], predictions_with: &[String], predictions_withou
     for (i, t) in tasks.iter().enumerate() {
         groups.entry(t.language.as_str()).or_default().push(i);
     }
+    let syntaxes: Vec<Option<ImportSyntax>> = tasks.iter().map(|t| syntax_named(&t.language)).collect();
     let metrics = |idx: &[usize], preds: &[String]| {
         // Counts and sums first, one division at the end: 100% stays exactly 100.
         let (mut em, mut es, mut id) = (0usize, 0u64, 0usize);
         for &i in idx {
-            let (t, p) = (&tasks[i], postprocess(&preds[i], &tasks[i].language));
-            let gt = remove_comments(&t.ground_truth, &t.language);
+            let syntax = syntaxes[i];
+            let p = postprocess_as(&preds[i], syntax);
+            let gt = strip_comments(&tasks[i].ground_truth, syntax);
             em += usize::from(exact_match(&p, &gt));
             es += u64::from(edit_similarity(&p, &gt));
-            id += usize::from(identifier_match(&p, &gt, &t.language));
+            id += usize::from(identifiers_match(&p, &gt, syntax));
         }
         let n = idx.len().max(1) as f64;
         Metrics { exact_match: 100.0 * em as f64 / n, edit_similarity: es as f64 / n, identifier_match: 100.0 * id as f64 / n }
@@ -999,6 +752,7 @@ pub fn evaluate<E: Display>(
         } else {
             context_files(&indexes[task.repo.as_str()], task, tokenizer, opts.budgets.context_tokens)?
         };
+        let syntax = syntax_named(&task.language);
         let mut run = |ctx: &[ContextFile]| -> Result<Outcome, EvalError> {
             let p = prompt_for(task, ctx, tokenizer, &opts.budgets, opts.fim)?;
             let raw = match complete(&p) {
@@ -1009,8 +763,8 @@ pub fn evaluate<E: Display>(
                     String::new()
                 }
             };
-            let prediction = postprocess(&raw, &task.language);
-            let gt = remove_comments(&task.ground_truth, &task.language);
+            let prediction = postprocess_as(&raw, syntax);
+            let gt = strip_comments(&task.ground_truth, syntax);
             Ok(Outcome {
                 exact_match: exact_match(&prediction, &gt),
                 edit_similarity: edit_similarity(&prediction, &gt),
@@ -1039,39 +793,94 @@ pub fn evaluate<E: Display>(
 }
 
 #[cfg(test)]
+mod old;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn definition_finders() {
-        let py =
-            definitions("Python", "X = 1\ndef f(a):\n    y = 2\nclass C:\n    pass\nasync def g():\n    pass\n\"\"\"\nZ = 3\n\"\"\"\n");
-        assert_eq!(py, ["X", "f", "C", "g"].map(String::from).into());
-        let rs = definitions("Rust", "pub fn a() {}\npub(crate) struct B;\nconst C: u8 = 1;\nimpl B {\n    fn m() {}\n}\n// fn d() {}\n");
-        assert_eq!(rs, ["a", "B", "C"].map(String::from).into());
-        let ts = definitions(
-            "TypeScript",
-            "export function f() {}\nexport default class K {}\nconst v = 1;\nexport interface I {}\n  let inner = 2;\n",
-        );
-        assert_eq!(ts, ["f", "K", "v", "I"].map(String::from).into());
-        let java = definitions(
-            "Java",
-            "public class Util {\n    public static final int MAX = 3;\n    public static int add(int a, int b) {\n    private int x;\n}\n",
-        );
-        assert_eq!(java, ["Util", "MAX", "add"].map(String::from).into());
-        let go = definitions("Go", "package m\nfunc Add(a int) int {\ntype T struct {\nvar V = 1\n");
-        assert_eq!(go, ["Add", "T", "V"].map(String::from).into());
-        let c = definitions("C", "#define N 4\nstruct point {\nint add(int a, int b);\nstatic inline double scale(double x) {\n    return x;\n}\ntypedef unsigned long size_type;\n");
-        assert_eq!(c, ["N", "point", "add", "scale", "size_type"].map(String::from).into());
+    /// The fixture repositories of this crate and of the workspace (all nine languages), and
+    /// the directories in `KILN_REPO_BENCH_DIFF_DIRS` (`:`-separated), for the differential tests.
+    fn diff_repos() -> Vec<Repo> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut dirs: Vec<PathBuf> =
+            ["javabank", "pyshop", "rustcalc", "tsnotes"].iter().map(|n| root.join("tests/fixtures/repos").join(n)).collect();
+        let mut shared: Vec<PathBuf> =
+            std::fs::read_dir(root.join("../../tests/fixtures/repos")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
+        shared.sort();
+        dirs.extend(shared);
+        dirs.extend(std::env::var("KILN_REPO_BENCH_DIFF_DIRS").unwrap_or_default().split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
+        let opts = kiln_repo::ingest::IngestOptions::default();
+        dirs.iter().map(|d| kiln_repo::ingest::ingest_path(d, &opts).unwrap().0).collect()
+    }
+
+    /// Old (repo_bench's own lexer and finders) against new (kiln-repo's lexers and finders),
+    /// every difference listed: definitions per file, and per line the code's identifiers, the
+    /// post-processing, the comment removal, the candidate lines; then the whole build.
+    fn old_new_differences(repos: &[Repo]) -> Vec<String> {
+        let mut diffs = Vec::new();
+        for repo in repos {
+            for f in &repo.files {
+                let Some((lang, syntax)) = f.language.and_then(|l| Some((l, l.imports()?))) else { continue };
+                let name = lang.name();
+                let at = |what: &str| format!("{}/{} {what}", repo.name, f.path);
+                let (old_defs, new_defs) = (old::definitions(name, &f.text), definitions(syntax, &f.text));
+                if old_defs != new_defs {
+                    let mut only_old: Vec<_> = old_defs.difference(&new_defs).collect();
+                    let mut only_new: Vec<_> = new_defs.difference(&old_defs).collect();
+                    only_old.sort();
+                    only_new.sort();
+                    diffs.push(format!("{}: old only {only_old:?}, new only {only_new:?}", at("definitions")));
+                }
+                let old_lines: Vec<(usize, Vec<String>)> =
+                    old::candidate_lines(f, name, 3).into_iter().map(|c| (c.number, old::identifiers(&c.code))).collect();
+                let new_lines: Vec<(usize, Vec<String>)> =
+                    candidate_lines(f, syntax, 3).into_iter().map(|c| (c.line.number, identifiers(&c.line.code))).collect();
+                if old_lines != new_lines {
+                    let old_set: HashSet<_> = old_lines.iter().collect();
+                    let new_set: HashSet<_> = new_lines.iter().collect();
+                    let only_old: Vec<_> = old_lines.iter().filter(|l| !new_set.contains(l)).take(3).collect();
+                    let only_new: Vec<_> = new_lines.iter().filter(|l| !old_set.contains(l)).take(3).collect();
+                    diffs.push(format!("{}: old only {only_old:?}, new only {only_new:?}", at("candidates")));
+                }
+                for (n, line) in f.text.lines().enumerate() {
+                    let n = n + 1;
+                    if old::postprocess(line, name) != postprocess(line, name) {
+                        diffs.push(format!(
+                            "{} {n}: {line:?}: {:?} vs {:?}",
+                            at("postprocess"),
+                            old::postprocess(line, name),
+                            postprocess(line, name)
+                        ));
+                    }
+                    if old::remove_comments(line, name) != remove_comments(line, name) {
+                        diffs.push(format!("{} {n}: {line:?}", at("remove_comments")));
+                    }
+                    let old_ids = old::identifiers(&old::code_of(line, name, &mut old::ScanState::default()));
+                    let new_ids = identifiers(&kiln_repo::code::code_of(syntax, line));
+                    if old_ids != new_ids {
+                        diffs.push(format!("{} {n}: {line:?}: {old_ids:?} vs {new_ids:?}", at("line identifiers")));
+                    }
+                }
+            }
+        }
+        // No caps: every task either build finds is compared.
+        let all = BuildOptions { all_repos: true, max_tasks: usize::MAX, max_per_file: usize::MAX, ..BuildOptions::default() };
+        let (old_tasks, new_tasks) = (old::build_from_repos(repos, &all).unwrap(), build_from_repos(repos, &all).unwrap());
+        if old_tasks != new_tasks {
+            let ids = |t: &[RepoTask]| t.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
+            let (old_ids, new_ids) = (ids(&old_tasks), ids(&new_tasks));
+            let only_old: Vec<_> = old_ids.iter().filter(|t| !new_ids.contains(t)).collect();
+            let only_new: Vec<_> = new_ids.iter().filter(|t| !old_ids.contains(t)).collect();
+            diffs.push(format!("build: {} vs {} tasks: old only {only_old:?}, new only {only_new:?}", old_tasks.len(), new_tasks.len()));
+        }
+        diffs
     }
 
     #[test]
-    fn code_of_blanks_strings_and_drops_comments() {
-        let mut st = ScanState::default();
-        assert_eq!(code_of("x = f(\"a # b\")  # note", "Python", &mut st), "x = f(\"     \")  ");
-        assert_eq!(code_of("a /* b", "Rust", &mut st), "a ");
-        assert!(st.in_block);
-        assert_eq!(code_of("c */ d // e", "Rust", &mut st), " d ");
+    fn old_and_new_lexing_agree_on_the_fixture_repositories() {
+        let diffs = old_new_differences(&diff_repos());
+        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     }
 
     #[test]

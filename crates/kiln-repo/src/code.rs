@@ -35,7 +35,7 @@ pub enum Region {
 /// The comments and literals of one file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CodeMap {
-    /// Sorted, non-overlapping, each at least two bytes.
+    /// Sorted, non-overlapping, not empty (literals at least two bytes).
     regions: Vec<(Range<usize>, Region)>,
 }
 
@@ -248,6 +248,7 @@ mod tests {
         assert_eq!((lines[1].start, lines[1].end, lines[3].number), (11, 22, 4));
         // A comment marker in a string is not a comment; an unclosed literal keeps no closer.
         assert_eq!(without_comments(Python, "s = \"# x\"  # y"), "s = \"# x\"  ");
+        assert_eq!(without_comments(Python, "x = 1  #"), "x = 1  ");
         assert_eq!(without_comments(Rust, "let c = '\"'; // x"), "let c = '\"'; ");
         assert_eq!(without_comments(TypeScript, "a /* b */ c /* d"), "a  c ");
         assert_eq!(code_of(Java, "f(\"abc"), "f(\"   ");

@@ -183,7 +183,8 @@ pub(crate) trait Lexer {
     fn keyword(&mut self, out: &mut Out, pattern: usize, pos: usize) -> usize;
     /// What [`Lexer::byte`] is about to skip from `pos` (asked just before it, in region mode
     /// only): a comment, a literal, or code (`None`: a bracket, a directive, a macro's `!`).
-    /// A skip of one byte is code whatever this says (a division sign, a lifetime's quote).
+    /// A literal of one byte is code (a division sign, a lifetime's quote, a digit separator);
+    /// a comment may be one byte (Python's `#` alone on its line).
     fn region(&self, b: &[u8], pos: usize) -> Option<Region>;
 }
 
@@ -221,7 +222,7 @@ pub(crate) fn drive(out: &mut Out, finder: Option<&AhoCorasick>, lexer: &mut imp
             let region = lexer.region(b, stop);
             let next = lexer.byte(out, stop);
             if let (Some(kind), Some(regions)) = (region, out.regions.as_mut()) {
-                if next > stop + 1 {
+                if next > stop + 1 || kind == Region::Comment {
                     regions.push((stop..next.min(n), kind));
                 }
             }
