@@ -8,6 +8,10 @@
 //! trained) and once without; the difference between the two scores is the value of
 //! repository-level context: the paper's key claim.
 //!
+//! * **Languages**: the nine whose imports kiln reads (`Language::imports` in kiln-repo's table);
+//!   a task's `language` is the table's name. Where comments and string literals are comes from
+//!   kiln-repo's lexers ([`kiln_repo::code`]), the names a file defines from
+//!   [`kiln_repo::definitions`].
 //! * **Build** ([`build_from_corpus`], [`build_from_repos`]): held-out repositories only (the
 //!   ones `kiln data pack` puts in its validation split, [`kiln_data::Split::of_repo`]), unless
 //!   [`BuildOptions::all_repos`]. Lines are chosen by a seeded hash of their task id, so the
@@ -793,95 +797,8 @@ pub fn evaluate<E: Display>(
 }
 
 #[cfg(test)]
-mod old;
-
-#[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The fixture repositories of this crate and of the workspace (all nine languages), and
-    /// the directories in `KILN_REPO_BENCH_DIFF_DIRS` (`:`-separated), for the differential tests.
-    fn diff_repos() -> Vec<Repo> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut dirs: Vec<PathBuf> =
-            ["javabank", "pyshop", "rustcalc", "tsnotes"].iter().map(|n| root.join("tests/fixtures/repos").join(n)).collect();
-        let mut shared: Vec<PathBuf> =
-            std::fs::read_dir(root.join("../../tests/fixtures/repos")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()).collect();
-        shared.sort();
-        dirs.extend(shared);
-        dirs.extend(std::env::var("KILN_REPO_BENCH_DIFF_DIRS").unwrap_or_default().split(':').filter(|d| !d.is_empty()).map(PathBuf::from));
-        let opts = kiln_repo::ingest::IngestOptions::default();
-        dirs.iter().map(|d| kiln_repo::ingest::ingest_path(d, &opts).unwrap().0).collect()
-    }
-
-    /// Old (repo_bench's own lexer and finders) against new (kiln-repo's lexers and finders),
-    /// every difference listed: definitions per file, and per line the code's identifiers, the
-    /// post-processing, the comment removal, the candidate lines; then the whole build.
-    fn old_new_differences(repos: &[Repo]) -> Vec<String> {
-        let mut diffs = Vec::new();
-        for repo in repos {
-            for f in &repo.files {
-                let Some((lang, syntax)) = f.language.and_then(|l| Some((l, l.imports()?))) else { continue };
-                let name = lang.name();
-                let at = |what: &str| format!("{}/{} {what}", repo.name, f.path);
-                let (old_defs, new_defs) = (old::definitions(name, &f.text), definitions(syntax, &f.text));
-                if old_defs != new_defs {
-                    let mut only_old: Vec<_> = old_defs.difference(&new_defs).collect();
-                    let mut only_new: Vec<_> = new_defs.difference(&old_defs).collect();
-                    only_old.sort();
-                    only_new.sort();
-                    diffs.push(format!("{}: old only {only_old:?}, new only {only_new:?}", at("definitions")));
-                }
-                let old_lines: Vec<(usize, Vec<String>)> =
-                    old::candidate_lines(f, name, 3).into_iter().map(|c| (c.number, old::identifiers(&c.code))).collect();
-                let new_lines: Vec<(usize, Vec<String>)> =
-                    candidate_lines(f, syntax, 3).into_iter().map(|c| (c.line.number, identifiers(&c.line.code))).collect();
-                if old_lines != new_lines {
-                    let old_set: HashSet<_> = old_lines.iter().collect();
-                    let new_set: HashSet<_> = new_lines.iter().collect();
-                    let only_old: Vec<_> = old_lines.iter().filter(|l| !new_set.contains(l)).take(3).collect();
-                    let only_new: Vec<_> = new_lines.iter().filter(|l| !old_set.contains(l)).take(3).collect();
-                    diffs.push(format!("{}: old only {only_old:?}, new only {only_new:?}", at("candidates")));
-                }
-                for (n, line) in f.text.lines().enumerate() {
-                    let n = n + 1;
-                    if old::postprocess(line, name) != postprocess(line, name) {
-                        diffs.push(format!(
-                            "{} {n}: {line:?}: {:?} vs {:?}",
-                            at("postprocess"),
-                            old::postprocess(line, name),
-                            postprocess(line, name)
-                        ));
-                    }
-                    if old::remove_comments(line, name) != remove_comments(line, name) {
-                        diffs.push(format!("{} {n}: {line:?}", at("remove_comments")));
-                    }
-                    let old_ids = old::identifiers(&old::code_of(line, name, &mut old::ScanState::default()));
-                    let new_ids = identifiers(&kiln_repo::code::code_of(syntax, line));
-                    if old_ids != new_ids {
-                        diffs.push(format!("{} {n}: {line:?}: {old_ids:?} vs {new_ids:?}", at("line identifiers")));
-                    }
-                }
-            }
-        }
-        // No caps: every task either build finds is compared.
-        let all = BuildOptions { all_repos: true, max_tasks: usize::MAX, max_per_file: usize::MAX, ..BuildOptions::default() };
-        let (old_tasks, new_tasks) = (old::build_from_repos(repos, &all).unwrap(), build_from_repos(repos, &all).unwrap());
-        if old_tasks != new_tasks {
-            let ids = |t: &[RepoTask]| t.iter().map(|t| t.task_id.clone()).collect::<Vec<_>>();
-            let (old_ids, new_ids) = (ids(&old_tasks), ids(&new_tasks));
-            let only_old: Vec<_> = old_ids.iter().filter(|t| !new_ids.contains(t)).collect();
-            let only_new: Vec<_> = new_ids.iter().filter(|t| !old_ids.contains(t)).collect();
-            diffs.push(format!("build: {} vs {} tasks: old only {only_old:?}, new only {only_new:?}", old_tasks.len(), new_tasks.len()));
-        }
-        diffs
-    }
-
-    #[test]
-    fn old_and_new_lexing_agree_on_the_fixture_repositories() {
-        let diffs = old_new_differences(&diff_repos());
-        assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    }
 
     #[test]
     fn truncation_keeps_whole_lines() {
