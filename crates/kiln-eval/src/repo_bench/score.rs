@@ -52,7 +52,8 @@ pub fn edit_similarity(prediction: &str, ground_truth: &str) -> u32 {
     crate::metrics::edit_similarity(prediction.trim(), ground_truth.trim())
 }
 
-/// Identifier EM: the identifiers outside strings and comments, in order, are equal.
+/// Identifier EM: the identifiers outside strings and comments, in order, are equal (for a
+/// language kiln-repo has no lexer for, the identifiers of the whole texts).
 pub fn identifier_match(prediction: &str, ground_truth: &str, language: &str) -> bool {
     identifiers_match(prediction, ground_truth, syntax_named(language))
 }
