@@ -7,9 +7,13 @@
 //! DeepSeek-Coder's Algorithm 1 order, one sample per weakly connected component ([`graph`]), and
 //! the rendered text with a path comment before each file ([`render`]). Used by both the corpus
 //! pipeline (training samples) and inference (cross-file context), so both see the same order.
+//! For line-level tools (the repository benchmark): where a file's comments and literals are
+//! ([`code`], the scanners' lexing) and the names it defines at its top level ([`definitions`]).
 #![deny(missing_docs)]
 
+pub mod code;
 pub mod context;
+pub mod definitions;
 pub mod error;
 pub mod graph;
 pub mod imports;

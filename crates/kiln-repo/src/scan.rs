@@ -21,6 +21,9 @@
 //! crafted cases per language and, by hand, whole trees (`KILN_SCAN_DIFF_DIR`).
 //! [`FileFacts::error_share`] is `None`: there is no parse.
 //!
+//! The same lexers, run in a region mode that reads no statement (`Out::regions`), tell
+//! [`crate::code`] where a file's comments and literals are.
+//!
 //! ## Where `scan` differs, deliberately or unavoidably
 //! * Input tree-sitter cannot parse (its error share > 0): `analyze` reports what its error
 //!   recovery kept (it drops a C `#include` inside an initializer list, and whatever follows
@@ -35,6 +38,7 @@
 
 use aho_corasick::AhoCorasick;
 
+use crate::code::Region;
 use crate::imports::{FileFacts, ImportKind, RawImport};
 use crate::lang::ImportSyntax;
 
@@ -51,20 +55,33 @@ mod tests;
 /// The imports and declarations of `source`, as [`crate::imports::analyze`] reports them on
 /// well-formed code, without parsing. `error_share` is `None`.
 pub fn scan(syntax: ImportSyntax, source: &str) -> FileFacts {
-    use ImportSyntax::*;
     let mut out = Out::new(source.as_bytes());
-    match syntax {
-        Python => python::scan(&mut out),
-        Java => java::scan(&mut out),
-        CSharp => csharp::scan(&mut out),
-        C => c::scan(&mut out, false),
-        Cpp => c::scan(&mut out, true),
-        JavaScript => js::scan(&mut out, false),
-        TypeScript | Tsx => js::scan(&mut out, true),
-        Go => go::scan(&mut out),
-        Rust => rust::scan(&mut out),
-    }
+    run(syntax, &mut out);
     out.facts
+}
+
+/// The comments and literals of `source` as the lexer of `syntax` skips them, in order (the
+/// lexing of [`scan`], with the import statements not read: see [`Out::regions`]).
+pub(crate) fn regions(syntax: ImportSyntax, source: &str) -> Vec<(std::ops::Range<usize>, Region)> {
+    let mut out = Out::new(source.as_bytes());
+    out.regions = Some(Vec::new());
+    run(syntax, &mut out);
+    out.regions.unwrap_or_default()
+}
+
+fn run(syntax: ImportSyntax, out: &mut Out) {
+    use ImportSyntax::*;
+    match syntax {
+        Python => python::scan(out),
+        Java => java::scan(out),
+        CSharp => csharp::scan(out),
+        C => c::scan(out, false),
+        Cpp => c::scan(out, true),
+        JavaScript => js::scan(out, false),
+        TypeScript | Tsx => js::scan(out, true),
+        Go => go::scan(out),
+        Rust => rust::scan(out),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,11 +94,18 @@ pub(crate) struct Out<'a> {
     lines: Lines,
     /// Position of the last pushed import (see [`Out::push`]).
     last_pos: usize,
+    /// Region mode ([`regions`], for [`crate::code`]): the comments and literals the lexer
+    /// skipped, as [`Lexer::region`] names them. In this mode [`drive`] reads no keyword: the
+    /// statement readers skip comments and literals of their own (an import's specifier string,
+    /// a comment inside `from m import (a, # c`), which the map must see, and nothing they do
+    /// changes how the lexer reads the rest (brackets, braces and template holes are all
+    /// tracked in [`Lexer::byte`]), so the lexer alone sees every comment and literal.
+    pub(crate) regions: Option<Vec<(std::ops::Range<usize>, Region)>>,
 }
 
 impl<'a> Out<'a> {
     fn new(b: &'a [u8]) -> Self {
-        Out { b, facts: FileFacts::default(), lines: Lines { pos: 0, line: 1 }, last_pos: usize::MAX }
+        Out { b, facts: FileFacts::default(), lines: Lines { pos: 0, line: 1 }, last_pos: usize::MAX, regions: None }
     }
 
     /// Records an import whose node starts at byte `pos` (which gives its line). Empty texts are
@@ -157,6 +181,11 @@ pub(crate) trait Lexer {
     /// Handles keyword `pattern` (an index into the finder's words) found at `pos` in code;
     /// returns where to continue (> `pos`).
     fn keyword(&mut self, out: &mut Out, pattern: usize, pos: usize) -> usize;
+    /// What [`Lexer::byte`] is about to skip from `pos` (asked just before it, in region mode
+    /// only): a comment, a literal, or code (`None`: a bracket, a directive, a macro's `!`).
+    /// A literal of one byte is code (a division sign, a lifetime's quote, a digit separator);
+    /// a comment may be one byte (Python's `#` alone on its line).
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region>;
 }
 
 /// Runs `lexer` over the whole file: skips bytes the lexer's table calls uninteresting, hands it
@@ -165,6 +194,8 @@ pub(crate) trait Lexer {
 pub(crate) fn drive(out: &mut Out, finder: Option<&AhoCorasick>, lexer: &mut impl Lexer) {
     let b = out.b;
     let n = b.len();
+    // Region mode reads no keyword (see [`Out::regions`]).
+    let finder = finder.filter(|_| out.regions.is_none());
     let mut matches = finder.map(|f| f.find_iter(b));
     let mut next_kw: Option<(usize, usize)> = None; // (start, pattern) of the next keyword match
     let mut i = 0;
@@ -185,7 +216,20 @@ pub(crate) fn drive(out: &mut Out, finder: Option<&AhoCorasick>, lexer: &mut imp
         if stop >= n {
             break;
         }
-        let next = if stop == kw_at { lexer.keyword(out, pattern, stop) } else { lexer.byte(out, stop) };
+        let next = if stop == kw_at {
+            lexer.keyword(out, pattern, stop)
+        } else if out.regions.is_some() {
+            let region = lexer.region(b, stop);
+            let next = lexer.byte(out, stop);
+            if let (Some(kind), Some(regions)) = (region, out.regions.as_mut()) {
+                if next > stop + 1 || kind == Region::Comment {
+                    regions.push((stop..next.min(n), kind));
+                }
+            }
+            next
+        } else {
+            lexer.byte(out, stop)
+        };
         i = next.max(stop + 1);
     }
 }

@@ -26,6 +26,7 @@ use std::sync::OnceLock;
 use super::{
     block_comment_end, drive, finder, ident_end, is_ident, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks,
 };
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 /// Words whose `{` opens a record body.
@@ -34,7 +35,8 @@ static FINDER: OnceLock<aho_corasick::AhoCorasick> = OnceLock::new();
 static TABLE: [bool; 256] = table(b"/\"'#{};()=");
 
 pub(super) fn scan(out: &mut Out, cpp: bool) {
-    let mut lexer = CLexer { cpp, braces: Vec::new(), head: Body::Code, conditionals: Vec::new() };
+    let directives_as_code = out.regions.is_some();
+    let mut lexer = CLexer { cpp, braces: Vec::new(), head: Body::Code, conditionals: Vec::new(), directives_as_code };
     drive(out, Some(finder(&FINDER, WORDS)), &mut lexer);
 }
 
@@ -46,6 +48,11 @@ struct CLexer {
     head: Body,
     /// Open `#if`s: the braces at the `#if`, and after its first branch once that ended.
     conditionals: Vec<(Vec<Body>, Option<Vec<Body>>)>,
+    /// Region mode ([`super::Out::regions`]): a `#` is code and the directive after it is lexed
+    /// as code, so that the comments and literals in it are seen (`#define N 4 // max`,
+    /// `#include "x.h"`). The import scan skips a directive whole instead (an `#include` in a
+    /// macro body is no include), which would hide them.
+    directives_as_code: bool,
 }
 
 /// What a `{` opened.
@@ -75,6 +82,7 @@ impl Lexer for CLexer {
             (b'"', _) => quoted_end(b, pos, b'"', false),
             (b'\'', _) if digit_separator(b, pos) => pos + 1,
             (b'\'', _) => quoted_end(b, pos, b'\'', false),
+            (b'#', _) if self.directives_as_code => pos + 1,
             (b'#', _) => self.directive(out, pos),
             (b'{', _) => {
                 self.braces.push(std::mem::replace(&mut self.head, Body::Code));
@@ -89,6 +97,15 @@ impl Lexer for CLexer {
                 self.head = Body::Code; // `;`, `(`, `)`, `=`
                 pos + 1
             }
+        }
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match (b[pos], b.get(pos + 1)) {
+            (b'/', Some(b'/' | b'*')) => Some(Region::Comment),
+            // A digit separator is a one-byte skip.
+            (b'"' | b'\'', _) => Some(Region::Literal),
+            _ => None,
         }
     }
 

@@ -14,6 +14,7 @@
 use std::sync::OnceLock;
 
 use super::{block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out, Toks, Trail};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["using", "namespace"];
@@ -52,6 +53,14 @@ impl Lexer for CSharp {
         }
         let end = if pattern == 0 { using(out, pos, &self.0) } else { namespace(out, pos) };
         end.unwrap_or(pos + word)
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match (b[pos], b.get(pos + 1)) {
+            (b'/', Some(b'/' | b'*')) => Some(Region::Comment),
+            (b'#', _) => None,          // a preprocessor line is code (`#region`, `#if DEBUG`)
+            _ => Some(Region::Literal), // `"`, `'`, `@`, `$`: a one-byte skip if no literal starts there
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::sync::OnceLock;
 
 use super::{drive, finder, table, whole_word, Comments, Lexer, Out, Toks, Trail};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "package"];
@@ -53,6 +54,13 @@ impl Lexer for Go {
             import_spec(out, &mut t);
         }
         t.pos
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match b[pos] {
+            b'`' => Some(Region::Literal),
+            _ => super::java::slash_quote_region(b, pos),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::OnceLock;
 
 use super::{block_comment_end, delimited_end, drive, finder, line_end, quoted_end, table, whole_word, Comments, Lexer, Out, Toks, Trail};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "package"];
@@ -48,6 +49,10 @@ impl Lexer for Java {
         out.push(pos, out.compact(name), ImportKind::JavaImport { static_, wildcard });
         t.pos
     }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        slash_quote_region(b, pos)
+    }
 }
 
 /// A dotted name `a.b.C`; its span (stops before a `.` not followed by a name, as in `.*`).
@@ -76,5 +81,14 @@ pub(super) fn slash_quote_byte(b: &[u8], pos: usize, text_blocks: bool, trail: &
         (b'"', _) if text_blocks && b[pos..].starts_with(b"\"\"\"") => delimited_end(b, pos, b"\"\"\""),
         (q @ (b'"' | b'\''), _) => quoted_end(b, pos, q, false),
         _ => pos + 1,
+    }
+}
+
+/// What [`slash_quote_byte`] skips from `pos`.
+pub(super) fn slash_quote_region(b: &[u8], pos: usize) -> Option<Region> {
+    match (b[pos], b.get(pos + 1)) {
+        (b'/', Some(b'/' | b'*')) => Some(Region::Comment),
+        (b'"' | b'\'', _) => Some(Region::Literal),
+        _ => None,
     }
 }

@@ -18,6 +18,7 @@
 use std::sync::OnceLock;
 
 use super::{block_comment_end, drive, finder, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks, Trail};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "export", "require"];
@@ -91,6 +92,18 @@ impl Lexer for Js {
             _ => require(out, pos, &self.trail),
         };
         end.unwrap_or(pos + word)
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match (b[pos], b.get(pos + 1)) {
+            (b'/', Some(b'/' | b'*')) => Some(Region::Comment),
+            // A regex literal (a division is a one-byte skip).
+            (b'/', _) => Some(Region::Literal),
+            (b'\'' | b'"' | b'`', _) => Some(Region::Literal),
+            // The `}` closing a template hole: the template's text after it.
+            (b'}', _) if self.holes.last() == Some(&0) => Some(Region::Literal),
+            _ => None,
+        }
     }
 }
 

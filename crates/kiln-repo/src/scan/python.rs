@@ -12,6 +12,7 @@
 use std::sync::OnceLock;
 
 use super::{delimited_end, drive, finder, line_end, prev_nonblank, quoted_end, table, whole_word, Comments, Lexer, Out, Toks};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["import", "from"];
@@ -74,6 +75,14 @@ impl Lexer for Py {
         }
         let end = if pattern == 0 { import(out, pos) } else { from_import(out, pos) };
         end.unwrap_or(pos + word)
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match b[pos] {
+            b'#' => Some(Region::Comment),
+            b'\'' | b'"' => Some(Region::Literal),
+            _ => None, // a `\` continuation, a bracket
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 use std::sync::OnceLock;
 
 use super::{drive, finder, ident_end, line_end, quoted_end, table, whole_word, word_before, Comments, Lexer, Out, Toks, Trail};
+use crate::code::Region;
 use crate::imports::ImportKind;
 
 const WORDS: &[&str] = &["use", "mod"];
@@ -124,6 +125,17 @@ impl Lexer for RustLexer {
         let start = item_start(b, pos, &self.trail);
         let end = if pattern == 0 { use_item(out, pos, start) } else { self.mod_item(out, pos, start) };
         end.unwrap_or(pos + word)
+    }
+
+    fn region(&self, b: &[u8], pos: usize) -> Option<Region> {
+        match (b[pos], b.get(pos + 1)) {
+            (b'/', Some(b'/' | b'*')) => Some(Region::Comment),
+            // A lifetime's quote is a one-byte skip.
+            (b'"' | b'\'', _) => Some(Region::Literal),
+            // `r#"..."#`; `r#type` is a raw identifier.
+            (b'#', _) if raw_prefix(b, pos) && b[pos..].iter().find(|&&c| c != b'#') == Some(&b'"') => Some(Region::Literal),
+            _ => None,
+        }
     }
 }
 

@@ -299,6 +299,26 @@ proptest::proptest! {
             proptest::prop_assert!(facts.imports.iter().all(|i| (1..=lines).contains(&i.line)), "{syntax:?}: {src:?}");
         }
     }
+
+    /// Region mode ([`crate::code`]) on any text: comment and literal spans in order, apart,
+    /// not empty (literals at least two bytes), on character boundaries, so every line's code
+    /// can be cut from them.
+    #[test]
+    fn regions_are_ordered_spans_on_char_boundaries(parts in proptest::collection::vec(proptest::sample::select(FRAGMENTS), 0..80)) {
+        let src = parts.concat();
+        for syntax in [Python, Java, CSharp, C, Cpp, JavaScript, TypeScript, Tsx, Go, Rust] {
+            let regions = super::regions(syntax, &src);
+            let mut last = 0;
+            for (r, kind) in &regions {
+                let min = if *kind == crate::code::Region::Literal { 2 } else { 1 };
+                proptest::prop_assert!(last <= r.start && r.start + min <= r.end && r.end <= src.len(), "{syntax:?}: {r:?} in {src:?}");
+                proptest::prop_assert!(src.is_char_boundary(r.start) && src.is_char_boundary(r.end), "{syntax:?}: {r:?} in {src:?}");
+                last = r.end;
+            }
+            let lines = crate::code::code_lines(syntax, &src);
+            proptest::prop_assert_eq!(lines.len(), src.split_inclusive('\n').count());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
