@@ -114,3 +114,53 @@ impl CausalLm for Llama {
         Ok(self.decode_batch(tokens, &mut concrete)?.flatten_all()?.to_vec1::<f32>()?)
     }
 }
+
+/// The CPU network's cache is kiln-model's own.
+impl KvCache for kiln_model::cpu_llama::CpuCache {
+    fn len(&self) -> usize {
+        kiln_model::cpu_llama::CpuCache::len(self)
+    }
+    fn truncate(&mut self, len: usize) {
+        kiln_model::cpu_llama::CpuCache::truncate(self, len)
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+impl CausalLm for kiln_model::cpu_llama::CpuLlama {
+    fn config(&self) -> &Config {
+        kiln_model::cpu_llama::CpuLlama::config(self)
+    }
+
+    fn describe(&self) -> String {
+        let w = self.weights();
+        format!(
+            "llama on the CPU, {} weights ({:.2} GB)",
+            w.layers.first().map_or_else(|| w.embed.type_name(), |l| l.gate.type_name()),
+            self.weight_bytes() as f64 / 1e9
+        )
+    }
+
+    fn new_cache(&self) -> Box<dyn KvCache> {
+        Box::new(kiln_model::cpu_llama::CpuLlama::new_cache(self))
+    }
+
+    fn prefill(&self, ids: &[u32], cache: &mut dyn KvCache) -> Result<Vec<f32>> {
+        let cache = downcast_cache::<kiln_model::cpu_llama::CpuCache>(cache, "the CPU llama")?;
+        Ok(self.forward(ids, &[ids.len()], &mut [cache], kiln_model::cpu_llama::Wanted::LastOfEach)?)
+    }
+
+    fn prefill_all(&self, ids: &[u32], cache: &mut dyn KvCache) -> Result<Vec<f32>> {
+        let cache = downcast_cache::<kiln_model::cpu_llama::CpuCache>(cache, "the CPU llama")?;
+        Ok(self.forward(ids, &[ids.len()], &mut [cache], kiln_model::cpu_llama::Wanted::All)?)
+    }
+
+    fn decode(&self, tokens: &[u32], caches: &mut [&mut dyn KvCache]) -> Result<Vec<f32>> {
+        let mut concrete = Vec::with_capacity(caches.len());
+        for c in caches.iter_mut() {
+            concrete.push(downcast_cache::<kiln_model::cpu_llama::CpuCache>(&mut **c, "the CPU llama")?);
+        }
+        Ok(self.forward(tokens, &vec![1; tokens.len()], &mut concrete, kiln_model::cpu_llama::Wanted::LastOfEach)?)
+    }
+}

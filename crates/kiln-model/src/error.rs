@@ -95,6 +95,9 @@ pub enum ModelError {
         /// Rows of the embedding table.
         vocab_size: usize,
     },
+    /// Weights (or a step's inputs) do not fit the config's shapes.
+    #[error("weights do not fit the config: {0}")]
+    Shape(String),
     /// A tensor operation failed (shape or dtype bug, device error).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod cpu_llama;
 pub mod error;
 pub mod llama;
 pub mod ops;
