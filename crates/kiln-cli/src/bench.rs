@@ -39,6 +39,10 @@ pub enum BenchCommand {
         /// Sequences decoded together per step (as a batching server does); tokens/s counts all.
         #[arg(long, default_value_t = 1)]
         batch: usize,
+        /// Which network runs it: `candle` (kiln-model's Llama) or `cpu` (the CPU network over
+        /// GGML-style weight matrices, `CpuLlama`; f32 weights).
+        #[arg(long, default_value = "candle", value_parser = ["candle", "cpu"])]
+        runtime: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -89,8 +93,8 @@ pub enum BenchCommand {
 /// Runs a `kiln bench` subcommand.
 pub fn run(cmd: BenchCommand) -> Result<()> {
     match cmd {
-        BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch, json } => {
-            decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch.max(1), json)
+        BenchCommand::Decode { preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch, runtime, json } => {
+            decode(preset, model, dtype, device, prompt_tokens, new_tokens, repeat, batch.max(1), &runtime, json)
         }
         BenchCommand::Repo { path, repos_root, json } => repo(path, repos_root, json),
         BenchCommand::Train { layers, hidden, heads, intermediate, vocab, seq_len, batch, steps, json } => {
@@ -236,6 +240,7 @@ fn decode(
     new_tokens: usize,
     repeat: usize,
     batch: usize,
+    runtime: &str,
     json: bool,
 ) -> Result<()> {
     let dev = kiln_model::device(&device)?;
@@ -252,7 +257,13 @@ fn decode(
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
     // Through the model seam the engine drives (kiln-infer's `CausalLm`), so any model type is
     // measured the same way.
-    let lm: &dyn CausalLm = &model;
+    let cpu;
+    let lm: &dyn CausalLm = if runtime == "cpu" {
+        cpu = kiln_model::cpu_llama::CpuLlama::from_llama(&model)?;
+        &cpu
+    } else {
+        &model
+    };
     let vocab = cfg.vocab_size;
     let mut best = (f64::MAX, f64::MAX);
     for round in 0..=repeat {
@@ -286,7 +297,7 @@ fn decode(
     let threads = candle_core::utils::get_num_threads();
     if json {
         let obj = json!({
-            "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device,
+            "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device, "runtime": runtime,
             "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch": batch,
             "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
         });
