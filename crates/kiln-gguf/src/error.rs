@@ -70,7 +70,7 @@ pub enum ErrorKind {
     /// A count or length larger than the rest of the file could hold: refused before allocating.
     #[error(
         "{what} at byte {offset} claims {count} entries, which cannot fit in the {left} bytes left \
-         (at most {max}): the file is damaged"
+         (at most {max}): the file is damaged or truncated"
     )]
     CountTooLarge {
         /// Where the count is.

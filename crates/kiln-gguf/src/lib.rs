@@ -72,3 +72,6 @@ pub const ALIGNMENT_KEY: &str = "general.alignment";
 
 /// The most dimensions a GGUF tensor has (GGML's `GGML_MAX_DIMS`).
 pub const MAX_DIMS: usize = 4;
+
+#[cfg(test)]
+mod tests;
