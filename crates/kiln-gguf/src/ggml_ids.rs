@@ -8,8 +8,11 @@
 
 use kiln_quant::GgmlType;
 
-/// (id, name, Some((values per block, bytes per block)) or None for ids llama.cpp has removed).
-const TABLE: &[(u32, &str, Option<(u64, u64)>)] = &[
+/// (values per block, bytes per block), or None for ids llama.cpp has removed.
+type Layout = Option<(u64, u64)>;
+
+/// (id, name, layout).
+const TABLE: &[(u32, &str, Layout)] = &[
     (0, "F32", Some((1, 4))),
     (1, "F16", Some((1, 2))),
     (2, "Q4_0", Some((32, 18))),

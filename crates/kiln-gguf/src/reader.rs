@@ -580,12 +580,12 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
         .enumerate()
         .map(|(index, (at, mut t))| {
             let bad = |what: String| ErrorKind::BadTensorInfo { index: index as u64, name: t.name.clone(), offset: at, what };
-            if t.offset % alignment != 0 {
+            if !t.offset.is_multiple_of(alignment) {
                 return Err(bad(format!("data offset {} is not a multiple of the file's alignment {alignment}", t.offset)));
             }
             let Some((block, block_bytes)) = block_layout(t.type_id) else { return Ok(t) };
             let row = t.dims.first().copied().unwrap_or(1) as u64;
-            if row % block != 0 {
+            if !row.is_multiple_of(block) {
                 let name = type_name(t.type_id).unwrap_or("?");
                 return Err(bad(format!("row length {row} is not a multiple of the {name} block size {block}")));
             }

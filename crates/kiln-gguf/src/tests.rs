@@ -59,3 +59,10 @@ fn damaged_files_name_the_file_and_problem() {
     let e = parse_metadata(&v4, "v9.gguf").unwrap_err().to_string();
     assert!(e.contains("version 9"), "{e}");
 }
+
+#[test]
+fn a_parsed_file_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<GgufFile>();
+    shared::<crate::TensorView<'static>>();
+}

@@ -204,7 +204,7 @@ impl<'a> GgufWriter<'a> {
                 .try_fold(1u64, |n, &d| n.checked_mul(d as u64).filter(|&n| n <= i64::MAX as u64))
                 .ok_or_else(|| bad(format!("dims {:?} overflow the element count", t.dims)))?;
             let row = t.dims.first().copied().unwrap_or(1);
-            if row % t.ty.block_size() != 0 {
+            if !row.is_multiple_of(t.ty.block_size()) {
                 return Err(bad(format!("row length {row} is not a multiple of the {} block size {}", t.ty, t.ty.block_size())));
             }
             let n_bytes = (n_elements / t.ty.block_size() as u64)

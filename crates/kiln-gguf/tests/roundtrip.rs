@@ -178,7 +178,8 @@ fn failed_writes_leave_the_target_untouched() {
 #[test]
 fn the_writer_refuses_what_it_could_not_write_correctly() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Box<dyn Fn(&mut GgufWriter)>, &str)> = vec![
+    type Build = Box<dyn Fn(&mut GgufWriter)>;
+    let cases: Vec<(Build, &str)> = vec![
         (
             Box::new(|w| {
                 w.add_metadata("k", 1u8).add_metadata("k", 2u8);
