@@ -1,7 +1,8 @@
 //! Mutation fuzzing of the reader with proptest, on real GGUF files: the gguf-py fixtures, the
 //! committed DeepSeek-Coder vocabulary and a kiln-written file with every value and tensor type.
 //! Mutations flip and set bytes, truncate, overwrite counts/lengths/type ids/offsets with extreme
-//! values (often at positions that hold a length in the original), delete, insert and splice.
+//! values (often at positions that hold a length in the original), delete, insert, splice within
+//! a file and graft pieces of another.
 //!
 //! For every mutated file: no panic; an error names the file; a file that is accepted gives
 //! tensor views of exactly the right length, and writing it back with [`GgufWriter`] gives a file
@@ -91,6 +92,9 @@ enum Mutation {
     Splice(Pos, usize, Pos),
     /// Insert a copy of `len` bytes from `from` at `to`.
     Duplicate(Pos, usize, Pos),
+    /// Overwrite `len` bytes at `to` with bytes from another base file (picked by the Index, a
+    /// position in it by the second), e.g. a vocabulary's strings over a tensor table.
+    Graft(Index, Index, usize, Pos),
 }
 
 fn pos() -> impl Strategy<Value = Pos> {
@@ -145,6 +149,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         1 => (pos(), prop::collection::vec(any::<u8>(), 1..16)).prop_map(|(p, b)| Mutation::Insert(p, b)),
         1 => (pos(), 1usize..256, pos()).prop_map(|(a, n, b)| Mutation::Splice(a, n, b)),
         1 => (pos(), 1usize..256, pos()).prop_map(|(a, n, b)| Mutation::Duplicate(a, n, b)),
+        1 => (any::<Index>(), any::<Index>(), 1usize..512, pos()).prop_map(|(f, a, n, b)| Mutation::Graft(f, a, n, b)),
     ]
 }
 
@@ -161,7 +166,7 @@ fn resolve(p: &Pos, len: usize, base: &Base) -> usize {
     at.min(len - 1)
 }
 
-fn apply(base: &Base, muts: &[Mutation]) -> Vec<u8> {
+fn apply(base: &Base, all: &[Base], muts: &[Mutation]) -> Vec<u8> {
     let mut b = base.bytes.clone();
     for m in muts {
         let len = b.len();
@@ -189,6 +194,11 @@ fn apply(base: &Base, muts: &[Mutation]) -> Vec<u8> {
                 let chunk = b[f..(f + n).min(len)].to_vec();
                 let at = resolve(to, len, base);
                 b.splice(at..at, chunk);
+            }
+            Mutation::Graft(other, from, n, to) if len > 0 => {
+                let src = &all[other.index(all.len())].bytes;
+                let f = from.index(src.len());
+                put(&mut b, resolve(to, len, base), &src[f..(f + n).min(src.len())]);
             }
             _ => {}
         }
@@ -296,7 +306,7 @@ fn run(runner: &mut TestRunner, bases: &[Base]) -> Result<(), String> {
     runner
         .run(&strategy, |(which, muts)| {
             let base = &bases[which.index(bases.len())];
-            check(apply(base, &muts))
+            check(apply(base, bases, &muts))
         })
         .map_err(|e| {
             // Name the base the shrunk case used (the Index resolves against the list).
