@@ -400,11 +400,14 @@ impl<'a> Cursor<'a> {
         self.array(&|| what.to_string()).map(u64::from_le_bytes)
     }
 
-    fn string(&mut self, what: &str) -> Result<String, ErrorKind> {
+    /// A string; `what` names it in errors only (built lazily: vocabularies hold ~100k strings).
+    fn string(&mut self, what: &dyn Fn() -> String) -> Result<String, ErrorKind> {
         let at = self.pos as u64;
-        let n = self.u64(&format!("the length of {what}"))?;
-        let raw = self.take(n, &|| format!("{what} ({n} bytes, length at byte {at})"))?;
-        String::from_utf8(raw.to_vec()).map_err(|e| ErrorKind::Malformed { offset: at, what: format!("{what} is not UTF-8 ({e})") })
+        let n = u64::from_le_bytes(self.array(&|| format!("the length of {}", what()))?);
+        let raw = self.take(n, &|| format!("{} ({n} bytes, length at byte {at})", what()))?;
+        let text =
+            std::str::from_utf8(raw).map_err(|e| ErrorKind::Malformed { offset: at, what: format!("{} is not UTF-8 ({e})", what()) })?;
+        Ok(text.to_owned())
     }
 
     /// `n` fixed-size numbers; `n` was checked against the bytes left by the caller.
@@ -433,7 +436,7 @@ impl<'a> Cursor<'a> {
             ValueType::I32 => Value::I32(self.array(&what).map(i32::from_le_bytes)?),
             ValueType::F32 => Value::F32(self.array(&what).map(f32::from_le_bytes)?),
             ValueType::Bool => Value::Bool(self.array::<1>(&what)?[0] != 0),
-            ValueType::String => Value::String(self.string("the string")?),
+            ValueType::String => Value::String(self.string(&|| "the string".into())?),
             ValueType::Array => Value::Array(self.array_value(depth)?),
             ValueType::U64 => Value::U64(self.array(&what).map(u64::from_le_bytes)?),
             ValueType::I64 => Value::I64(self.array(&what).map(i64::from_le_bytes)?),
@@ -472,7 +475,7 @@ impl<'a> Cursor<'a> {
             ValueType::String => {
                 let mut v = Vec::with_capacity(cap);
                 for i in 0..n {
-                    v.push(self.string(&format!("string {i} of the array"))?);
+                    v.push(self.string(&|| format!("string {i} of the array"))?);
                 }
                 Array::String(v)
             }
@@ -533,7 +536,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
     let mut key_index = HashMap::new();
     for i in 0..kv_count {
         let at = c.pos as u64;
-        let key = c.string(&format!("the key of metadata entry {i}"))?;
+        let key = c.string(&|| format!("the key of metadata entry {i}"))?;
         let in_key = |e| ErrorKind::InKey { key: key.clone(), source: Box::new(e) };
         let ty_at = c.pos as u64;
         let ty = c.u32("the value type").map_err(in_key)?;
@@ -607,7 +610,7 @@ fn parse(bytes: &[u8]) -> Result<Parsed, ErrorKind> {
 
 fn tensor_info(c: &mut Cursor, index: u64, at: u64) -> Result<TensorInfo, ErrorKind> {
     let wrap = |name: &str, e: ErrorKind| ErrorKind::BadTensorInfo { index, name: name.to_string(), offset: at, what: e.to_string() };
-    let name = c.string("the tensor name").map_err(|e| wrap("", e))?;
+    let name = c.string(&|| "the tensor name".into()).map_err(|e| wrap("", e))?;
     let bad = |what: String| ErrorKind::BadTensorInfo { index, name: name.clone(), offset: at, what };
     let n_dims = c.u32("the dimension count").map_err(|e| wrap(&name, e))?;
     if n_dims as usize > MAX_DIMS {
