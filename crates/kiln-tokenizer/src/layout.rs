@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::gguf::{read_metadata, Metadata};
+use crate::gguf::{read_metadata, Array, Metadata};
 use crate::{special, TokenizerError};
 
 /// The four isolating split patterns of DeepSeek-Coder's pre-tokenizer, in order (spec §3.4).
@@ -138,45 +138,47 @@ pub struct Imported {
 /// merges and token types (control and user-defined tokens become added tokens, control ones
 /// `special`), for `tokenizer.ggml.model = gpt2` with pre-tokenizer `deepseek-coder`.
 pub fn import_gguf(path: &Path) -> Result<Imported, TokenizerError> {
-    let meta = read_metadata(path).map_err(|e| TokenizerError::Load { path: path.to_path_buf(), message: e.message })?;
+    // The error's own text already starts with the path; `Load` adds it again, so only the kind.
+    let meta = read_metadata(path).map_err(|e| TokenizerError::Load { path: path.to_path_buf(), message: e.kind.to_string() })?;
     from_metadata(&meta, path)
 }
 
 fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerError> {
     let bad = |message: String| TokenizerError::Load { path: path.to_path_buf(), message };
-    let get = |key: &str| meta.kv.get(key).ok_or_else(|| bad(format!("no `{key}` key: not a tokenizer GGUF")));
+    let get = |key: &str| meta.get(key).ok_or_else(|| bad(format!("no `{key}` key: not a tokenizer GGUF")));
     let model = get("tokenizer.ggml.model")?.as_str().unwrap_or("?");
     if model != "gpt2" {
         return Err(bad(format!("`tokenizer.ggml.model` is `{model}`; kiln imports byte-level BPE vocabularies (`gpt2`)")));
     }
-    let pre = meta.kv.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+    let pre = meta.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
     if pre != "deepseek-coder" {
         return Err(bad(format!("pre-tokenizer `{pre}` is not supported; kiln rebuilds the `deepseek-coder` pre-tokenizer only")));
     }
-    let tokens: Vec<&str> = get("tokenizer.ggml.tokens")?
-        .as_array()
-        .ok_or_else(|| bad("`tokenizer.ggml.tokens` is not an array".into()))?
-        .iter()
-        .map(|v| v.as_str().ok_or_else(|| bad("`tokenizer.ggml.tokens` holds a non-string".into())))
-        .collect::<Result<_, _>>()?;
-    let types: Vec<i128> = match meta.kv.get("tokenizer.ggml.token_type") {
-        Some(v) => v
-            .as_array()
-            .ok_or_else(|| bad("`tokenizer.ggml.token_type` is not an array".into()))?
-            .iter()
-            .map(|t| t.as_int().ok_or_else(|| bad("`tokenizer.ggml.token_type` holds a non-integer".into())))
-            .collect::<Result<_, _>>()?,
+    // An empty array of any element type holds no non-string (or non-integer).
+    let strings = |key: &str| -> Result<Vec<&str>, TokenizerError> {
+        let a = get(key)?.as_array().ok_or_else(|| bad(format!("`{key}` is not an array")))?;
+        match a {
+            Array::String(v) => Ok(v.iter().map(String::as_str).collect()),
+            a if a.is_empty() => Ok(Vec::new()),
+            _ => Err(bad(format!("`{key}` holds a non-string"))),
+        }
+    };
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let types: Vec<i128> = match meta.get("tokenizer.ggml.token_type") {
+        Some(v) => {
+            let a = v.as_array().ok_or_else(|| bad("`tokenizer.ggml.token_type` is not an array".into()))?;
+            match a.to_ints() {
+                Some(ints) => ints,
+                None if a.is_empty() => Vec::new(),
+                None => return Err(bad("`tokenizer.ggml.token_type` holds a non-integer".into())),
+            }
+        }
         None => vec![TOKEN_NORMAL; tokens.len()],
     };
     if types.len() != tokens.len() {
         return Err(bad(format!("{} token types for {} tokens", types.len(), tokens.len())));
     }
-    let merges: Vec<String> = get("tokenizer.ggml.merges")?
-        .as_array()
-        .ok_or_else(|| bad("`tokenizer.ggml.merges` is not an array".into()))?
-        .iter()
-        .map(|v| v.as_str().map(str::to_string).ok_or_else(|| bad("`tokenizer.ggml.merges` holds a non-string".into())))
-        .collect::<Result<_, _>>()?;
+    let merges: Vec<String> = strings("tokenizer.ggml.merges")?.into_iter().map(str::to_string).collect();
     let mut vocab = Vec::new();
     let mut added = Vec::new();
     let roles = role_tokens();
@@ -197,9 +199,15 @@ fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerErro
             _ => vocab.push((tok.to_string(), id as u32)),
         }
     }
-    let eos_id = meta.kv.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_int());
+    let eos_id = meta.get("tokenizer.ggml.eos_token_id").and_then(|v| v.as_int());
     let eos = eos_id.and_then(|i| tokens.get(i as usize)).copied().unwrap_or(special::EOS);
-    let max_len = meta.kv.iter().find(|(k, _)| k.ends_with(".context_length")).and_then(|(_, v)| v.as_int()).unwrap_or(16384) as u64;
+    // The first such key in sorted order (as the former BTreeMap-based parser found it).
+    let max_len = meta
+        .metadata()
+        .filter(|(k, _)| k.ends_with(".context_length"))
+        .min_by_key(|(k, _)| *k)
+        .and_then(|(_, v)| v.as_int())
+        .unwrap_or(16384) as u64;
     tracing::info!(path = %path.display(), bpe = vocab.len(), added = added.len(), padding, merges = merges.len(), "GGUF vocabulary imported");
     Ok(Imported {
         ids: vocab.len() + added.len(),
