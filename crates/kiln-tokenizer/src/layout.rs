@@ -150,7 +150,21 @@ fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerErro
     if model != "gpt2" {
         return Err(bad(format!("`tokenizer.ggml.model` is `{model}`; kiln imports byte-level BPE vocabularies (`gpt2`)")));
     }
-    let pre = meta.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+    let pre = match meta.get("tokenizer.ggml.pre").and_then(|v| v.as_str()) {
+        Some(pre) => pre,
+        // Files written before llama.cpp recorded the pre-tokenizer (2024-04) have none: a
+        // DeepSeek-Coder vocabulary gets its own, anything else gets it too, with a warning.
+        None => {
+            let deepseek = get("tokenizer.ggml.tokens")?
+                .as_array()
+                .and_then(|a| a.as_strings())
+                .is_some_and(|t| t.iter().any(|s| s == special::FIM_HOLE) && t.iter().any(|s| s == special::BOS));
+            if !deepseek {
+                tracing::warn!(path = %path.display(), "no `tokenizer.ggml.pre` and not DeepSeek-Coder's vocabulary: using DeepSeek-Coder's pre-tokenizer anyway; texts may tokenize differently than in llama.cpp");
+            }
+            "deepseek-coder"
+        }
+    };
     if pre != "deepseek-coder" {
         return Err(bad(format!("pre-tokenizer `{pre}` is not supported; kiln rebuilds the `deepseek-coder` pre-tokenizer only")));
     }

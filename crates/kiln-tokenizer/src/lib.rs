@@ -114,6 +114,30 @@ impl Tokenizer {
         }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| TokenizerError::Load { path: path.to_path_buf(), message: e.to_string() })?;
+        let config_path = path.with_file_name("tokenizer_config.json");
+        let config = match std::fs::read_to_string(&config_path) {
+            Ok(text) => Some(
+                serde_json::from_str::<serde_json::Value>(&text)
+                    .map_err(|e| TokenizerError::Config { path: config_path.clone(), message: e.to_string() })?,
+            ),
+            Err(_) => None,
+        };
+        Self::from_parts(inner, config.as_ref(), &config_path)
+    }
+
+    /// The tokenizer a GGUF file carries (`tokenizer.ggml.*`), rebuilt in memory (see
+    /// [`layout::import_gguf`]).
+    pub fn from_gguf(path: &Path) -> Result<Self> {
+        let imported = layout::import_gguf(path)?;
+        let json = serde_json::to_vec(&imported.tokenizer).expect("a JSON value serialises");
+        let inner = tokenizers::Tokenizer::from_bytes(&json)
+            .map_err(|e| TokenizerError::Load { path: path.to_path_buf(), message: format!("the rebuilt tokenizer: {e}") })?;
+        Self::from_parts(inner, Some(&imported.config), path)
+    }
+
+    /// A tokenizer from the `tokenizers` object and its `tokenizer_config.json` (`config_path`
+    /// names it in errors).
+    fn from_parts(inner: tokenizers::Tokenizer, config: Option<&serde_json::Value>, config_path: &Path) -> Result<Self> {
         let id = |s: &str| inner.token_to_id(s);
         let special = SpecialIds {
             bos: id(special::BOS),
@@ -123,22 +147,14 @@ impl Tokenizer {
             fim_end: id(special::FIM_END),
             eot: id(special::EOT),
         };
-        let config_path = path.with_file_name("tokenizer_config.json");
-        let add_bos = match std::fs::read_to_string(&config_path) {
-            Ok(text) => {
-                let v: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|e| TokenizerError::Config { path: config_path.clone(), message: e.to_string() })?;
-                match v.get("add_bos_token") {
-                    None | Some(serde_json::Value::Null) => special.bos.is_some(),
-                    Some(b) => b.as_bool().ok_or_else(|| TokenizerError::Config {
-                        path: config_path.clone(),
-                        message: format!("`add_bos_token` must be true or false, got {b}"),
-                    })?,
-                }
-            }
-            Err(_) => special.bos.is_some(),
+        let add_bos = match config.map(|v| v.get("add_bos_token")) {
+            None | Some(None) | Some(Some(serde_json::Value::Null)) => special.bos.is_some(),
+            Some(Some(b)) => b.as_bool().ok_or_else(|| TokenizerError::Config {
+                path: config_path.to_path_buf(),
+                message: format!("`add_bos_token` must be true or false, got {b}"),
+            })?,
         };
-        tracing::debug!(path = %path.display(), ids = inner.get_vocab_size(true), add_bos, "tokenizer loaded");
+        tracing::debug!(path = %config_path.display(), ids = inner.get_vocab_size(true), add_bos, "tokenizer loaded");
         let added = inner.get_added_tokens_decoder().into_iter().map(|(id, t)| (id, (t.content, t.special))).collect();
         let newline_isolated = isolates_newlines(&inner);
         Ok(Self { inner, add_bos, special, added, newline_isolated })

@@ -80,3 +80,29 @@ fn long_texts_encode_like_their_lines() {
     let by_line: Vec<u32> = text.split_inclusive('\n').flat_map(|l| tok.encode_raw(l).unwrap()).collect();
     assert_eq!(tok.encode_raw(&text).unwrap(), by_line);
 }
+
+/// The tokenizer read straight from a GGUF file (what `kiln generate --model FILE.gguf` uses)
+/// is the imported one; a file written before llama.cpp recorded `tokenizer.ggml.pre` gets
+/// DeepSeek-Coder's pre-tokenizer when its vocabulary is DeepSeek's.
+#[test]
+fn tokenizer_from_a_gguf_file_with_and_without_the_pre_tokenizer_key() {
+    let Some(dir) = vocab_dir() else { return };
+    let gguf = dir.join("ggml-vocab-deepseek-coder.gguf");
+    let (_tmp, imported, _) = import(&dir);
+    let direct = Tokenizer::from_gguf(&gguf).unwrap();
+    let text = "def Führer(x):\n\treturn x  # 🦀 ok\r\n";
+    assert_eq!(direct.encode(text).unwrap(), imported.encode(text).unwrap());
+    assert_eq!(direct.encode_raw("Führer").unwrap(), vec![37, 32009, 71, 6247]);
+    assert!(direct.adds_bos());
+    // The same vocabulary without `tokenizer.ggml.pre`.
+    let file = kiln_gguf::GgufFile::open(&gguf).unwrap();
+    let mut w = kiln_gguf::GgufWriter::new();
+    for (k, v) in file.metadata().filter(|(k, _)| *k != "tokenizer.ggml.pre") {
+        w.add_metadata(k, v.clone());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let old = tmp.path().join("old.gguf");
+    w.write(&old).unwrap();
+    let from_old = Tokenizer::from_gguf(&old).unwrap();
+    assert_eq!(from_old.encode(text).unwrap(), imported.encode(text).unwrap());
+}
