@@ -183,19 +183,37 @@ pub enum Wanted {
     All,
 }
 
+/// How query and key dimensions pair up for RoPE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeLayout {
+    /// Hugging Face's "rotate half": dimension i pairs with i + head_dim/2 (safetensors
+    /// checkpoints).
+    HalfSplit,
+    /// Adjacent pairs (2i, 2i + 1): llama.cpp's layout, for the rows of `attn_q`/`attn_k` as its
+    /// converter permutes them (GGUF files).
+    Interleaved,
+}
+
 /// The network over [`Matrix`] weights.
 #[derive(Debug)]
 pub struct CpuLlama {
     cfg: Config,
     w: CpuWeights,
+    rope_layout: RopeLayout,
     /// RoPE tables (max_positions x head_dim/2), f32, linear scaling applied.
     cos: Vec<f32>,
     sin: Vec<f32>,
 }
 
 impl CpuLlama {
-    /// A network from its weights; their shapes are checked against `cfg`.
+    /// A network from its weights (Hugging Face row order); their shapes are checked against
+    /// `cfg`.
     pub fn new(cfg: Config, w: CpuWeights) -> Result<Self> {
+        Self::with_rope_layout(cfg, w, RopeLayout::HalfSplit)
+    }
+
+    /// [`CpuLlama::new`] for query/key rows in `rope_layout`'s order.
+    pub fn with_rope_layout(cfg: Config, w: CpuWeights, rope_layout: RopeLayout) -> Result<Self> {
         let (c, f, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
         let (q, kv) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim);
         let check = |name: String, m: &dyn Matrix, rows: usize, cols: usize| -> Result<()> {
@@ -235,7 +253,7 @@ impl CpuLlama {
             return Err(ModelError::Shape("final norm width, odd head_dim or heads not a multiple of KV heads".into()));
         }
         let (cos, sin) = rope_tables(&cfg);
-        Ok(Self { cfg, w, cos, sin })
+        Ok(Self { cfg, w, rope_layout, cos, sin })
     }
 
     /// The config.
@@ -356,19 +374,30 @@ impl CpuLlama {
         Ok(logits)
     }
 
-    /// Rotates each row's heads (rows of `heads * head_dim`) at the row's position, in the
-    /// Hugging Face layout (dimension i pairs with i + head_dim/2).
+    /// Rotates each row's heads (rows of `heads * head_dim`) at the row's position, pairing
+    /// dimensions as the weights' [`RopeLayout`] says.
     fn rope_rows(&self, x: &mut [f32], pos: &[usize], heads: usize) {
         let d = self.cfg.head_dim;
         let half = d / 2;
         for (row, &p) in x.chunks_exact_mut(heads * d).zip(pos) {
             let (cos, sin) = (&self.cos[p * half..(p + 1) * half], &self.sin[p * half..(p + 1) * half]);
             for head in row.chunks_exact_mut(d) {
-                let (a, b) = head.split_at_mut(half);
-                for i in 0..half {
-                    let (x0, x1) = (a[i], b[i]);
-                    a[i] = x0 * cos[i] - x1 * sin[i];
-                    b[i] = x1 * cos[i] + x0 * sin[i];
+                match self.rope_layout {
+                    RopeLayout::HalfSplit => {
+                        let (a, b) = head.split_at_mut(half);
+                        for i in 0..half {
+                            let (x0, x1) = (a[i], b[i]);
+                            a[i] = x0 * cos[i] - x1 * sin[i];
+                            b[i] = x1 * cos[i] + x0 * sin[i];
+                        }
+                    }
+                    RopeLayout::Interleaved => {
+                        for (i, pair) in head.chunks_exact_mut(2).enumerate() {
+                            let (x0, x1) = (pair[0], pair[1]);
+                            pair[0] = x0 * cos[i] - x1 * sin[i];
+                            pair[1] = x1 * cos[i] + x0 * sin[i];
+                        }
+                    }
                 }
             }
         }
@@ -402,6 +431,21 @@ impl CpuLlama {
             }
         });
     }
+}
+
+/// llama.cpp's order of query/key rows: entry `g` is the Hugging Face row that GGUF row `g`
+/// holds, for a projection of `heads` heads of `rows / heads` dimensions (its converter's
+/// `permute`: within each head, the first and second halves are interleaved, so RoPE can rotate
+/// adjacent pairs).
+pub fn llama_cpp_qk_order(rows: usize, heads: usize) -> Vec<usize> {
+    let d = rows / heads.max(1);
+    let half = d / 2;
+    (0..rows)
+        .map(|g| {
+            let (head, i) = (g / d, g % d);
+            head * d + (i % 2) * half + i / 2
+        })
+        .collect()
 }
 
 /// RoPE cosines and sines for every position, computed as kiln-model's Rope (and transformers):
@@ -537,6 +581,28 @@ mod tests {
                 let alone = cpu.forward(&next[i..i + 1], &[1], &mut [c], Wanted::LastOfEach).unwrap();
                 assert_eq!(alone, batched[i * v..(i + 1) * v], "sequence {i} differs batched");
             }
+            // The same network with llama.cpp's query/key row order rotates adjacent pairs and
+            // computes the same function.
+            let perm = |m: &dyn Matrix, heads: usize| -> Box<dyn Matrix> {
+                let (rows, cols) = (m.rows(), m.cols());
+                let mut data = vec![0f32; rows * cols];
+                for (g, &h) in llama_cpp_qk_order(rows, heads).iter().enumerate() {
+                    m.row(h, &mut data[g * cols..(g + 1) * cols]);
+                }
+                Box::new(F32Matrix::new(rows, cols, data).unwrap())
+            };
+            let base = CpuLlama::from_llama(&model).unwrap();
+            let CpuLlama { cfg, w, .. } = base;
+            let cfg2 = cfg.clone();
+            let layers = w
+                .layers
+                .into_iter()
+                .map(|l| CpuLayer { q: perm(l.q.as_ref(), cfg2.num_attention_heads), k: perm(l.k.as_ref(), cfg2.num_key_value_heads), ..l })
+                .collect();
+            let gguf_order = CpuLlama::with_rope_layout(cfg, CpuWeights { layers, ..w }, RopeLayout::Interleaved).unwrap();
+            let mut c4 = gguf_order.new_cache();
+            let permuted = gguf_order.forward(&ids, &[ids.len()], &mut [&mut c4], Wanted::All).unwrap();
+            assert!(max_diff(&permuted, &all) < 1e-5, "interleaved: {}", max_diff(&permuted, &all));
             // Bad inputs are errors.
             let mut c3 = cpu.new_cache();
             assert!(matches!(cpu.forward(&[96], &[1], &mut [&mut c3], Wanted::All), Err(ModelError::TokenOutOfRange { .. })));

@@ -95,6 +95,9 @@ pub enum ModelError {
         /// Rows of the embedding table.
         vocab_size: usize,
     },
+    /// A GGUF file cannot be used as a model (the message names the file and what is wrong).
+    #[error("{0}")]
+    Gguf(String),
     /// Weights (or a step's inputs) do not fit the config's shapes.
     #[error("weights do not fit the config: {0}")]
     Shape(String),
