@@ -270,9 +270,7 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], opts: &Run
                 .into_iter()
                 .map(|r| r.and_then(|_| generated.next().expect("one result per request").map(|g| g.text).map_err(|e| e.to_string())))
                 .zip(part)
-                .map(|(r, &(i, s))| {
-                    r.map(|text| (tasks[i].finish)(&text)).inspect_err(|e| warn(i, s, e))
-                })
+                .map(|(r, &(i, s))| r.map(|text| (tasks[i].finish)(&text)).inspect_err(|e| warn(i, s, e)))
                 .collect()
         }
     })

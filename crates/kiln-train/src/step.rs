@@ -52,11 +52,8 @@ pub fn optimizer_step(
         });
     }
     let k = accumulation as f64;
-    let mut grads: Vec<Tensor> = sum
-        .expect("accumulation >= 1")
-        .into_iter()
-        .map(|g| if k == 1.0 { Ok(g) } else { g / k })
-        .collect::<candle_core::Result<_>>()?;
+    let mut grads: Vec<Tensor> =
+        sum.expect("accumulation >= 1").into_iter().map(|g| if k == 1.0 { Ok(g) } else { g / k }).collect::<candle_core::Result<_>>()?;
     let loss = loss_sum / k;
     let t1 = Instant::now();
     let grad_norm = clip_global_norm(&mut grads, clip)?;

@@ -23,9 +23,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, TrainError};
 use crate::model::TrainModel;
 use crate::optim::{AdamW, AdamWConfig};
-use crate::step::optimizer_step;
 use crate::schedule::Schedule;
 use crate::sft::{masked_loss, masked_loss_and_grads, SftLoader};
+use crate::step::optimizer_step;
 
 /// Where the weights of a new run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
