@@ -16,6 +16,7 @@ pub mod q4_1;
 pub mod q5_0;
 pub mod q5_1;
 pub mod q8_0;
+pub mod simd;
 pub mod types;
 
 pub use error::QuantError;

@@ -1,0 +1,340 @@
+//! x86 integer dot-product bodies for every quantized weight type against int8 activations,
+//! written once and compiled twice: inside AVX2 functions (`Avx2`: `vpmaddubsw` + `vpmaddwd`)
+//! and inside AVX-512 functions (`Vnni`: `vpdpbusd` on 256-bit vectors, EVEX encodings).
+//!
+//! The bodies are `#[inline(always)]` without target features of their own; they only run
+//! inlined into the `#[target_feature]` wrappers in `avx2.rs`/`avx512.rs`, which the dispatcher
+//! hands out only after detecting the features. Callers guarantee the slice lengths (the
+//! wrappers assert them), so the bodies use unchecked pointer arithmetic and unaligned loads.
+//!
+//! All integer sums are exact: weights are at most 6 bits unsigned (or |w| <= 128 after the
+//! sign trick) and activations lie in -127..=127, so `vpmaddubsw`'s i16 pair sums never
+//! saturate. Only the f32 accumulation order differs from the scalar reference.
+
+use std::arch::x86_64::*;
+
+use crate::act::{Q8KRow, Q8Row};
+
+/// The one instruction-set difference between the two tiers' integer kernels.
+pub(crate) trait Isa {
+    /// Eight i32 lanes, each the sum of four adjacent `u[k] * s[k]` (u8 times i8).
+    unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i;
+}
+
+/// AVX2: `vpmaddubsw` (u8 x i8 pairs to i16) then `vpmaddwd` by ones.
+pub(crate) struct Avx2;
+
+impl Isa for Avx2 {
+    #[inline(always)]
+    unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    }
+}
+
+/// AVX-512 VNNI: one `vpdpbusd`.
+pub(crate) struct Vnni;
+
+impl Isa for Vnni {
+    #[inline(always)]
+    unsafe fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
+    }
+}
+
+/// Signed x signed: |w| as unsigned times a with w's sign (exact for a != -128).
+#[inline(always)]
+unsafe fn dot_i8i8<I: Isa>(w: __m256i, a: __m256i) -> __m256i {
+    I::dot_u8i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w))
+}
+
+#[inline(always)]
+pub(crate) unsafe fn hsum_ps(v: __m256) -> f32 {
+    let x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    hsum_ps128(x)
+}
+
+#[inline(always)]
+pub(crate) unsafe fn hsum_ps128(x: __m128) -> f32 {
+    let x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    let x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    _mm_cvtss_f32(x)
+}
+
+/// The little-endian f16 at `p`, converted with F16C.
+#[inline(always)]
+unsafe fn f16_at(p: *const u8) -> f32 {
+    let h = u16::from_le_bytes([*p, *p.add(1)]);
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+}
+
+#[inline(always)]
+unsafe fn load(p: *const u8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn load_i8(p: *const i8) -> __m256i {
+    _mm256_loadu_si256(p as *const __m256i)
+}
+
+#[inline(always)]
+unsafe fn read_u32(p: *const u8) -> u32 {
+    u32::from_le_bytes([*p, *p.add(1), *p.add(2), *p.add(3)])
+}
+
+/// 16 bytes of nibbles as 32 bytes: low nibbles (values 0..16) then high nibbles (16..32).
+#[inline(always)]
+unsafe fn nibbles_32(p: *const u8) -> __m256i {
+    let q = _mm_loadu_si128(p as *const __m128i);
+    _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16::<4>(q), q), _mm256_set1_epi8(0x0F))
+}
+
+/// The 32 bits of `qh` as 32 bytes, 0x10 where the bit is set (the fifth bit of Q5 values).
+#[inline(always)]
+unsafe fn fifth_bits(qh: u32) -> __m256i {
+    let v = _mm256_set1_epi32(qh as i32);
+    let spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    let v = _mm256_shuffle_epi8(v, spread);
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(0x10))
+}
+
+/// Walks blocks two at a time into two accumulators (independent FMA chains), then the tail.
+/// `$body` computes block `$i`'s contribution added to `$acc` (pasted, not a closure, so it
+/// inlines into the target-feature wrapper like the rest of the body).
+macro_rules! two_chains {
+    ($nb:expr, $i:ident, $acc:ident, $body:block) => {{
+        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut $i = 0;
+        while $i + 1 < $nb {
+            acc0 = {
+                let $acc = acc0;
+                $body
+            };
+            $i += 1;
+            acc1 = {
+                let $acc = acc1;
+                $body
+            };
+            $i += 1;
+        }
+        if $i < $nb {
+            acc0 = {
+                let $acc = acc0;
+                $body
+            };
+        }
+        hsum_ps(_mm256_add_ps(acc0, acc1))
+    }};
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q8_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
+    let nb = x.d.len();
+    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
+    two_chains!(nb, i, acc, {
+        let b = wp.add(i * 34);
+        let p = dot_i8i8::<I>(load(b.add(2)), load_i8(ap.add(i * 32)));
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    })
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q4_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
+    let nb = x.d.len();
+    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
+    two_chains!(nb, i, acc, {
+        let b = wp.add(i * 18);
+        let q = _mm256_sub_epi8(nibbles_32(b.add(2)), _mm256_set1_epi8(8));
+        let p = dot_i8i8::<I>(q, load_i8(ap.add(i * 32)));
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    })
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q5_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
+    let nb = x.d.len();
+    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
+    two_chains!(nb, i, acc, {
+        let b = wp.add(i * 22);
+        let q = _mm256_or_si256(nibbles_32(b.add(6)), fifth_bits(read_u32(b.add(2))));
+        let p = dot_i8i8::<I>(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), load_i8(ap.add(i * 32)));
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    })
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q4_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
+    let nb = x.d.len();
+    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
+    let mut offsets = 0f32;
+    let dots = two_chains!(nb, i, acc, {
+        let b = wp.add(i * 20);
+        offsets += f16_at(b.add(2)) * *x.s.get_unchecked(i);
+        let p = I::dot_u8i8(nibbles_32(b.add(4)), load_i8(ap.add(i * 32)));
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    });
+    dots + offsets
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q5_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
+    let nb = x.d.len();
+    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
+    let mut offsets = 0f32;
+    let dots = two_chains!(nb, i, acc, {
+        let b = wp.add(i * 24);
+        offsets += f16_at(b.add(2)) * *x.s.get_unchecked(i);
+        let q = _mm256_or_si256(nibbles_32(b.add(8)), fifth_bits(read_u32(b.add(4))));
+        let p = I::dot_u8i8(q, load_i8(ap.add(i * 32)));
+        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    });
+    dots + offsets
+}
+
+/// `vpshufb` masks broadcasting i16 word `j` of a 128-bit lane to the whole 256-bit vector.
+static WORD_SPLAT: [[u8; 32]; 8] = {
+    let mut m = [[0u8; 32]; 8];
+    let mut j = 0;
+    while j < 8 {
+        let mut k = 0;
+        while k < 32 {
+            m[j][k] = (2 * j + k % 2) as u8;
+            k += 1;
+        }
+        j += 1;
+    }
+    m
+};
+
+/// `vpshufb` masks putting i16 word `2k` in the low lane and `2k + 1` in the high lane.
+static WORD_PAIR: [[u8; 32]; 4] = {
+    let mut m = [[0u8; 32]; 4];
+    let mut k = 0;
+    while k < 4 {
+        let mut b = 0;
+        while b < 32 {
+            let word = if b < 16 { 2 * k } else { 2 * k + 1 };
+            m[k][b] = (2 * word + b % 2) as u8;
+            b += 1;
+        }
+        k += 1;
+    }
+    m
+};
+
+#[inline(always)]
+unsafe fn mask(m: &[u8; 32]) -> __m256i {
+    _mm256_loadu_si256(m.as_ptr() as *const __m256i)
+}
+
+/// Q4_K/Q5_K scales and mins (12 bytes at `p`) as two u64 of eight bytes each.
+#[inline(always)]
+unsafe fn scales_mins(p: *const u8) -> (u64, u64) {
+    let (s0, s1, s2) = (read_u32(p), read_u32(p.add(4)), read_u32(p.add(8)));
+    let sc_hi = (s2 & 0x0F0F_0F0F) | ((s0 >> 2) & 0x3030_3030);
+    let mn_hi = ((s2 >> 4) & 0x0F0F_0F0F) | ((s1 >> 2) & 0x3030_3030);
+    (u64::from(s0 & 0x3F3F_3F3F) | (u64::from(sc_hi) << 32), u64::from(s1 & 0x3F3F_3F3F) | (u64::from(mn_hi) << 32))
+}
+
+/// `sum_j mins_j * (bsums[2j] + bsums[2j + 1])` as four i32 lanes.
+#[inline(always)]
+unsafe fn min_terms(mins: u64, bsums: *const i16) -> __m128i {
+    let bs = _mm256_loadu_si256(bsums as *const __m256i);
+    let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
+    _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64)), pairs)
+}
+
+/// The shared Q4_K/Q5_K body; `high(c)` gives the fifth bits (0x10) of chunk `c`'s two
+/// sub-blocks, or zeros for Q4_K.
+#[inline(always)]
+unsafe fn q45k(w: &[u8], x: Q8KRow<'_>, bytes: usize, qs_off: usize, five: bool) -> f32 {
+    let nb = x.d.len();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let one = _mm256_set1_epi8(1);
+    let mut acc = _mm256_setzero_ps();
+    let mut accm = _mm_setzero_ps();
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * bytes);
+        let a = x.qs.as_ptr().add(i * 256);
+        let dx = *x.d.get_unchecked(i);
+        let (sc, mn) = scales_mins(b.add(4));
+        let pm = min_terms(mn, x.bsums.as_ptr().add(16 * i));
+        accm = _mm_fmadd_ps(_mm_set1_ps(dx * f16_at(b.add(2))), _mm_cvtepi32_ps(pm), accm);
+        let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
+        let mut qh = if five { load(b.add(16)) } else { _mm256_setzero_si256() };
+        let mut sumi = _mm256_setzero_si256();
+        for c in 0..4 {
+            let q = load(b.add(qs_off + 32 * c));
+            let mut lo = _mm256_and_si256(q, m4);
+            let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+            if five {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16::<4>(_mm256_and_si256(qh, one)));
+                qh = _mm256_srli_epi16::<1>(qh);
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(_mm256_and_si256(qh, one)));
+                qh = _mm256_srli_epi16::<1>(qh);
+            }
+            let p0 = _mm256_maddubs_epi16(lo, load_i8(a.add(64 * c)));
+            let p1 = _mm256_maddubs_epi16(hi, load_i8(a.add(64 * c + 32)));
+            let s0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c])));
+            let s1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c + 1])));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(s0, s1));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16_at(b)), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc) - hsum_ps128(accm)
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q4k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
+    q45k(w, x, 144, 16, false)
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q5k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
+    q45k(w, x, 176, 48, true)
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q6k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
+    let nb = x.d.len();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m3 = _mm256_set1_epi8(0x03);
+    let mut acc = _mm256_setzero_ps();
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * 210);
+        let a = x.qs.as_ptr().add(i * 256);
+        let d = *x.d.get_unchecked(i) * f16_at(b.add(208));
+        let sc_lo = _mm_cvtepi8_epi16(_mm_loadl_epi64(b.add(192) as *const __m128i));
+        let sc_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(b.add(200) as *const __m128i));
+        // The -32 offset: 32 * sum_j sc_j * bsum_j, subtracted once per block.
+        let bs = _mm256_loadu_si256(x.bsums.as_ptr().add(16 * i) as *const __m256i);
+        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(_mm256_set_m128i(sc_hi, sc_lo), bs));
+        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
+        for h in 0..2 {
+            let sc = _mm256_broadcastsi128_si256(if h == 0 { sc_lo } else { sc_hi });
+            let ql0 = load(b.add(64 * h));
+            let ql1 = load(b.add(64 * h + 32));
+            let qh = load(b.add(128 + 32 * h));
+            let q = [
+                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m3))),
+                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), m3))),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), m3)),
+                ),
+                _mm256_or_si256(
+                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), m3)),
+                ),
+            ];
+            for (k, qk) in q.into_iter().enumerate() {
+                let p = _mm256_maddubs_epi16(qk, load_i8(a.add(128 * h + 32 * k)));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, mask(&WORD_PAIR[k]))));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    hsum_ps(acc)
+}
