@@ -37,6 +37,9 @@ pub enum QuantError {
         /// The length given.
         got: usize,
     },
+    /// A forced kernel tier this CPU cannot run.
+    #[error("this CPU cannot run the {0} kernels")]
+    TierUnavailable(crate::simd::Tier),
     /// The operation is not defined for this type.
     #[error("{op} is not supported for {ty}")]
     Unsupported {

@@ -11,6 +11,8 @@ mod error;
 pub mod float;
 pub mod k_quantize;
 pub mod k_quants;
+pub mod matmul;
+pub mod pool;
 pub mod q4_0;
 pub mod q4_1;
 pub mod q5_0;
@@ -20,6 +22,9 @@ pub mod simd;
 pub mod types;
 
 pub use error::QuantError;
+pub use matmul::{matmul, matmul_with_tier, QMatrix};
+pub use pool::Pool;
+pub use simd::{active_tier, Tier};
 pub use types::GgmlType;
 
 /// Checks that `bytes` holds exactly `values` values of `ty`.

@@ -74,7 +74,7 @@ macro_rules! tier_kernels {
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
-mod scalar;
+pub(crate) mod scalar;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
