@@ -60,11 +60,29 @@ pub(crate) unsafe fn hsum_ps128(x: __m128) -> f32 {
     _mm_cvtss_f32(x)
 }
 
-/// The little-endian f16 at `p`, converted with F16C.
+/// The little-endian f16 at `p` as f32, for one scale per block.
+///
+/// Not `vcvtph2ps` on a single value: LLVM sees that only lane 0 matters and inserts the value
+/// into whatever register is free (often an accumulator), a false dependency that chained every
+/// block behind the previous FMA. Instead: move the f16 bits into an f32's exponent/mantissa
+/// position and multiply by 2^112, exact for every finite f16 (subnormals included); infinities
+/// and NaNs take the reference conversion.
 #[inline(always)]
 unsafe fn f16_at(p: *const u8) -> f32 {
     let h = u16::from_le_bytes([*p, *p.add(1)]);
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(h))))
+    if h & 0x7C00 == 0x7C00 {
+        return crate::float::f16_to_f32(h);
+    }
+    let bits = (u32::from(h & 0x8000) << 16) | (u32::from(h & 0x7FFF) << 13);
+    f32::from_bits(bits) * f32::from_bits(0x7780_0000) // 2^112
+}
+
+/// The f16 scales at `p`, `p + stride`, ... (8 blocks) times the 8 activation scales at `xd`.
+#[inline(always)]
+unsafe fn scales8(p: *const u8, stride: usize, xd: *const f32) -> __m256 {
+    let h = |k: usize| i16::from_le_bytes([*p.add(k * stride), *p.add(k * stride + 1)]);
+    let v = _mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7));
+    _mm256_mul_ps(_mm256_cvtph_ps(v), _mm256_loadu_ps(xd))
 }
 
 #[inline(always)]
@@ -100,97 +118,95 @@ unsafe fn fifth_bits(qh: u32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Walks blocks two at a time into two accumulators (independent FMA chains), then the tail.
-/// `$body` computes block `$i`'s contribution added to `$acc` (pasted, not a closure, so it
-/// inlines into the target-feature wrapper like the rest of the body).
-macro_rules! two_chains {
-    ($nb:expr, $i:ident, $acc:ident, $body:block) => {{
-        let (mut acc0, mut acc1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut $i = 0;
-        while $i + 1 < $nb {
-            acc0 = {
-                let $acc = acc0;
-                $body
-            };
-            $i += 1;
-            acc1 = {
-                let $acc = acc1;
-                $body
-            };
-            $i += 1;
+/// Walks the blocks of a 32-block row in groups of 8: the 8 weight scales (f16 at the start of
+/// each `$bytes`-byte block) are converted with one `vcvtph2ps` and multiplied by the 8
+/// activation scales, then `$body` (block `$i`'s eight i32 partial dots) is scaled into one of two
+/// accumulators (independent FMA chains). Leftover blocks go one at a time.
+macro_rules! grouped {
+    ($nb:expr, $wp:expr, $bytes:expr, $xd:expr, $i:ident, $body:block) => {{
+        let (nb, wp, xd): (usize, *const u8, *const f32) = ($nb, $wp, $xd);
+        let mut acc = [_mm256_setzero_ps(); 2];
+        let mut g = 0;
+        while g + 8 <= nb {
+            let mut ds = [0f32; 8];
+            _mm256_storeu_ps(ds.as_mut_ptr(), scales8(wp.add(g * $bytes), $bytes, xd.add(g)));
+            for k in 0..8 {
+                let $i = g + k;
+                let p: __m256i = $body;
+                acc[k & 1] = _mm256_fmadd_ps(_mm256_set1_ps(ds[k]), _mm256_cvtepi32_ps(p), acc[k & 1]);
+            }
+            g += 8;
         }
-        if $i < $nb {
-            acc0 = {
-                let $acc = acc0;
-                $body
-            };
+        while g < nb {
+            let $i = g;
+            let p: __m256i = $body;
+            acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wp.add(g * $bytes)) * *xd.add(g)), _mm256_cvtepi32_ps(p), acc[0]);
+            g += 1;
         }
-        hsum_ps(_mm256_add_ps(acc0, acc1))
+        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
     }};
+}
+
+/// `sum_i m_i * s_i` for Q4_1/Q5_1: the f16 offsets at byte 2 of each block times the
+/// activation block sums, 8 blocks per `vcvtph2ps`.
+#[inline(always)]
+unsafe fn offsets(wp: *const u8, bytes: usize, xs: *const f32, nb: usize) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut g = 0;
+    while g + 8 <= nb {
+        acc = _mm256_add_ps(acc, scales8(wp.add(g * bytes + 2), bytes, xs.add(g)));
+        g += 8;
+    }
+    let mut sum = hsum_ps(acc);
+    while g < nb {
+        sum += f16_at(wp.add(g * bytes + 2)) * *xs.add(g);
+        g += 1;
+    }
+    sum
 }
 
 #[inline(always)]
 pub(crate) unsafe fn q8_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let nb = x.d.len();
     let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    two_chains!(nb, i, acc, {
-        let b = wp.add(i * 34);
-        let p = dot_i8i8::<I>(load(b.add(2)), load_i8(ap.add(i * 32)));
-        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
-    })
+    grouped!(x.d.len(), wp, 34, x.d.as_ptr(), i, { dot_i8i8::<I>(load(wp.add(i * 34 + 2)), load_i8(ap.add(i * 32))) })
 }
 
 #[inline(always)]
 pub(crate) unsafe fn q4_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let nb = x.d.len();
     let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    two_chains!(nb, i, acc, {
-        let b = wp.add(i * 18);
-        let q = _mm256_sub_epi8(nibbles_32(b.add(2)), _mm256_set1_epi8(8));
-        let p = dot_i8i8::<I>(q, load_i8(ap.add(i * 32)));
-        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+    grouped!(x.d.len(), wp, 18, x.d.as_ptr(), i, {
+        let q = _mm256_sub_epi8(nibbles_32(wp.add(i * 18 + 2)), _mm256_set1_epi8(8));
+        dot_i8i8::<I>(q, load_i8(ap.add(i * 32)))
     })
 }
 
 #[inline(always)]
 pub(crate) unsafe fn q5_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let nb = x.d.len();
     let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    two_chains!(nb, i, acc, {
+    grouped!(x.d.len(), wp, 22, x.d.as_ptr(), i, {
         let b = wp.add(i * 22);
-        let q = _mm256_or_si256(nibbles_32(b.add(6)), fifth_bits(read_u32(b.add(2))));
-        let p = dot_i8i8::<I>(_mm256_sub_epi8(q, _mm256_set1_epi8(16)), load_i8(ap.add(i * 32)));
-        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+        // (q | fifth) - 16 == q - (16 where the fifth bit is clear).
+        let q = _mm256_sub_epi8(nibbles_32(b.add(6)), _mm256_andnot_si256(fifth_bits(read_u32(b.add(2))), _mm256_set1_epi8(0x10)));
+        dot_i8i8::<I>(q, load_i8(ap.add(i * 32)))
     })
 }
 
 #[inline(always)]
 pub(crate) unsafe fn q4_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let nb = x.d.len();
-    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    let mut offsets = 0f32;
-    let dots = two_chains!(nb, i, acc, {
-        let b = wp.add(i * 20);
-        offsets += f16_at(b.add(2)) * *x.s.get_unchecked(i);
-        let p = I::dot_u8i8(nibbles_32(b.add(4)), load_i8(ap.add(i * 32)));
-        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
-    });
-    dots + offsets
+    let (wp, ap, nb) = (w.as_ptr(), x.qs.as_ptr(), x.d.len());
+    let dots = grouped!(nb, wp, 20, x.d.as_ptr(), i, { I::dot_u8i8(nibbles_32(wp.add(i * 20 + 4)), load_i8(ap.add(i * 32))) });
+    dots + offsets(wp, 20, x.s.as_ptr(), nb)
 }
 
 #[inline(always)]
 pub(crate) unsafe fn q5_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let nb = x.d.len();
-    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    let mut offsets = 0f32;
-    let dots = two_chains!(nb, i, acc, {
+    let (wp, ap, nb) = (w.as_ptr(), x.qs.as_ptr(), x.d.len());
+    let dots = grouped!(nb, wp, 24, x.d.as_ptr(), i, {
         let b = wp.add(i * 24);
-        offsets += f16_at(b.add(2)) * *x.s.get_unchecked(i);
         let q = _mm256_or_si256(nibbles_32(b.add(8)), fifth_bits(read_u32(b.add(4))));
-        let p = I::dot_u8i8(q, load_i8(ap.add(i * 32)));
-        _mm256_fmadd_ps(_mm256_set1_ps(f16_at(b) * *x.d.get_unchecked(i)), _mm256_cvtepi32_ps(p), acc)
+        I::dot_u8i8(q, load_i8(ap.add(i * 32)))
     });
-    dots + offsets
+    dots + offsets(wp, 24, x.s.as_ptr(), nb)
 }
 
 /// `vpshufb` masks broadcasting i16 word `j` of a 128-bit lane to the whole 256-bit vector.
