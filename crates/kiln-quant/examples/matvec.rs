@@ -61,7 +61,9 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, rng: &mut Rng) -> QMatr
         // Finite values: rewrite every element.
         match ty {
             GgmlType::F32 => data.chunks_exact_mut(4).for_each(|c| c.copy_from_slice(&(rng.unit() * 0.05).to_le_bytes())),
-            GgmlType::F16 => data.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&kiln_quant::float::f32_to_f16(rng.unit() * 0.05).to_le_bytes())),
+            GgmlType::F16 => {
+                data.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&kiln_quant::float::f32_to_f16(rng.unit() * 0.05).to_le_bytes()))
+            }
             _ => data.chunks_exact_mut(2).for_each(|c| c.copy_from_slice(&kiln_quant::float::f32_to_bf16(rng.unit() * 0.05).to_le_bytes())),
         }
     }
@@ -111,7 +113,12 @@ fn parse_opts() -> Opts {
     while i < args.len() {
         let val = || args.get(i + 1).expect("option needs a value").split(',').map(str::to_owned).collect::<Vec<_>>();
         match args[i].as_str() {
-            "--types" => o.types = val().iter().map(|s| GgmlType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s)).expect("unknown type")).collect(),
+            "--types" => {
+                o.types = val()
+                    .iter()
+                    .map(|s| GgmlType::ALL.into_iter().find(|t| t.name().eq_ignore_ascii_case(s)).expect("unknown type"))
+                    .collect()
+            }
             "--threads" => o.threads = val().iter().map(|s| s.parse().unwrap()).collect(),
             "--tiers" => o.tiers = val().iter().map(|s| Tier::parse(s).expect("unknown tier")).filter(|t| t.available()).collect(),
             "--m" => o.ms = val().iter().map(|s| s.parse().unwrap()).collect(),
@@ -171,7 +178,7 @@ fn model_products(q8: bool) -> Vec<(GgmlType, usize, usize)> {
         p.push((t(if more_bits { GgmlType::Q6K } else { GgmlType::Q4K }), h, h)); // attn_v
         p.push((t(GgmlType::Q4K), f, h)); // ffn_gate
         p.push((t(GgmlType::Q4K), f, h)); // ffn_up
-        // ffn_down: 5504 columns, so Q6_K falls back to Q8_0 and Q4_K to Q5_0.
+                                          // ffn_down: 5504 columns, so Q6_K falls back to Q8_0 and Q4_K to Q5_0.
         p.push((t(if more_bits { GgmlType::Q8_0 } else { GgmlType::Q5_0 }), h, f));
     }
     p.push((if q8 { GgmlType::Q8_0 } else { GgmlType::Q6K }, v, h)); // output
@@ -180,11 +187,27 @@ fn model_products(q8: bool) -> Vec<(GgmlType, usize, usize)> {
 
 fn main() {
     let o = parse_opts();
-    let rounds = if o.hot { 30 } else if o.quick { 3 } else { 5 };
-    let min_round = Duration::from_millis(if o.hot { 5 } else if o.quick { 150 } else { 400 });
+    let rounds = if o.hot {
+        30
+    } else if o.quick {
+        3
+    } else {
+        5
+    };
+    let min_round = Duration::from_millis(if o.hot {
+        5
+    } else if o.quick {
+        150
+    } else {
+        400
+    });
     let features = kiln_quant::simd::CpuFeatures::detect();
     println!("cpu features: {features:?}");
-    println!("available tiers: {:?}; default tier {}", Tier::ALL.into_iter().filter(|t| t.available()).collect::<Vec<_>>(), kiln_quant::active_tier());
+    println!(
+        "available tiers: {:?}; default tier {}",
+        Tier::ALL.into_iter().filter(|t| t.available()).collect::<Vec<_>>(),
+        kiln_quant::active_tier()
+    );
     for &t in &o.threads {
         println!("memory read bandwidth, {t} thread(s): {:.1} GB/s", read_bandwidth(t, rounds));
     }
@@ -193,7 +216,12 @@ fn main() {
     let shapes: &[(&str, usize, usize)] = if o.hot {
         &[("hot 256x2048", 256, 2048)]
     } else {
-        &[("attn 2048x2048", 2048, 2048), ("ffn up 5504x2048", 5504, 2048), ("ffn down 2048x5504", 2048, 5504), ("output 32256x2048", 32256, 2048)]
+        &[
+            ("attn 2048x2048", 2048, 2048),
+            ("ffn up 5504x2048", 5504, 2048),
+            ("ffn down 2048x5504", 2048, 5504),
+            ("output 32256x2048", 32256, 2048),
+        ]
     };
     println!("\n{:<6} {:<20} {:>4} {:>7} {:>3} {:>10} {:>9} {:>8}", "type", "shape", "m", "tier", "thr", "ms", "GFLOP/s", "GB/s");
     for &ty in &o.types {

@@ -7,7 +7,10 @@
 //! activation rows, which the pool's threads take from an atomic counter. Each tile walks its
 //! weight rows once and dots each against every activation row of the tile, so a weight row is
 //! read from memory once per tile and reused from L1 (decode, `n = 1`: tiles are just row
-//! chunks, small enough that both threads stay busy to the end).
+//! chunks, small enough that both threads stay busy to the end). Within a tile, the quantized
+//! types' four-row kernels unpack each weight block once for four activation rows; their
+//! per-row arithmetic equals the one-row kernel's, so results do not depend on `n` or on the
+//! thread count.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -154,21 +157,29 @@ fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32],
                 }
             }
             Acts::Q8(a) => {
-                let dot = simd::scalar::q8_kernel(k, w.ty);
+                let (dot, dot4) = (simd::scalar::q8_kernel(k, w.ty), simd::scalar::q8x4_kernel(k, w.ty));
                 for r in r0..r1 {
                     let wr = w.row(r);
-                    for j in j0..j1 {
-                        put(j, r, dot(wr, a.row(j)));
+                    let mut j = j0;
+                    while j + 4 <= j1 {
+                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
+                        (0..4).for_each(|t| put(j + t, r, o[t]));
+                        j += 4;
                     }
+                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
                 }
             }
             Acts::Q8K(a) => {
-                let dot = simd::scalar::q8k_kernel(k, w.ty);
+                let (dot, dot4) = (simd::scalar::q8k_kernel(k, w.ty), simd::scalar::q8kx4_kernel(k, w.ty));
                 for r in r0..r1 {
                     let wr = w.row(r);
-                    for j in j0..j1 {
-                        put(j, r, dot(wr, a.row(j)));
+                    let mut j = j0;
+                    while j + 4 <= j1 {
+                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
+                        (0..4).for_each(|t| put(j + t, r, o[t]));
+                        j += 4;
                     }
+                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! `matmul` on odd shapes for every type, tier and a few thread counts: SIMD tiers agree with
 //! the scalar tier within the f32 summation tolerance (see src/simd/tests.rs), every tier gives
 //! the same bits for any thread count (each output is one dot product, whatever the tiling), and
-//! the scalar tier equals per-row reference dot products exactly.
+//! the scalar tier equals per-row reference dot products exactly. A row of an n-row product
+//! equals the one-row product of the same activations, bit for bit (batch invariance).
 
 use kiln_quant::act::{Q8Act, Q8KAct};
 use kiln_quant::{matmul, matmul_with_tier, GgmlType as T, Pool, QMatrix, QuantError, Tier};
@@ -101,6 +102,16 @@ fn matmul_matches_the_reference_on_odd_shapes_for_every_tier_and_thread_count() 
                                     pool.threads()
                                 );
                             }
+                        }
+                        // Batch invariance: row j of an n-row product equals a one-row product of x[j].
+                        if n > 1 {
+                            let j = n - 1;
+                            let mut one = vec![0f32; rows];
+                            matmul_with_tier(tier, &w, &x[j * cols..(j + 1) * cols], 1, &mut one, pool).unwrap();
+                            assert!(
+                                one.iter().zip(&out[j * rows..]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                                "{tier} {ty}: n changed bits"
+                            );
                         }
                         first.get_or_insert(out);
                     }

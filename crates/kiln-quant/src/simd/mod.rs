@@ -22,39 +22,50 @@ use crate::act::{Q8KRow, Q8Row};
 #[cfg(target_arch = "x86_64")]
 macro_rules! tier_kernels {
     ($features:literal, $isa:ty, $f32:path, $f16:path, $bf16:path) => {
-        tier_kernels!(@q8 $features, $isa, q4_0, 18);
-        tier_kernels!(@q8 $features, $isa, q4_1, 20);
-        tier_kernels!(@q8 $features, $isa, q5_0, 22);
-        tier_kernels!(@q8 $features, $isa, q5_1, 24);
-        tier_kernels!(@q8 $features, $isa, q8_0, 34);
-        tier_kernels!(@q8k $features, $isa, q4k, 144);
-        tier_kernels!(@q8k $features, $isa, q5k, 176);
-        tier_kernels!(@q8k $features, $isa, q6k, 210);
+        tier_kernels!(@q8 $features, $isa, q4_0, q4_0_n, q4_0x4, 18);
+        tier_kernels!(@q8 $features, $isa, q4_1, q4_1_n, q4_1x4, 20);
+        tier_kernels!(@q8 $features, $isa, q5_0, q5_0_n, q5_0x4, 22);
+        tier_kernels!(@q8 $features, $isa, q5_1, q5_1_n, q5_1x4, 24);
+        tier_kernels!(@q8 $features, $isa, q8_0, q8_0_n, q8_0x4, 34);
+        tier_kernels!(@q8k $features, $isa, q4k, q4k_n, q4kx4, 144);
+        tier_kernels!(@q8k $features, $isa, q5k, q5k_n, q5kx4, 176);
+        tier_kernels!(@q8k $features, $isa, q6k, q6k_n, q6kx4, 210);
         tier_kernels!(@f $features, dot_f32, $f32, 4);
         tier_kernels!(@f $features, dot_f16, $f16, 2);
         tier_kernels!(@f $features, dot_bf16, $bf16, 2);
     };
-    (@q8 $features:literal, $isa:ty, $name:ident, $bytes:expr) => {
+    (@q8 $features:literal, $isa:ty, $name:ident, $gen:ident, $name4:ident, $bytes:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $gen<const N: usize>(w: &[u8], xs: &[crate::act::Q8Row<'_>; N]) -> [f32; N] {
+            int::$name::<$isa, N>(w, xs)
+        }
         fn $name(w: &[u8], x: crate::act::Q8Row<'_>) -> f32 {
-            #[target_feature(enable = $features)]
-            unsafe fn inner(w: &[u8], x: crate::act::Q8Row<'_>) -> f32 {
-                int::$name::<$isa>(w, x)
-            }
             super::scalar::check_q8(w, x, $bytes);
             // SAFETY: this tier's table is only reachable through `kernels`, which checked the
             // CPU features; the lengths the body relies on were checked just above.
-            unsafe { inner(w, x) }
+            unsafe { $gen::<1>(w, &[x])[0] }
+        }
+        fn $name4(w: &[u8], xs: &[crate::act::Q8Row<'_>; 4]) -> [f32; 4] {
+            xs.iter().for_each(|x| super::scalar::check_q8(w, *x, $bytes));
+            // SAFETY: as above.
+            unsafe { $gen::<4>(w, xs) }
         }
     };
-    (@q8k $features:literal, $isa:ty, $name:ident, $bytes:expr) => {
+    (@q8k $features:literal, $isa:ty, $name:ident, $gen:ident, $name4:ident, $bytes:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $gen<const N: usize>(w: &[u8], xs: &[crate::act::Q8KRow<'_>; N]) -> [f32; N] {
+            int::$name::<$isa, N>(w, xs)
+        }
         fn $name(w: &[u8], x: crate::act::Q8KRow<'_>) -> f32 {
-            #[target_feature(enable = $features)]
-            unsafe fn inner(w: &[u8], x: crate::act::Q8KRow<'_>) -> f32 {
-                int::$name::<$isa>(w, x)
-            }
             super::scalar::check_q8k(w, x, $bytes);
+            // SAFETY: this tier's table is only reachable through `kernels`, which checked the
+            // CPU features; the lengths the body relies on were checked just above.
+            unsafe { $gen::<1>(w, &[x])[0] }
+        }
+        fn $name4(w: &[u8], xs: &[crate::act::Q8KRow<'_>; 4]) -> [f32; 4] {
+            xs.iter().for_each(|x| super::scalar::check_q8k(w, *x, $bytes));
             // SAFETY: as above.
-            unsafe { inner(w, x) }
+            unsafe { $gen::<4>(w, xs) }
         }
     };
     (@f $features:literal, $name:ident, $body:path, $elem:expr) => {
@@ -199,8 +210,13 @@ pub fn resolve(requested: Option<&str>, cpu: CpuFeatures) -> (Tier, Option<Strin
 
 /// Dot product of a 32-block weight row with Q8 activations.
 pub(crate) type DotQ8 = fn(&[u8], Q8Row<'_>) -> f32;
+/// Dot products of a 32-block weight row with four Q8 activation rows (each row's result equal
+/// to the single-row kernel's, bit for bit).
+pub(crate) type DotQ8x4 = fn(&[u8], &[Q8Row<'_>; 4]) -> [f32; 4];
 /// Dot product of a k-quant weight row with Q8_K activations.
 pub(crate) type DotQ8K = fn(&[u8], Q8KRow<'_>) -> f32;
+/// Dot products of a k-quant weight row with four Q8_K activation rows (bit-equal to `DotQ8K`).
+pub(crate) type DotQ8Kx4 = fn(&[u8], &[Q8KRow<'_>; 4]) -> [f32; 4];
 /// Dot product of an F32/F16/BF16 weight row with f32 activations.
 pub(crate) type DotF = fn(&[u8], &[f32]) -> f32;
 
@@ -216,6 +232,14 @@ pub(crate) struct Kernels {
     pub q4k: DotQ8K,
     pub q5k: DotQ8K,
     pub q6k: DotQ8K,
+    pub q4_0x4: DotQ8x4,
+    pub q4_1x4: DotQ8x4,
+    pub q5_0x4: DotQ8x4,
+    pub q5_1x4: DotQ8x4,
+    pub q8_0x4: DotQ8x4,
+    pub q4kx4: DotQ8Kx4,
+    pub q5kx4: DotQ8Kx4,
+    pub q6kx4: DotQ8Kx4,
     pub f32: DotF,
     pub f16: DotF,
     pub bf16: DotF,

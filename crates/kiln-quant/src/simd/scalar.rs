@@ -15,6 +15,14 @@ pub(super) static KERNELS: Kernels = Kernels {
     q4k: k_quants::vec_dot_q4k,
     q5k: k_quants::vec_dot_q5k,
     q6k: k_quants::vec_dot_q6k,
+    q4_0x4: |w, xs| xs.map(|x| q4_0::vec_dot(w, x)),
+    q4_1x4: |w, xs| xs.map(|x| q4_1::vec_dot(w, x)),
+    q5_0x4: |w, xs| xs.map(|x| q5_0::vec_dot(w, x)),
+    q5_1x4: |w, xs| xs.map(|x| q5_1::vec_dot(w, x)),
+    q8_0x4: |w, xs| xs.map(|x| q8_0::vec_dot(w, x)),
+    q4kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q4k(w, x)),
+    q5kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q5k(w, x)),
+    q6kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q6k(w, x)),
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
@@ -58,7 +66,7 @@ impl Lcg {
     }
 }
 
-/// Weight rows and activations whose dot products are small integers (unit scales, activations
+/// Weight rows and three activation rows whose dot products are small integers (unit scales, activations
 /// in -7..=7, Q6_K scales in -32..=31), so every summation order gives the same f32: a correct
 /// kernel must match the reference exactly. Bounds: Q5_K, the largest, stays below 2^24 for
 /// the 3 blocks used.
@@ -86,7 +94,7 @@ pub(crate) fn exact_case(seed: u64, nb32: usize, nb256: usize, nf: usize) -> Exa
         }
         q8_weights.push((ty, w));
     }
-    let mut q8 = Q8Act::zeroed(1, nb32 * 32);
+    let mut q8 = Q8Act::zeroed(3, nb32 * 32);
     q8.qs.iter_mut().for_each(|q| *q = g.small(7) as i8);
     for (i, (d, s)) in q8.d.iter_mut().zip(q8.s.iter_mut()).enumerate() {
         *d = 1.0;
@@ -106,7 +114,7 @@ pub(crate) fn exact_case(seed: u64, nb32: usize, nb256: usize, nf: usize) -> Exa
         }
         q8k_weights.push((ty, w));
     }
-    let mut q8k = Q8KAct::zeroed(1, nb256 * 256);
+    let mut q8k = Q8KAct::zeroed(3, nb256 * 256);
     q8k.qs.iter_mut().for_each(|q| *q = g.small(7) as i8);
     q8k.d.iter_mut().for_each(|d| *d = 1.0);
     for (j, s) in q8k.bsums.iter_mut().enumerate() {
@@ -133,6 +141,30 @@ pub(crate) fn q8_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotQ8 {
         T::Q5_1 => k.q5_1,
         T::Q8_0 => k.q8_0,
         _ => unreachable!("{ty} does not use Q8 activations"),
+    }
+}
+
+/// The four-row dot-product kernel of `k` for a 32-block type.
+pub(crate) fn q8x4_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotQ8x4 {
+    use crate::GgmlType as T;
+    match ty {
+        T::Q4_0 => k.q4_0x4,
+        T::Q4_1 => k.q4_1x4,
+        T::Q5_0 => k.q5_0x4,
+        T::Q5_1 => k.q5_1x4,
+        T::Q8_0 => k.q8_0x4,
+        _ => unreachable!("{ty} does not use Q8 activations"),
+    }
+}
+
+/// The four-row dot-product kernel of `k` for a k-quant type.
+pub(crate) fn q8kx4_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotQ8Kx4 {
+    use crate::GgmlType as T;
+    match ty {
+        T::Q4K => k.q4kx4,
+        T::Q5K => k.q5kx4,
+        T::Q6K => k.q6kx4,
+        _ => unreachable!("{ty} does not use Q8_K activations"),
     }
 }
 
@@ -165,16 +197,27 @@ pub(super) fn self_check(k: &Kernels) -> Result<(), String> {
         return Ok(());
     }
     let case = exact_case(0x5EED, 5, 3, 75);
+    let rows4 = |n: usize| [0, 1, 2, 3].map(|j| j % n);
     for (ty, w) in &case.q8_weights {
         let (got, want) = (q8_kernel(k, *ty)(w, case.q8.row(0)), q8_kernel(&KERNELS, *ty)(w, case.q8.row(0)));
         if got != want {
             return Err(format!("{ty}: {got} vs {want}"));
+        }
+        let xs = rows4(case.q8.rows()).map(|j| case.q8.row(j));
+        let (got, want) = (q8x4_kernel(k, *ty)(w, &xs), xs.map(|x| q8_kernel(&KERNELS, *ty)(w, x)));
+        if got != want {
+            return Err(format!("{ty} x4: {got:?} vs {want:?}"));
         }
     }
     for (ty, w) in &case.q8k_weights {
         let (got, want) = (q8k_kernel(k, *ty)(w, case.q8k.row(0)), q8k_kernel(&KERNELS, *ty)(w, case.q8k.row(0)));
         if got != want {
             return Err(format!("{ty}: {got} vs {want}"));
+        }
+        let xs = rows4(case.q8k.rows()).map(|j| case.q8k.row(j));
+        let (got, want) = (q8kx4_kernel(k, *ty)(w, &xs), xs.map(|x| q8k_kernel(&KERNELS, *ty)(w, x)));
+        if got != want {
+            return Err(format!("{ty} x4: {got:?} vs {want:?}"));
         }
     }
     for (ty, w) in &case.float_weights {

@@ -7,7 +7,7 @@
 //! hundred to a few thousand terms is well inside it) and the scalar reference itself must agree
 //! with the f64 dot product of the dequantized rows within the same bound.
 
-use super::scalar::{exact_case, float_kernel, q8_kernel, q8k_kernel, Lcg};
+use super::scalar::{exact_case, float_kernel, q8_kernel, q8k_kernel, q8kx4_kernel, q8x4_kernel, Lcg};
 use super::*;
 use crate::act::{Q8Act, Q8KAct};
 use crate::{dequantize_row, GgmlType as T};
@@ -24,12 +24,22 @@ fn exact_cases_agree_bit_for_bit_on_every_tier() {
         let case = exact_case(seed, nb32, nb256, nf);
         for k in tiers() {
             for (ty, w) in &case.q8_weights {
-                let (got, want) = (q8_kernel(k, *ty)(w, case.q8.row(0)), q8_kernel(&scalar::KERNELS, *ty)(w, case.q8.row(0)));
-                assert_eq!(got.to_bits(), want.to_bits(), "{} {ty} nb {nb32}: {got} vs {want}", k.tier);
+                for j in 0..3 {
+                    let (got, want) = (q8_kernel(k, *ty)(w, case.q8.row(j)), q8_kernel(&scalar::KERNELS, *ty)(w, case.q8.row(j)));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{} {ty} nb {nb32}: {got} vs {want}", k.tier);
+                }
+                let xs = [2, 0, 1, 2].map(|j| case.q8.row(j));
+                let want = xs.map(|x| q8_kernel(&scalar::KERNELS, *ty)(w, x));
+                assert_eq!(q8x4_kernel(k, *ty)(w, &xs), want, "{} {ty} x4 nb {nb32}", k.tier);
             }
             for (ty, w) in &case.q8k_weights {
-                let (got, want) = (q8k_kernel(k, *ty)(w, case.q8k.row(0)), q8k_kernel(&scalar::KERNELS, *ty)(w, case.q8k.row(0)));
-                assert_eq!(got.to_bits(), want.to_bits(), "{} {ty} nb {nb256}: {got} vs {want}", k.tier);
+                for j in 0..3 {
+                    let (got, want) = (q8k_kernel(k, *ty)(w, case.q8k.row(j)), q8k_kernel(&scalar::KERNELS, *ty)(w, case.q8k.row(j)));
+                    assert_eq!(got.to_bits(), want.to_bits(), "{} {ty} nb {nb256}: {got} vs {want}", k.tier);
+                }
+                let xs = [1, 2, 0, 1].map(|j| case.q8k.row(j));
+                let want = xs.map(|x| q8k_kernel(&scalar::KERNELS, *ty)(w, x));
+                assert_eq!(q8kx4_kernel(k, *ty)(w, &xs), want, "{} {ty} x4 nb {nb256}", k.tier);
             }
             for (ty, w) in &case.float_weights {
                 let (got, want) = (float_kernel(k, *ty)(w, &case.f), float_kernel(&scalar::KERNELS, *ty)(w, &case.f));
@@ -76,8 +86,11 @@ fn random_rows_agree_within_summation_tolerance() {
     let mut g = Lcg(42);
     for cols in [256, 512, 768, 2048, 5632] {
         let x: Vec<f32> = (0..cols).map(|_| g.gauss()).collect();
-        let q8 = Q8Act::quantize(&x, 1, cols);
-        let q8k = Q8KAct::quantize(&x, 1, cols);
+        // Row 0 is `x`; rows 1-3 other activations for the four-row kernels.
+        let mut x4 = x.clone();
+        x4.extend((0..3 * cols).map(|_| g.gauss() * 3.0));
+        let q8 = Q8Act::quantize(&x4, 4, cols);
+        let q8k = Q8KAct::quantize(&x4, 4, cols);
         // The activations as the kernels see them.
         let a8: Vec<f32> = (0..cols).map(|i| f32::from(q8.qs[i]) * q8.d[i / 32]).collect();
         let a8k: Vec<f32> = (0..cols).map(|i| f32::from(q8k.qs[i]) * q8k.d[i / 256]).collect();
@@ -103,6 +116,18 @@ fn random_rows_agree_within_summation_tolerance() {
                     _ => float_kernel(k, ty)(&w, &x),
                 };
                 assert!(close(got, want, abs), "{} {ty} cols {cols}: {got} vs f64 {want} (sum|.| {abs})", k.tier);
+                // The four-row kernels: each row bit-equal to the tier's one-row kernel.
+                match ty.block_size() {
+                    32 => {
+                        let xs = [3, 1, 0, 2].map(|j| q8.row(j));
+                        assert_eq!(q8x4_kernel(k, ty)(&w, &xs), xs.map(|x| q8_kernel(k, ty)(&w, x)), "{} {ty} x4", k.tier);
+                    }
+                    256 => {
+                        let xs = [0, 2, 3, 1].map(|j| q8k.row(j));
+                        assert_eq!(q8kx4_kernel(k, ty)(&w, &xs), xs.map(|x| q8k_kernel(k, ty)(&w, x)), "{} {ty} x4", k.tier);
+                    }
+                    _ => {}
+                }
             }
         }
     }

@@ -77,12 +77,11 @@ unsafe fn f16_at(p: *const u8) -> f32 {
     f32::from_bits(bits) * f32::from_bits(0x7780_0000) // 2^112
 }
 
-/// The f16 scales at `p`, `p + stride`, ... (8 blocks) times the 8 activation scales at `xd`.
+/// The 8 f16 scales at `p`, `p + stride`, ... (one per block) with one `vcvtph2ps`.
 #[inline(always)]
-unsafe fn scales8(p: *const u8, stride: usize, xd: *const f32) -> __m256 {
+unsafe fn scales8(p: *const u8, stride: usize) -> __m256 {
     let h = |k: usize| i16::from_le_bytes([*p.add(k * stride), *p.add(k * stride + 1)]);
-    let v = _mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7));
-    _mm256_mul_ps(_mm256_cvtph_ps(v), _mm256_loadu_ps(xd))
+    _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)))
 }
 
 #[inline(always)]
@@ -118,32 +117,51 @@ unsafe fn fifth_bits(qh: u32) -> __m256i {
     _mm256_and_si256(set, _mm256_set1_epi8(0x10))
 }
 
-/// Walks the blocks of a 32-block row in groups of 8: the 8 weight scales (f16 at the start of
-/// each `$bytes`-byte block) are converted with one `vcvtph2ps` and multiplied by the 8
-/// activation scales, then `$body` (block `$i`'s eight i32 partial dots) is scaled into one of two
-/// accumulators (independent FMA chains). Leftover blocks go one at a time.
+/// The kernels below take `N` activation rows (1 for decode, 4 in prefill tiles) and unpack each
+/// weight block once for all of them. Each row's arithmetic is the same whatever `N` is, so a
+/// product's bits do not depend on how activation rows were grouped.
+///
+/// `grouped!` walks the blocks of a 32-block row in groups of 8: the 8 weight scales (f16 at the
+/// start of each `$bytes`-byte block) are converted with one `vcvtph2ps` and multiplied by each
+/// row's 8 activation scales; `$prep` prepares block `$i`'s weights once, `$body` gives their
+/// eight i32 partial dots with row `$j`, scaled into one of two accumulators per row
+/// (independent FMA chains). Leftover blocks go one at a time.
 macro_rules! grouped {
-    ($nb:expr, $wp:expr, $bytes:expr, $xd:expr, $i:ident, $body:block) => {{
-        let (nb, wp, xd): (usize, *const u8, *const f32) = ($nb, $wp, $xd);
-        let mut acc = [_mm256_setzero_ps(); 2];
+    ($nb:expr, $wp:expr, $bytes:expr, $xs:expr, $i:ident, $w:ident = $prep:block, $j:ident => $body:block) => {{
+        let (nb, wp, xs): (usize, *const u8, &[Q8Row<'_>; N]) = ($nb, $wp, $xs);
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
         let mut g = 0;
         while g + 8 <= nb {
-            let mut ds = [0f32; 8];
-            _mm256_storeu_ps(ds.as_mut_ptr(), scales8(wp.add(g * $bytes), $bytes, xd.add(g)));
+            let wd = scales8(wp.add(g * $bytes), $bytes);
+            let mut ds = [[0f32; 8]; N];
+            for (d, x) in ds.iter_mut().zip(xs) {
+                _mm256_storeu_ps(d.as_mut_ptr(), _mm256_mul_ps(wd, _mm256_loadu_ps(x.d.as_ptr().add(g))));
+            }
             for k in 0..8 {
                 let $i = g + k;
-                let p: __m256i = $body;
-                acc[k & 1] = _mm256_fmadd_ps(_mm256_set1_ps(ds[k]), _mm256_cvtepi32_ps(p), acc[k & 1]);
+                let $w = $prep;
+                for $j in 0..N {
+                    let p: __m256i = $body;
+                    acc[$j][k & 1] = _mm256_fmadd_ps(_mm256_set1_ps(ds[$j][k]), _mm256_cvtepi32_ps(p), acc[$j][k & 1]);
+                }
             }
             g += 8;
         }
         while g < nb {
             let $i = g;
-            let p: __m256i = $body;
-            acc[0] = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(wp.add(g * $bytes)) * *xd.add(g)), _mm256_cvtepi32_ps(p), acc[0]);
+            let $w = $prep;
+            let dw = f16_at(wp.add(g * $bytes));
+            for $j in 0..N {
+                let p: __m256i = $body;
+                acc[$j][0] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xs[$j].d.get_unchecked(g)), _mm256_cvtepi32_ps(p), acc[$j][0]);
+            }
             g += 1;
         }
-        hsum_ps(_mm256_add_ps(acc[0], acc[1]))
+        let mut out = [0f32; N];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            *o = hsum_ps(_mm256_add_ps(a[0], a[1]));
+        }
+        out
     }};
 }
 
@@ -154,7 +172,7 @@ unsafe fn offsets(wp: *const u8, bytes: usize, xs: *const f32, nb: usize) -> f32
     let mut acc = _mm256_setzero_ps();
     let mut g = 0;
     while g + 8 <= nb {
-        acc = _mm256_add_ps(acc, scales8(wp.add(g * bytes + 2), bytes, xs.add(g)));
+        acc = _mm256_fmadd_ps(scales8(wp.add(g * bytes + 2), bytes), _mm256_loadu_ps(xs.add(g)), acc);
         g += 8;
     }
     let mut sum = hsum_ps(acc);
@@ -166,47 +184,58 @@ unsafe fn offsets(wp: *const u8, bytes: usize, xs: *const f32, nb: usize) -> f32
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q8_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    grouped!(x.d.len(), wp, 34, x.d.as_ptr(), i, { dot_i8i8::<I>(load(wp.add(i * 34 + 2)), load_i8(ap.add(i * 32))) })
-}
-
-#[inline(always)]
-pub(crate) unsafe fn q4_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    grouped!(x.d.len(), wp, 18, x.d.as_ptr(), i, {
-        let q = _mm256_sub_epi8(nibbles_32(wp.add(i * 18 + 2)), _mm256_set1_epi8(8));
-        dot_i8i8::<I>(q, load_i8(ap.add(i * 32)))
+pub(crate) unsafe fn q8_0<I: Isa, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [f32; N] {
+    let wp = w.as_ptr();
+    grouped!(xs[0].d.len(), wp, 34, xs, i, q = { load(wp.add(i * 34 + 2)) }, j => {
+        dot_i8i8::<I>(q, load_i8(xs[j].qs.as_ptr().add(i * 32)))
     })
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q5_0<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let (wp, ap) = (w.as_ptr(), x.qs.as_ptr());
-    grouped!(x.d.len(), wp, 22, x.d.as_ptr(), i, {
+pub(crate) unsafe fn q4_0<I: Isa, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [f32; N] {
+    let wp = w.as_ptr();
+    grouped!(xs[0].d.len(), wp, 18, xs, i, q = { _mm256_sub_epi8(nibbles_32(wp.add(i * 18 + 2)), _mm256_set1_epi8(8)) }, j => {
+        dot_i8i8::<I>(q, load_i8(xs[j].qs.as_ptr().add(i * 32)))
+    })
+}
+
+#[inline(always)]
+pub(crate) unsafe fn q5_0<I: Isa, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [f32; N] {
+    let wp = w.as_ptr();
+    grouped!(xs[0].d.len(), wp, 22, xs, i, q = {
         let b = wp.add(i * 22);
         // (q | fifth) - 16 == q - (16 where the fifth bit is clear).
-        let q = _mm256_sub_epi8(nibbles_32(b.add(6)), _mm256_andnot_si256(fifth_bits(read_u32(b.add(2))), _mm256_set1_epi8(0x10)));
-        dot_i8i8::<I>(q, load_i8(ap.add(i * 32)))
+        _mm256_sub_epi8(nibbles_32(b.add(6)), _mm256_andnot_si256(fifth_bits(read_u32(b.add(2))), _mm256_set1_epi8(0x10)))
+    }, j => {
+        dot_i8i8::<I>(q, load_i8(xs[j].qs.as_ptr().add(i * 32)))
     })
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q4_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let (wp, ap, nb) = (w.as_ptr(), x.qs.as_ptr(), x.d.len());
-    let dots = grouped!(nb, wp, 20, x.d.as_ptr(), i, { I::dot_u8i8(nibbles_32(wp.add(i * 20 + 4)), load_i8(ap.add(i * 32))) });
-    dots + offsets(wp, 20, x.s.as_ptr(), nb)
+pub(crate) unsafe fn q4_1<I: Isa, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [f32; N] {
+    let (wp, nb) = (w.as_ptr(), xs[0].d.len());
+    let mut out = grouped!(nb, wp, 20, xs, i, q = { nibbles_32(wp.add(i * 20 + 4)) }, j => {
+        I::dot_u8i8(q, load_i8(xs[j].qs.as_ptr().add(i * 32)))
+    });
+    for (o, x) in out.iter_mut().zip(xs) {
+        *o += offsets(wp, 20, x.s.as_ptr(), nb);
+    }
+    out
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q5_1<I: Isa>(w: &[u8], x: Q8Row<'_>) -> f32 {
-    let (wp, ap, nb) = (w.as_ptr(), x.qs.as_ptr(), x.d.len());
-    let dots = grouped!(nb, wp, 24, x.d.as_ptr(), i, {
+pub(crate) unsafe fn q5_1<I: Isa, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [f32; N] {
+    let (wp, nb) = (w.as_ptr(), xs[0].d.len());
+    let mut out = grouped!(nb, wp, 24, xs, i, q = {
         let b = wp.add(i * 24);
-        let q = _mm256_or_si256(nibbles_32(b.add(8)), fifth_bits(read_u32(b.add(4))));
-        I::dot_u8i8(q, load_i8(ap.add(i * 32)))
+        _mm256_or_si256(nibbles_32(b.add(8)), fifth_bits(read_u32(b.add(4))))
+    }, j => {
+        I::dot_u8i8(q, load_i8(xs[j].qs.as_ptr().add(i * 32)))
     });
-    dots + offsets(wp, 24, x.s.as_ptr(), nb)
+    for (o, x) in out.iter_mut().zip(xs) {
+        *o += offsets(wp, 24, x.s.as_ptr(), nb);
+    }
+    out
 }
 
 /// `vpshufb` masks broadcasting i16 word `j` of a 128-bit lane to the whole 256-bit vector.
@@ -254,33 +283,29 @@ unsafe fn scales_mins(p: *const u8) -> (u64, u64) {
     (u64::from(s0 & 0x3F3F_3F3F) | (u64::from(sc_hi) << 32), u64::from(s1 & 0x3F3F_3F3F) | (u64::from(mn_hi) << 32))
 }
 
-/// `sum_j mins_j * (bsums[2j] + bsums[2j + 1])` as four i32 lanes.
+/// `sum_j mins_j * (bsums[2j] + bsums[2j + 1])` as four i32 lanes (upper four lanes zero).
 #[inline(always)]
-unsafe fn min_terms(mins: u64, bsums: *const i16) -> __m128i {
+unsafe fn min_terms(mins: __m128i, bsums: *const i16) -> __m256i {
     let bs = _mm256_loadu_si256(bsums as *const __m256i);
     let pairs = _mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs));
-    _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(mins as i64)), pairs)
+    _mm256_zextsi128_si256(_mm_madd_epi16(mins, pairs))
 }
 
-/// The shared Q4_K/Q5_K body; `high(c)` gives the fifth bits (0x10) of chunk `c`'s two
-/// sub-blocks, or zeros for Q4_K.
+/// The shared Q4_K/Q5_K body (`five`: Q5_K's fifth bits at bytes 16..48, nibbles at 48..).
 #[inline(always)]
-unsafe fn q45k(w: &[u8], x: Q8KRow<'_>, bytes: usize, qs_off: usize, five: bool) -> f32 {
-    let nb = x.d.len();
+unsafe fn q45k<const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N], bytes: usize, qs_off: usize, five: bool) -> [f32; N] {
+    let nb = xs[0].d.len();
     let m4 = _mm256_set1_epi8(0x0F);
     let one = _mm256_set1_epi8(1);
-    let mut acc = _mm256_setzero_ps();
-    let mut accm = _mm_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); N];
     for i in 0..nb {
         let b = w.as_ptr().add(i * bytes);
-        let a = x.qs.as_ptr().add(i * 256);
-        let dx = *x.d.get_unchecked(i);
+        let (d, dmin) = (f16_at(b), f16_at(b.add(2)));
         let (sc, mn) = scales_mins(b.add(4));
-        let pm = min_terms(mn, x.bsums.as_ptr().add(16 * i));
-        accm = _mm_fmadd_ps(_mm_set1_ps(dx * f16_at(b.add(2))), _mm_cvtepi32_ps(pm), accm);
+        let mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(mn as i64));
         let sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(sc as i64)));
         let mut qh = if five { load(b.add(16)) } else { _mm256_setzero_si256() };
-        let mut sumi = _mm256_setzero_si256();
+        let mut sumi = [_mm256_setzero_si256(); N];
         for c in 0..4 {
             let q = load(b.add(qs_off + 32 * c));
             let mut lo = _mm256_and_si256(q, m4);
@@ -291,66 +316,90 @@ unsafe fn q45k(w: &[u8], x: Q8KRow<'_>, bytes: usize, qs_off: usize, five: bool)
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16::<4>(_mm256_and_si256(qh, one)));
                 qh = _mm256_srli_epi16::<1>(qh);
             }
-            let p0 = _mm256_maddubs_epi16(lo, load_i8(a.add(64 * c)));
-            let p1 = _mm256_maddubs_epi16(hi, load_i8(a.add(64 * c + 32)));
-            let s0 = _mm256_madd_epi16(p0, _mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c])));
-            let s1 = _mm256_madd_epi16(p1, _mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c + 1])));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(s0, s1));
+            let (s0, s1) = (_mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c])), _mm256_shuffle_epi8(sc, mask(&WORD_SPLAT[2 * c + 1])));
+            for (j, x) in xs.iter().enumerate() {
+                let a = x.qs.as_ptr().add(i * 256 + 64 * c);
+                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load_i8(a)), s0);
+                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load_i8(a.add(32))), s1);
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_add_epi32(p0, p1));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16_at(b)), _mm256_cvtepi32_ps(sumi), acc);
+        for (j, x) in xs.iter().enumerate() {
+            let dx = *x.d.get_unchecked(i);
+            let pm = min_terms(mn, x.bsums.as_ptr().add(16 * i));
+            // The block's value first, then one add: the accumulator chain stays one add long.
+            let mins = _mm256_mul_ps(_mm256_set1_ps(dx * dmin), _mm256_cvtepi32_ps(pm));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_fmsub_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(sumi[j]), mins));
+        }
     }
-    hsum_ps(acc) - hsum_ps128(accm)
+    let mut out = [0f32; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(a);
+    }
+    out
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q4k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
-    q45k(w, x, 144, 16, false)
+pub(crate) unsafe fn q4k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [f32; N] {
+    q45k(w, xs, 144, 16, false)
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q5k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
-    q45k(w, x, 176, 48, true)
+pub(crate) unsafe fn q5k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [f32; N] {
+    q45k(w, xs, 176, 48, true)
 }
 
 #[inline(always)]
-pub(crate) unsafe fn q6k<I: Isa>(w: &[u8], x: Q8KRow<'_>) -> f32 {
-    let nb = x.d.len();
+pub(crate) unsafe fn q6k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [f32; N] {
+    let nb = xs[0].d.len();
     let m4 = _mm256_set1_epi8(0x0F);
     let m3 = _mm256_set1_epi8(0x03);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); N];
     for i in 0..nb {
         let b = w.as_ptr().add(i * 210);
-        let a = x.qs.as_ptr().add(i * 256);
-        let d = *x.d.get_unchecked(i) * f16_at(b.add(208));
+        let d = f16_at(b.add(208));
         let sc_lo = _mm_cvtepi8_epi16(_mm_loadl_epi64(b.add(192) as *const __m128i));
         let sc_hi = _mm_cvtepi8_epi16(_mm_loadl_epi64(b.add(200) as *const __m128i));
         // The -32 offset: 32 * sum_j sc_j * bsum_j, subtracted once per block.
-        let bs = _mm256_loadu_si256(x.bsums.as_ptr().add(16 * i) as *const __m256i);
-        let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(_mm256_set_m128i(sc_hi, sc_lo), bs));
-        let mut sumi = _mm256_sub_epi32(_mm256_setzero_si256(), offset);
+        let sc_all = _mm256_set_m128i(sc_hi, sc_lo);
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for (j, x) in xs.iter().enumerate() {
+            let bs = _mm256_loadu_si256(x.bsums.as_ptr().add(16 * i) as *const __m256i);
+            sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32::<5>(_mm256_madd_epi16(sc_all, bs)));
+        }
         for h in 0..2 {
             let sc = _mm256_broadcastsi128_si256(if h == 0 { sc_lo } else { sc_hi });
             let ql0 = load(b.add(64 * h));
             let ql1 = load(b.add(64 * h + 32));
             let qh = load(b.add(128 + 32 * h));
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(qh, m3))),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<2>(qh), m3))),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<4>(qh), m3)),
-                ),
-                _mm256_or_si256(
-                    _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
-                    _mm256_slli_epi16::<4>(_mm256_and_si256(_mm256_srli_epi16::<6>(qh), m3)),
-                ),
-            ];
-            for (k, qk) in q.into_iter().enumerate() {
-                let p = _mm256_maddubs_epi16(qk, load_i8(a.add(128 * h + 32 * k)));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sc, mask(&WORD_PAIR[k]))));
+            for k in 0..4 {
+                let low = match k {
+                    0 => _mm256_and_si256(ql0, m4),
+                    1 => _mm256_and_si256(ql1, m4),
+                    2 => _mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4),
+                    _ => _mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4),
+                };
+                let high = match k {
+                    0 => qh,
+                    1 => _mm256_srli_epi16::<2>(qh),
+                    2 => _mm256_srli_epi16::<4>(qh),
+                    _ => _mm256_srli_epi16::<6>(qh),
+                };
+                let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
+                let s = _mm256_shuffle_epi8(sc, mask(&WORD_PAIR[k]));
+                for (j, x) in xs.iter().enumerate() {
+                    let p = _mm256_maddubs_epi16(q, load_i8(x.qs.as_ptr().add(i * 256 + 128 * h + 32 * k)));
+                    sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, s));
+                }
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for (j, x) in xs.iter().enumerate() {
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(*x.d.get_unchecked(i) * d), _mm256_cvtepi32_ps(sumi[j]), acc[j]);
+        }
     }
-    hsum_ps(acc)
+    let mut out = [0f32; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        *o = hsum_ps(a);
+    }
+    out
 }
