@@ -66,7 +66,8 @@ fn err_affine(x: &[f32], w: &[f32], q: &[u8], s: f32, b: f32) -> f32 {
 fn fit_affine(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
     let lo = x.iter().fold(0f32, |a, &v| a.min(v));
     let hi = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-    if !(hi > lo) {
+    // Also catches NaN input: no fit, only the offset.
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return (0.0, -lo);
     }
     let mut q = [0u8; 32];
@@ -102,66 +103,73 @@ fn fit_affine(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32) {
     (best.1, -best.2)
 }
 
+/// A Q4_K/Q5_K super-block's f16-exact units and value range.
+#[derive(Clone, Copy)]
+struct Units {
+    d: f32,
+    dmin: f32,
+    nmax: u8,
+}
+
+/// A Q4_K/Q5_K super-block's integer choices and their total weighted squared error.
+struct Affine {
+    units: Units,
+    sc: [u8; 8],
+    mc: [u8; 8],
+    q: [u8; QK_K],
+    err: f32,
+}
+
 /// The exact (dequantization-arithmetic) error of one Q4_K/Q5_K sub-block with integer scale
 /// `sc` and min `mc`; fills `q` with the best quants for them.
-fn subblock_affine(x: &[f32], w: &[f32], d: f32, dmin: f32, sc: u8, mc: u8, nmax: u8, q: &mut [u8]) -> f32 {
-    let (s, m) = (d * f32::from(sc), dmin * f32::from(mc));
+fn subblock_affine(x: &[f32], w: &[f32], u: Units, sc: u8, mc: u8, q: &mut [u8]) -> f32 {
+    let (s, m) = (u.d * f32::from(sc), u.dmin * f32::from(mc));
     let is = if s > 0.0 { 1.0 / s } else { 0.0 };
     let mut err = 0f32;
     for ((qv, &xv), &wv) in q.iter_mut().zip(x).zip(w) {
-        *qv = ((xv + m) * is).round().clamp(0.0, f32::from(nmax)) as u8;
+        *qv = ((xv + m) * is).round().clamp(0.0, f32::from(u.nmax)) as u8;
         err += wv * (s * f32::from(*qv) - m - xv).powi(2);
     }
     err
 }
 
-/// Integer scales/mins and quants for one Q4_K/Q5_K super-block given f16-exact `d`, `dmin` and
-/// the real sub-block fits; returns the total error.
-fn choose_affine(
-    x: &[f32],
-    w: &[f32],
-    d: f32,
-    dmin: f32,
-    fits: &[(f32, f32); 8],
-    nmax: u8,
-    sc: &mut [u8; 8],
-    mc: &mut [u8; 8],
-    q: &mut [u8; QK_K],
-) -> f32 {
-    let mut total = 0f32;
+/// Integer scales/mins and quants for one Q4_K/Q5_K super-block given its units and the real
+/// sub-block fits `(s, m)`.
+fn choose_affine(x: &[f32], w: &[f32], units: Units, fits: &[(f32, f32); 8]) -> Affine {
+    let mut a = Affine { units, sc: [0; 8], mc: [0; 8], q: [0; QK_K], err: 0.0 };
     let mut tmp = [0u8; 32];
     for j in 0..8 {
         let (xs, ws) = (&x[32 * j..32 * j + 32], &w[32 * j..32 * j + 32]);
         let near = |v: f32, unit: f32| if unit > 0.0 { (v / unit).round().clamp(0.0, 63.0) as i32 } else { 0 };
-        let (s0, m0) = (near(fits[j].0, d), near(fits[j].1, dmin));
+        let (s0, m0) = (near(fits[j].0, units.d), near(fits[j].1, units.dmin));
         let mut best = (f32::INFINITY, 0u8, 0u8);
         for s in (s0 - 1).max(0)..=(s0 + 1).min(63) {
             for m in (m0 - 1).max(0)..=(m0 + 1).min(63) {
-                let e = subblock_affine(xs, ws, d, dmin, s as u8, m as u8, nmax, &mut tmp);
+                let e = subblock_affine(xs, ws, units, s as u8, m as u8, &mut tmp);
                 if e < best.0 {
                     best = (e, s as u8, m as u8);
                 }
             }
         }
-        sc[j] = best.1;
-        mc[j] = best.2;
-        total += subblock_affine(xs, ws, d, dmin, best.1, best.2, nmax, &mut q[32 * j..32 * j + 32]);
+        a.sc[j] = best.1;
+        a.mc[j] = best.2;
+        a.err += subblock_affine(xs, ws, units, best.1, best.2, &mut a.q[32 * j..32 * j + 32]);
     }
-    total
+    a
 }
 
 /// Least squares for the super-block `d`, `dmin` given integer scales, mins and quants.
-fn refit_affine(x: &[f32], w: &[f32], sc: &[u8; 8], mc: &[u8; 8], q: &[u8; QK_K]) -> Option<(f32, f32)> {
+fn refit_affine(x: &[f32], w: &[f32], a: &Affine) -> Option<(f32, f32)> {
     // x ~ d * A - dmin * B with A = sc * q, B = mc.
     let (mut saa, mut sab, mut sbb, mut sax, mut sbx) = (0f64, 0f64, 0f64, 0f64, 0f64);
     for e in 0..QK_K {
-        let (a, b) = (f64::from(sc[e / 32]) * f64::from(q[e]), f64::from(mc[e / 32]));
+        let (av, bv) = (f64::from(a.sc[e / 32]) * f64::from(a.q[e]), f64::from(a.mc[e / 32]));
         let (xv, wv) = (f64::from(x[e]), f64::from(w[e]));
-        saa += wv * a * a;
-        sab += wv * a * b;
-        sbb += wv * b * b;
-        sax += wv * a * xv;
-        sbx += wv * b * xv;
+        saa += wv * av * av;
+        sab += wv * av * bv;
+        sbb += wv * bv * bv;
+        sax += wv * av * xv;
+        sbx += wv * bv * xv;
     }
     let det = saa * sbb - sab * sab;
     if det <= 0.0 {
@@ -173,48 +181,47 @@ fn refit_affine(x: &[f32], w: &[f32], sc: &[u8; 8], mc: &[u8; 8], q: &[u8; QK_K]
     (d > 0.0 && c <= 0.0).then_some((d as f32, (-c) as f32))
 }
 
-/// Quantizes one Q4_K (`nmax = 15`) or Q5_K (`nmax = 31`) super-block: returns d, dmin, the
-/// integer scales and mins, and the quants.
-fn quantize_q45k(x: &[f32], w: &[f32], nmax: u8) -> (f32, f32, [u8; 8], [u8; 8], [u8; QK_K]) {
+/// Quantizes one Q4_K (`nmax = 15`) or Q5_K (`nmax = 31`) super-block.
+fn quantize_q45k(x: &[f32], w: &[f32], nmax: u8) -> Affine {
     let mut fits = [(0f32, 0f32); 8];
     for (j, f) in fits.iter_mut().enumerate() {
         *f = fit_affine(&x[32 * j..32 * j + 32], &w[32 * j..32 * j + 32], nmax);
     }
     let max_s = fits.iter().fold(0f32, |a, f| a.max(f.0));
     let max_m = fits.iter().fold(0f32, |a, f| a.max(f.1));
-    let (mut d, mut dmin) = (f16_round(max_s / 63.0), f16_round(max_m / 63.0));
-    let (mut sc, mut mc, mut q) = ([0u8; 8], [0u8; 8], [0u8; QK_K]);
-    let mut err = choose_affine(x, w, d, dmin, &fits, nmax, &mut sc, &mut mc, &mut q);
-    if let Some((d2, dmin2)) = refit_affine(x, w, &sc, &mc, &q) {
-        let (d2, dmin2) = (f16_round(d2), f16_round(dmin2));
-        // Re-derive the real sub-block values under the new units so the +-1 search is centred.
-        let fits2: [(f32, f32); 8] = std::array::from_fn(|j| (f32::from(sc[j]) * d, f32::from(mc[j]) * dmin));
-        let (mut sc2, mut mc2, mut q2) = ([0u8; 8], [0u8; 8], [0u8; QK_K]);
-        let err2 = choose_affine(x, w, d2, dmin2, &fits2, nmax, &mut sc2, &mut mc2, &mut q2);
-        if err2 < err {
-            (d, dmin, sc, mc, q, err) = (d2, dmin2, sc2, mc2, q2, err2);
-        }
+    let first = choose_affine(x, w, Units { d: f16_round(max_s / 63.0), dmin: f16_round(max_m / 63.0), nmax }, &fits);
+    let Some((d2, dmin2)) = refit_affine(x, w, &first) else {
+        return first;
+    };
+    // Re-derive the real sub-block values so the +-1 search is centred under the new units.
+    let u = first.units;
+    let fits2: [(f32, f32); 8] = std::array::from_fn(|j| (f32::from(first.sc[j]) * u.d, f32::from(first.mc[j]) * u.dmin));
+    let second = choose_affine(x, w, Units { d: f16_round(d2), dmin: f16_round(dmin2), nmax }, &fits2);
+    if second.err < first.err {
+        second
+    } else {
+        first
     }
-    let _ = err;
-    (d, dmin, sc, mc, q)
+}
+
+fn write_q45k_header(a: &Affine, out: &mut [u8]) {
+    put_f16(out, 0, a.units.d);
+    put_f16(out, 2, a.units.dmin);
+    pack_scales_mins(&a.sc, &a.mc, &mut out[4..16]);
 }
 
 /// Quantizes 256 values to one Q4_K block (144 bytes) minimising `sum w (x - dequant)^2`.
 pub fn quantize_q4k_block(x: &[f32], w: &[f32], out: &mut [u8]) {
-    let (d, dmin, sc, mc, q) = quantize_q45k(x, w, 15);
-    put_f16(out, 0, d);
-    put_f16(out, 2, dmin);
-    pack_scales_mins(&sc, &mc, &mut out[4..16]);
-    pack_q4k_nibbles(&q, &mut out[16..144]);
+    let a = quantize_q45k(x, w, 15);
+    write_q45k_header(&a, out);
+    pack_q4k_nibbles(&a.q, &mut out[16..144]);
 }
 
 /// Quantizes 256 values to one Q5_K block (176 bytes) minimising `sum w (x - dequant)^2`.
 pub fn quantize_q5k_block(x: &[f32], w: &[f32], out: &mut [u8]) {
-    let (d, dmin, sc, mc, q) = quantize_q45k(x, w, 31);
-    put_f16(out, 0, d);
-    put_f16(out, 2, dmin);
-    pack_scales_mins(&sc, &mc, &mut out[4..16]);
-    pack_q5k_values(&q, out);
+    let a = quantize_q45k(x, w, 31);
+    write_q45k_header(&a, out);
+    pack_q5k_values(&a.q, out);
 }
 
 /// Step 1 for Q6_K: the best real (signed) scale for one sub-block of 16, `x ~ s q`, `q` in

@@ -99,6 +99,8 @@ impl Pool {
             let erased: &'static (dyn Fn(usize) + Sync) = std::mem::transmute::<&(dyn Fn(usize) + Sync), _>(f);
             *s.job.get() = Some(JobRef(erased));
         }
+        // A panic left over from a run whose caller also panicked must not leak into this one.
+        s.panicked.store(false, Ordering::Relaxed);
         s.pending.store(self.workers.len(), Ordering::Relaxed);
         s.epoch.fetch_add(1, Ordering::Release);
         for w in &self.workers {
@@ -111,7 +113,7 @@ impl Pool {
                 let mut spins = 0u32;
                 while self.0.pending.load(Ordering::Acquire) != 0 {
                     spins += 1;
-                    if spins % 64 != 0 || start.elapsed() < SPIN {
+                    if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
                         std::hint::spin_loop();
                     } else {
                         thread::yield_now();
@@ -144,7 +146,7 @@ fn worker(s: &Shared, tid: usize) {
                 return;
             }
             spins += 1;
-            if spins % 64 != 0 || start.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || start.elapsed() < SPIN {
                 std::hint::spin_loop();
             } else {
                 // `run` unparks after bumping the epoch, and an unpark before this park makes

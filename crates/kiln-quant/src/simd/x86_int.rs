@@ -372,7 +372,7 @@ pub(crate) unsafe fn q6k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N])
             let ql0 = load(b.add(64 * h));
             let ql1 = load(b.add(64 * h + 32));
             let qh = load(b.add(128 + 32 * h));
-            for k in 0..4 {
+            for (k, pair) in WORD_PAIR.iter().enumerate() {
                 let low = match k {
                     0 => _mm256_and_si256(ql0, m4),
                     1 => _mm256_and_si256(ql1, m4),
@@ -386,7 +386,7 @@ pub(crate) unsafe fn q6k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N])
                     _ => _mm256_srli_epi16::<6>(qh),
                 };
                 let q = _mm256_or_si256(low, _mm256_slli_epi16::<4>(_mm256_and_si256(high, m3)));
-                let s = _mm256_shuffle_epi8(sc, mask(&WORD_PAIR[k]));
+                let s = _mm256_shuffle_epi8(sc, mask(pair));
                 for (j, x) in xs.iter().enumerate() {
                     let p = _mm256_maddubs_epi16(q, load_i8(x.qs.as_ptr().add(i * 256 + 128 * h + 32 * k)));
                     sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(p, s));
