@@ -1,0 +1,303 @@
+//! Matrix products of quantized weights with f32 activations: `out = x W^T` for a weight
+//! matrix [`QMatrix`] of `rows` output features by `cols` input features and `n` activation rows.
+//!
+//! Method (llama.cpp's): the activations are quantized once per product (to Q8 blocks for the
+//! 32-block weight types, Q8_K for the k-quants; float weights take them as f32), in parallel
+//! over activation rows when `n > 1`; then the output is cut into tiles of weight rows by
+//! activation rows, which the pool's threads take from an atomic counter. Each tile walks its
+//! weight rows once and dots each against every activation row of the tile, so a weight row is
+//! read from memory once per tile and reused from L1 (decode, `n = 1`: tiles are just row
+//! chunks, small enough that both threads stay busy to the end). Within a tile, the quantized
+//! types' four-row kernels unpack each weight block once for four activation rows; their
+//! per-row arithmetic equals the one-row kernel's, so results do not depend on `n` or on the
+//! thread count.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::act::{quantize_q8_row, quantize_q8k_row, Q8Act, Q8KAct};
+use crate::pool::{Pool, SharedMut};
+use crate::simd::{self, Kernels, Tier};
+use crate::{GgmlType, QuantError};
+
+/// A weight matrix in a GGML type: `rows` rows (output features) of `cols` values (input
+/// features), row-major, each row `ty.row_bytes(cols)` bytes. Borrowed (e.g. from a memory-mapped
+/// GGUF file) or owned.
+#[derive(Debug, Clone)]
+pub struct QMatrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Cow<'a, [u8]>,
+}
+
+impl<'a> QMatrix<'a> {
+    /// Wraps `data` as a `rows` x `cols` matrix of type `ty`.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: impl Into<Cow<'a, [u8]>>) -> Result<QMatrix<'a>, QuantError> {
+        if ty == GgmlType::Q8K {
+            return Err(QuantError::Unsupported { op: "a weight matrix", ty });
+        }
+        let row_bytes = ty.row_bytes(cols).ok_or(QuantError::NotBlockMultiple { ty, len: cols, block: ty.block_size() })?;
+        let data = data.into();
+        if data.len() != rows * row_bytes {
+            return Err(QuantError::ByteLength { ty, values: rows * cols, expected: rows * row_bytes, got: data.len() });
+        }
+        Ok(QMatrix { ty, rows, cols, row_bytes, data })
+    }
+
+    /// Quantizes row-major f32 `values` (`rows * cols`) to `ty` (see [`crate::quantize_row`]).
+    pub fn quantize(ty: GgmlType, rows: usize, cols: usize, values: &[f32]) -> Result<QMatrix<'static>, QuantError> {
+        if values.len() != rows * cols {
+            return Err(QuantError::ValueLength { what: "matrix values", expected: rows * cols, got: values.len() });
+        }
+        let row_bytes = ty.row_bytes(cols).ok_or(QuantError::NotBlockMultiple { ty, len: cols, block: ty.block_size() })?;
+        let mut data = vec![0u8; rows * row_bytes];
+        for (x, out) in values.chunks_exact(cols.max(1)).zip(data.chunks_exact_mut(row_bytes.max(1))) {
+            crate::quantize_row(ty, x, out)?;
+        }
+        QMatrix::new(ty, rows, cols, data)
+    }
+
+    /// The element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Output features.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input features.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The raw bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Bytes of row `r`.
+    pub fn row(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// The whole matrix as f32 (the reference dequantization).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        for (r, o) in out.chunks_exact_mut(self.cols.max(1)).enumerate().take(self.rows) {
+            crate::dequantize_row(self.ty, self.row(r), o).expect("shape checked at construction");
+        }
+        out
+    }
+
+    /// An owned copy.
+    pub fn into_owned(self) -> QMatrix<'static> {
+        QMatrix { data: Cow::Owned(self.data.into_owned()), ..self }
+    }
+}
+
+/// `out[j * w.rows() + r] = dot(W[r], x[j])` for `j < n`: `x` holds `n` rows of `w.cols()` f32
+/// values, `out` `n` rows of `w.rows()`. Uses the active kernel tier (see [`simd`]).
+pub fn matmul(w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    matmul_on(simd::active_kernels(), w, x, n, out, pool)
+}
+
+/// [`matmul`] with a forced kernel tier (tests and benchmarks); errors when this CPU lacks it.
+pub fn matmul_with_tier(tier: Tier, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    let k = simd::kernels(tier).ok_or(QuantError::TierUnavailable(tier))?;
+    matmul_on(k, w, x, n, out, pool)
+}
+
+/// Quantized activations, per weight-type family.
+enum Acts<'x> {
+    F32(&'x [f32]),
+    Q8(Q8Act),
+    Q8K(Q8KAct),
+}
+
+fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    let (rows, cols) = (w.rows, w.cols);
+    if x.len() != n * cols {
+        return Err(QuantError::ValueLength { what: "activations", expected: n * cols, got: x.len() });
+    }
+    if out.len() != n * rows {
+        return Err(QuantError::ValueLength { what: "output", expected: n * rows, got: out.len() });
+    }
+    if n == 0 || rows == 0 {
+        return Ok(());
+    }
+    let acts = match w.ty.block_size() {
+        1 => Acts::F32(x),
+        32 => Acts::Q8(quantize_q8_parallel(x, n, cols, pool)),
+        _ => Acts::Q8K(quantize_q8k_parallel(x, n, cols, pool)),
+    };
+    let plan = Plan::new(rows, n, pool.threads());
+    let next = AtomicUsize::new(0);
+    let dst = SharedMut::new(out);
+    pool.run(&|_| loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= plan.tasks() {
+            break;
+        }
+        let (r0, r1, j0, j1) = plan.task(t);
+        // SAFETY: tasks cover disjoint (row, activation) ranges; each output element is written
+        // by exactly one task, through this pointer only, while `out` is borrowed mutably.
+        let put = |j: usize, r: usize, v: f32| unsafe { *dst.slice(j * rows + r, 1).get_unchecked_mut(0) = v };
+        match &acts {
+            Acts::F32(x) => {
+                let dot = simd::scalar::float_kernel(k, w.ty);
+                for r in r0..r1 {
+                    let wr = w.row(r);
+                    for j in j0..j1 {
+                        put(j, r, dot(wr, &x[j * cols..(j + 1) * cols]));
+                    }
+                }
+            }
+            Acts::Q8(a) => {
+                let (dot, dot4) = (simd::scalar::q8_kernel(k, w.ty), simd::scalar::q8x4_kernel(k, w.ty));
+                for r in r0..r1 {
+                    let wr = w.row(r);
+                    let mut j = j0;
+                    while j + 4 <= j1 {
+                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
+                        (0..4).for_each(|t| put(j + t, r, o[t]));
+                        j += 4;
+                    }
+                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
+                }
+            }
+            Acts::Q8K(a) => {
+                let (dot, dot4) = (simd::scalar::q8k_kernel(k, w.ty), simd::scalar::q8kx4_kernel(k, w.ty));
+                for r in r0..r1 {
+                    let wr = w.row(r);
+                    let mut j = j0;
+                    while j + 4 <= j1 {
+                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
+                        (0..4).for_each(|t| put(j + t, r, o[t]));
+                        j += 4;
+                    }
+                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// How a product is cut into tasks: tiles of `row_chunk` weight rows by `act_chunk` activation
+/// rows, numbered activation tile fastest (consecutive tasks share weight rows).
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    rows: usize,
+    n: usize,
+    row_chunk: usize,
+    act_chunk: usize,
+    act_tiles: usize,
+    row_tiles: usize,
+}
+
+impl Plan {
+    fn new(rows: usize, n: usize, threads: usize) -> Plan {
+        // Activation tiles of up to 8 rows (8 Q8 rows of 2048 are 16 KB: they stay in L1
+        // while a weight row is dotted against each); weight tiles small enough for about 8
+        // tasks per thread (load balance), but at least 16 rows (the atomic counter's cost).
+        let act_chunk = n.min(8);
+        let act_tiles = n.div_ceil(act_chunk);
+        let per_thread = 8 * threads.max(1);
+        let row_chunk = (rows * act_tiles).div_ceil(per_thread * act_tiles).clamp(16, 64).min(rows);
+        let row_tiles = rows.div_ceil(row_chunk);
+        Plan { rows, n, row_chunk, act_chunk, act_tiles, row_tiles }
+    }
+
+    fn tasks(&self) -> usize {
+        self.row_tiles * self.act_tiles
+    }
+
+    /// Task `t`'s weight rows `r0..r1` and activation rows `j0..j1`.
+    fn task(&self, t: usize) -> (usize, usize, usize, usize) {
+        let (rt, at) = (t / self.act_tiles, t % self.act_tiles);
+        let r0 = rt * self.row_chunk;
+        let j0 = at * self.act_chunk;
+        (r0, (r0 + self.row_chunk).min(self.rows), j0, (j0 + self.act_chunk).min(self.n))
+    }
+}
+
+/// Activation rows per quantization task.
+const QUANT_ROWS: usize = 4;
+
+fn quantize_q8_parallel(x: &[f32], n: usize, cols: usize, pool: &Pool) -> Q8Act {
+    let mut a = Q8Act::zeroed(n, cols);
+    if n == 1 {
+        a.quantize_row(0, x);
+        return a;
+    }
+    let nb = cols / 32;
+    let (qs, d, s) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.s));
+    let next = AtomicUsize::new(0);
+    pool.run(&|_| loop {
+        let j0 = next.fetch_add(QUANT_ROWS, Ordering::Relaxed);
+        if j0 >= n {
+            break;
+        }
+        for j in j0..(j0 + QUANT_ROWS).min(n) {
+            // SAFETY: row j's ranges are disjoint from every other row's; each row is claimed once.
+            unsafe { quantize_q8_row(&x[j * cols..(j + 1) * cols], qs.slice(j * cols, cols), d.slice(j * nb, nb), s.slice(j * nb, nb)) };
+        }
+    });
+    a
+}
+
+fn quantize_q8k_parallel(x: &[f32], n: usize, cols: usize, pool: &Pool) -> Q8KAct {
+    let mut a = Q8KAct::zeroed(n, cols);
+    if n == 1 {
+        a.quantize_row(0, x);
+        return a;
+    }
+    let nb = cols / 256;
+    let (qs, d, bs) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.bsums));
+    let next = AtomicUsize::new(0);
+    pool.run(&|_| loop {
+        let j0 = next.fetch_add(QUANT_ROWS, Ordering::Relaxed);
+        if j0 >= n {
+            break;
+        }
+        for j in j0..(j0 + QUANT_ROWS).min(n) {
+            // SAFETY: as above.
+            unsafe {
+                quantize_q8k_row(
+                    &x[j * cols..(j + 1) * cols],
+                    qs.slice(j * cols, cols),
+                    d.slice(j * nb, nb),
+                    bs.slice(j * nb * 16, nb * 16),
+                )
+            };
+        }
+    });
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_cover_every_output_once() {
+        for (rows, n, threads) in [(1, 1, 2), (17, 1, 2), (2048, 1, 2), (2048, 512, 2), (5504, 33, 3), (100, 7, 1), (64, 2, 16)] {
+            let p = Plan::new(rows, n, threads);
+            let mut seen = vec![0u8; rows * n];
+            for t in 0..p.tasks() {
+                let (r0, r1, j0, j1) = p.task(t);
+                assert!(r0 < r1 && j0 < j1, "{p:?} task {t}");
+                for j in j0..j1 {
+                    for r in r0..r1 {
+                        seen[j * rows + r] += 1;
+                    }
+                }
+            }
+            assert!(seen.iter().all(|&s| s == 1), "{p:?}");
+        }
+    }
+}
