@@ -44,6 +44,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 use kiln_base::rng::SplitMix64;
+use kiln_base::UnionFind;
 use kiln_repo::lang::ImportSyntax;
 use kiln_repo::Language;
 use rayon::prelude::*;
@@ -756,29 +757,6 @@ pub(crate) fn hash_window(w: &[u64]) -> u64 {
 
 // ---------------------------------------------------------------------------------------------
 // LSH + clustering
-
-/// Union-find over `0..n` with path halving; unions point the larger root at the smaller.
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        UnionFind((0..n).collect())
-    }
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.0[x] != x {
-            self.0[x] = self.0[self.0[x]];
-            x = self.0[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.0[hi] = lo;
-        }
-    }
-}
 
 /// Candidate pairs `(first member of a bucket, other member)` by index, sorted and deduplicated.
 /// Empty signatures are never candidates.

@@ -11,6 +11,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{UInt32Type, UInt64Type};
 use arrow_array::{Array, BooleanArray, RecordBatch};
 use arrow_select::filter::filter_record_batch;
+use kiln_base::UnionFind;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
 use sha2::{Digest, Sha256};
@@ -71,23 +72,6 @@ fn read_light(path: &Path, out: &mut Vec<Light>) -> Result<()> {
     Ok(())
 }
 
-struct UnionFind(Vec<usize>);
-impl UnionFind {
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.0[x] != x {
-            self.0[x] = self.0[self.0[x]];
-            x = self.0[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (a, b) = (self.find(a), self.find(b));
-        if a != b {
-            self.0[a.max(b)] = a.min(b);
-        }
-    }
-}
-
 /// The dedup and decontamination decisions over all candidates.
 struct Decisions {
     keep: HashSet<(u32, u32)>,
@@ -110,13 +94,15 @@ fn decide(lights: &[Light], bands: usize) -> Decisions {
     counts.exact_duplicates = (lights.len() - exact_kept.len()) as u64;
     // Near: the same banding as `dedup::lsh_candidate_pairs` (a bucket links its members to its
     // first member), on the exact survivors.
-    let mut uf = UnionFind((0..exact_kept.len()).collect());
+    let mut uf = UnionFind::new(exact_kept.len());
     for b in 0..bands {
         let mut buckets: HashMap<u64, usize> = HashMap::new();
         for (k, &i) in exact_kept.iter().enumerate() {
             let Some(&h) = lights[i].bands.get(b) else { continue };
             match buckets.get(&h) {
-                Some(&first) => uf.union(first, k),
+                Some(&first) => {
+                    uf.union(first, k);
+                }
                 None => {
                     buckets.insert(h, k);
                 }
