@@ -7,10 +7,10 @@
 //!   permutations, and [`rng::seeded_hash`], kiln's seeded hash.
 //! * [`union_find`]: the disjoint-set forest behind connected components and dedup clusters.
 //!
-//! Why a crate of its own: these were copied from stage to stage (five atomic writes, two
-//! SplitMix64s, three union-finds) and had begun to drift (tmp names, fsync or not). The crate
-//! depends on nothing heavy (xxhash for keyed streams, tracing for a log line), so every stage
-//! can use it.
+//! Why a crate of its own: these were copied from stage to stage (an atomic write in six files of
+//! four crates, SplitMix64 twice, union-find three times) and had begun to drift (temporary
+//! names, fsync or not). The crate depends on nothing heavy (xxhash for keyed streams, tracing for
+//! a log line), so every stage can use it.
 #![deny(missing_docs)]
 
 pub mod fs;

@@ -35,6 +35,10 @@
 //! * Vendored and generated directories are pruned and counted once per directory, not per file.
 //!   VCS metadata (`.git`, `.hg`, `.svn`) is left out silently.
 //! * A leading UTF-8 byte order mark is removed from the text; nothing else is changed.
+//!
+//! **Files.** `rules.rs`: the skip rules on names and contents; `collector.rs`: the collector
+//! every reader feeds (rules in one order, counts, budgets); `directory.rs`, `git.rs` and
+//! `archive.rs`: the readers. This file: the options, the summary and the entry points.
 
 mod archive;
 mod collector;
