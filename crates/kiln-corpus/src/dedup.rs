@@ -43,6 +43,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use kiln_base::rng::SplitMix64;
+use kiln_base::UnionFind;
 use kiln_repo::lang::ImportSyntax;
 use kiln_repo::Language;
 use rayon::prelude::*;
@@ -189,15 +191,6 @@ pub fn optimal_params(threshold: f64, num_perm: usize) -> (usize, usize) {
 // ---------------------------------------------------------------------------------------------
 // MinHash
 
-/// SplitMix64: a tiny, fixed generator, so permutations never change with a `rand` upgrade.
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// A MinHash signature: per permutation, the minimum over the document's shingles. Empty when the
 /// document has no tokens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -267,13 +260,15 @@ const SHINGLE_CHUNK: usize = 1 << 14;
 impl MinHasher {
     /// `num_perm` permutations drawn from `seed`, `shingle`-token shingles.
     pub fn new(num_perm: usize, shingle: usize, seed: u64) -> Self {
-        let mut state = seed;
+        // SplitMix64 (kiln-base): a fixed generator, so permutations never change with a `rand`
+        // upgrade.
+        let mut rng = SplitMix64::new(seed);
         let (mut a, mut c, mut b) = (Vec::with_capacity(num_perm), Vec::with_capacity(num_perm), Vec::with_capacity(num_perm));
         for _ in 0..num_perm {
-            let ab = splitmix64(&mut state);
+            let ab = rng.next_u64();
             a.push(ab as u32 | 1);
             b.push((ab >> 32) as u32);
-            c.push(splitmix64(&mut state) as u32 | 1);
+            c.push(rng.next_u64() as u32 | 1);
         }
         MinHasher { a, c, b, shingle: shingle.max(1) }
     }
@@ -763,29 +758,6 @@ pub(crate) fn hash_window(w: &[u64]) -> u64 {
 // ---------------------------------------------------------------------------------------------
 // LSH + clustering
 
-/// Union-find over `0..n` with path halving; unions point the larger root at the smaller.
-struct UnionFind(Vec<usize>);
-
-impl UnionFind {
-    fn new(n: usize) -> Self {
-        UnionFind((0..n).collect())
-    }
-    fn find(&mut self, mut x: usize) -> usize {
-        while self.0[x] != x {
-            self.0[x] = self.0[self.0[x]];
-            x = self.0[x];
-        }
-        x
-    }
-    fn union(&mut self, a: usize, b: usize) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra != rb {
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            self.0[hi] = lo;
-        }
-    }
-}
-
 /// Candidate pairs `(first member of a bucket, other member)` by index, sorted and deduplicated.
 /// Empty signatures are never candidates.
 pub fn lsh_candidate_pairs(sigs: &[Signature], params: &LshParams) -> Vec<(usize, usize)> {
@@ -1127,19 +1099,45 @@ mod tests {
         assert_eq!(r.keep.len() + r.removed.len(), docs.len());
     }
 
+    /// The permutation coefficients are the SplitMix64 stream of the seed, step for step (as the
+    /// generator dedup had inline before kiln-base held the one SplitMix64): signatures, and so
+    /// the corpus, depend on them.
+    #[test]
+    fn permutation_coefficients_are_the_splitmix64_stream_of_the_seed() {
+        fn splitmix64(state: &mut u64) -> u64 {
+            *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = *state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+        for seed in [0u64, 42, u64::MAX] {
+            let h = MinHasher::new(256, 5, seed);
+            let mut state = seed;
+            for i in 0..256 {
+                let ab = splitmix64(&mut state);
+                assert_eq!((h.a[i], h.b[i]), (ab as u32 | 1, (ab >> 32) as u32), "seed {seed}, permutation {i}");
+                assert_eq!(h.c[i], splitmix64(&mut state) as u32 | 1, "seed {seed}, permutation {i}");
+            }
+        }
+        // The first coefficients of the default seed, pinned.
+        let h = MinHasher::from_params(&LshParams::default());
+        assert_eq!((h.a[0], h.b[0], h.c[0]), (803_958_421, 3_184_996_902, 2_993_090_819));
+    }
+
     /// A deterministic corpus of families: each family is a random 300-token document and
     /// variants with a random number of token substitutions, so pairwise Jaccard spans 0..1.
     fn family_corpus() -> Vec<(u32, String)> {
-        let mut st = 12345u64;
+        let mut st = SplitMix64::new(12345);
         let mut docs = Vec::new();
         for fam in 0..8u32 {
-            let base: Vec<u64> = (0..300).map(|_| splitmix64(&mut st) % 5000).collect();
+            let base: Vec<u64> = (0..300).map(|_| st.next_u64() % 5000).collect();
             for v in 0..6u32 {
                 let mut d = base.clone();
                 let edits = [0usize, 0, 1, 4, 12, 80][v as usize];
                 for _ in 0..edits {
-                    let pos = (splitmix64(&mut st) % 300) as usize;
-                    d[pos] = 5000 + splitmix64(&mut st) % 5000;
+                    let pos = (st.next_u64() % 300) as usize;
+                    d[pos] = 5000 + st.next_u64() % 5000;
                 }
                 let text: Vec<String> = d.iter().map(|w| format!("w{w}")).collect();
                 docs.push((fam * 10 + v, text.join(" ")));

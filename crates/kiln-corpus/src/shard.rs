@@ -252,44 +252,31 @@ pub fn from_batch(batch: &RecordBatch) -> std::result::Result<Vec<Sample>, Strin
 // ---------------------------------------------------------------------------------------------
 // Atomic files
 
-/// A file that appears under its final name only when [`AtomicFile::commit`] succeeds.
+/// A file that appears under its final name only when [`AtomicFile::commit`] succeeds: kiln-base's
+/// [`kiln_base::fs::AtomicFile`] (the one atomic write), with its errors as [`CorpusError::Io`].
 #[derive(Debug)]
-pub struct AtomicFile {
-    tmp: PathBuf,
-    dest: PathBuf,
-    file: Option<File>,
+pub struct AtomicFile(kiln_base::fs::AtomicFile);
+
+/// The corpus error for an atomic write's error, naming the file it concerns.
+fn write_err(e: kiln_base::fs::WriteError) -> CorpusError {
+    CorpusError::Io { path: e.path, source: e.source }
 }
 
 impl AtomicFile {
     /// Creates `.NAME.tmp-PID` next to `dest` (same directory, so the rename is atomic).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = dest.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        Ok(AtomicFile { tmp, dest: dest.to_path_buf(), file: Some(file) })
+        kiln_base::fs::AtomicFile::create(dest).map(AtomicFile).map_err(write_err)
     }
 
     /// The final path.
     pub fn dest(&self) -> &Path {
-        &self.dest
+        self.0.dest()
     }
 
     /// Flushes, fsyncs and renames to the final name, then fsyncs the directory so the rename
     /// itself survives a crash.
-    pub fn commit(mut self) -> Result<()> {
-        let file = self.file.take().expect("committed once");
-        file.sync_all().map_err(io_err(&self.tmp))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(io_err(&self.dest))?;
-        if let Some(dir) = self.dest.parent() {
-            // Directory fsync is not supported everywhere (e.g. some network file systems); the
-            // rename has happened either way, so a failure here is only logged.
-            let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
-            if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-                tracing::debug!(dir = %dir.display(), error = %e, "directory fsync failed");
-            }
-        }
-        Ok(())
+    pub fn commit(self) -> Result<()> {
+        self.0.commit().map_err(write_err)
     }
 
     /// Writes a whole file atomically.
@@ -302,19 +289,10 @@ impl AtomicFile {
 
 impl Write for AtomicFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.as_mut().expect("not committed").write(buf)
+        self.0.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.file.as_mut().expect("not committed").flush()
-    }
-}
-
-impl Drop for AtomicFile {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            // Not committed: an error happened (or a panic); leave nothing behind.
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.0.flush()
     }
 }
 

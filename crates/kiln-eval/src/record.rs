@@ -236,12 +236,11 @@ fn first_difference(old: &Value, new: &Value) -> Option<(String, String, String)
         .map(|k| (k.clone(), a.get(k).map_or("(unset)".into(), |v| v.to_string()), b.get(k).map_or("(unset)".into(), |v| v.to_string())))
 }
 
-/// Writes `path` atomically: a temporary file beside it, then a rename.
+/// Writes `path` atomically ([`kiln_base::fs::write_atomic`]: a temporary file beside it, fsync,
+/// then a rename). Errors name `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    let err = |e: std::io::Error| EvalError::Data { path: path.to_path_buf(), message: format!("cannot write: {e}") };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes).map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)
+    kiln_base::fs::write_atomic(path, bytes)
+        .map_err(|e| EvalError::Data { path: path.to_path_buf(), message: format!("cannot write: {}", e.source) })
 }
 
 /// Scores of a set of samples (all languages, or one).

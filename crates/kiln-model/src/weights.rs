@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::safetensors::Load;
@@ -127,28 +126,18 @@ pub fn load_checkpoint(dir: &Path, cfg: &Config, dtype: DType, device: &Device) 
     Ok(out)
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
+/// Writes `bytes` to `path` atomically ([`kiln_base::fs::write_atomic`]: a temporary file in the
+/// same directory, fsync, rename). Errors name `path`.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = tmp_path(path);
-    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
-    let mut f = File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)
-}
-
-fn tmp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    kiln_base::fs::write_atomic(path, bytes).map_err(|e| ModelError::Io { path: path.to_path_buf(), source: e.source })
 }
 
 fn write_safetensors(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
-    let tmp = tmp_path(path);
+    let tmp = kiln_base::fs::tmp_path(path);
     let metadata: HashMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     safetensors::serialize_to_file(tensors.iter().map(|(n, t)| (*n, *t)), Some(metadata), &tmp)
         .map_err(|e| ModelError::BadSafetensors { path: path.to_path_buf(), message: e.to_string() })?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(|source| ModelError::Io { path: tmp.clone(), source })?;
-    std::fs::rename(&tmp, path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })
+    kiln_base::fs::persist(&tmp, path).map_err(|e| ModelError::Io { path: e.path, source: e.source })
 }
 
 /// Saves `tensors` into `dir` with HF names: one `model.safetensors` when the total fits in

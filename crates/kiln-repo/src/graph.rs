@@ -36,6 +36,7 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
+use kiln_base::UnionFind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -132,26 +133,15 @@ fn clean_pairs(graph: &DepGraph) -> Vec<(usize, usize)> {
 /// smallest file index. Since `repo.files` is sorted by path, that is their smallest path.
 pub fn weakly_connected_components(graph: &DepGraph) -> Vec<Vec<usize>> {
     let n = graph.n_files;
-    let mut parent: Vec<usize> = (0..n).collect();
-    fn find(parent: &mut [usize], mut x: usize) -> usize {
-        while parent[x] != x {
-            parent[x] = parent[parent[x]]; // path halving
-            x = parent[x];
-        }
-        x
-    }
+    // A root is its component's smallest file (kiln-base's UnionFind guarantees it).
+    let mut uf = UnionFind::new(n);
     for (a, b) in clean_pairs(graph) {
-        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-        // Union towards the smaller index, so a root is its component's smallest file.
-        if ra != rb {
-            let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-            parent[hi] = lo;
-        }
+        uf.union(a, b);
     }
     let mut slot: Vec<Option<usize>> = vec![None; n];
     let mut comps: Vec<Vec<usize>> = Vec::new();
     for v in 0..n {
-        let r = find(&mut parent, v);
+        let r = uf.find(v);
         let s = *slot[r].get_or_insert_with(|| {
             comps.push(Vec::new());
             comps.len() - 1

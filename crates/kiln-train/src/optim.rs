@@ -94,9 +94,9 @@ impl AdamW {
             tensors.push((format!("v.{}", s.name), s.v.clone()));
         }
         tensors.push(("step".into(), Tensor::new(&[self.steps as i64], &candle_core::Device::Cpu)?));
-        let tmp = path.with_extension("safetensors.tmp");
+        let tmp = kiln_base::fs::tmp_path(path);
         candle_core::safetensors::save(&tensors.into_iter().collect::<HashMap<_, _>>(), &tmp)?;
-        std::fs::rename(&tmp, path).map_err(|e| TrainError::Io { path: path.to_path_buf(), source: e })?;
+        kiln_base::fs::persist(&tmp, path).map_err(|e| TrainError::Io { path: e.path, source: e.source })?;
         Ok(())
     }
 

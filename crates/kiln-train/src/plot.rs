@@ -197,9 +197,7 @@ pub fn bar_chart(path: &Path, title: &str, rows: &[(String, f64)], unit: &str) -
         let shown = if *value < 10.0 { format!("{value:.2} {unit}") } else { format!("{value:.1} {unit}") };
         cv.text(left + len + 6, y + (row_h - 10) / 2, &shown, AXIS);
     }
-    let tmp = path.with_extension("png.tmp");
-    std::fs::write(&tmp, cv.png()).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
-    std::fs::rename(&tmp, path).map_err(|e| TrainError::Io { path: path.to_path_buf(), source: e })?;
+    kiln_base::fs::write_atomic(path, &cv.png()).map_err(|e| TrainError::Io { path: e.path, source: e.source })?;
     Ok(())
 }
 
@@ -287,9 +285,7 @@ pub fn plot_run(run: &Path) -> Result<[std::path::PathBuf; 2]> {
     for (file, canvas) in
         [(&loss_png, chart(&[(&train, TRAIN, false), (&eval, EVAL, true)], false)), (&lr_png, chart(&[(&lr, LR, false)], true))]
     {
-        let tmp = file.with_extension("png.tmp");
-        std::fs::write(&tmp, canvas.png()).map_err(|e| TrainError::Io { path: tmp.clone(), source: e })?;
-        std::fs::rename(&tmp, file).map_err(|e| TrainError::Io { path: file.clone(), source: e })?;
+        kiln_base::fs::write_atomic(file, &canvas.png()).map_err(|e| TrainError::Io { path: e.path, source: e.source })?;
     }
     Ok([loss_png, lr_png])
 }

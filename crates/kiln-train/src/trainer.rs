@@ -208,11 +208,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io { path: path.to_path_buf(), source }
 }
 
+/// [`kiln_base::fs::write_atomic`]; errors name the file they concern (temporary or final).
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    kiln_base::fs::write_atomic(path, bytes).map_err(|e| TrainError::Io { path: e.path, source: e.source })
 }
 
 /// Where batches come from: packed windows (pre-training) or SFT conversations with loss masks
