@@ -64,14 +64,23 @@ struct ScoreArgs {
     /// The tasks file written by `kiln eval repo build` (its .repos.jsonl must be beside it).
     #[arg(long, required = true)]
     bench: Option<PathBuf>,
-    #[command(flatten)]
-    model: Option<ModelArgs>,
+    /// Model directory or GGUF file.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype).
+    #[arg(long, requires = "model")]
+    dtype: Option<kiln_model::WeightDType>,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Take completions from an OpenAI-compatible server (`http://host:port`): it is sent the
     /// rendered prompt text (context files, path comment, prefix).
     #[arg(long, conflicts_with = "model")]
     endpoint: Option<String>,
-    /// The served model's tokenizer.json, for the token budgets (--endpoint only).
-    #[arg(long, requires = "endpoint")]
+    /// A tokenizer (tokenizer.json or its folder): with --endpoint, the served model's (for the
+    /// token budgets); with --model, one that replaces the model's own (a GGUF file without
+    /// tokenizer metadata needs it).
+    #[arg(long)]
     tokenizer: Option<PathBuf>,
     /// File holding the endpoint's API key.
     #[arg(long, requires = "endpoint")]
@@ -179,7 +188,8 @@ fn run_score(a: ScoreArgs) -> Result<()> {
         })?;
         (report, "endpoint")
     } else {
-        let Some(margs) = &a.model else { bail!("give --model DIR or --endpoint URL") };
+        let Some(model) = &a.model else { bail!("give --model DIR or --endpoint URL") };
+        let margs = &ModelArgs { model: model.clone(), tokenizer: a.tokenizer.clone(), dtype: a.dtype, device: a.device.clone() };
         let loaded = load(margs)?;
         let window = loaded.model.config().max_position_embeddings;
         if window <= a.max_tokens + 16 {

@@ -12,9 +12,14 @@ use serde_json::json;
 /// Options shared by every command that loads a model and samples from it.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model directory: config.json, model.safetensors (or sharded), tokenizer.json.
+    /// Model directory (config.json, model.safetensors or sharded, tokenizer.json) or a GGUF
+    /// file (llama.cpp's format: Q4_K_M, Q8_0, F16, ...).
     #[arg(long)]
     pub model: PathBuf,
+    /// A tokenizer (tokenizer.json or its folder) instead of the model's own; a GGUF file
+    /// without tokenizer metadata needs one.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype).
     #[arg(long)]
     pub dtype: Option<WeightDType>,
@@ -169,7 +174,7 @@ pub type Loaded = kiln_infer::LoadedModel;
 /// Loads a model directory (see [`kiln_infer::LoadedModel::load`]).
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = kiln_model::device(&args.device)?;
-    Ok(kiln_infer::LoadedModel::load(&args.model, args.dtype, &device)?)
+    Ok(kiln_infer::LoadedModel::load_with(&args.model, args.dtype, &device, args.tokenizer.as_deref())?)
 }
 
 fn params(sample: &SampleArgs, eos_ids: &[u32]) -> Result<GenerateParams> {

@@ -10,9 +10,10 @@ use serde_json::json;
 /// `kiln model ...`
 #[derive(Debug, Subcommand)]
 pub enum ModelCommand {
-    /// Shape, parameter count, dtype and files of a model directory (reads headers only).
+    /// Shape, parameter count, dtype and files of a model directory or a GGUF file (reads
+    /// headers only).
     Info {
-        /// The model directory.
+        /// The model directory or GGUF file.
         dir: PathBuf,
         /// Print JSON.
         #[arg(long)]
@@ -60,6 +61,9 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
 }
 
 fn info(dir: PathBuf, json: bool) -> Result<()> {
+    if kiln_infer::loaded::is_gguf(&dir) {
+        return gguf_info(dir, json);
+    }
     let cfg = Config::from_file(&dir.join("config.json"))?;
     let files = weights::weight_files(&dir)?;
     let bytes: u64 = files.iter().filter_map(|f| f.metadata().ok()).map(|m| m.len()).sum();
@@ -112,5 +116,62 @@ fn info(dir: PathBuf, json: bool) -> Result<()> {
     );
     println!("positions   {} (rope theta {}, scaling {rope})", cfg.max_position_embeddings, cfg.rope_theta);
     println!("weights     {} ({:.1} MB)", files.join(", "), bytes as f64 / 1e6);
+    Ok(())
+}
+
+/// `kiln model info FILE.gguf`: the shape from the file's `llama.*` keys, the tensor types.
+fn gguf_info(path: PathBuf, json: bool) -> Result<()> {
+    let file = kiln_gguf::GgufFile::open(&path)?;
+    let cfg = kiln_model::gguf_llama::config_from_gguf(&file)?;
+    let mut types: std::collections::BTreeMap<String, (usize, u64)> = Default::default();
+    for t in file.tensor_infos() {
+        let e = types.entry(t.type_name().unwrap_or("unknown").to_string()).or_default();
+        e.0 += 1;
+        e.1 += t.byte_range().map_or(0, |r| r.len()) as u64;
+    }
+    let rope = match cfg.rope_scaling {
+        RopeScaling::None => "none".to_string(),
+        RopeScaling::Linear { factor } => format!("linear x{factor}"),
+    };
+    let bytes = std::fs::metadata(&path)?.len();
+    let tokenizer_ids = file.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).map(|a| a.len());
+    let file_type = file.get("general.file_type").and_then(|v| v.as_int());
+    if json {
+        let obj = json!({
+            "file": path, "format": "gguf", "gguf_version": file.version(), "file_type": file_type,
+            "parameters": cfg.num_parameters(), "vocab_size": cfg.vocab_size, "hidden_size": cfg.hidden_size,
+            "intermediate_size": cfg.intermediate_size, "num_hidden_layers": cfg.num_hidden_layers,
+            "num_attention_heads": cfg.num_attention_heads, "num_key_value_heads": cfg.num_key_value_heads,
+            "head_dim": cfg.head_dim, "max_position_embeddings": cfg.max_position_embeddings, "rope_theta": cfg.rope_theta,
+            "rope_scaling": rope, "tie_word_embeddings": cfg.tie_word_embeddings, "bytes": bytes,
+            "tensor_types": types.iter().map(|(t, (n, b))| (t.clone(), json!({"tensors": n, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+            "tokenizer_ids": tokenizer_ids,
+        });
+        println!("{}", serde_json::to_string_pretty(&obj)?);
+        return Ok(());
+    }
+    println!("{} (GGUF v{}, {:.2} GB)", path.display(), file.version(), bytes as f64 / 1e9);
+    println!(
+        "  llama: {:.1}M parameters, {} layers, width {}, ffn {}, {} heads ({} KV), head {}, vocab {}, {} positions, RoPE base {} scaling {rope}{}",
+        cfg.num_parameters() as f64 / 1e6,
+        cfg.num_hidden_layers,
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_attention_heads,
+        cfg.num_key_value_heads,
+        cfg.head_dim,
+        cfg.vocab_size,
+        cfg.max_position_embeddings,
+        cfg.rope_theta,
+        if cfg.tie_word_embeddings { ", tied head" } else { "" }
+    );
+    for (t, (n, b)) in &types {
+        println!("  {t:>5}: {n:>4} tensors, {:.1} MB", *b as f64 / 1e6);
+    }
+    match tokenizer_ids {
+        Some(n) => println!("  tokenizer: {n} tokens (tokenizer.ggml.*)"),
+        None => println!("  tokenizer: none in the file (give --tokenizer to generate)"),
+    }
+    println!("  runs on: the CPU network over GGML weights (kiln-model cpu_llama), weights memory-mapped");
     Ok(())
 }

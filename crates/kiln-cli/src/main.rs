@@ -8,6 +8,7 @@ mod eval;
 mod eval_repo;
 mod generate;
 mod info;
+mod quantize;
 mod quickstart;
 mod repo;
 mod serve;
@@ -75,6 +76,9 @@ enum Command {
     /// The whole recipe in one command on code found on this machine: corpus, tokenizer, FIM
     /// packing, training from scratch, evaluation, report; resumable.
     Quickstart(quickstart::QuickstartArgs),
+    /// Write a model directory as a GGUF file (f32, f16, q8_0, q4_0, q4_k_m) for llama.cpp,
+    /// Ollama and `kiln --model FILE.gguf`.
+    Quantize(quantize::QuantizeArgs),
     /// Measure speed (prints tokens/s; see benches/ for comparisons with other tools).
     Bench {
         #[command(subcommand)]
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
         Command::Eval { command } => eval::run(command),
         Command::Quickstart(args) => quickstart::run(args),
         Command::Bench { command } => bench::run(command),
+        Command::Quantize(a) => quantize::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

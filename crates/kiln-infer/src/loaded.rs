@@ -20,10 +20,66 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Loads a Hugging Face model directory: tokenizer and config first (cheap, so a mismatch
-    /// fails before the weights are read), then the weights in `dtype` (default: the
-    /// checkpoint's) on `device`.
+    /// Loads a model: a GGUF file (see [`LoadedModel::load_gguf`]) or a Hugging Face model
+    /// directory: tokenizer and config first (cheap, so a mismatch fails before the weights are
+    /// read), then the weights in `dtype` (default: the checkpoint's) on `device`.
     pub fn load(dir: &Path, dtype: Option<WeightDType>, device: &candle_core::Device) -> Result<Self> {
+        Self::load_with(dir, dtype, device, None)
+    }
+
+    /// [`LoadedModel::load`] with a tokenizer (`tokenizer.json` or its folder) that replaces the
+    /// model's own.
+    pub fn load_with(path: &Path, dtype: Option<WeightDType>, device: &candle_core::Device, tokenizer: Option<&Path>) -> Result<Self> {
+        if !path.exists() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return Err(InferError::ModelDir(format!("{}: no such GGUF file", path.display())));
+        }
+        if is_gguf(path) {
+            if dtype.is_some() {
+                tracing::warn!(path = %path.display(), "--dtype applies to safetensors checkpoints; a GGUF file runs in its own types");
+            }
+            if !device.is_cpu() {
+                return Err(InferError::ModelDir(format!(
+                    "{}: GGUF models run on the CPU in this build; use --device cpu (or a safetensors checkpoint on the GPU)",
+                    path.display()
+                )));
+            }
+            return Self::load_gguf(path, tokenizer);
+        }
+        let mut loaded = Self::load_dir(path, dtype, device)?;
+        if let Some(t) = tokenizer {
+            loaded.tokenizer = load_tokenizer(t)?;
+            crate::check_vocab(loaded.model.config(), &loaded.tokenizer)?;
+        }
+        Ok(loaded)
+    }
+
+    /// A GGUF file (llama.cpp's format, quantized or float): the weights are memory-mapped and
+    /// run by kiln-model's CPU network; the tokenizer is the file's own (`tokenizer.ggml.*`)
+    /// unless `tokenizer` is given, which a file without tokenizer metadata needs.
+    pub fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<Self> {
+        let tokenizer = match tokenizer {
+            Some(t) => load_tokenizer(t)?,
+            None => {
+                let file = kiln_gguf::GgufFile::open(path).map_err(|e| InferError::ModelDir(e.to_string()))?;
+                if file.get("tokenizer.ggml.tokens").is_none() {
+                    return Err(InferError::ModelDir(format!(
+                        "{}: the file carries no tokenizer (no `tokenizer.ggml.tokens`); give one with --tokenizer PATH (a tokenizer.json or its folder)",
+                        path.display()
+                    )));
+                }
+                Tokenizer::from_gguf(path)?
+            }
+        };
+        let model = kiln_model::gguf_llama::load_gguf(path)?;
+        crate::check_vocab(model.config(), &tokenizer)?;
+        let mut eos_ids = model.config().eos_token_ids.clone();
+        eos_ids.extend(tokenizer.special().eos);
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        Ok(Self { model: Box::new(model), tokenizer, eos_ids })
+    }
+
+    fn load_dir(dir: &Path, dtype: Option<WeightDType>, device: &candle_core::Device) -> Result<Self> {
         if !dir.is_dir() {
             return Err(InferError::ModelDir(format!(
                 "{}: not a directory (expected a Hugging Face model folder with config.json, model.safetensors, tokenizer.json)",
@@ -54,4 +110,18 @@ impl LoadedModel {
         eos_ids.dedup();
         Ok(Self { model, tokenizer, eos_ids })
     }
+}
+
+/// Whether `path` is a GGUF file (by its magic, else by its extension).
+pub fn is_gguf(path: &Path) -> bool {
+    if !path.is_file() {
+        return false;
+    }
+    let mut magic = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic));
+    read.is_ok() && &magic == b"GGUF" || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+fn load_tokenizer(path: &Path) -> Result<Tokenizer> {
+    Ok(if path.is_dir() { Tokenizer::from_dir(path)? } else { Tokenizer::from_file(path)? })
 }

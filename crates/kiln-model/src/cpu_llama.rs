@@ -246,9 +246,9 @@ impl CpuLlama {
             }
         }
         if w.norm.len() != c
-            || cfg.head_dim % 2 != 0
+            || !cfg.head_dim.is_multiple_of(2)
             || cfg.num_key_value_heads == 0
-            || cfg.num_attention_heads % cfg.num_key_value_heads != 0
+            || !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads)
         {
             return Err(ModelError::Shape("final norm width, odd head_dim or heads not a multiple of KV heads".into()));
         }

@@ -9,6 +9,8 @@
 pub mod config;
 pub mod cpu_llama;
 pub mod error;
+pub mod gguf_export;
+pub mod gguf_llama;
 pub mod llama;
 pub mod ops;
 pub mod params;

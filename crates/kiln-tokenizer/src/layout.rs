@@ -229,3 +229,87 @@ fn from_metadata(meta: &Metadata, path: &Path) -> Result<Imported, TokenizerErro
         config: tokenizer_config_json(&added, eos, max_len),
     })
 }
+
+/// The `tokenizer.ggml.*` metadata of a GGUF file for the tokenizer in `dir` (`tokenizer.json`
+/// and `tokenizer_config.json`): the inverse of [`import_gguf`], for `kiln quantize`. `rows` is
+/// the model's embedding row count: ids the tokenizer does not use (padding rows) become
+/// `[PAD<id>]` user-defined tokens, as llama.cpp's converter writes them. Special added tokens
+/// are control tokens, other added tokens user-defined. The FIM ids are DeepSeek-Coder's
+/// (`<｜fim▁begin｜>` prefix, `<｜fim▁hole｜>` suffix, `<｜fim▁end｜>` middle) when the vocabulary
+/// has them, so llama.cpp's `/infill` works on the file.
+pub fn gguf_metadata(dir: &Path, rows: usize) -> Result<Vec<(String, kiln_gguf::Value)>, TokenizerError> {
+    let path = dir.join("tokenizer.json");
+    let bad = |message: String| TokenizerError::Load { path: path.clone(), message };
+    let text = std::fs::read_to_string(&path).map_err(|_| TokenizerError::MissingFile { path: path.clone() })?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+    let model = &json["model"];
+    if model["type"] != "BPE" {
+        return Err(bad(format!("model type {}: GGUF export writes byte-level BPE (`gpt2`) vocabularies", model["type"])));
+    }
+    let mut tokens: Vec<Option<(String, i32)>> = vec![None; rows];
+    let mut put = |id: u64, tok: &str, ty: i32| -> Result<(), TokenizerError> {
+        let slot =
+            tokens.get_mut(id as usize).ok_or_else(|| bad(format!("token id {id} ({tok:?}) is past the model's {rows} embedding rows")))?;
+        *slot = Some((tok.to_string(), ty));
+        Ok(())
+    };
+    let vocab = model["vocab"].as_object().ok_or_else(|| bad("`model.vocab` is not an object".into()))?;
+    for (tok, id) in vocab {
+        put(id.as_u64().ok_or_else(|| bad(format!("vocab entry {tok:?} has no integer id")))?, tok, TOKEN_NORMAL as i32)?;
+    }
+    for t in json["added_tokens"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let (Some(id), Some(content)) = (t["id"].as_u64(), t["content"].as_str()) else {
+            return Err(bad(format!("added token without id or content: {t}")));
+        };
+        let ty = if t["special"].as_bool() == Some(true) { TOKEN_CONTROL } else { TOKEN_USER_DEFINED };
+        put(id, content, ty as i32)?;
+    }
+    let (mut names, mut types) = (Vec::with_capacity(rows), Vec::with_capacity(rows));
+    for (id, t) in tokens.into_iter().enumerate() {
+        let (tok, ty) = t.unwrap_or_else(|| (format!("[PAD{id}]"), TOKEN_USER_DEFINED as i32));
+        names.push(tok);
+        types.push(ty);
+    }
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .ok_or_else(|| bad("`model.merges` is not an array".into()))?
+        .iter()
+        .map(|m| match m {
+            Value::String(s) => Ok(s.clone()),
+            Value::Array(pair) => match (pair.first().and_then(Value::as_str), pair.get(1).and_then(Value::as_str)) {
+                (Some(a), Some(b)) => Ok(format!("{a} {b}")),
+                _ => Err(bad(format!("merge {m} is not a pair of strings"))),
+            },
+            other => Err(bad(format!("merge {other} is neither \"a b\" nor [a, b]"))),
+        })
+        .collect::<Result<_, _>>()?;
+    let tokenizer = crate::Tokenizer::from_dir(dir)?;
+    let id_of = |s: &str| names.iter().position(|n| n == s).map(|i| i as u32);
+    let mut out: Vec<(String, kiln_gguf::Value)> = vec![
+        ("tokenizer.ggml.model".into(), "gpt2".into()),
+        ("tokenizer.ggml.pre".into(), "deepseek-coder".into()),
+        ("tokenizer.ggml.tokens".into(), names.iter().map(String::as_str).collect::<Vec<_>>().into()),
+        ("tokenizer.ggml.token_type".into(), types.into()),
+        ("tokenizer.ggml.merges".into(), merges.iter().map(String::as_str).collect::<Vec<_>>().into()),
+        ("tokenizer.ggml.add_bos_token".into(), tokenizer.adds_bos().into()),
+        ("tokenizer.ggml.add_eos_token".into(), false.into()),
+    ];
+    let s = tokenizer.special();
+    for (key, id) in [
+        ("tokenizer.ggml.bos_token_id", s.bos),
+        ("tokenizer.ggml.eos_token_id", s.eos),
+        ("tokenizer.ggml.eot_token_id", s.eot),
+        ("tokenizer.ggml.fim_pre_token_id", s.fim_begin),
+        ("tokenizer.ggml.fim_suf_token_id", s.fim_hole),
+        ("tokenizer.ggml.fim_mid_token_id", s.fim_end),
+    ] {
+        if let Some(id) = id {
+            out.push((key.into(), id.into()));
+        }
+    }
+    if let Some(pad) = id_of(special::EOS) {
+        // DeepSeek-Coder pads with EOS (its generation_config's pad_token_id).
+        out.push(("tokenizer.ggml.padding_token_id".into(), pad.into()));
+    }
+    Ok(out)
+}
