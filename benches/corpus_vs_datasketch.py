@@ -126,7 +126,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("inputs", nargs="*", help="repository directories (default: the python3 standard library)")
     ap.add_argument("--cargo-registry", action="store_true", help="also the cargo registry sources (~/.cargo/registry/src/*, one repository per crate)")
-    ap.add_argument("--decontam", action="store_true", help="run kiln with decontamination (../shared/benchmarks)")
+    ap.add_argument("--decontam", action="store_true", help="run kiln with decontamination (the HumanEval/MBPP built into kiln)")
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
     ap.add_argument("--same-work", default=str(ROOT / "target" / "release" / "examples" / "filters_minhash"),
                     help="kiln's filters+MinHash example (cargo build --release -p kiln-corpus --example filters_minhash)")

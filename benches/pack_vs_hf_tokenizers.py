@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tokenization throughput: `kiln data pack` vs the Python `tokenizers` package (`encode_batch`).
 
-Same tokenizer (the real DeepSeek-Coder vocabulary, imported from ../shared's GGUF with
+Same tokenizer (the real DeepSeek-Coder vocabulary, imported from tests/fixtures/deepseek-coder-vocab's GGUF with
 `kiln tokenizer import-gguf`, unless --tokenizer is given), same texts (the samples of a kiln
 corpus; by default one built from the python3 standard library), same machine, one run.
 
@@ -39,7 +39,7 @@ def run(cmd, **kw):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", help="kiln corpus directory (default: built from the python3 stdlib)")
-    ap.add_argument("--tokenizer", help="tokenizer.json (default: DeepSeek-Coder's, imported from ../shared GGUF)")
+    ap.add_argument("--tokenizer", help="tokenizer.json (default: DeepSeek-Coder's, imported from the committed GGUF vocabulary)")
     ap.add_argument("--seq-len", type=int, default=4096)
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
     args = ap.parse_args()
@@ -59,7 +59,7 @@ def main():
         tok_path = args.tokenizer
         if not tok_path:
             tok_path = str(tmp / "tok" / "tokenizer.json")
-            gguf = ROOT.parent / "shared" / "tokenizers" / "deepseek-coder" / "ggml-vocab-deepseek-coder.gguf"
+            gguf = ROOT / "tests" / "fixtures" / "deepseek-coder-vocab" / "ggml-vocab-deepseek-coder.gguf"
             run([kiln, "tokenizer", "import-gguf", str(gguf), "--out", tok_path])
         lines = run([kiln, "corpus", "inspect", corpus, "--json", "--n", "1000000000"]).stdout.splitlines()
         texts = [json.loads(l)["text"] for l in lines]

@@ -4,7 +4,7 @@
 prompt with and without the prefix cache.
 
 The model is the `small` preset (random weights: speed does not depend on what the weights say)
-with the real DeepSeek-Coder vocabulary from ../shared/tokenizers. Each client streams one
+with the real DeepSeek-Coder vocabulary from tests/fixtures/deepseek-coder-vocab. Each client streams one
 /v1/completions request of --new-tokens tokens (greedy); the server runs --slots generations at
 once, decoding them together (default: as many as clients).
 
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-GGUF = ROOT.parent / "shared" / "tokenizers" / "deepseek-coder" / "ggml-vocab-deepseek-coder.gguf"
+GGUF = ROOT / "tests" / "fixtures" / "deepseek-coder-vocab" / "ggml-vocab-deepseek-coder.gguf"
 
 
 def make_model(kiln, out):

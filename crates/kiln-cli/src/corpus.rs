@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use kiln_corpus::pipeline::{self, BuildPlan, TaskStatus};
-use kiln_corpus::{CorpusConfig, Manifest};
+use kiln_corpus::{BenchmarkSource, CorpusConfig, Manifest};
 
 /// `kiln corpus ...`
 #[derive(Debug, Subcommand)]
@@ -35,7 +35,8 @@ pub enum CorpusCommand {
         /// JSON config (fields of kiln_corpus::CorpusConfig; omitted fields take the paper's defaults).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Benchmarks for decontamination (humaneval/, mbpp/); default ../shared/benchmarks.
+        /// Benchmarks for decontamination: a directory with humaneval/HumanEval.jsonl.gz and
+        /// mbpp/mbpp.jsonl (default: the HumanEval and MBPP built into kiln).
         #[arg(long)]
         benchmarks: Option<PathBuf>,
         /// Skip decontamination (recorded in the manifest).
@@ -82,17 +83,18 @@ pub fn run(cmd: CorpusCommand) -> Result<()> {
             if no_quality_screen {
                 config.quality_screen = false;
             }
-            let benchmarks = if no_decontam {
-                None
-            } else {
-                let dir = benchmarks.unwrap_or_else(|| PathBuf::from("../shared/benchmarks"));
-                if !dir.is_dir() {
-                    bail!(
-                        "benchmarks directory {} not found: pass --benchmarks DIR (with humaneval/ and mbpp/) or --no-decontam",
-                        dir.display()
-                    );
+            let benchmarks = match benchmarks {
+                _ if no_decontam => None,
+                None => Some(BenchmarkSource::Bundled),
+                Some(dir) => {
+                    if !dir.is_dir() {
+                        bail!(
+                            "--benchmarks {}: not a directory (give one with humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl, leave it out for the copy built into kiln, or --no-decontam)",
+                            dir.display()
+                        );
+                    }
+                    Some(BenchmarkSource::Dir(std::fs::canonicalize(&dir).with_context(|| format!("--benchmarks {}", dir.display()))?))
                 }
-                Some(std::fs::canonicalize(&dir).with_context(|| format!("--benchmarks {}", dir.display()))?)
             };
             let inputs = pipeline::list_inputs(&inputs, repos_root)?;
             let plan = BuildPlan::new(inputs, out, config, benchmarks, tasks)?;

@@ -1,16 +1,19 @@
 //! Lists the files of a repository that decontamination would drop, with what matched.
 //!
-//!     cargo run --release -p kiln-corpus --example decontam_probe -- DIR [BENCHMARKS_DIR [MIN_COVERAGE]]
+//!     cargo run --release -p kiln-corpus --example decontam_probe -- DIR [BENCHMARKS_DIR|bundled [MIN_COVERAGE]]
 use std::path::PathBuf;
 
-use kiln_corpus::{Benchmarks, DecontamConfig, DecontamIndex};
+use kiln_corpus::{BenchmarkSource, DecontamConfig, DecontamIndex};
 use kiln_repo::ingest::{ingest_path, IngestOptions};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let dir = PathBuf::from(args.first().expect("usage: decontam_probe DIR [BENCHMARKS_DIR]"));
-    let bench = PathBuf::from(args.get(1).map(String::as_str).unwrap_or("../shared/benchmarks"));
-    let b = Benchmarks::load_dir(&bench).expect("benchmarks load");
+    let bench = match args.get(1).map(String::as_str) {
+        None | Some("bundled") => BenchmarkSource::Bundled,
+        Some(dir) => BenchmarkSource::Dir(PathBuf::from(dir)),
+    };
+    let b = bench.load().expect("benchmarks load");
     let mut cfg = DecontamConfig::default();
     if let Some(c) = args.get(2) {
         cfg.min_coverage = c.parse().expect("MIN_COVERAGE is a number in 0..=1");

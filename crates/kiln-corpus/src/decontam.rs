@@ -70,7 +70,7 @@ use crate::dedup::{self, hash_window, tokens};
 #[derive(Debug, thiserror::Error)]
 pub enum DecontamError {
     /// A benchmark file could not be read.
-    #[error("cannot read benchmark file {path}: {source} (expected e.g. ../shared/benchmarks/humaneval/HumanEval.jsonl.gz)")]
+    #[error("cannot read benchmark file {path}: {source} (a benchmarks directory holds humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl, like the repository's data/benchmarks; leave --benchmarks out to use the copy built into kiln)")]
     Io {
         /// The file.
         path: PathBuf,
@@ -124,18 +124,25 @@ pub struct Benchmarks {
 fn open(path: &Path) -> Result<Box<dyn BufRead>, DecontamError> {
     let io = |source| DecontamError::Io { path: path.to_path_buf(), source };
     let file = std::fs::File::open(path).map_err(io)?;
-    let reader: Box<dyn Read> =
-        if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
-    Ok(Box::new(BufReader::new(reader)))
+    Ok(reader(path, file))
 }
 
-/// Calls `f` on each non-empty JSON line of `path` with its 1-based number.
+/// Lines of `raw`, gunzipped when `name` ends in `.gz`.
+fn reader(name: &Path, raw: impl Read + 'static) -> Box<dyn BufRead> {
+    let raw: Box<dyn Read> =
+        if name.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(raw)) } else { Box::new(raw) };
+    Box::new(BufReader::new(raw))
+}
+
+/// Calls `f` on each non-empty JSON line of `lines` (read from `path`, which errors name) with
+/// its 1-based number.
 fn for_each_record(
     path: &Path,
+    lines: Box<dyn BufRead>,
     kind: &'static str,
     mut f: impl FnMut(usize, serde_json::Value) -> Result<(), String>,
 ) -> Result<(), DecontamError> {
-    for (i, line) in open(path)?.lines().enumerate() {
+    for (i, line) in lines.lines().enumerate() {
         let line = line.map_err(|source| DecontamError::Io { path: path.to_path_buf(), source })?;
         if line.trim().is_empty() {
             continue;
@@ -155,8 +162,12 @@ impl Benchmarks {
     /// Adds HumanEval (`task_id`, `prompt`, `canonical_solution`, `test`) from a `.jsonl` or
     /// `.jsonl.gz` file.
     pub fn add_humaneval(&mut self, path: &Path) -> Result<usize, DecontamError> {
+        self.add_humaneval_lines(path, open(path)?)
+    }
+
+    fn add_humaneval_lines(&mut self, path: &Path, lines: Box<dyn BufRead>) -> Result<usize, DecontamError> {
         let before = self.texts.len();
-        for_each_record(path, "HumanEval", |_, v| {
+        for_each_record(path, lines, "HumanEval", |_, v| {
             let task = str_field(&v, "task_id")?.to_string();
             for (key, field) in [("prompt", Field::Prompt), ("canonical_solution", Field::Solution), ("test", Field::Test)] {
                 self.texts.push(BenchmarkText { task: task.clone(), field, text: str_field(&v, key)?.to_string() });
@@ -169,8 +180,12 @@ impl Benchmarks {
     /// Adds MBPP (`task_id` number, `text`, `code`, `test_list`) from a `.jsonl` file; each test
     /// assert is its own string. Task ids become `MBPP/<n>`.
     pub fn add_mbpp(&mut self, path: &Path) -> Result<usize, DecontamError> {
+        self.add_mbpp_lines(path, open(path)?)
+    }
+
+    fn add_mbpp_lines(&mut self, path: &Path, lines: Box<dyn BufRead>) -> Result<usize, DecontamError> {
         let mut tasks = 0;
-        for_each_record(path, "MBPP", |_, v| {
+        for_each_record(path, lines, "MBPP", |_, v| {
             let id = v.get("task_id").and_then(|x| x.as_u64()).ok_or("missing numeric field `task_id`")?;
             let task = format!("MBPP/{id}");
             self.texts.push(BenchmarkText { task: task.clone(), field: Field::Prompt, text: str_field(&v, "text")?.into() });
@@ -186,14 +201,54 @@ impl Benchmarks {
         Ok(tasks)
     }
 
-    /// Loads `dir/humaneval/HumanEval.jsonl.gz` and `dir/mbpp/mbpp.jsonl` (the layout of
-    /// `../shared/benchmarks`).
+    /// Loads `dir/humaneval/HumanEval.jsonl.gz` and `dir/mbpp/mbpp.jsonl` (the layout of the
+    /// repository's `data/benchmarks`).
     pub fn load_dir(dir: &Path) -> Result<Benchmarks, DecontamError> {
         let mut b = Benchmarks::default();
         let he = b.add_humaneval(&dir.join("humaneval/HumanEval.jsonl.gz"))?;
         let mb = b.add_mbpp(&dir.join("mbpp/mbpp.jsonl"))?;
         tracing::info!(humaneval = he, mbpp = mb, dir = %dir.display(), "loaded benchmarks");
         Ok(b)
+    }
+
+    /// HumanEval and MBPP as shipped inside kiln (kiln-benchdata): what decontamination uses
+    /// unless a directory is given.
+    pub fn bundled() -> Result<Benchmarks, DecontamError> {
+        let mut b = Benchmarks::default();
+        let (he, mb) = (kiln_benchdata::HUMANEVAL, kiln_benchdata::MBPP);
+        let (he_name, mb_name) = (PathBuf::from(he.label()), PathBuf::from(mb.label()));
+        let he = b.add_humaneval_lines(&he_name, reader(&he_name, he.bytes))?;
+        let mb = b.add_mbpp_lines(&mb_name, reader(&mb_name, mb.bytes))?;
+        tracing::info!(humaneval = he, mbpp = mb, "loaded the bundled benchmarks");
+        Ok(b)
+    }
+}
+
+/// Where the decontamination benchmarks come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchmarkSource {
+    /// HumanEval and MBPP shipped inside kiln ([`Benchmarks::bundled`]).
+    Bundled,
+    /// A directory with `humaneval/HumanEval.jsonl.gz` and `mbpp/mbpp.jsonl`.
+    Dir(PathBuf),
+}
+
+impl BenchmarkSource {
+    /// Loads the benchmarks.
+    pub fn load(&self) -> Result<Benchmarks, DecontamError> {
+        match self {
+            BenchmarkSource::Bundled => Benchmarks::bundled(),
+            BenchmarkSource::Dir(dir) => Benchmarks::load_dir(dir),
+        }
+    }
+
+    /// How manifests and fingerprints name it: `bundled` or the directory.
+    pub fn label(&self) -> String {
+        match self {
+            BenchmarkSource::Bundled => "bundled".into(),
+            BenchmarkSource::Dir(dir) => dir.display().to_string(),
+        }
     }
 }
 
@@ -415,6 +470,18 @@ mod tests {
     fn shared_benchmarks() -> Option<Benchmarks> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks");
         Some(Benchmarks::load_dir(&dir).expect("the repository's benchmark files parse"))
+    }
+
+    #[test]
+    fn bundled_benchmarks_are_the_repository_files() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks");
+        let bundled = BenchmarkSource::Bundled.load().unwrap();
+        assert_eq!(bundled, BenchmarkSource::Dir(dir).load().unwrap());
+        assert_eq!(bundled.texts.iter().filter(|t| t.task.starts_with("MBPP/") && t.field == Field::Solution).count(), 974);
+        assert_eq!(BenchmarkSource::Bundled.label(), "bundled");
+        // A missing directory names the file it wanted and how to fix it.
+        let e = BenchmarkSource::Dir("/nonexistent/bench".into()).load().unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/bench/humaneval/HumanEval.jsonl.gz") && e.contains("--benchmarks"), "{e}");
     }
 
     fn task<'a>(b: &'a Benchmarks, id: &str, field: Field) -> &'a str {

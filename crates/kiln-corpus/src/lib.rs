@@ -23,7 +23,7 @@ pub mod quality;
 pub mod shard;
 
 pub use config::CorpusConfig;
-pub use decontam::{Benchmarks, Contamination, DecontamConfig, DecontamError, DecontamIndex};
+pub use decontam::{BenchmarkSource, Benchmarks, Contamination, DecontamConfig, DecontamError, DecontamIndex};
 pub use dedup::{DedupResult, DedupUnit, LshParams, MinHasher, Signature};
 pub use error::CorpusError;
 pub use filters::{check_file, DropReason, FilterConfig};

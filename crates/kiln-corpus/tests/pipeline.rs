@@ -7,7 +7,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use kiln_corpus::config::DecontamUnit;
-use kiln_corpus::decontam::{Benchmarks, Field};
+use kiln_corpus::decontam::{BenchmarkSource, Benchmarks, Field};
 use kiln_corpus::manifest::Manifest;
 use kiln_corpus::pipeline::{build, file_spans, inspect, list_inputs, merge, run_single_task, BuildPlan, TaskStatus};
 use kiln_corpus::shard::{self, AtomicFile, Sample, ShardWriter};
@@ -20,10 +20,10 @@ fn fixtures() -> PathBuf {
 }
 
 /// The repository's `data/benchmarks` (committed: a missing file fails the test).
-fn benchmarks_dir() -> Option<PathBuf> {
+fn benchmarks_dir() -> Option<BenchmarkSource> {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks");
     assert!(d.join("humaneval/HumanEval.jsonl.gz").is_file(), "no benchmarks at {}", d.display());
-    Some(d)
+    Some(BenchmarkSource::Dir(d))
 }
 
 fn write(root: &Path, rel: &str, text: &str) {
@@ -127,7 +127,7 @@ impl Bytes for Sample {
     }
 }
 
-fn plan(inputs: Vec<PathBuf>, out: &Path, bench: Option<PathBuf>, tasks: Option<usize>) -> BuildPlan {
+fn plan(inputs: Vec<PathBuf>, out: &Path, bench: Option<BenchmarkSource>, tasks: Option<usize>) -> BuildPlan {
     BuildPlan::new(inputs, out.to_path_buf(), CorpusConfig::default(), bench, tasks).unwrap()
 }
 
@@ -135,7 +135,7 @@ fn plan(inputs: Vec<PathBuf>, out: &Path, bench: Option<PathBuf>, tasks: Option<
 fn fixture_build_counts_spans_dedup_and_contamination() {
     let tmp = tempfile::tempdir().unwrap();
     let bench_dir = benchmarks_dir();
-    let bench = bench_dir.as_ref().map(|d| Benchmarks::load_dir(d).unwrap());
+    let bench = bench_dir.as_ref().map(|d| d.load().unwrap());
     let extra = tmp.path().join("extra");
     extra_repos(&extra, bench.as_ref());
     let inputs = list_inputs(&[fixtures(), extra.clone()], true).unwrap();
@@ -389,8 +389,14 @@ fn bad_plans_are_refused_up_front() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(BuildPlan::new(vec![], tmp.path().into(), CorpusConfig::default(), None, None).is_err());
     assert!(list_inputs(&[tmp.path().join("nope")], false).unwrap_err().to_string().contains("does not exist"));
-    let err =
-        BuildPlan::new(vec![fixtures()], tmp.path().into(), CorpusConfig::default(), Some(tmp.path().join("nobench")), None).unwrap_err();
+    let err = BuildPlan::new(
+        vec![fixtures()],
+        tmp.path().into(),
+        CorpusConfig::default(),
+        Some(BenchmarkSource::Dir(tmp.path().join("nobench"))),
+        None,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("--benchmarks"), "{err}");
     let cfg_path = tmp.path().join("cfg.json");
     std::fs::write(&cfg_path, "{\"shard_bytez\": 5}").unwrap();
@@ -423,7 +429,8 @@ fn python_stdlib_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("out");
     let cfg = CorpusConfig { shard_bytes: 256 << 10, ..CorpusConfig::default() }; // several shards
-    let p = BuildPlan::new(inputs.clone(), dir.clone(), cfg, benchmarks_dir(), None).unwrap();
+                                                                                  // The benchmarks built into kiln, as `kiln corpus build` uses by default.
+    let p = BuildPlan::new(inputs.clone(), dir.clone(), cfg, Some(BenchmarkSource::Bundled), None).unwrap();
     let t = std::time::Instant::now();
     let m = build(&p, None).unwrap().manifest;
     eprintln!(

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent reader of Megatron-LM indexed datasets (PREFIX.bin / PREFIX.idx), written from
-the format description (NVIDIA/Megatron-LM megatron/core/datasets/indexed_dataset.py; kiln's
-../shared/reference/data-pipeline.md section 7), not from kiln's code. Uses numpy only.
+the format description (NVIDIA/Megatron-LM megatron/core/datasets/indexed_dataset.py), not from kiln's
+code. Uses numpy only.
 
 Usage: megatron_reader.py PREFIX
 Prints one JSON object: {"dtype": ..., "sequences": [[ids...], ...], "document_indices": [...]}.

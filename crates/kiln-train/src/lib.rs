@@ -13,12 +13,14 @@
 //!
 //! The long-context stage is a config of the same loop ([`trainer::ContextExtension`]).
 //!
-//! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts.
+//! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts. [`budget`] sizes a run to a time
+//! budget instead of a step count (time a few steps, train, re-plan from the real pace).
 //!
 //! Precision ([`Precision`]): f32 on the CPU; bf16 compute with f32 master weights, gradients
 //! and optimizer state where asked for or on a GPU.
 #![deny(missing_docs)]
 
+pub mod budget;
 pub mod cpu_step;
 pub mod error;
 pub mod model;
@@ -30,6 +32,7 @@ pub mod sft;
 pub mod step;
 pub mod trainer;
 
+pub use budget::{calibrate_steps, train_to_deadline, Replan};
 pub use error::{Result, TrainError};
 pub use model::TrainModel;
 pub use optim::{AdamW, AdamWConfig};

@@ -441,7 +441,7 @@ pub fn merge(plan: &BuildPlan) -> Result<Manifest> {
         kiln_version: env!("CARGO_PKG_VERSION").into(),
         inputs: files.inputs.clone(),
         tasks: plan.tasks,
-        benchmarks: plan.benchmarks.as_ref().map(|b| b.display().to_string()),
+        benchmarks: plan.benchmarks.as_ref().map(crate::decontam::BenchmarkSource::label),
         config: plan.config.clone(),
         files,
         samples: d.counts,

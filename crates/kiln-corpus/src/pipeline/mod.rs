@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use rayon::prelude::*;
 use tracing::info;
 
-use crate::decontam::{Benchmarks, DecontamIndex};
+use crate::decontam::DecontamIndex;
 use crate::error::{io_err, CorpusError, Result};
 use crate::manifest::Manifest;
 use crate::shard::AtomicFile;
@@ -83,8 +83,8 @@ pub struct BuildOutcome {
 fn load_index(plan: &BuildPlan) -> Result<Option<DecontamIndex>> {
     match &plan.benchmarks {
         None => Ok(None),
-        Some(dir) => {
-            let b = Benchmarks::load_dir(dir)?;
+        Some(source) => {
+            let b = source.load()?;
             Ok(Some(DecontamIndex::build(&b, &plan.config.decontam)))
         }
     }

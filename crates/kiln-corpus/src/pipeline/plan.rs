@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::CorpusConfig;
+use crate::decontam::BenchmarkSource;
 use crate::error::{CorpusError, Result};
 
 /// A checked build plan: everything resolved before any heavy work starts.
@@ -15,8 +16,8 @@ pub struct BuildPlan {
     pub out: PathBuf,
     /// Resolved configuration.
     pub config: CorpusConfig,
-    /// Benchmarks directory for decontamination (`None`: no decontamination).
-    pub benchmarks: Option<PathBuf>,
+    /// Benchmarks for decontamination (`None`: no decontamination).
+    pub benchmarks: Option<BenchmarkSource>,
     /// Number of tasks the inputs are split into.
     pub tasks: usize,
 }
@@ -82,7 +83,7 @@ impl BuildPlan {
         inputs: Vec<PathBuf>,
         out: PathBuf,
         config: CorpusConfig,
-        benchmarks: Option<PathBuf>,
+        benchmarks: Option<BenchmarkSource>,
         tasks: Option<usize>,
     ) -> Result<BuildPlan> {
         if inputs.is_empty() {
@@ -93,7 +94,7 @@ impl BuildPlan {
             return Err(CorpusError::Plan("--tasks must be at least 1".into()));
         }
         let tasks = tasks.or_else(|| marker_task_count(&out)).unwrap_or_else(|| default_tasks(inputs.len(), rayon::current_num_threads()));
-        if let Some(b) = &benchmarks {
+        if let Some(BenchmarkSource::Dir(b)) = &benchmarks {
             if !b.is_dir() {
                 return Err(CorpusError::Plan(format!(
                     "benchmarks directory {} does not exist (expected humaneval/HumanEval.jsonl.gz and mbpp/mbpp.jsonl inside; pass --benchmarks DIR)",
@@ -118,7 +119,7 @@ impl BuildPlan {
     }
 
     pub(super) fn fingerprint(&self) -> String {
-        let bench = self.benchmarks.as_ref().map(|b| b.display().to_string()).unwrap_or_else(|| "none".into());
+        let bench = self.benchmarks.as_ref().map(BenchmarkSource::label).unwrap_or_else(|| "none".into());
         format!("{} benchmarks={bench}", self.config.fingerprint())
     }
 

@@ -5,13 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use kiln_base::rng::seeded_hash;
 use kiln_corpus::Manifest;
 use kiln_data::Split;
 use kiln_infer::{prompt, Engine, GenerateParams, LoadedModel, SamplingParams, TextLoss};
 use serde::{Deserialize, Serialize};
 
-use super::Run;
+use crate::error::{QuickstartError, Result};
+use crate::pipeline::Run;
 
 /// Held-out text scored for bits per byte (enough for a stable figure, seconds on a tiny model).
 const MAX_HELDOUT_BYTES: usize = 384 << 10;
@@ -27,56 +28,81 @@ struct HeldOut {
     text: String,
 }
 
-/// What quickstart measured.
+/// What quickstart measured (recorded in `quickstart.json` under the `eval` stage).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Results {
+    /// The held-out repositories (never trained on).
     pub heldout_repos: Vec<String>,
+    /// Their files scored.
     pub heldout_files: usize,
+    /// The bytes of those files.
     pub heldout_bytes: usize,
     /// Mean cross-entropy per token on the held-out files (nats).
     pub loss_per_token: f64,
+    /// The model's cross-entropy over the files' UTF-8 bytes, in bits per byte.
     pub model_bits_per_byte: f64,
     /// zstd -19 on each file alone.
     pub zstd_each_bits_per_byte: f64,
     /// zstd -19 on all the files as one stream.
     pub zstd_concat_bits_per_byte: f64,
+    /// The same per language.
     pub per_language: Vec<LanguageRow>,
+    /// Single-line infilling exact match.
     pub infill: InfillScore,
     /// The repository-level comparison (kiln-eval `repo`): held-out lines that use a symbol
     /// defined in another file of their repository, completed with and without that repository's
     /// imported files in the prompt.
     pub repo: Option<RepoLevel>,
+    /// A completion after a function header of a held-out file.
     pub sample_completion: Option<SampleText>,
+    /// An infill of the line after that header.
     pub sample_infill: Option<SampleText>,
 }
 
+/// Bits per byte of one language's held-out files.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LanguageRow {
+    /// The language.
     pub language: String,
+    /// Its held-out files.
     pub files: usize,
+    /// Their bytes.
     pub bytes: usize,
+    /// The model's bits per byte.
     pub model_bits_per_byte: f64,
+    /// zstd -19 on each file alone.
     pub zstd_each_bits_per_byte: f64,
 }
 
+/// Single-line infilling on held-out lines.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InfillScore {
+    /// Lines tried.
     pub lines: usize,
+    /// Lines filled exactly (stripped).
     pub exact: usize,
+    /// `exact / lines` (0 to 1).
     pub exact_match: f64,
 }
 
+/// Repository-level completion with and without the repository's imported files in the prompt.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepoLevel {
+    /// Held-out lines completed.
     pub tasks: usize,
     /// Tasks whose prompt had at least one other file within the context budget.
     pub tasks_with_context_files: usize,
+    /// Prompt tokens given to the other files at most.
     pub context_tokens: usize,
+    /// Prompt tokens at most.
     pub max_prompt_tokens: usize,
-    /// Exact match (%) and edit similarity (0-100), with and without the context.
+    /// Exact match (%) with the context.
     pub em_with: f64,
+    /// Edit similarity (0-100) with the context.
     pub es_with: f64,
+    /// Exact match (%) without the context.
     pub em_without: f64,
+    /// Edit similarity (0-100) without the context.
     pub es_without: f64,
     /// The Markdown table per language.
     pub table: String,
@@ -85,13 +111,18 @@ pub struct RepoLevel {
 /// A prompt (shown tail), the model's text, and for an infill the suffix (shown head).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SampleText {
+    /// The held-out file (`repository/path`).
     pub file: String,
+    /// The end of the prompt (its last lines).
     pub prompt: String,
+    /// The model's text.
     pub output: String,
+    /// For an infill, the start of the code after the hole (empty for a completion).
     pub suffix: String,
 }
 
-pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks: usize) -> Result<Results> {
+/// Scores the trained model on the held-out repositories, telling the run's observer.
+pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks: usize) -> Result<Results> {
     let seed = run.state.settings.seed;
     let files = heldout_files(&run.dir("corpus"), val_fraction, seed)?;
     let mut repos: Vec<String> = files.iter().map(|f| f.repo.clone()).collect();
@@ -106,7 +137,7 @@ pub fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo_tasks:
     ));
     let model_dir = run.dir("model");
     let loaded = LoadedModel::load(&model_dir, None, &candle_core::Device::Cpu)
-        .with_context(|| format!("loading the trained model {}", model_dir.display()))?;
+        .map_err(|e| QuickstartError::context(format!("loading the trained model {}", model_dir.display()), e))?;
     let window = run.state.settings.seq_len;
 
     let mut total = TextLoss::default();
@@ -191,7 +222,7 @@ fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<Held
             }
         }
     }
-    all.sort_by_key(|f| mix(seed, &format!("{}/{}", f.repo, f.path)));
+    all.sort_by_key(|f| seeded_hash(seed, format!("{}/{}", f.repo, f.path).as_bytes()));
     let mut taken = 0;
     all.retain(|f| {
         let keep = taken < MAX_HELDOUT_BYTES;
@@ -200,14 +231,6 @@ fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<Held
     });
     all.sort_by(|a, b| (&a.repo, &a.path).cmp(&(&b.repo, &b.path)));
     Ok(all)
-}
-
-fn mix(seed: u64, s: &str) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    for b in s.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    h ^ (h >> 29)
 }
 
 fn greedy(loaded: &LoadedModel, max_new_tokens: usize, stop: &[&str]) -> GenerateParams {
@@ -317,7 +340,7 @@ fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, ge
             start += line.len();
         }
     }
-    candidates.sort_by_key(|&(i, s, _)| mix(seed ^ 0x1f, &format!("{}:{}:{s}", files[i].repo, files[i].path)));
+    candidates.sort_by_key(|&(i, s, _)| seeded_hash(seed ^ 0x1f, format!("{}:{}:{s}", files[i].repo, files[i].path).as_bytes()));
     candidates.truncate(n);
     let params = greedy(loaded, 48, &["\n"]);
     let mut score = InfillScore { lines: candidates.len(), ..Default::default() };

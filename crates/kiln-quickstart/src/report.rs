@@ -4,11 +4,12 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::Result;
 use kiln_corpus::Manifest;
 
-use super::evaluate::Results;
-use super::Run;
+use crate::error::Result;
+use crate::evaluate::Results;
+use crate::pipeline::Run;
+use crate::Stage;
 
 /// The machine, as `/proc/cpuinfo` names it, and the cores in use.
 fn machine() -> String {
@@ -20,12 +21,8 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores, no GPU used")
 }
 
-fn stage_s(run: &Run, stage: &str) -> f64 {
-    run.state.stages.get(stage).map(|s| s.seconds).unwrap_or(0.0)
-}
-
 /// Writes `report.md`, `loss.png` and `corpus_languages.png` into the output folder.
-pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
+pub(crate) fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let out = &run.out;
     let manifest = Manifest::load(&run.dir("corpus"))?;
     let st = &run.state;
@@ -43,7 +40,7 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
 
     let _ = writeln!(md, "## 1. Sources\n");
     let _ = writeln!(md, "| source | repositories | code (MB) |\n|---|---|---|");
-    let kinds = super::sources::totals_by_kind(&st.selected);
+    let kinds = crate::sources::totals_by_kind(&st.selected);
     for (k, (n, b)) in &kinds {
         let _ = writeln!(md, "| {k} | {n} | {:.1} |", *b as f64 / 1e6);
     }
@@ -55,13 +52,13 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let s = &manifest.samples;
     let _ = writeln!(
         md,
-        "{} repository samples kept of {} candidates: {} exact duplicates, {} near duplicates (MinHash LSH), {} contaminated ({}). Files are in dependency order within each sample (a file after the files it imports), each under a comment with its path.\n",
+        "{} repository samples kept of {} candidates: {} exact duplicates, {} near duplicates (MinHash LSH), {} contaminated (decontaminated against HumanEval and MBPP, {}). Files are in dependency order within each sample (a file after the files it imports), each under a comment with its path.\n",
         s.kept,
         s.candidates,
         s.exact_duplicates,
         s.near_duplicates,
         s.contaminated,
-        if st.settings.decontamination.is_some() { "decontaminated against HumanEval and MBPP" } else { "no decontamination: no benchmarks folder was found" }
+        st.settings.decontamination.label()
     );
     let total: u64 = manifest.languages.values().map(|l| l.bytes).sum();
     let mut langs: Vec<(&String, &kiln_corpus::manifest::LangCount)> = manifest.languages.iter().collect();
@@ -98,7 +95,7 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
 
     let _ = writeln!(md, "## 5. Training (`{}`)\n", run.dir("train").display());
     let (first, last, val) = loss_points(&run.dir("train"));
-    let train_s = stage_s(run, "train");
+    let train_s = run.stage_s(Stage::Train);
     let tokens = info("train", "tokens").as_f64().unwrap_or(0.0);
     let _ = writeln!(
         md,
@@ -190,7 +187,7 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
             "Completion of held-out `{}` (model output after `⟨⟩`, first 12 lines):\n\n```\n{}⟨⟩{}\n```\n",
             s.file,
             s.prompt,
-            super::evaluate::first_lines(&s.output, 12)
+            crate::evaluate::first_lines(&s.output, 12)
         );
     }
     if let Some(s) = &r.sample_infill {
@@ -203,11 +200,11 @@ pub fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let _ = writeln!(md, "Serve the model:\n\n```sh\nkiln serve --model {}\n```\n", run.dir("model").display());
 
     let _ = writeln!(md, "## Stage times\n\n| stage | seconds |\n|---|---|");
-    for stage in super::STAGES {
-        let _ = writeln!(md, "| {stage} | {:.1} |", stage_s(run, stage));
+    for stage in Stage::ALL {
+        let _ = writeln!(md, "| {stage} | {:.1} |", run.stage_s(stage));
     }
     let path = out.join("report.md");
-    kiln_corpus::shard::AtomicFile::write_all_to(&path, md.as_bytes())?;
+    kiln_base::fs::write_atomic(&path, md.as_bytes())?;
     Ok(path)
 }
 
@@ -216,7 +213,7 @@ fn fmt_opt(v: Option<f64>) -> String {
 }
 
 /// First and last training loss and the last validation loss of a run's `metrics.jsonl`.
-pub fn loss_points(run: &std::path::Path) -> (Option<f64>, Option<f64>, Option<f64>) {
+fn loss_points(run: &std::path::Path) -> (Option<f64>, Option<f64>, Option<f64>) {
     let Ok(text) = std::fs::read_to_string(run.join("metrics.jsonl")) else { return (None, None, None) };
     let metrics: Vec<kiln_train::StepMetrics> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     let train: Vec<f64> = metrics.iter().filter(|m| m.kind == "train" && m.loss.is_finite()).map(|m| m.loss).collect();

@@ -13,8 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Result};
+use kiln_base::rng::seeded_hash;
 use serde::{Deserialize, Serialize};
+
+use crate::error::{setup, Result};
 
 /// What kind of source a repository came from (for the report and the budget split).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,7 +70,7 @@ pub fn default_sources() -> Result<Found> {
     }
     found.candidates.retain(|c| c.code_bytes > 0);
     if found.candidates.is_empty() {
-        bail!("no default sources found: {}. Give repositories with --sources DIR_OR_ARCHIVE ...", found.missing.join("; "));
+        setup!("no default sources found: {}. Give repositories with --sources DIR_OR_ARCHIVE ...", found.missing.join("; "));
     }
     Ok(found)
 }
@@ -79,13 +81,13 @@ pub fn user_sources(paths: &[PathBuf]) -> Result<Found> {
     let mut found = Found::default();
     for p in paths {
         if !p.exists() {
-            bail!("--sources {}: does not exist", p.display());
+            setup!("--sources {}: does not exist", p.display());
         }
         let repos = if p.is_dir() && is_folder_of_repositories(p) { subdirectories(p) } else { vec![p.clone()] };
         let measured = measure(repos, SourceKind::User);
         let code: u64 = measured.iter().map(|c| c.code_bytes).sum();
         if code == 0 {
-            bail!(
+            setup!(
                 "--sources {}: no source code found (kiln reads files of 89 languages by extension, e.g. .py .rs .js .c; vendored and build folders are skipped)",
                 p.display()
             );
@@ -106,7 +108,7 @@ pub fn select(candidates: &[Candidate], budget: u64, seed: u64) -> Vec<Candidate
         .iter()
         .map(|k| {
             let mut v: Vec<&Candidate> = candidates.iter().filter(|c| c.kind == *k).collect();
-            v.sort_by_key(|c| (mix(seed, &c.path.to_string_lossy()), c.path.clone()));
+            v.sort_by_key(|c| (seeded_hash(seed, c.path.as_os_str().as_encoded_bytes()), c.path.clone()));
             v
         })
         .collect();
@@ -140,18 +142,6 @@ pub fn totals_by_kind(chosen: &[Candidate]) -> std::collections::BTreeMap<&'stat
         e.1 += c.code_bytes;
     }
     kinds
-}
-
-/// A seeded 64-bit mix of a name (FNV-1a then splitmix64): a stable pseudo-random order.
-pub fn mix(seed: u64, name: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
-    for b in name.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
 }
 
 fn cargo_registry_crates() -> std::result::Result<Vec<PathBuf>, String> {
