@@ -27,6 +27,12 @@ int main(int argc, char ** argv) {
     cp.n_ctx = ids.size() + n_new + 8;
     cp.n_batch = cp.n_ctx;
     cp.n_threads = 1;
+    // kiln keeps its KV cache in f32: run llama.cpp's the same way (its default f16 cache and
+    // flash attention move every logit by ~1e-3, which the int8 activations of a quantized
+    // model amplify), so that the comparison is about the weights and the products.
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.n_threads_batch = 1;
     llama_context * ctx = llama_init_from_model(model, cp);
     if (!ctx) { fprintf(stderr, "cannot create a context\n"); return 1; }

@@ -1,8 +1,8 @@
 //! `kiln model info`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use kiln_model::{weights, Config, Llama, Preset, RopeScaling, WeightDType};
 use serde_json::json;
@@ -19,12 +19,20 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write a randomly initialised model of a preset shape in Hugging Face layout (config.json +
-    /// safetensors, loadable by transformers), e.g. as a training starting point or for benchmarks.
+    /// Write a randomly initialised model of a preset shape (or of a config.json) in Hugging Face
+    /// layout (config.json + safetensors, loadable by transformers), e.g. as a training starting
+    /// point or for benchmarks.
     Init {
         /// tiny, small, deepseek-coder-1.3b, deepseek-coder-6.7b or deepseek-coder-33b.
+        #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+        preset: Option<Preset>,
+        /// A Hugging Face config.json giving the shape instead of a preset.
         #[arg(long)]
-        preset: Preset,
+        config: Option<PathBuf>,
+        /// A tokenizer.json (or a folder with tokenizer.json and tokenizer_config.json) to copy
+        /// into the model folder, so that it is complete (`kiln generate`, `kiln quantize`).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         /// Output directory (created; existing weights in it are replaced atomically).
         #[arg(long)]
         out: PathBuf,
@@ -44,13 +52,19 @@ pub enum ModelCommand {
 pub fn run(cmd: ModelCommand) -> Result<()> {
     match cmd {
         ModelCommand::Info { dir, json } => info(dir, json),
-        ModelCommand::Init { preset, out, dtype, seed, max_shard_mb } => {
-            let cfg = Config::preset(preset);
+        ModelCommand::Init { preset, config, tokenizer, out, dtype, seed, max_shard_mb } => {
+            let (cfg, name) = match (preset, config) {
+                (Some(p), _) => (Config::preset(p), p.name().to_string()),
+                (None, Some(c)) => (Config::from_file(&c)?, c.display().to_string()),
+                (None, None) => bail!("give --preset NAME or --config config.json"),
+            };
             let model = Llama::random(cfg, dtype, &candle_core::Device::Cpu, seed)?;
             model.save(&out, max_shard_mb.map(|mb| mb * 1_000_000))?;
+            if let Some(t) = tokenizer {
+                copy_tokenizer(&t, &out)?;
+            }
             eprintln!(
-                "wrote {} ({} parameters, {}) to {}",
-                preset.name(),
+                "wrote a random {name} model ({} parameters, {}) to {}",
                 model.config().num_parameters(),
                 dtype.torch_name(),
                 out.display()
@@ -58,6 +72,24 @@ pub fn run(cmd: ModelCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Copies a tokenizer (a tokenizer.json, or a folder holding one and its tokenizer_config.json)
+/// into the model folder `out`.
+fn copy_tokenizer(from: &Path, out: &Path) -> Result<()> {
+    let (json, config) = if from.is_dir() {
+        (from.join("tokenizer.json"), Some(from.join("tokenizer_config.json")).filter(|p| p.is_file()))
+    } else {
+        (from.to_path_buf(), None)
+    };
+    kiln_tokenizer::Tokenizer::from_file(&json).with_context(|| format!("--tokenizer {}", from.display()))?;
+    for (src, name) in [(Some(json), "tokenizer.json"), (config, "tokenizer_config.json")] {
+        if let Some(src) = src {
+            let bytes = std::fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+            kiln_base::fs::write_atomic(&out.join(name), &bytes)?;
+        }
+    }
+    Ok(())
 }
 
 fn info(dir: PathBuf, json: bool) -> Result<()> {

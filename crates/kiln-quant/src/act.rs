@@ -9,8 +9,10 @@
 //!   int16 sums of 16 consecutive values (GGML's Q8_K; the sums give the k-quants' min and offset
 //!   terms without touching the values again).
 //!
-//! Both are symmetric: `d = max|x| / 127`, `q = round(x / d)` (ties to even), so `q` lies in
-//! -127..=127 and never -128 (the SIMD kernels rely on that: `maddubs` pair sums stay within i16).
+//! Both are symmetric: `q = round(x * 127 / max|x|)` (ties to even), so `q` lies in -127..=127
+//! and never -128 (the SIMD kernels rely on that: `maddubs` pair sums stay within i16). The
+//! scales are what llama.cpp's x86 code stores: Q8_0/Q8_1's `d = max|x| / 127` and `s` rounded
+//! to f16, Q8_K's f32 `d = 1 / (127 / max|x|)`; with them a product's result equals llama.cpp's.
 //! Storage is struct-of-arrays, row after row, so a row's blocks are contiguous.
 
 /// Adding and subtracting 1.5 * 2^23 rounds an f32 with |x| < 2^22 to the nearest integer, ties
@@ -22,7 +24,10 @@ fn round_even(v: f32) -> f32 {
     (v + ROUND_MAGIC) - ROUND_MAGIC
 }
 
-/// Quantizes one block symmetrically to int8; returns the scale and the sum of the quants.
+/// Quantizes one block symmetrically to int8 with `q = round(x * 127 / max|x|)`; returns
+/// `max|x|` and the sum of the quants. (llama.cpp's x86 code multiplies by `127 / max|x|`, not by
+/// `1 / (max|x| / 127)`: the two differ in the last bit now and then, which moves a value that
+/// sits at a half step.)
 #[inline]
 fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
     let mut amax = 0f32;
@@ -31,15 +36,14 @@ fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, i32) {
         // `>` (not f32::max) so the loop vectorizes; a NaN never wins.
         amax = if a > amax { a } else { amax };
     }
-    let d = amax / 127.0;
-    let id = if d == 0.0 { 0.0 } else { 1.0 / d };
+    let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
     let mut sum = 0i32;
     for (o, &v) in q.iter_mut().zip(x) {
         let r = round_even(v * id).clamp(-127.0, 127.0) as i32;
         *o = r as i8;
         sum += r;
     }
-    (d, sum)
+    (amax, sum)
 }
 
 /// f32 activations quantized to 32-value int8 blocks (the partner of the 32-block weight types).
@@ -109,9 +113,13 @@ impl Q8Act {
 /// Quantizes one row into caller-provided Q8 buffers (`qs.len() == x.len()`, one `d`/`s` per 32).
 pub(crate) fn quantize_q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
     for (((xb, qb), db), sb) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(d.iter_mut()).zip(s.iter_mut()) {
-        let (scale, sum) = quantize_block(xb, qb);
-        *db = scale;
-        *sb = scale * sum as f32;
+        let (amax, sum) = quantize_block(xb, qb);
+        let scale = amax / 127.0;
+        // Kept at f16 precision, as GGML's Q8_0/Q8_1 blocks store them: the products then equal
+        // llama.cpp's (an f32 scale differs from its f16 one by up to 2^-11, enough to change a
+        // greedy choice between close logits).
+        *db = half::f16::from_f32(scale).to_f32();
+        *sb = half::f16::from_f32(scale * sum as f32).to_f32();
     }
 }
 
@@ -192,8 +200,9 @@ impl Q8KAct {
 /// Quantizes one row into caller-provided Q8_K buffers.
 pub(crate) fn quantize_q8k_row(x: &[f32], qs: &mut [i8], d: &mut [f32], bsums: &mut [i16]) {
     for (((xb, qb), db), sb) in x.chunks_exact(256).zip(qs.chunks_exact_mut(256)).zip(d.iter_mut()).zip(bsums.chunks_exact_mut(16)) {
-        let (scale, _) = quantize_block(xb, qb);
-        *db = scale;
+        let (amax, _) = quantize_block(xb, qb);
+        // GGML's Q8_K keeps an f32 scale, the inverse of the multiplier.
+        *db = if amax == 0.0 { 0.0 } else { 1.0 / (127.0 / amax) };
         for (s, q16) in sb.iter_mut().zip(qb.chunks_exact(16)) {
             *s = q16.iter().map(|&v| i16::from(v)).sum();
         }
@@ -211,13 +220,15 @@ mod tests {
         for r in 0..2 {
             let row = a.row(r);
             let amax = x[r * 32..(r + 1) * 32].iter().fold(0f32, |m, v| m.max(v.abs()));
-            assert_eq!(row.d[0], amax / 127.0);
+            assert_eq!(row.d[0], half::f16::from_f32(amax / 127.0).to_f32());
             assert!(row.qs.iter().any(|&q| q.abs() == 127));
             assert!(row.qs.iter().all(|&q| q != -128));
             let sum: i32 = row.qs.iter().map(|&q| i32::from(q)).sum();
-            assert_eq!(row.s[0], row.d[0] * sum as f32);
+            // s is d * sum(q) with the unrounded d, then rounded to f16 (GGML's Q8_1).
+            assert_eq!(row.s[0], half::f16::from_f32(amax / 127.0 * sum as f32).to_f32());
+            // Half a step, plus what the f16 rounding of d (2^-11 relative) adds at |q| = 127.
             for (q, v) in row.qs.iter().zip(&x[r * 32..]) {
-                assert!((f32::from(*q) * row.d[0] - v).abs() <= row.d[0] * 0.5 + 1e-6);
+                assert!((f32::from(*q) * row.d[0] - v).abs() <= row.d[0] * (0.5 + 127.0 / 2048.0) + 1e-6);
             }
         }
     }

@@ -129,7 +129,19 @@ fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32],
     if n == 0 || rows == 0 {
         return Ok(());
     }
+    let rounded: Vec<f32>;
     let acts = match w.ty.block_size() {
+        // GGML multiplies F16 (BF16) weights by activations rounded to F16 (BF16): do the same,
+        // so that a model's products equal llama.cpp's (the difference, ~1e-4 relative, is
+        // amplified by the int8 rounding of the next quantized product).
+        1 if w.ty == GgmlType::F16 => {
+            rounded = x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+            Acts::F32(&rounded)
+        }
+        1 if w.ty == GgmlType::Bf16 => {
+            rounded = x.iter().map(|&v| half::bf16::from_f32(v).to_f32()).collect();
+            Acts::F32(&rounded)
+        }
         1 => Acts::F32(x),
         32 => Acts::Q8(quantize_q8_parallel(x, n, cols, pool)),
         _ => Acts::Q8K(quantize_q8k_parallel(x, n, cols, pool)),

@@ -51,7 +51,13 @@ fn reference_dot(w: &QMatrix<'_>, r: usize, x: &[f32]) -> f32 {
         _ => {
             let mut wr = vec![0f32; cols];
             kiln_quant::dequantize_row(w.ty(), w.row(r), &mut wr).unwrap();
-            wr.iter().zip(x).fold(0f32, |s, (a, b)| s + a * b)
+            // GGML's float products: activations rounded to the weights' 16-bit type first.
+            let round = |v: f32| match w.ty() {
+                T::F16 => half::f16::from_f32(v).to_f32(),
+                T::Bf16 => half::bf16::from_f32(v).to_f32(),
+                _ => v,
+            };
+            wr.iter().zip(x).fold(0f32, |s, (a, b)| s + a * round(*b))
         }
     }
 }
