@@ -18,7 +18,8 @@ pub enum BenchCommand {
         /// A preset shape with random weights: tiny, small, deepseek-coder-1.3b, -6.7b, -33b.
         #[arg(long, conflicts_with = "model", required_unless_present = "model")]
         preset: Option<Preset>,
-        /// Or a model directory.
+        /// Or a model directory, or a GGUF file (run by kiln's CPU network over its weights, as
+        /// `--model FILE.gguf` everywhere).
         #[arg(long)]
         model: Option<PathBuf>,
         /// f32, bf16 or f16.
@@ -244,26 +245,32 @@ fn decode(
     json: bool,
 ) -> Result<()> {
     let dev = kiln_model::device(&device)?;
-    let (name, model) = match (preset, model) {
-        (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),
-        (None, Some(dir)) => (dir.display().to_string(), Llama::load(&dir, Some(dtype), &dev)?),
-        (None, None) => bail!("give --preset or --model"),
+    // Through the model seam the engine drives (kiln-infer's `CausalLm`), so any model type is
+    // measured the same way.
+    let (name, lm, runtime): (String, Box<dyn CausalLm>, &str) = match (preset, model) {
+        (None, Some(path)) if kiln_infer::loaded::is_gguf(&path) => {
+            (path.display().to_string(), Box::new(kiln_model::gguf_llama::load_gguf(&path)?), "gguf")
+        }
+        (preset, model) => {
+            let (name, model) = match (preset, model) {
+                (Some(p), _) => (p.name().to_string(), Llama::random(Config::preset(p), dtype, &dev, 0)?),
+                (None, Some(dir)) => (dir.display().to_string(), Llama::load(&dir, Some(dtype), &dev)?),
+                (None, None) => bail!("give --preset or --model"),
+            };
+            if runtime == "cpu" {
+                (name, Box::new(kiln_model::cpu_llama::CpuLlama::from_llama(&model)?), runtime)
+            } else {
+                (name, Box::new(model), runtime)
+            }
+        }
     };
-    let cfg = model.config().clone();
+    let lm = lm.as_ref();
+    let cfg = lm.config().clone();
     if prompt_tokens == 0 || prompt_tokens + new_tokens > cfg.max_position_embeddings {
         bail!("--prompt-tokens {prompt_tokens} + --new-tokens {new_tokens} must be in 1..={}", cfg.max_position_embeddings);
     }
     // A fixed pseudo-random prompt: ids spread over the vocabulary.
     let prompt: Vec<u32> = (0..prompt_tokens).map(|i| ((i * 7919 + 13) % cfg.vocab_size) as u32).collect();
-    // Through the model seam the engine drives (kiln-infer's `CausalLm`), so any model type is
-    // measured the same way.
-    let cpu;
-    let lm: &dyn CausalLm = if runtime == "cpu" {
-        cpu = kiln_model::cpu_llama::CpuLlama::from_llama(&model)?;
-        &cpu
-    } else {
-        &model
-    };
     let vocab = cfg.vocab_size;
     let mut best = (f64::MAX, f64::MAX);
     for round in 0..=repeat {
@@ -295,9 +302,10 @@ fn decode(
     let decode_tps = (new_tokens * batch) as f64 / best.1;
     // The thread count candle's CPU kernels actually use (RAYON_NUM_THREADS, else every core).
     let threads = candle_core::utils::get_num_threads();
+    let weights = if runtime == "gguf" { "gguf" } else { dtype.torch_name() };
     if json {
         let obj = json!({
-            "model": name, "parameters": cfg.num_parameters(), "dtype": dtype.torch_name(), "device": device, "runtime": runtime,
+            "model": name, "parameters": cfg.num_parameters(), "dtype": weights, "device": device, "runtime": runtime,
             "threads": threads, "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "batch": batch,
             "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
         });
@@ -306,7 +314,7 @@ fn decode(
         println!(
             "{name} ({:.1}M params, {}, {device}, {threads} threads): prefill {prompt_tokens} tok {prefill_tps:.1} tok/s, decode {new_tokens} tok {decode_tps:.2} tok/s",
             cfg.num_parameters() as f64 / 1e6,
-            dtype.torch_name()
+            weights
         );
     }
     Ok(())

@@ -67,7 +67,7 @@ struct ScoreArgs {
     /// Model directory or GGUF file.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype).
+    /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype on a GPU, f32 on the CPU).
     #[arg(long, requires = "model")]
     dtype: Option<kiln_model::WeightDType>,
     /// Device: cpu, cuda or cuda:N.

@@ -20,7 +20,7 @@ pub struct ModelArgs {
     /// without tokenizer metadata needs one.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype).
+    /// Compute dtype: f32, bf16 or f16 (default: the checkpoint's torch_dtype on a GPU, f32 on the CPU).
     #[arg(long)]
     pub dtype: Option<WeightDType>,
     /// Device: cpu, cuda or cuda:N.

@@ -106,11 +106,14 @@ fn info(dir: PathBuf, json: bool) -> Result<()> {
     };
     let files: Vec<String> = files.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()).collect();
     let params = cfg.num_parameters();
+    // What `--model DIR` computes in on the CPU when no --dtype is given.
+    let cpu_compute = kiln_infer::loaded::default_compute_dtype(&cfg, &candle_core::Device::Cpu).unwrap_or(cfg.torch_dtype);
     if json {
         let obj = json!({
             "dir": dir,
             "parameters": params,
             "dtype": cfg.torch_dtype.torch_name(),
+            "cpu_compute_dtype": cpu_compute.torch_name(),
             "vocab_size": cfg.vocab_size,
             "hidden_size": cfg.hidden_size,
             "intermediate_size": cfg.intermediate_size,
@@ -136,7 +139,16 @@ fn info(dir: PathBuf, json: bool) -> Result<()> {
     };
     println!("model       {}", dir.display());
     println!("parameters  {} ({:.2}M)", params, params as f64 / 1e6);
-    println!("dtype       {}", cfg.torch_dtype.torch_name());
+    if cpu_compute == cfg.torch_dtype {
+        println!("dtype       {}", cfg.torch_dtype.torch_name());
+    } else {
+        println!(
+            "dtype       {} (computed in {} on the CPU: faster there; --dtype {} computes in the stored type)",
+            cfg.torch_dtype.torch_name(),
+            cpu_compute.torch_name(),
+            cfg.torch_dtype.torch_name()
+        );
+    }
     println!(
         "layers      {} x (d={}, ffn={}, heads={} of {}, {attn})",
         cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.num_attention_heads, cfg.head_dim

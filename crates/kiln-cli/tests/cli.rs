@@ -174,6 +174,8 @@ fn model_info_reports_the_shape() {
     assert_eq!(got["num_key_value_heads"], 2);
     assert_eq!(got["num_attention_heads"], 4);
     assert_eq!(got["dtype"], "bfloat16");
+    // bf16 checkpoints are computed in f32 on the CPU unless --dtype bf16 is given.
+    assert_eq!(got["cpu_compute_dtype"], "float32");
     assert_eq!(got["rope_scaling"], "linear x4");
     assert_eq!(got["weight_files"].as_array().unwrap().len(), 2);
     // 2 bytes per bf16 parameter: the shards hold exactly the parameters plus small headers.
@@ -228,4 +230,39 @@ fn bad_arguments_are_explained() {
     assert!(err.contains("/no/such/prompt.txt"), "{err}");
     let err = stderr_of_failure(&kiln(&["generate", "--model", model.to_str().unwrap(), "--prompt", "x", "--dtype", "f8"]));
     assert!(err.contains("f8"), "{err}");
+}
+
+#[test]
+fn quantize_writes_a_gguf_that_info_and_generate_read() {
+    let model = fixture("tiny-llama");
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny-q8_0.gguf");
+    let out = kiln(&["quantize", model.to_str().unwrap(), "--type", "q8_0", "--out", gguf.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let said = String::from_utf8_lossy(&out.stderr);
+    // The fixture's 176-wide ffn_down does not fit Q8_0's 32-value blocks: the fallback is said.
+    assert!(said.contains("blk.0.ffn_down.weight: Q8_0 needs rows of a multiple of 32 values, this one has 176: written as F16"), "{said}");
+    assert!(said.contains("14 Q8_0") && said.contains("2 F16") && said.contains("5 F32"), "{said}");
+
+    let info = stdout_json(&kiln(&["model", "info", gguf.to_str().unwrap(), "--json"]));
+    assert_eq!(
+        (info["format"].as_str(), info["num_hidden_layers"].as_u64(), info["vocab_size"].as_u64()),
+        (Some("gguf"), Some(2), Some(512))
+    );
+    assert_eq!(info["tensor_types"]["Q8_0"]["tensors"], 14);
+    assert_eq!(info["tokenizer_ids"], 512);
+
+    // --model FILE.gguf generates with the file's own tokenizer.
+    let out = kiln(&["generate", "--model", gguf.to_str().unwrap(), "--prompt", "def add(a, b):", "--max-tokens", "8", "--json"]);
+    let got = stdout_json(&out);
+    assert_eq!(got["prompt_ids"], expected("tiny-llama")["generate"]["input_ids"]);
+    assert!(!got["ids"].as_array().unwrap().is_empty());
+
+    // Bad input: an unknown type, a folder that is not a model; nothing is written.
+    let bad = tmp.path().join("bad.gguf");
+    let e = stderr_of_failure(&kiln(&["quantize", model.to_str().unwrap(), "--type", "q3_xs", "--out", bad.to_str().unwrap()]));
+    assert!(e.contains("--type q3_xs: unknown; use f32, f16, q8_0, q4_0 or q4_k_m"), "{e}");
+    let e = stderr_of_failure(&kiln(&["quantize", tmp.path().to_str().unwrap(), "--type", "q8_0", "--out", bad.to_str().unwrap()]));
+    assert!(e.contains("not a model directory (no config.json)"), "{e}");
+    assert!(!bad.exists());
 }

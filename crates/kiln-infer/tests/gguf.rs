@@ -237,3 +237,45 @@ fn drop_last(a: &kiln_gguf::Array) -> kiln_gguf::Array {
         other => panic!("unexpected tokenizer array {}", other.describe()),
     }
 }
+
+/// The GGUF file `kiln quantize` writes, read by gguf-py's `GGUFReader` (llama.cpp's Python
+/// package, independent of kiln): its keys, tensor names, types and dims. Skipped, loudly, when
+/// python3 with `gguf` is missing (CI installs it: `pip install gguf==0.19.0`).
+#[test]
+fn gguf_py_reads_what_kiln_quantize_writes() {
+    let has_gguf = std::process::Command::new("python3").args(["-c", "import gguf"]).output().is_ok_and(|o| o.status.success());
+    if !has_gguf {
+        eprintln!("SKIPPING gguf_py_reads_what_kiln_quantize_writes: python3 with the `gguf` package not found (pip install gguf==0.19.0)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("tiny-q4_0.gguf");
+    quantize(&fixture(), ExportType::Q4_0, &path);
+    let script = workspace().join("crates/kiln-gguf/tests/gguf_reader_check.py");
+    let out = std::process::Command::new("python3").arg(&script).arg(&path).output().unwrap();
+    assert!(out.status.success(), "gguf-py failed: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let field = |key: &str| seen["fields"].as_array().unwrap().iter().find(|f| f["key"] == key).map(|f| f["value"].clone());
+    assert_eq!(field("general.architecture"), Some("llama".into()));
+    assert_eq!(field("tokenizer.ggml.model"), Some("gpt2".into()));
+    assert_eq!(field("tokenizer.ggml.pre"), Some("deepseek-coder".into()));
+    assert_eq!(field("llama.block_count"), Some(2.into()));
+    assert_eq!(field("llama.embedding_length"), Some(64.into()));
+    assert_eq!(field("tokenizer.ggml.tokens").unwrap().as_array().unwrap().len(), 512);
+
+    let ours = kiln_gguf::GgufFile::open(&path).unwrap();
+    let theirs = seen["tensors"].as_array().unwrap();
+    assert_eq!(theirs.len(), ours.tensor_infos().len());
+    for (t, info) in theirs.iter().zip(ours.tensor_infos()) {
+        assert_eq!(t["name"], info.name());
+        assert_eq!(t["type"].as_str().unwrap(), info.type_name().unwrap().to_uppercase(), "{}", info.name());
+        let shape: Vec<usize> = serde_json::from_value(t["shape"].clone()).unwrap();
+        assert_eq!(shape, info.dims(), "{}", info.name());
+    }
+    // The mix: Q4_0 matrices, F32 norms, the 176-wide ffn_down in F16, the head in Q8_0.
+    let ty = |name: &str| theirs.iter().find(|t| t["name"] == name).unwrap()["type"].as_str().unwrap().to_string();
+    assert_eq!(
+        [ty("blk.0.attn_q.weight"), ty("blk.0.attn_norm.weight"), ty("blk.0.ffn_down.weight"), ty("output.weight")],
+        ["Q4_0", "F32", "F16", "Q8_0"]
+    );
+}

@@ -1,4 +1,9 @@
 //! The real server on a loopback port with the committed tiny model, spoken to over HTTP.
+//!
+//! Every test runs twice (see `both!` at the end): on the float model (candle) and on the same
+//! model written as a Q8_0 GGUF file and run by kiln's CPU network over quantized weights, so
+//! that everything the server does (completions, infill, streaming, batching, prefix reuse,
+//! repository context, errors) is shown to work through the model seam for both.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -13,18 +18,57 @@ fn model_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny-llama")
 }
 
-fn load() -> LoadedModel {
-    LoadedModel::load(&model_dir(), None, &candle_core::Device::Cpu).unwrap()
+/// Which runtime a test's models run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// The model folder, computed by candle in f32.
+    Float,
+    /// The model folder written as a Q8_0 GGUF file (`kiln quantize --type q8_0`), computed by
+    /// kiln's CPU network over the quantized weights.
+    GgufQ8,
+}
+
+/// The model in folder `dir` (with a tokenizer) as `kind`. The GGUF file is written to a
+/// temporary folder that is gone when this returns: the model keeps its memory map.
+fn load_as(dir: &std::path::Path, kind: Kind) -> LoadedModel {
+    match kind {
+        Kind::Float => LoadedModel::load(dir, None, &candle_core::Device::Cpu).unwrap(),
+        Kind::GgufQ8 => {
+            let tmp = tempfile::tempdir().unwrap();
+            let gguf = tmp.path().join("model-q8_0.gguf");
+            let cfg = kiln_model::Config::from_file(&dir.join("config.json")).unwrap();
+            let tokenizer = kiln_tokenizer::layout::gguf_metadata(dir, cfg.vocab_size).unwrap();
+            kiln_model::gguf_export::export_gguf(dir, kiln_model::gguf_export::ExportType::Q8_0, tokenizer, "test", &gguf).unwrap();
+            LoadedModel::load_with(&gguf, None, &candle_core::Device::Cpu, None).unwrap()
+        }
+    }
+}
+
+/// The committed tiny model as `kind`.
+fn load(kind: Kind) -> LoadedModel {
+    load_as(&model_dir(), kind)
 }
 
 /// A random model with the fixture's tokenizer, many positions and no EOS: generations that
 /// last seconds (a slot stays busy long enough to observe).
-fn slow_model() -> LoadedModel {
+fn slow_model(kind: Kind) -> LoadedModel {
     let tokenizer = kiln_tokenizer::Tokenizer::from_dir(&model_dir()).unwrap();
     let mut cfg = kiln_model::Config::from_file(&model_dir().join("config.json")).unwrap();
     (cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.head_dim, cfg.max_position_embeddings) = (256, 512, 4, 64, 16384);
     let model = kiln_model::Llama::random(cfg, kiln_model::WeightDType::F32, &candle_core::Device::Cpu, 1).unwrap();
-    LoadedModel { model: Box::new(model), tokenizer, eos_ids: vec![] }
+    let mut loaded = match kind {
+        Kind::Float => LoadedModel { model: Box::new(model), tokenizer, eos_ids: vec![] },
+        Kind::GgufQ8 => {
+            let dir = tempfile::tempdir().unwrap();
+            model.save(dir.path(), None).unwrap();
+            for f in ["tokenizer.json", "tokenizer_config.json"] {
+                std::fs::copy(model_dir().join(f), dir.path().join(f)).unwrap();
+            }
+            load_as(dir.path(), kind)
+        }
+    };
+    loaded.eos_ids.clear();
+    loaded
 }
 
 /// Starts a server on a free port in a background runtime; returns its address.
@@ -103,10 +147,9 @@ fn direct(model: &LoadedModel, ids: &[u32], max_tokens: usize) -> String {
     Engine::new(model.model.as_ref(), &model.tokenizer).unwrap().generate(ids, &params, |_| {}).unwrap().text
 }
 
-#[test]
-fn completions_equal_the_cli_paths_and_streams_concatenate() {
-    let reference = load();
-    let addr = start(load(), ServeConfig::default());
+fn completions_equal_the_cli_paths_and_streams_concatenate(kind: Kind) {
+    let reference = load(kind);
+    let addr = start(load(kind), ServeConfig::default());
     // Greedy completion = `kiln generate`.
     let (status, v) = post(addr, "/v1/completions", &json!({"model": "x", "prompt": "def add(a, b):", "max_tokens": 16, "temperature": 0}));
     assert_eq!(status, 200, "{v}");
@@ -141,10 +184,9 @@ fn completions_equal_the_cli_paths_and_streams_concatenate() {
     assert!(chunks.last().unwrap()["usage"]["completion_tokens"].as_u64().unwrap() > 0);
 }
 
-#[test]
-fn infill_puts_extra_files_before_the_fim_part() {
-    let reference = load();
-    let addr = start(load(), ServeConfig::default());
+fn infill_puts_extra_files_before_the_fim_part(kind: Kind) {
+    let reference = load(kind);
+    let addr = start(load(kind), ServeConfig::default());
     let req = json!({
         "input_prefix": "def f(x):\n    return ", "input_suffix": "\n",
         "input_extra": [{"filename": "util.py", "text": "X = 1\n"}, {"filename": "lib/b.js", "text": "let y = 2;"}],
@@ -169,9 +211,8 @@ fn infill_puts_extra_files_before_the_fim_part() {
     assert_eq!(chunks.last().unwrap()["stop"], true);
 }
 
-#[test]
-fn concurrent_requests_return_what_they_return_alone() {
-    let addr = start(load(), ServeConfig { max_concurrency: 4, ..Default::default() });
+fn concurrent_requests_return_what_they_return_alone(kind: Kind) {
+    let addr = start(load(kind), ServeConfig { max_concurrency: 4, ..Default::default() });
     let prompts: Vec<String> = (0..16).map(|i| format!("def f{i}(x):\n    return x * {i}")).collect();
     let alone: Vec<Value> = prompts
         .iter()
@@ -191,9 +232,8 @@ fn concurrent_requests_return_what_they_return_alone() {
     }
 }
 
-#[test]
-fn a_client_that_leaves_mid_stream_frees_its_slot() {
-    let addr = start(slow_model(), ServeConfig { max_concurrency: 1, ..Default::default() });
+fn a_client_that_leaves_mid_stream_frees_its_slot(kind: Kind) {
+    let addr = start(slow_model(kind), ServeConfig { max_concurrency: 1, ..Default::default() });
     let body = json!({"prompt": "x", "max_tokens": 16000, "temperature": 0, "stream": true}).to_string();
     let mut s = TcpStream::connect(addr).unwrap();
     write!(s, "POST /v1/completions HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
@@ -215,9 +255,8 @@ fn a_client_that_leaves_mid_stream_frees_its_slot() {
     assert_eq!(serde_json::from_str::<Value>(&health).unwrap()["slots_busy"], 0);
 }
 
-#[test]
-fn bad_requests_get_their_status_and_a_json_error() {
-    let mut model = load();
+fn bad_requests_get_their_status_and_a_json_error(kind: Kind) {
+    let mut model = load(kind);
     model.eos_ids.clear();
     let max_pos = model.model.config().max_position_embeddings;
     let addr = start(model, ServeConfig { max_body_bytes: 1 << 16, ..Default::default() });
@@ -259,10 +298,9 @@ fn bad_requests_get_their_status_and_a_json_error() {
     assert_eq!(got, 200);
 }
 
-#[test]
-fn keys_queue_limits_models_and_metrics() {
+fn keys_queue_limits_models_and_metrics(kind: Kind) {
     let addr = start(
-        slow_model(),
+        slow_model(kind),
         ServeConfig { api_keys: vec!["sekrit".into()], max_concurrency: 1, max_queue: 1, model_name: "tiny".into(), ..Default::default() },
     );
     let body = json!({"prompt": "x", "max_tokens": 2}).to_string();
@@ -299,9 +337,8 @@ fn keys_queue_limits_models_and_metrics() {
 
 /// A second request sharing a long prefix (the repository context) reuses its KV state: it
 /// reports the cached tokens and processes the prompt faster; `cache_prompt: false` opts out.
-#[test]
-fn a_shared_prefix_is_taken_from_the_cache() {
-    let addr = start(slow_model(), ServeConfig::default());
+fn a_shared_prefix_is_taken_from_the_cache(kind: Kind) {
+    let addr = start(slow_model(kind), ServeConfig::default());
     let context: String = (0..120).map(|i| format!("def helper_{i}(x):\n    return x + {i}\n")).collect();
     let req = |prefix: &str, cache: bool| {
         json!({
@@ -334,11 +371,10 @@ fn a_shared_prefix_is_taken_from_the_cache() {
 
 /// Chat completions render DeepSeek-Coder instruct's template and stop at <|EOT|>; the stream's
 /// deltas concatenate to the whole reply; bad messages are 400s naming the field.
-#[test]
-fn chat_completions_use_the_instruct_template() {
+fn chat_completions_use_the_instruct_template(kind: Kind) {
     use kiln_tokenizer::special::{chat_prompt, Role};
-    let reference = load();
-    let addr = start(load(), ServeConfig::default());
+    let reference = load(kind);
+    let addr = start(load(kind), ServeConfig::default());
     let messages =
         json!([{"role": "system", "content": "Be brief.\n"}, {"role": "user", "content": [{"type": "text", "text": "Write add(a, b)."}]}]);
     let (status, v) = post(addr, "/v1/chat/completions", &json!({"messages": messages, "max_tokens": 12, "temperature": 0}));
@@ -380,11 +416,10 @@ fn chat_completions_use_the_instruct_template() {
 /// With `--repo`, a request naming its `file` gets the files that file imports, dependency
 /// ordered under their path comments, before the cursor's file (with its own path comment);
 /// a path outside the repository is a 400 and nothing is read.
-#[test]
-fn repo_context_precedes_the_cursor_file() {
+fn repo_context_precedes_the_cursor_file(kind: Kind) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/repos/python");
     let index = kiln_infer::repo::RepoIndex::load(&root).unwrap();
-    let model = slow_model();
+    let model = slow_model(kind);
     let tokenizer = kiln_tokenizer::Tokenizer::from_dir(&model_dir()).unwrap();
     let addr = start_state(AppState::new_with_repo(model, ServeConfig::default(), Some(index)));
     let main = std::fs::read_to_string(root.join("main.py")).unwrap();
@@ -423,10 +458,9 @@ fn repo_context_precedes_the_cursor_file() {
 
 /// input_extra chunks that do not fit the context are dropped oldest first (`truncated`), the
 /// text near the cursor is kept; language stop words are opt-in and checked.
-#[test]
-fn extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked() {
-    let reference = load();
-    let addr = start(load(), ServeConfig::default());
+fn extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked(kind: Kind) {
+    let reference = load(kind);
+    let addr = start(load(kind), ServeConfig::default());
     let big = "value = compute(value) + 1\n".repeat(60); // far over the tiny model's 256 positions
     let req = json!({
         "input_extra": [{"filename": "old.py", "text": big}, {"filename": "new.py", "text": "X = 1\n"}],
@@ -452,9 +486,8 @@ fn extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked() {
 
 /// Many requests at once: the ones beyond the slots and the queue get 429 at once, the others
 /// complete, and the server stays up.
-#[test]
-fn a_burst_of_requests_gets_429s_and_the_server_stays_up() {
-    let addr = start(slow_model(), ServeConfig { max_concurrency: 2, max_queue: 4, ..Default::default() });
+fn a_burst_of_requests_gets_429s_and_the_server_stays_up(kind: Kind) {
+    let addr = start(slow_model(kind), ServeConfig { max_concurrency: 2, max_queue: 4, ..Default::default() });
     let body = json!({"prompt": "x", "max_tokens": 64, "temperature": 0}).to_string();
     let statuses: Vec<u16> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..120).map(|_| s.spawn(|| request(addr, "POST", "/v1/completions", &[], body.as_bytes()).0)).collect();
@@ -467,3 +500,29 @@ fn a_burst_of_requests_gets_429s_and_the_server_stays_up() {
     let (status, _) = post(addr, "/v1/completions", &json!({"prompt": "y", "max_tokens": 2}));
     assert_eq!(status, 200, "the server still serves");
 }
+
+/// Each test on the float model (`float::NAME`) and on its Q8_0 GGUF (`gguf_q8::NAME`).
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod float {
+            $(#[test] fn $name() { super::$name(super::Kind::Float) })*
+        }
+        mod gguf_q8 {
+            $(#[test] fn $name() { super::$name(super::Kind::GgufQ8) })*
+        }
+    };
+}
+
+both!(
+    completions_equal_the_cli_paths_and_streams_concatenate,
+    infill_puts_extra_files_before_the_fim_part,
+    concurrent_requests_return_what_they_return_alone,
+    a_client_that_leaves_mid_stream_frees_its_slot,
+    bad_requests_get_their_status_and_a_json_error,
+    keys_queue_limits_models_and_metrics,
+    a_shared_prefix_is_taken_from_the_cache,
+    chat_completions_use_the_instruct_template,
+    repo_context_precedes_the_cursor_file,
+    extra_chunks_are_dropped_oldest_first_and_language_stops_are_checked,
+    a_burst_of_requests_gets_429s_and_the_server_stays_up,
+);
