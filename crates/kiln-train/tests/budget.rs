@@ -5,26 +5,10 @@ use std::time::{Duration, Instant};
 
 use candle_core::Device;
 use kiln_data::megatron::{DType as TokenType, MegatronWriter};
-use kiln_model::{Config, Llama, Preset, WeightDType};
 use kiln_train::trainer::Quiet;
+mod common;
+use common::small_model;
 use kiln_train::{calibrate_steps, train_to_deadline, ModelInit, Replan, TrainConfig, Trainer};
-
-/// A small random model (vocab 32) saved as a model directory.
-fn small_model(dir: &Path) {
-    let mut cfg = Config::preset(Preset::Tiny);
-    cfg.vocab_size = 32;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 64;
-    cfg.num_hidden_layers = 2;
-    cfg.num_attention_heads = 4;
-    cfg.num_key_value_heads = 2;
-    cfg.head_dim = 8;
-    cfg.max_position_embeddings = 64;
-    cfg.bos_token_id = Some(0);
-    cfg.eos_token_ids = vec![1];
-    cfg.pad_token_id = Some(1);
-    Llama::random(cfg, WeightDType::F32, &Device::Cpu, 5).unwrap().save(dir, None).unwrap();
-}
 
 /// Packed windows of 17 tokens.
 fn packed_data(dir: &Path, windows: usize) {

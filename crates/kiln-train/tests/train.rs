@@ -10,6 +10,9 @@ use kiln_train::optim::{clip_global_norm, AdamW, AdamWConfig};
 use kiln_train::trainer::Quiet;
 use kiln_train::{ModelInit, Schedule, ScheduleKind, TrainConfig, TrainModel, Trainer};
 
+mod common;
+use common::small_model;
+
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train-parity")
 }
@@ -58,23 +61,6 @@ fn loss_gradients_and_ten_steps_match_pytorch() {
         let d = max_abs(var.as_tensor(), &final_params[name]);
         assert!(d < 1e-4, "{name} after 10 steps: max-abs diff {d}");
     }
-}
-
-/// A small model (vocab 32) saved as a model directory.
-fn small_model(dir: &Path) {
-    let mut cfg = Config::preset(Preset::Tiny);
-    cfg.vocab_size = 32;
-    cfg.hidden_size = 32;
-    cfg.intermediate_size = 64;
-    cfg.num_hidden_layers = 2;
-    cfg.num_attention_heads = 4;
-    cfg.num_key_value_heads = 2;
-    cfg.head_dim = 8;
-    cfg.max_position_embeddings = 64;
-    cfg.bos_token_id = Some(0);
-    cfg.eos_token_ids = vec![1];
-    cfg.pad_token_id = Some(1);
-    Llama::random(cfg, WeightDType::F32, &Device::Cpu, 5).unwrap().save(dir, None).unwrap();
 }
 
 /// Windows of 17 tokens counting up mod 16 from a random start: every target follows from the
