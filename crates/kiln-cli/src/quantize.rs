@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use kiln_model::gguf_export::{export_gguf, ExportType};
+use kiln_model::gguf_export::ExportType;
 
 /// `kiln quantize MODEL_DIR --type q4_k_m --out FILE.gguf`
 #[derive(Debug, Args)]
@@ -26,14 +26,7 @@ pub fn run(a: QuantizeArgs) -> Result<()> {
     let Some(ty) = ExportType::parse(&a.ty) else {
         bail!("--type {}: unknown; use f32, f16, q8_0, q4_0 or q4_k_m", a.ty);
     };
-    if !a.dir.join("config.json").is_file() {
-        bail!("{}: not a model directory (no config.json)", a.dir.display());
-    }
-    let cfg = kiln_model::Config::from_file(&a.dir.join("config.json"))?;
-    let tokenizer = kiln_tokenizer::layout::gguf_metadata(&a.dir, cfg.vocab_size)
-        .with_context(|| format!("{}: the tokenizer to embed in the GGUF file", a.dir.display()))?;
-    let name = std::fs::canonicalize(&a.dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
-    let report = export_gguf(&a.dir, ty, tokenizer, &name, &a.out)?;
+    let report = kiln_infer::loaded::quantize_dir(&a.dir, ty, &a.out)?;
     let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
     for t in &report.tensors {
         *counts.entry(t.ty.name().to_string()).or_default() += 1;

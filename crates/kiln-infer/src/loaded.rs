@@ -123,6 +123,20 @@ pub fn default_compute_dtype(cfg: &kiln_model::Config, device: &candle_core::Dev
     })
 }
 
+/// Writes the model folder `dir` (config.json, safetensors, tokenizer.json) as the GGUF file `out`
+/// of type `ty`, its tokenizer embedded (what `kiln quantize` does); `general.name` is the
+/// folder's name. Written atomically.
+pub fn quantize_dir(dir: &Path, ty: kiln_model::gguf_export::ExportType, out: &Path) -> Result<kiln_model::gguf_export::ExportReport> {
+    if !dir.join("config.json").is_file() {
+        return Err(InferError::ModelDir(format!("{}: not a model directory (no config.json)", dir.display())));
+    }
+    let cfg = kiln_model::Config::from_file(&dir.join("config.json"))?;
+    let tokenizer = kiln_tokenizer::layout::gguf_metadata(dir, cfg.vocab_size)
+        .map_err(|e| InferError::ModelDir(format!("{}: the tokenizer to embed in the GGUF file: {e}", dir.display())))?;
+    let name = std::fs::canonicalize(dir).ok().and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_default();
+    Ok(kiln_model::gguf_export::export_gguf(dir, ty, tokenizer, &name, out)?)
+}
+
 /// Whether `path` is a GGUF file (by its magic, else by its extension).
 pub fn is_gguf(path: &Path) -> bool {
     if !path.is_file() {

@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_infer::{Engine, GenerateParams, LoadedModel, SamplingParams};
-use kiln_model::gguf_export::{export_gguf, ExportType};
+use kiln_model::gguf_export::ExportType;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -23,10 +23,7 @@ fn fixture() -> PathBuf {
 
 /// Writes the model folder `dir` as a GGUF file of type `ty` (what `kiln quantize` does).
 fn quantize(dir: &Path, ty: ExportType, out: &Path) {
-    let cfg = kiln_model::Config::from_file(&dir.join("config.json")).unwrap();
-    let tokenizer = kiln_tokenizer::layout::gguf_metadata(dir, cfg.vocab_size).unwrap();
-    let name = dir.file_name().unwrap().to_string_lossy();
-    export_gguf(dir, ty, tokenizer, &name, out).unwrap();
+    kiln_infer::loaded::quantize_dir(dir, ty, out).unwrap();
 }
 
 fn greedy(loaded: &LoadedModel, prompt: &[u32], n: usize) -> Vec<u32> {

@@ -36,9 +36,7 @@ fn load_as(dir: &std::path::Path, kind: Kind) -> LoadedModel {
         Kind::GgufQ8 => {
             let tmp = tempfile::tempdir().unwrap();
             let gguf = tmp.path().join("model-q8_0.gguf");
-            let cfg = kiln_model::Config::from_file(&dir.join("config.json")).unwrap();
-            let tokenizer = kiln_tokenizer::layout::gguf_metadata(dir, cfg.vocab_size).unwrap();
-            kiln_model::gguf_export::export_gguf(dir, kiln_model::gguf_export::ExportType::Q8_0, tokenizer, "test", &gguf).unwrap();
+            kiln_infer::loaded::quantize_dir(dir, kiln_model::gguf_export::ExportType::Q8_0, &gguf).unwrap();
             LoadedModel::load_with(&gguf, None, &candle_core::Device::Cpu, None).unwrap()
         }
     }
