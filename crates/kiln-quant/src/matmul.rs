@@ -170,33 +170,41 @@ fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32],
             }
             Acts::Q8(a) => {
                 let (dot, dot4) = (simd::scalar::q8_kernel(k, w.ty), simd::scalar::q8x4_kernel(k, w.ty));
-                for r in r0..r1 {
-                    let wr = w.row(r);
-                    let mut j = j0;
-                    while j + 4 <= j1 {
-                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
-                        (0..4).for_each(|t| put(j + t, r, o[t]));
-                        j += 4;
-                    }
-                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
-                }
+                dot_tile(w, (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
             }
             Acts::Q8K(a) => {
                 let (dot, dot4) = (simd::scalar::q8k_kernel(k, w.ty), simd::scalar::q8kx4_kernel(k, w.ty));
-                for r in r0..r1 {
-                    let wr = w.row(r);
-                    let mut j = j0;
-                    while j + 4 <= j1 {
-                        let o = dot4(wr, &[a.row(j), a.row(j + 1), a.row(j + 2), a.row(j + 3)]);
-                        (0..4).for_each(|t| put(j + t, r, o[t]));
-                        j += 4;
-                    }
-                    (j..j1).for_each(|j| put(j, r, dot(wr, a.row(j))));
-                }
+                dot_tile(w, (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
             }
         }
     });
     Ok(())
+}
+
+/// One task's tile of a quantized product: weight rows `r0..r1` against activation rows
+/// `j0..j1`, four activation rows per pass over a weight row where there are four (the weight
+/// bytes are read once for the four), the rest one by one. Generic over the activation layout
+/// (Q8 blocks or Q8_K) so both families share it.
+#[inline(always)]
+fn dot_tile<R: Copy>(
+    w: &QMatrix<'_>,
+    (r0, r1): (usize, usize),
+    (j0, j1): (usize, usize),
+    act: impl Fn(usize) -> R,
+    dot: fn(&[u8], R) -> f32,
+    dot4: fn(&[u8], &[R; 4]) -> [f32; 4],
+    put: impl Fn(usize, usize, f32),
+) {
+    for r in r0..r1 {
+        let wr = w.row(r);
+        let mut j = j0;
+        while j + 4 <= j1 {
+            let o = dot4(wr, &[act(j), act(j + 1), act(j + 2), act(j + 3)]);
+            (0..4).for_each(|t| put(j + t, r, o[t]));
+            j += 4;
+        }
+        (j..j1).for_each(|j| put(j, r, dot(wr, act(j))));
+    }
 }
 
 /// How a product is cut into tasks: tiles of `row_chunk` weight rows by `act_chunk` activation
@@ -248,16 +256,9 @@ fn quantize_q8_parallel(x: &[f32], n: usize, cols: usize, pool: &Pool) -> Q8Act 
     }
     let nb = cols / 32;
     let (qs, d, s) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.s));
-    let next = AtomicUsize::new(0);
-    pool.run(&|_| loop {
-        let j0 = next.fetch_add(QUANT_ROWS, Ordering::Relaxed);
-        if j0 >= n {
-            break;
-        }
-        for j in j0..(j0 + QUANT_ROWS).min(n) {
-            // SAFETY: row j's ranges are disjoint from every other row's; each row is claimed once.
-            unsafe { quantize_q8_row(&x[j * cols..(j + 1) * cols], qs.slice(j * cols, cols), d.slice(j * nb, nb), s.slice(j * nb, nb)) };
-        }
+    // SAFETY: row j's ranges are disjoint from every other row's; each row is claimed once.
+    each_row(n, pool, &|j| unsafe {
+        quantize_q8_row(&x[j * cols..(j + 1) * cols], qs.slice(j * cols, cols), d.slice(j * nb, nb), s.slice(j * nb, nb))
     });
     a
 }
@@ -270,25 +271,24 @@ fn quantize_q8k_parallel(x: &[f32], n: usize, cols: usize, pool: &Pool) -> Q8KAc
     }
     let nb = cols / 256;
     let (qs, d, bs) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.bsums));
+    // SAFETY: as above.
+    each_row(n, pool, &|j| unsafe {
+        quantize_q8k_row(&x[j * cols..(j + 1) * cols], qs.slice(j * cols, cols), d.slice(j * nb, nb), bs.slice(j * nb * 16, nb * 16))
+    });
+    a
+}
+
+/// Calls `f(j)` once for every activation row `j` in `0..n`, rows claimed [`QUANT_ROWS`] at a
+/// time by the pool's threads.
+fn each_row(n: usize, pool: &Pool, f: &(dyn Fn(usize) + Sync)) {
     let next = AtomicUsize::new(0);
     pool.run(&|_| loop {
         let j0 = next.fetch_add(QUANT_ROWS, Ordering::Relaxed);
         if j0 >= n {
             break;
         }
-        for j in j0..(j0 + QUANT_ROWS).min(n) {
-            // SAFETY: as above.
-            unsafe {
-                quantize_q8k_row(
-                    &x[j * cols..(j + 1) * cols],
-                    qs.slice(j * cols, cols),
-                    d.slice(j * nb, nb),
-                    bs.slice(j * nb * 16, nb * 16),
-                )
-            };
-        }
+        (j0..(j0 + QUANT_ROWS).min(n)).for_each(f);
     });
-    a
 }
 
 #[cfg(test)]
