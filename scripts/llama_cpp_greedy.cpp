@@ -1,6 +1,7 @@
 // Greedy continuation of token ids by llama.cpp: the peer kiln's GGUF runtime is compared with.
 // Usage: llama_cpp_greedy MODEL.gguf N_NEW ID [ID ...]   (prints N_NEW ids, EOS not special)
 // Built by scripts/make_gguf_greedy_fixture.sh against benches/build_llama_cpp.sh's build.
+#include <cstring>
 #include <cstdio>
 #include <cstdlib>
 #include <vector>
@@ -27,11 +28,14 @@ int main(int argc, char ** argv) {
     cp.n_ctx = ids.size() + n_new + 8;
     cp.n_batch = cp.n_ctx;
     cp.n_threads = 1;
-    // kiln keeps its KV cache in f32: run llama.cpp's the same way (its default f16 cache and
-    // flash attention move every logit by ~1e-3, which the int8 activations of a quantized
-    // model amplify), so that the comparison is about the weights and the products.
-    cp.type_k = GGML_TYPE_F32;
-    cp.type_v = GGML_TYPE_F32;
+    // KV cache type: f32 by default here, so that the comparison is about the weights and the
+    // products (an f16 cache moves every logit by ~1e-3, which the int8 activations of a
+    // quantized model amplify); KV_TYPE=f16 runs llama.cpp's own default, f16 (kiln's default for
+    // GGUF models too). Flash attention stays off: it changes the summation order.
+    const char * kv = getenv("KV_TYPE");
+    const bool f16_cache = kv && strcmp(kv, "f16") == 0;
+    cp.type_k = f16_cache ? GGML_TYPE_F16 : GGML_TYPE_F32;
+    cp.type_v = f16_cache ? GGML_TYPE_F16 : GGML_TYPE_F32;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.n_threads_batch = 1;
     llama_context * ctx = llama_init_from_model(model, cp);

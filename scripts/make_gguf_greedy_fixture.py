@@ -43,21 +43,24 @@ def main():
         kiln = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "debug", "kiln")
     expected = json.load(open(os.path.join(FIXTURE, "expected.json")))
     prompts = [p["input_ids"] for p in expected["prompts"]]
-    out = {"fixture": "tests/fixtures/tiny-llama", "new_tokens": NEW_TOKENS, "prompts": prompts, "ids": {}}
-    out["wide"] = {"config": "tests/fixtures/gguf-greedy/wide-config.json", "seed": WIDE_SEED, "ids": {}}
+    # "ids": llama.cpp with an f32 KV cache; "ids_f16_cache": with its default f16 cache.
+    out = {"fixture": "tests/fixtures/tiny-llama", "new_tokens": NEW_TOKENS, "prompts": prompts, "ids": {}, "ids_f16_cache": {}}
+    out["wide"] = {"config": "tests/fixtures/gguf-greedy/wide-config.json", "seed": WIDE_SEED, "ids": {}, "ids_f16_cache": {}}
     with tempfile.TemporaryDirectory() as tmp:
         wide = os.path.join(tmp, "wide")
         subprocess.run([kiln, "model", "init", "--config", WIDE_CONFIG, "--seed", str(WIDE_SEED), "--tokenizer", FIXTURE, "--out", wide], check=True)
-        for model, types, into in [(FIXTURE, TYPES, out["ids"]), (wide, WIDE_TYPES, out["wide"]["ids"])]:
+        for model, types, into in [(FIXTURE, TYPES, out), (wide, WIDE_TYPES, out["wide"])]:
             for ty in types:
                 gguf = os.path.join(tmp, f"model-{ty}.gguf")
                 subprocess.run([kiln, "quantize", model, "--type", ty, "--out", gguf], check=True)
-                rows = []
-                for ids in prompts:
-                    r = subprocess.run([greedy, gguf, str(NEW_TOKENS), *map(str, ids)], check=True, capture_output=True, text=True)
-                    rows.append([int(x) for x in r.stdout.split()])
-                into[ty] = rows
-                print(os.path.basename(model), ty, rows[0][:8], file=sys.stderr)
+                for kv, key in [("f32", "ids"), ("f16", "ids_f16_cache")]:
+                    rows = []
+                    for ids in prompts:
+                        env = dict(os.environ, KV_TYPE=kv)
+                        r = subprocess.run([greedy, gguf, str(NEW_TOKENS), *map(str, ids)], check=True, capture_output=True, text=True, env=env)
+                        rows.append([int(x) for x in r.stdout.split()])
+                    into[key][ty] = rows
+                    print(os.path.basename(model), ty, kv, rows[0][:8], file=sys.stderr)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "expected.json"), "w") as f:
         json.dump(out, f, indent=1)

@@ -189,7 +189,8 @@ fn run_score(a: ScoreArgs) -> Result<()> {
         (report, "endpoint")
     } else {
         let Some(model) = &a.model else { bail!("give --model DIR or --endpoint URL") };
-        let margs = &ModelArgs { model: model.clone(), tokenizer: a.tokenizer.clone(), dtype: a.dtype, device: a.device.clone() };
+        let margs =
+            &ModelArgs { model: model.clone(), tokenizer: a.tokenizer.clone(), dtype: a.dtype, device: a.device.clone(), cache_type: None };
         let loaded = load(margs)?;
         let window = loaded.model.config().max_position_embeddings;
         if window <= a.max_tokens + 16 {

@@ -57,6 +57,12 @@ impl LoadedModel {
     /// run by kiln-model's CPU network; the tokenizer is the file's own (`tokenizer.ggml.*`)
     /// unless `tokenizer` is given, which a file without tokenizer metadata needs.
     pub fn load_gguf(path: &Path, tokenizer: Option<&Path>) -> Result<Self> {
+        Self::load_gguf_with(path, tokenizer, None)
+    }
+
+    /// [`LoadedModel::load_gguf`] with the KV cache in `kv_type` (default f16, llama.cpp's
+    /// default; f32 is exact and takes twice the memory).
+    pub fn load_gguf_with(path: &Path, tokenizer: Option<&Path>, kv_type: Option<kiln_model::KvType>) -> Result<Self> {
         let tokenizer = match tokenizer {
             Some(t) => load_tokenizer(t)?,
             None => {
@@ -70,7 +76,10 @@ impl LoadedModel {
                 Tokenizer::from_gguf(path)?
             }
         };
-        let model = kiln_model::gguf_llama::load_gguf(path)?;
+        let mut model = kiln_model::gguf_llama::load_gguf(path)?;
+        if let Some(ty) = kv_type {
+            model = model.with_kv_type(ty);
+        }
         crate::check_vocab(model.config(), &tokenizer)?;
         let mut eos_ids = model.config().eos_token_ids.clone();
         eos_ids.extend(tokenizer.special().eos);

@@ -13,6 +13,7 @@
 //! batched, provided the matrix kernel computes each output row the same way for any batch (the
 //! f32 and quantized kernels of kiln-quant do).
 
+use kiln_quant::attention::{Attend, KvType};
 use rayon::prelude::*;
 
 use crate::config::{Config, RopeScaling};
@@ -150,14 +151,27 @@ pub struct CpuWeights {
     pub output: Option<Box<dyn Matrix>>,
 }
 
-/// Keys and values of one sequence, per layer, laid out `[position][kv_head][head_dim]` so a
-/// step appends contiguously; positions past `len` are stale (truncation is free).
-#[derive(Debug, Clone, Default)]
+/// Keys and values of one sequence: per layer and KV head, `positions x head_dim` values of the
+/// model's [`KvType`] (F16 by default, as llama.cpp), each head's positions contiguous so that
+/// attention streams them; positions past `len` are stale (truncation is free).
+#[derive(Debug, Clone)]
 pub struct CpuCache {
     len: usize,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    ty: KvType,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Index `layer * kv_heads + head`.
+    k: Vec<Vec<u8>>,
+    v: Vec<Vec<u8>>,
 }
+
+/// The most rows one step of [`CpuLlama::forward`] computes by default (llama.cpp's default
+/// micro-batch); longer prompts run in several steps.
+pub const MAX_STEP_ROWS: usize = 512;
+
+/// Cache storage grows by whole multiples of this many positions (exact reservations, so a
+/// long context costs its positions and at most this many more, not a doubling Vec's 2x).
+const CACHE_GROWTH: usize = 256;
 
 impl CpuCache {
     /// Positions held.
@@ -171,6 +185,35 @@ impl CpuCache {
     /// Keeps the first `len` positions.
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
+    }
+    /// The storage type of keys and values.
+    pub fn kv_type(&self) -> KvType {
+        self.ty
+    }
+    /// Bytes the cache holds for its positions (capacity beyond them not counted).
+    pub fn bytes(&self) -> usize {
+        2 * self.k.len() * self.len * self.head_dim * self.ty.value_bytes()
+    }
+
+    /// Stores `t` rows of keys and values (`t x kv_heads x head_dim` f32 each) of layer `l` at
+    /// positions `len..len + t`.
+    fn append(&mut self, l: usize, k: &[f32], v: &[f32], t: usize) {
+        let (kvh, d, ty) = (self.kv_heads, self.head_dim, self.ty);
+        let row = d * ty.value_bytes();
+        let (at, end) = (self.len * row, (self.len + t) * row);
+        for g in 0..kvh {
+            for (bufs, src) in [(&mut self.k, k), (&mut self.v, v)] {
+                let buf = &mut bufs[l * kvh + g];
+                if buf.capacity() < end {
+                    let want = (self.len + t).next_multiple_of(CACHE_GROWTH) * row;
+                    buf.reserve_exact(want - buf.len());
+                }
+                buf.resize(end, 0);
+                for (j, dst) in buf[at..end].chunks_exact_mut(row).enumerate() {
+                    ty.store(&src[(j * kvh + g) * d..(j * kvh + g + 1) * d], dst);
+                }
+            }
+        }
     }
 }
 
@@ -200,6 +243,8 @@ pub struct CpuLlama {
     cfg: Config,
     w: CpuWeights,
     rope_layout: RopeLayout,
+    kv_type: KvType,
+    max_step_rows: usize,
     /// RoPE tables (max_positions x head_dim/2), f32, linear scaling applied.
     cos: Vec<f32>,
     sin: Vec<f32>,
@@ -253,7 +298,24 @@ impl CpuLlama {
             return Err(ModelError::Shape("final norm width, odd head_dim or heads not a multiple of KV heads".into()));
         }
         let (cos, sin) = rope_tables(&cfg);
-        Ok(Self { cfg, w, rope_layout, cos, sin })
+        Ok(Self { cfg, w, rope_layout, kv_type: KvType::F32, max_step_rows: MAX_STEP_ROWS, cos, sin })
+    }
+
+    /// The same network keeping its KV cache in `ty` (caches made afterwards; F32 is exact, F16
+    /// halves the cache's memory and the bytes attention reads, as llama.cpp's default does).
+    pub fn with_kv_type(self, ty: KvType) -> Self {
+        Self { kv_type: ty, ..self }
+    }
+
+    /// The same network computing at most `rows` rows per step (llama.cpp's `--ubatch-size`):
+    /// fewer rows, smaller activations; more rows, fewer passes over the weights in prefill.
+    pub fn with_max_step_rows(self, rows: usize) -> Self {
+        Self { max_step_rows: rows.max(1), ..self }
+    }
+
+    /// The storage type of the caches [`CpuLlama::new_cache`] makes.
+    pub fn kv_type(&self) -> KvType {
+        self.kv_type
     }
 
     /// The config.
@@ -282,8 +344,15 @@ impl CpuLlama {
 
     /// An empty cache.
     pub fn new_cache(&self) -> CpuCache {
-        let n = self.cfg.num_hidden_layers;
-        CpuCache { len: 0, k: vec![Vec::new(); n], v: vec![Vec::new(); n] }
+        let (kvh, n) = (self.cfg.num_key_value_heads, self.cfg.num_hidden_layers);
+        CpuCache {
+            len: 0,
+            ty: self.kv_type,
+            kv_heads: kvh,
+            head_dim: self.cfg.head_dim,
+            k: vec![Vec::new(); n * kvh],
+            v: vec![Vec::new(); n * kvh],
+        }
     }
 
     /// Runs `ids`: `seqs[i]` tokens of sequence `i` (appended after what `caches[i]` holds) are
@@ -302,6 +371,51 @@ impl CpuLlama {
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= cfg.vocab_size) {
             return Err(ModelError::TokenOutOfRange { id, vocab_size: cfg.vocab_size });
         }
+        // Only the rows whose logits are wanted go through the final norm and the head.
+        let rows: Vec<usize> = match wanted {
+            Wanted::All => (0..ids.len()).collect(),
+            Wanted::LastOfEach => seqs
+                .iter()
+                .scan(0, |end, &t| {
+                    *end += t;
+                    Some(*end - 1)
+                })
+                .collect(),
+        };
+        let step_rows = self.max_step_rows;
+        if ids.len() <= step_rows {
+            return Ok(self.forward_step(ids, seqs, caches, &rows));
+        }
+        // A long prompt runs in steps of at most `step_rows` rows (a sequence may be cut
+        // between steps: its later rows see the earlier ones in the cache), so activations stay
+        // a few tens of MB whatever the prompt's length.
+        let mut logits = Vec::with_capacity(rows.len() * cfg.vocab_size);
+        let (mut pos, mut s, mut done) = (0, 0, 0);
+        while pos < ids.len() {
+            let (mut step_seqs, mut members) = (Vec::new(), Vec::new());
+            let mut room = step_rows;
+            while room > 0 && s < seqs.len() {
+                let take = (seqs[s] - done).min(room);
+                step_seqs.push(take);
+                members.push(s);
+                (done, room) = (done + take, room - take);
+                if done == seqs[s] {
+                    (s, done) = (s + 1, 0);
+                }
+            }
+            let m = step_rows - room;
+            let want: Vec<usize> = rows.iter().filter(|&&r| (pos..pos + m).contains(&r)).map(|r| r - pos).collect();
+            let mut step_caches: Vec<&mut CpuCache> =
+                caches.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, c)| &mut **c).collect();
+            logits.extend(self.forward_step(&ids[pos..pos + m], &step_seqs, &mut step_caches, &want));
+            pos += m;
+        }
+        Ok(logits)
+    }
+
+    /// One step of [`CpuLlama::forward`] (inputs checked): the logits of rows `rows`.
+    fn forward_step(&self, ids: &[u32], seqs: &[usize], caches: &mut [&mut CpuCache], rows: &[usize]) -> Vec<f32> {
+        let cfg = &self.cfg;
         let (n, c) = (ids.len(), cfg.hidden_size);
         let (hd, kvd, f) = (cfg.num_attention_heads * cfg.head_dim, cfg.num_key_value_heads * cfg.head_dim, cfg.intermediate_size);
         // Row r: its sequence and position.
@@ -331,13 +445,7 @@ impl CpuLlama {
             // Append every row's key and value to its sequence's cache, then attend.
             let mut first = 0;
             for (cache, &t) in caches.iter_mut().zip(seqs) {
-                let at = cache.len * kvd;
-                for (buf, src) in [(&mut cache.k[l], &k), (&mut cache.v[l], &v)] {
-                    if buf.len() < at + t * kvd {
-                        buf.resize(at + t * kvd, 0.0);
-                    }
-                    buf[at..at + t * kvd].copy_from_slice(&src[first * kvd..(first + t) * kvd]);
-                }
+                cache.append(l, &k[first * kvd..(first + t) * kvd], &v[first * kvd..(first + t) * kvd], t);
                 first += t;
             }
             self.attention(&q, &row_seq, &row_pos, caches, l, &mut att);
@@ -353,25 +461,14 @@ impl CpuLlama {
         for (cache, &t) in caches.iter_mut().zip(seqs) {
             cache.len += t;
         }
-        // Only the rows whose logits are wanted go through the final norm and the head.
-        let rows: Vec<usize> = match wanted {
-            Wanted::All => (0..n).collect(),
-            Wanted::LastOfEach => seqs
-                .iter()
-                .scan(0, |end, &t| {
-                    *end += t;
-                    Some(*end - 1)
-                })
-                .collect(),
-        };
         let mut hn = vec![0f32; rows.len() * c];
-        for (dst, &r) in hn.chunks_exact_mut(c).zip(&rows) {
+        for (dst, &r) in hn.chunks_exact_mut(c).zip(rows) {
             rms_norm_rows(&x[r * c..(r + 1) * c], &self.w.norm, eps, dst, c);
         }
         let head = self.w.output.as_deref().unwrap_or(self.w.embed.as_ref());
         let mut logits = vec![0f32; rows.len() * cfg.vocab_size];
         head.matmul(&hn, rows.len(), &mut logits);
-        Ok(logits)
+        logits
     }
 
     /// Rotates each row's heads (rows of `heads * head_dim`) at the row's position, pairing
@@ -403,32 +500,29 @@ impl CpuLlama {
         }
     }
 
-    /// Causal attention of every row over its own sequence's cache, up to its own position.
+    /// Causal attention of every row over its own sequence's cache, up to its own position: one
+    /// task per (row, KV head), taking the query heads that share the KV head together (the
+    /// keys and values are read once for the group), spread over kiln-quant's pool.
     fn attention(&self, q: &[f32], row_seq: &[usize], row_pos: &[usize], caches: &[&mut CpuCache], l: usize, out: &mut [f32]) {
         let cfg = &self.cfg;
         let (h, kvh, d) = (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim);
         let group = h / kvh;
         let scale = 1.0 / (d as f32).sqrt();
-        out.par_chunks_mut(d).enumerate().for_each(|(i, o)| {
-            let (r, head) = (i / h, i % h);
+        thread_local!(static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) });
+        crate::gguf_llama::pool().for_each_chunk_mut(out, group * d, &|i, o| {
+            let (r, g) = (i / kvh, i % kvh);
             let cache = &caches[row_seq[r]];
-            let (keys, values) = (&cache.k[l], &cache.v[l]);
-            let len = row_pos[r] + 1;
-            let g = head / group;
-            let qh = &q[r * h * d + head * d..r * h * d + (head + 1) * d];
-            let mut scores: Vec<f32> = (0..len).map(|p| dot(qh, &keys[(p * kvh + g) * d..(p * kvh + g + 1) * d]) * scale).collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            o.fill(0.0);
-            for (p, &w) in scores.iter().enumerate() {
-                let vp = &values[(p * kvh + g) * d..(p * kvh + g + 1) * d];
-                let w = w / sum;
-                o.iter_mut().zip(vp).for_each(|(o, v)| *o += w * v);
-            }
+            let start = r * h * d + g * group * d;
+            let a = Attend {
+                ty: cache.ty,
+                q: &q[start..start + group * d],
+                d,
+                keys: &cache.k[l * kvh + g],
+                values: &cache.v[l * kvh + g],
+                len: row_pos[r] + 1,
+                scale,
+            };
+            SCRATCH.with_borrow_mut(|scratch| kiln_quant::attend(&a, scratch, o)).expect("cache and head shapes come from the config");
         });
     }
 }
@@ -603,6 +697,31 @@ mod tests {
             let mut c4 = gguf_order.new_cache();
             let permuted = gguf_order.forward(&ids, &[ids.len()], &mut [&mut c4], Wanted::All).unwrap();
             assert!(max_diff(&permuted, &all) < 1e-5, "interleaved: {}", max_diff(&permuted, &all));
+            // Long prompts run in steps (here of 3 rows, sequences cut between steps): the same
+            // logits as one step, for every row and for the last row of each sequence.
+            let stepped = CpuLlama::from_llama(&model).unwrap().with_max_step_rows(3);
+            let mut c5 = stepped.new_cache();
+            let all3 = stepped.forward(&ids, &[ids.len()], &mut [&mut c5], Wanted::All).unwrap();
+            assert!(max_diff(&all3, &all) < 1e-5, "stepped: {}", max_diff(&all3, &all));
+            assert_eq!(c5.len(), ids.len());
+            let mut caches3: Vec<CpuCache> = (0..3).map(|_| stepped.new_cache()).collect();
+            let mut refs3: Vec<&mut CpuCache> = caches3.iter_mut().collect();
+            let flat: Vec<u32> = prompts.concat();
+            let last = stepped.forward(&flat, &[3, 1, 5], &mut refs3, Wanted::LastOfEach).unwrap();
+            for (i, p) in prompts.iter().enumerate() {
+                let mut c = cpu.new_cache();
+                let alone = cpu.forward(p, &[p.len()], &mut [&mut c], Wanted::LastOfEach).unwrap();
+                assert!(max_diff(&last[i * v..(i + 1) * v], &alone) < 1e-5, "stepped batch, sequence {i}");
+                assert_eq!(caches3[i].len(), p.len());
+            }
+            // An f16 cache (GGUF models' default) changes the logits by the f16 rounding of
+            // keys, values, queries and probabilities only, and holds half the bytes.
+            let half = CpuLlama::from_llama(&model).unwrap().with_kv_type(KvType::F16);
+            let mut c6 = half.new_cache();
+            let all16 = half.forward(&ids, &[ids.len()], &mut [&mut c6], Wanted::All).unwrap();
+            let d16 = max_diff(&all16, &all);
+            assert!(d16 > 0.0 && d16 < 2e-2, "f16 cache: {d16}");
+            assert_eq!((c6.kv_type(), c6.bytes() * 2), (KvType::F16, cache.bytes()));
             // Bad inputs are errors.
             let mut c3 = cpu.new_cache();
             assert!(matches!(cpu.forward(&[96], &[1], &mut [&mut c3], Wanted::All), Err(ModelError::TokenOutOfRange { .. })));

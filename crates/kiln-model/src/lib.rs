@@ -18,6 +18,8 @@ pub mod weights;
 
 pub use config::{Config, HfConfig, Preset, RopeScaling, WeightDType};
 pub use error::{ModelError, Result};
+/// The KV cache storage types of the CPU network (kiln-quant's).
+pub use kiln_quant::KvType;
 pub use llama::{Cache, Llama};
 pub use params::{LayerParams, Params};
 

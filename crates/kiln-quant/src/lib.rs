@@ -76,6 +76,7 @@
 #![deny(missing_docs)]
 
 pub mod act;
+pub mod attention;
 mod error;
 pub mod float;
 pub mod k_quantize;
@@ -90,6 +91,7 @@ pub mod q8_0;
 pub mod simd;
 pub mod types;
 
+pub use attention::{attend, Attend, KvType};
 pub use error::QuantError;
 pub use matmul::{matmul, matmul_with_tier, QMatrix};
 pub use pool::Pool;

@@ -134,6 +134,28 @@ impl Pool {
     }
 }
 
+impl Pool {
+    /// Calls `f(i, piece)` for every `chunk`-sized piece `i` of `data` (the last may be shorter),
+    /// pieces claimed one at a time by the pool's threads: the safe way to let a job write
+    /// disjoint parts of one buffer (attention writes each (row, KV head) output this way).
+    pub fn for_each_chunk_mut<T: Send>(&self, data: &mut [T], chunk: usize, f: &(dyn Fn(usize, &mut [T]) + Sync)) {
+        let (len, chunk) = (data.len(), chunk.max(1));
+        let pieces = len.div_ceil(chunk);
+        let next = AtomicUsize::new(0);
+        let dst = SharedMut::new(data);
+        self.run(&|_| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= pieces {
+                break;
+            }
+            let start = i * chunk;
+            // SAFETY: piece `i` is claimed once, by this thread; pieces are disjoint and inside
+            // `data`, which stays mutably borrowed until `run` returns.
+            f(i, unsafe { dst.slice(start, chunk.min(len - start)) });
+        });
+    }
+}
+
 fn worker(s: &Shared, tid: usize) {
     let mut seen = 0u64;
     loop {
@@ -222,6 +244,19 @@ mod tests {
                 });
                 assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
             }
+        }
+    }
+
+    #[test]
+    fn chunks_are_each_written_once() {
+        for (threads, len, chunk) in [(1, 10, 3), (2, 1000, 7), (3, 64, 64), (2, 5, 100), (2, 0, 4)] {
+            let pool = Pool::new(threads);
+            let mut data = vec![0usize; len];
+            pool.for_each_chunk_mut(&mut data, chunk, &|i, piece| {
+                assert!(piece.len() <= chunk);
+                piece.iter_mut().for_each(|x| *x += i + 1);
+            });
+            assert!(data.iter().enumerate().all(|(j, &x)| x == j / chunk + 1), "{threads} {len} {chunk}");
         }
     }
 

@@ -3,7 +3,7 @@
 use super::x86_int::{self as int, Avx2};
 use super::{x86_float as fl, Kernels, Tier};
 
-tier_kernels!("avx2,fma,f16c", Avx2, fl::f32_avx2, fl::f16_avx2, fl::bf16_avx2);
+tier_kernels!("avx2,fma,f16c", Avx2, fl::f32_avx2, fl::f16_avx2, fl::bf16_avx2, fl::attend_avx2);
 
 pub(super) static KERNELS: Kernels = Kernels {
     tier: Tier::Avx2,
@@ -26,4 +26,5 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: dot_f32,
     f16: dot_f16,
     bf16: dot_bf16,
+    attend,
 };

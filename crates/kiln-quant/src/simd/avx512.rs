@@ -4,7 +4,7 @@
 use super::x86_int::{self as int, Vnni};
 use super::{x86_float as fl, Kernels, Tier};
 
-tier_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, fl::f32_avx512, fl::f16_avx512, fl::bf16_avx512);
+tier_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, fl::f32_avx512, fl::f16_avx512, fl::bf16_avx512, fl::attend_avx2);
 
 pub(super) static KERNELS: Kernels = Kernels {
     tier: Tier::Avx512,
@@ -27,4 +27,5 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: dot_f32,
     f16: dot_f16,
     bf16: dot_bf16,
+    attend,
 };

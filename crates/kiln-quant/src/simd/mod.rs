@@ -21,7 +21,7 @@ use crate::act::{Q8KRow, Q8Row};
 /// `#[inline(always)]` x86 bodies inside a `#[target_feature]` function.
 #[cfg(target_arch = "x86_64")]
 macro_rules! tier_kernels {
-    ($features:literal, $isa:ty, $f32:path, $f16:path, $bf16:path) => {
+    ($features:literal, $isa:ty, $f32:path, $f16:path, $bf16:path, $attend:path) => {
         tier_kernels!(@q8 $features, $isa, q4_0, q4_0_n, q4_0x4, 18);
         tier_kernels!(@q8 $features, $isa, q4_1, q4_1_n, q4_1x4, 20);
         tier_kernels!(@q8 $features, $isa, q5_0, q5_0_n, q5_0x4, 22);
@@ -33,6 +33,14 @@ macro_rules! tier_kernels {
         tier_kernels!(@f $features, dot_f32, $f32, 4);
         tier_kernels!(@f $features, dot_f16, $f16, 2);
         tier_kernels!(@f $features, dot_bf16, $bf16, 2);
+        fn attend(a: &crate::attention::Attend<'_>, scratch: &mut Vec<f32>, out: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            unsafe fn inner(a: &crate::attention::Attend<'_>, scratch: &mut Vec<f32>, out: &mut [f32]) {
+                $attend(a, scratch, out)
+            }
+            // SAFETY: as above; `crate::attention` checked the lengths the body relies on.
+            unsafe { inner(a, scratch, out) }
+        }
     };
     (@q8 $features:literal, $isa:ty, $name:ident, $gen:ident, $name4:ident, $bytes:expr) => {
         #[target_feature(enable = $features)]
@@ -220,6 +228,9 @@ pub(crate) type DotQ8Kx4 = fn(&[u8], &[Q8KRow<'_>; 4]) -> [f32; 4];
 /// Dot product of an F32/F16/BF16 weight row with f32 activations.
 pub(crate) type DotF = fn(&[u8], &[f32]) -> f32;
 
+/// Attention of a group of query heads over one KV head's cache (see [`crate::attention`]).
+pub(crate) type AttendFn = fn(&crate::attention::Attend<'_>, &mut Vec<f32>, &mut [f32]);
+
 /// One tier's kernels. The SIMD tables are reachable only through [`kernels`], which checks
 /// the CPU first; that is what makes their safe `fn` pointers sound.
 pub(crate) struct Kernels {
@@ -243,6 +254,7 @@ pub(crate) struct Kernels {
     pub f32: DotF,
     pub f16: DotF,
     pub bf16: DotF,
+    pub attend: AttendFn,
 }
 
 /// The kernels of `tier`, or `None` when this CPU cannot run it.

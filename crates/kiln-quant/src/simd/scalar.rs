@@ -26,6 +26,7 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
+    attend: crate::attention::attend_reference,
 };
 
 /// The lengths a 32-block kernel relies on: `x.d.len()` blocks everywhere.

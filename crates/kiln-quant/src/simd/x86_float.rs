@@ -6,6 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::x86_int::hsum_ps;
+use crate::attention::{attend_reference, Attend, KvType};
 
 /// Four independent FMA chains over 8-lane chunks, then 8-lane steps (`$x.len()` a multiple of 8).
 macro_rules! dot256 {
@@ -104,4 +105,113 @@ pub(crate) unsafe fn bf16_avx512(w: &[u8], x: &[f32]) -> f32 {
     let (head, i) =
         dot512!(w, x, 2, |p| _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i)))));
     head + bf16_avx2(&w[i * 2..], &x[i..])
+}
+
+/// e^x in each lane: Cephes' range reduction (x = n ln2 + r, |r| <= ln2/2, ln2 split in two for
+/// exactness) and degree-7 polynomial for e^r, times 2^n built in the exponent bits. Relative
+/// error below 2e-7 on [-87.3, 88.3]; inputs below -87.3 (e^x < 2^-126) give 2^-126-ish, never 0
+/// or a NaN, which attention (weights of far-below-maximum scores) cannot tell apart.
+#[inline(always)]
+pub(crate) unsafe fn exp256(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.336_54)), _mm256_set1_ps(88.376_26));
+    let n =
+        _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut y = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
+    }
+    let y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+    let pow2n = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+    _mm256_mul_ps(y, pow2n)
+}
+
+/// Eight values of `ty` at `p` as f32.
+#[inline(always)]
+unsafe fn kv8(f16: bool, p: *const u8) -> __m256 {
+    if f16 {
+        f16x8(p)
+    } else {
+        _mm256_loadu_ps(p as *const f32)
+    }
+}
+
+/// The attention kernel (see `crate::attention`) with 8-lane FMAs: scores by `dot256`, a
+/// vectorised soft-max, then the values weighted 32 output dimensions at a time (four
+/// accumulators stay in registers while every position's slice of the value rows streams by).
+/// Head widths that are not a multiple of 8 take the reference.
+#[inline(always)]
+pub(crate) unsafe fn attend_avx2(a: &Attend<'_>, scratch: &mut Vec<f32>, out: &mut [f32]) {
+    let (d, len) = (a.d, a.len);
+    if !d.is_multiple_of(8) {
+        return attend_reference(a, scratch, out);
+    }
+    let f16 = a.ty == KvType::F16;
+    let eb = a.ty.value_bytes();
+    let row = d * eb;
+    scratch.clear();
+    scratch.resize(d + len, 0.0);
+    let (qr, scores) = scratch.split_at_mut(d);
+    let (kp, vp) = (a.keys.as_ptr(), a.values.as_ptr());
+    for (qg, og) in a.q.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
+        for i in (0..d).step_by(8) {
+            let v = _mm256_loadu_ps(qg.as_ptr().add(i));
+            let v = if f16 { _mm256_cvtph_ps(_mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(v)) } else { v };
+            _mm256_storeu_ps(qr.as_mut_ptr().add(i), v);
+        }
+        for (p, s) in scores.iter_mut().enumerate() {
+            let k = std::slice::from_raw_parts(kp.add(p * row), row);
+            let dot = if f16 { dot256!(k, qr, 2, |p| f16x8(p)) } else { dot256!(k, qr, 4, |p| _mm256_loadu_ps(p as *const f32)) };
+            *s = dot * a.scale;
+        }
+        // Soft-max: maximum, e^(s - max) and their sum, then the probabilities (rounded to the
+        // cache type, as GGML rounds them for the product with F16 values).
+        let sp = scores.as_mut_ptr();
+        let n8 = len / 8 * 8;
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        for i in (0..n8).step_by(8) {
+            m = _mm256_max_ps(m, _mm256_loadu_ps(sp.add(i)));
+        }
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), m);
+        let max = lanes.iter().chain(&scores[n8..]).copied().fold(f32::NEG_INFINITY, f32::max);
+        for i in (0..n8).step_by(8) {
+            _mm256_storeu_ps(sp.add(i), exp256(_mm256_sub_ps(_mm256_loadu_ps(sp.add(i)), _mm256_set1_ps(max))));
+        }
+        for s in &mut scores[n8..] {
+            *s = (*s - max).exp();
+        }
+        let inv = (1.0 / scores.iter().map(|&e| f64::from(e)).sum::<f64>()) as f32;
+        for i in (0..n8).step_by(8) {
+            let w = _mm256_mul_ps(_mm256_loadu_ps(sp.add(i)), _mm256_set1_ps(inv));
+            let w = if f16 { _mm256_cvtph_ps(_mm256_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT }>(w)) } else { w };
+            _mm256_storeu_ps(sp.add(i), w);
+        }
+        for s in &mut scores[n8..] {
+            *s = crate::attention::round_to(a.ty, *s * inv);
+        }
+        let mut c = 0;
+        while c + 32 <= d {
+            let mut acc = [_mm256_setzero_ps(); 4];
+            for (p, &w) in scores.iter().enumerate() {
+                let (w, v) = (_mm256_set1_ps(w), vp.add(p * row + c * eb));
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_fmadd_ps(w, kv8(f16, v.add(8 * k * eb)), *a);
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(og.as_mut_ptr().add(c + 8 * k), *a);
+            }
+            c += 32;
+        }
+        while c < d {
+            let mut acc = _mm256_setzero_ps();
+            for (p, &w) in scores.iter().enumerate() {
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(w), kv8(f16, vp.add(p * row + c * eb)), acc);
+            }
+            _mm256_storeu_ps(og.as_mut_ptr().add(c), acc);
+            c += 8;
+        }
+    }
 }
