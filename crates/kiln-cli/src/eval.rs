@@ -36,6 +36,9 @@ pub enum EvalCommand {
     /// Repository-level line completion (CrossCodeEval-style): `build` selects lines needing a
     /// symbol from another imported file; scoring gives EM and ES with and without that context.
     Repo(crate::eval_repo::RepoArgs),
+    /// Bits per byte of the model on source files or directories (how well it predicts code; run
+    /// it on a float model and on its `kiln quantize` files to see what quantizing costs).
+    Bpb(crate::eval_bpb::BpbArgs),
 }
 
 #[derive(Debug, Args)]
@@ -169,6 +172,7 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
         }
         EvalCommand::MultiplE(m) => run_multipl_e(m),
         EvalCommand::Repo(a) => crate::eval_repo::run(a),
+        EvalCommand::Bpb(a) => crate::eval_bpb::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ mod bench;
 mod corpus;
 mod data;
 mod eval;
+mod eval_bpb;
 mod eval_repo;
 mod generate;
 mod info;

@@ -233,7 +233,7 @@ fn bad_arguments_are_explained() {
 }
 
 #[test]
-fn quantize_writes_a_gguf_that_info_and_generate_read() {
+fn quantize_writes_a_gguf_that_info_generate_and_eval_bpb_read() {
     let model = fixture("tiny-llama");
     let tmp = tempfile::tempdir().unwrap();
     let gguf = tmp.path().join("tiny-q8_0.gguf");
@@ -257,6 +257,37 @@ fn quantize_writes_a_gguf_that_info_and_generate_read() {
     let got = stdout_json(&out);
     assert_eq!(got["prompt_ids"], expected("tiny-llama")["generate"]["input_ids"]);
     assert!(!got["ids"].as_array().unwrap().is_empty());
+
+    // `kiln eval bpb`: the same source files scored by the float model and by its Q8_0 file
+    // (both caches) give nearly the same bits per byte; the f32 cache is closer.
+    let src = tmp.path().join("src");
+    std::fs::create_dir_all(src.join(".hidden")).unwrap();
+    let (a_py, b_rs) =
+        ("def add(a, b):\n    return a + b\n\n\nprint(add(1, 2))\n", "fn main() {\n    let x = 1 + 2;\n    println!(\"{x}\");\n}\n");
+    std::fs::write(src.join("a.py"), a_py).unwrap();
+    std::fs::write(src.join("b.rs"), b_rs).unwrap();
+    std::fs::write(src.join("notes.bin"), [0u8, 159, 146, 150]).unwrap();
+    std::fs::write(src.join(".hidden").join("c.py"), "x = 1\n").unwrap();
+    let bpb = |m: &std::path::Path, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval", "bpb", "--model", m.to_str().unwrap(), "--json", src.to_str().unwrap()];
+        args.extend(extra);
+        stdout_json(&kiln(&args))
+    };
+    let float = bpb(&model, &[]);
+    // The .bin file (no known language) and the hidden directory are not walked.
+    assert_eq!((float["files"].as_u64(), float["bytes"].as_u64()), (Some(2), Some((a_py.len() + b_rs.len()) as u64)), "{float}");
+    let f16_cache = bpb(&gguf, &[]);
+    let f32_cache = bpb(&gguf, &["--cache-type", "f32"]);
+    let rel = |v: &serde_json::Value| (v["bits_per_byte"].as_f64().unwrap() / float["bits_per_byte"].as_f64().unwrap() - 1.0).abs();
+    assert!(float["bits_per_byte"].as_f64().unwrap() > 1.0, "{float}");
+    assert!(rel(&f16_cache) < 0.01 && rel(&f32_cache) < 0.01, "{float} {f16_cache} {f32_cache}");
+    assert_ne!(f16_cache["bits_per_byte"], f32_cache["bits_per_byte"]);
+    let e = stderr_of_failure(&kiln(&["eval", "bpb", "--model", model.to_str().unwrap(), src.join("nope").to_str().unwrap()]));
+    assert!(e.contains("nope: no such file or directory"), "{e}");
+    let e = stderr_of_failure(&kiln(&["eval", "bpb", "--model", model.to_str().unwrap(), "--cache-type", "f16", src.to_str().unwrap()]));
+    assert!(e.contains("--cache-type f16 applies to GGUF models"), "{e}");
+    let e = stderr_of_failure(&kiln(&["eval", "bpb", "--model", gguf.to_str().unwrap(), "--cache-type", "q4", src.to_str().unwrap()]));
+    assert!(e.contains("unknown KV cache type `q4`"), "{e}");
 
     // Bad input: an unknown type, a folder that is not a model; nothing is written.
     let bad = tmp.path().join("bad.gguf");
