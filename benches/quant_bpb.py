@@ -8,12 +8,13 @@ Issue 19's bar: Q8_0 within 1% of f32, Q4_K_M within 5%. Each GGUF is scored wit
 f16 KV cache and with an f32 cache (--cache-type f32), so the cache's share is visible too.
 
 Usage: python3 benches/quant_bpb.py --run kiln-quickstart [--kiln target/release/kiln]
-       [--types q8_0,q4_k_m,q4_0] [--work DIR]
+       [--types q8_0,q4_k_m,q4_0] [--caches f16,f32] [--work DIR]
 """
 import argparse
 import json
 import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,15 +22,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def bpb(kiln, model, paths, extra=()):
+    """`kiln eval bpb --json` on `paths`."""
     out = subprocess.run([kiln, "eval", "bpb", "--model", model, *extra, "--json", *paths], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="a kiln quickstart output folder")
     ap.add_argument("--kiln", default=str(ROOT / "target" / "release" / "kiln"))
     ap.add_argument("--types", default="q8_0,q4_k_m,q4_0")
+    ap.add_argument("--caches", default="f16,f32", help="KV cache types to score each GGUF with")
     ap.add_argument("--work", default=None)
     a = ap.parse_args()
     run = Path(a.run)
@@ -52,7 +56,7 @@ def main():
         f = work / f"model-{ty}.gguf"
         report = subprocess.run([a.kiln, "quantize", model, "--type", ty, "--out", f], check=True, capture_output=True, text=True)
         fallbacks = [l.strip() for l in (report.stdout + report.stderr).splitlines() if "written as" in l]
-        for cache in ["f16", "f32"]:
+        for cache in a.caches.split(","):
             r = bpb(a.kiln, f, paths, ["--cache-type", cache])
             rel = r["bits_per_byte"] / base["bits_per_byte"] - 1
             print(f"| {ty} ({f.stat().st_size / 1e6:.1f} MB) | {cache} | {r['bits_per_byte']:.4f} | {100 * rel:+.2f}% |")
