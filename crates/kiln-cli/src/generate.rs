@@ -177,19 +177,7 @@ pub type Loaded = kiln_infer::LoadedModel;
 /// Loads a model directory (see [`kiln_infer::LoadedModel::load`]).
 pub fn load(args: &ModelArgs) -> Result<Loaded> {
     let device = kiln_model::device(&args.device)?;
-    if let Some(ty) = args.cache_type {
-        if !kiln_infer::loaded::is_gguf(&args.model) {
-            bail!(
-                "--cache-type {ty} applies to GGUF models; {} is a model directory (its cache has the compute dtype)",
-                args.model.display()
-            );
-        }
-        if args.dtype.is_some() {
-            tracing::warn!("--dtype applies to safetensors checkpoints; a GGUF file runs in its own types");
-        }
-        return Ok(kiln_infer::LoadedModel::load_gguf_with(&args.model, args.tokenizer.as_deref(), Some(ty))?);
-    }
-    Ok(kiln_infer::LoadedModel::load_with(&args.model, args.dtype, &device, args.tokenizer.as_deref())?)
+    Ok(kiln_infer::LoadedModel::load_with_cache(&args.model, args.dtype, &device, args.tokenizer.as_deref(), args.cache_type)?)
 }
 
 fn params(sample: &SampleArgs, eos_ids: &[u32]) -> Result<GenerateParams> {

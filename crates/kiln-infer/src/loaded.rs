@@ -30,6 +30,19 @@ impl LoadedModel {
     /// [`LoadedModel::load`] with a tokenizer (`tokenizer.json` or its folder) that replaces the
     /// model's own.
     pub fn load_with(path: &Path, dtype: Option<WeightDType>, device: &candle_core::Device, tokenizer: Option<&Path>) -> Result<Self> {
+        Self::load_with_cache(path, dtype, device, tokenizer, None)
+    }
+
+    /// [`LoadedModel::load_with`] with a GGUF model's KV cache type (`None`: f16, llama.cpp's
+    /// default); asking for one with a model directory is an error (its cache has the compute
+    /// dtype).
+    pub fn load_with_cache(
+        path: &Path,
+        dtype: Option<WeightDType>,
+        device: &candle_core::Device,
+        tokenizer: Option<&Path>,
+        kv_type: Option<kiln_model::KvType>,
+    ) -> Result<Self> {
         if !path.exists() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
             return Err(InferError::ModelDir(format!("{}: no such GGUF file", path.display())));
         }
@@ -43,7 +56,13 @@ impl LoadedModel {
                     path.display()
                 )));
             }
-            return Self::load_gguf(path, tokenizer);
+            return Self::load_gguf_with(path, tokenizer, kv_type);
+        }
+        if let Some(ty) = kv_type {
+            return Err(InferError::ModelDir(format!(
+                "--cache-type {ty} applies to GGUF models; {} is a model directory (its cache has the compute dtype)",
+                path.display()
+            )));
         }
         let mut loaded = Self::load_dir(path, dtype, device)?;
         if let Some(t) = tokenizer {

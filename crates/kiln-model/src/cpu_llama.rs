@@ -382,13 +382,10 @@ impl CpuLlama {
                 })
                 .collect(),
         };
+        // The rows run in steps of at most `step_rows` (one step unless a prompt is long; a
+        // sequence may be cut between steps: its later rows see the earlier ones in the cache),
+        // so activations stay a few tens of MB whatever the prompt's length.
         let step_rows = self.max_step_rows;
-        if ids.len() <= step_rows {
-            return Ok(self.forward_step(ids, seqs, caches, &rows));
-        }
-        // A long prompt runs in steps of at most `step_rows` rows (a sequence may be cut
-        // between steps: its later rows see the earlier ones in the cache), so activations stay
-        // a few tens of MB whatever the prompt's length.
         let mut logits = Vec::with_capacity(rows.len() * cfg.vocab_size);
         let (mut pos, mut s, mut done) = (0, 0, 0);
         while pos < ids.len() {

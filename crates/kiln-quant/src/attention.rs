@@ -53,8 +53,8 @@ impl KvType {
     pub fn store(self, src: &[f32], dst: &mut [u8]) {
         assert_eq!(dst.len(), src.len() * self.value_bytes(), "KV store: {} values into {} bytes", src.len(), dst.len());
         match self {
-            KvType::F32 => dst.chunks_exact_mut(4).zip(src).for_each(|(d, v)| d.copy_from_slice(&v.to_le_bytes())),
-            KvType::F16 => dst.chunks_exact_mut(2).zip(src).for_each(|(d, v)| d.copy_from_slice(&float::f32_to_f16(*v).to_le_bytes())),
+            KvType::F32 => float::quantize_f32(src, dst),
+            KvType::F16 => float::quantize_f16(src, dst),
         }
     }
 }
@@ -141,9 +141,9 @@ pub(crate) fn attend_reference(a: &Attend<'_>, scratch: &mut Vec<f32>, out: &mut
         KvType::F16 => float::vec_dot_f16,
     };
     scratch.clear();
-    scratch.resize(d + len, 0.0);
-    let (qr, scores) = scratch.split_at_mut(d);
-    let mut v = vec![0f32; d];
+    scratch.resize(2 * d + len, 0.0);
+    let (qr, rest) = scratch.split_at_mut(d);
+    let (v, scores) = rest.split_at_mut(d);
     for (qg, og) in a.q.chunks_exact(d).zip(out.chunks_exact_mut(d)) {
         for (r, &x) in qr.iter_mut().zip(qg) {
             *r = round_to(a.ty, x);
@@ -160,8 +160,8 @@ pub(crate) fn attend_reference(a: &Attend<'_>, scratch: &mut Vec<f32>, out: &mut
         og.fill(0.0);
         for (p, &e) in scores.iter().enumerate() {
             let w = round_to(a.ty, e * inv);
-            dequantize(a.ty, &a.values[p * row..(p + 1) * row], &mut v);
-            og.iter_mut().zip(&v).for_each(|(o, x)| *o += w * x);
+            dequantize(a.ty, &a.values[p * row..(p + 1) * row], v);
+            og.iter_mut().zip(v.iter()).for_each(|(o, x)| *o += w * x);
         }
     }
 }

@@ -7,8 +7,8 @@ use candle_core::Device;
 use kiln_data::megatron::{DType as TokenType, MegatronWriter};
 use kiln_train::trainer::Quiet;
 mod common;
-use common::small_model;
-use kiln_train::{calibrate_steps, train_to_deadline, ModelInit, Replan, TrainConfig, Trainer};
+use common::{config, small_model};
+use kiln_train::{calibrate_steps, train_to_deadline, Replan, Trainer};
 
 /// Packed windows of 17 tokens.
 fn packed_data(dir: &Path, windows: usize) {
@@ -19,13 +19,6 @@ fn packed_data(dir: &Path, windows: usize) {
         w.add_document(&ids).unwrap();
     }
     w.finish().unwrap();
-}
-
-fn config(tmp: &Path, steps: usize) -> TrainConfig {
-    let mut cfg = TrainConfig::new(tmp.join("data"), ModelInit::Dir(tmp.join("init")), steps, 1e-2);
-    cfg.micro_batch = 8;
-    cfg.schedule.warmup_steps = 5;
-    cfg
 }
 
 #[test]

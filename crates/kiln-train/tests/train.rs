@@ -11,7 +11,7 @@ use kiln_train::trainer::Quiet;
 use kiln_train::{ModelInit, Schedule, ScheduleKind, TrainConfig, TrainModel, Trainer};
 
 mod common;
-use common::small_model;
+use common::{config, small_model};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train-parity")
@@ -76,13 +76,6 @@ fn counting_data(dir: &Path, windows: usize) {
         w.add_document(&ids).unwrap();
     }
     w.finish().unwrap();
-}
-
-fn config(tmp: &Path, steps: usize) -> TrainConfig {
-    let mut cfg = TrainConfig::new(tmp.join("data"), ModelInit::Dir(tmp.join("init")), steps, 1e-2);
-    cfg.micro_batch = 8;
-    cfg.schedule.warmup_steps = 5;
-    cfg
 }
 
 fn train_losses(run: &Path) -> Vec<f64> {
