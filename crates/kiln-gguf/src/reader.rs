@@ -222,6 +222,39 @@ impl GgufFile {
         self.storage.bytes()
     }
 
+    /// Tells the OS that bytes `start..start + len` of a memory-mapped file will not be read
+    /// through the map for now (a tensor copied elsewhere, e.g. repacked): the whole pages inside
+    /// the range leave this process's resident set. They stay in the page cache, and a later read
+    /// faults them back in unchanged. Does nothing for a file held in memory, and a range
+    /// outside the file is ignored. Returns the bytes released.
+    pub fn release(&self, start: usize, len: usize) -> usize {
+        let Storage::Mmap(map) = &self.storage else { return 0 };
+        // Inward to 64 KiB boundaries (a multiple of any page size Linux uses on x86-64 and
+        // arm64), so no page of a neighbouring tensor is released.
+        const ALIGN: usize = 64 << 10;
+        let end = start.saturating_add(len).min(map.len());
+        let (lo, hi) = (start.checked_next_multiple_of(ALIGN).unwrap_or(usize::MAX), end / ALIGN * ALIGN);
+        if lo >= hi {
+            return 0;
+        }
+        #[cfg(unix)]
+        {
+            // SAFETY: the map is a read-only shared file mapping (`Mmap::map`): MADV_DONTNEED
+            // only drops this process's page-table entries, and the next access reads the same
+            // file bytes back (the map's general assumption: the file is not rewritten while
+            // mapped).
+            match unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, lo, hi - lo) } {
+                Ok(()) => hi - lo,
+                Err(e) => {
+                    tracing::debug!(error = %e, "madvise(DONTNEED) failed; the pages stay resident");
+                    0
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        0
+    }
+
     /// Metadata key/value pairs, in file order.
     pub fn metadata(&self) -> impl ExactSizeIterator<Item = (&str, &Value)> {
         self.metadata.iter().map(|(k, v)| (k.as_str(), v))

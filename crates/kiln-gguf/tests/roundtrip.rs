@@ -263,3 +263,52 @@ fn the_writer_refuses_what_it_could_not_write_correctly() {
     assert!(m.contains("nested more than 16 deep"), "{m}");
     assert!(matches!(w.to_bytes("mem").unwrap_err().kind, ErrorKind::InvalidInput { .. }));
 }
+
+#[test]
+fn released_pages_read_back_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.gguf");
+    let big = data(GgmlType::F32, 200_000, 9);
+    let small = data(GgmlType::F32, 8, 1);
+    let mut w = GgufWriter::new();
+    w.add_metadata("general.architecture", "llama");
+    w.add_tensor("small", &[8], GgmlType::F32, small.as_slice());
+    w.add_tensor("big", &[200_000], GgmlType::F32, big.as_slice());
+    w.write(&path).unwrap();
+    let f = GgufFile::open(&path).unwrap();
+    let view = f.tensor("big").unwrap();
+    let start = view.bytes.as_ptr() as usize - f.bytes().as_ptr() as usize;
+    assert_eq!(view.bytes, big.as_slice());
+    let resident_before = mapped_rss_kb(&path);
+    // 800 KB: the whole 64 KiB units inside it are released; a range too small for one is not.
+    let released = f.release(start, big.len());
+    assert!(released >= big.len() - 2 * (64 << 10) && released <= big.len(), "released {released}");
+    if let (Some(before), Some(after)) = (resident_before, mapped_rss_kb(&path)) {
+        assert!(before - after >= released / 1024, "resident {before} KiB -> {after} KiB after releasing {released} bytes");
+    }
+    assert_eq!(f.release(start, 100), 0);
+    assert_eq!(f.release(usize::MAX - 10, 100), 0);
+    // A later read faults the file's bytes back in, and neighbouring tensors are untouched.
+    assert_eq!(f.tensor("big").unwrap().bytes, big.as_slice());
+    assert_eq!(f.tensor("small").unwrap().bytes, small.as_slice());
+    // A file held in memory has nothing to release.
+    let owned = GgufFile::parse(std::fs::read(&path).unwrap(), &path).unwrap();
+    assert_eq!(owned.release(start, big.len()), 0);
+}
+
+/// The resident KiB of this process's map of `path` (Linux's /proc/self/smaps), if readable.
+fn mapped_rss_kb(path: &std::path::Path) -> Option<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let name = path.canonicalize().ok()?.to_string_lossy().into_owned();
+    let mut lines = smaps.lines();
+    while let Some(line) = lines.next() {
+        if line.ends_with(&name) {
+            for l in lines.by_ref() {
+                if let Some(kb) = l.strip_prefix("Rss:") {
+                    return kb.trim().trim_end_matches("kB").trim().parse().ok();
+                }
+            }
+        }
+    }
+    None
+}

@@ -2,7 +2,10 @@
 //! download them) into a [`CpuLlama`], and the GGML-typed weight matrix it multiplies with.
 //!
 //! The file is memory-mapped and the weights are used in place ([`GgmlMatrix`] points into the
-//! map): a model costs its file's size in (page-cache) memory, never a second copy.
+//! map): a model costs its file's size in (page-cache) memory, never a second copy. The one
+//! exception: Q4_K matrices are repacked eight rows at a time for the SIMD kernels
+//! ([`kiln_quant::packed`], about 1.7x faster products), and the pages they came from are then
+//! released from the process's resident set, so a model still costs its file's size plus 3%.
 //!
 //! Conventions handled here:
 //! - Hyper-parameters come from `llama.*` keys (context length, widths, heads, RMSNorm epsilon,
@@ -20,7 +23,7 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use kiln_gguf::{GgufFile, TensorView};
-use kiln_quant::{GgmlType, Pool, QMatrix};
+use kiln_quant::{GgmlType, PackedMatrix, Pool, QMatrix};
 
 use crate::config::{Config, RopeScaling, WeightDType};
 use crate::cpu_llama::{CpuLayer, CpuLlama, CpuWeights, Matrix, RopeLayout};
@@ -49,6 +52,8 @@ enum Bytes {
     Mapped { file: Arc<GgufFile>, start: usize, len: usize },
     /// Owned (a model quantized in memory).
     Owned(Arc<Vec<u8>>),
+    /// Repacked for the SIMD kernels (see [`GgmlMatrix::packed`]).
+    Packed(Arc<PackedMatrix>),
 }
 
 impl GgmlMatrix {
@@ -79,16 +84,36 @@ impl GgmlMatrix {
         Self::owned(ty, rows, cols, q.data().to_vec())
     }
 
-    fn data(&self) -> &[u8] {
+    /// The row-major bytes (`None` once packed).
+    fn data(&self) -> Option<&[u8]> {
         match &self.bytes {
-            Bytes::Mapped { file, start, len } => &file.bytes()[*start..*start + *len],
-            Bytes::Owned(v) => v,
+            Bytes::Mapped { file, start, len } => Some(&file.bytes()[*start..*start + *len]),
+            Bytes::Owned(v) => Some(v),
+            Bytes::Packed(_) => None,
         }
     }
 
-    /// The kiln-quant view of the bytes (cheap: no copy).
+    /// The kiln-quant view of the row-major bytes (cheap: no copy); an error once packed.
     pub fn qmatrix(&self) -> std::result::Result<QMatrix<'_>, kiln_quant::QuantError> {
-        QMatrix::new(self.ty, self.rows, self.cols, self.data())
+        let data = self.data().ok_or(kiln_quant::QuantError::Unsupported { op: "a row-major view of a packed matrix", ty: self.ty })?;
+        QMatrix::new(self.ty, self.rows, self.cols, data)
+    }
+
+    /// This matrix repacked for the SIMD kernels when its type has a packed layout (Q4_K with a
+    /// multiple of eight rows; others are returned as they are). A mapped matrix's pages are
+    /// released afterwards: the packed copy replaces them in memory.
+    pub fn packed(self) -> Self {
+        let Ok(q) = self.qmatrix() else { return self };
+        let Some(p) = PackedMatrix::pack(&q) else { return self };
+        if let Bytes::Mapped { file, start, len } = &self.bytes {
+            file.release(*start, *len);
+        }
+        Self { bytes: Bytes::Packed(Arc::new(p)), ..self }
+    }
+
+    /// Whether the matrix is held packed.
+    pub fn is_packed(&self) -> bool {
+        matches!(self.bytes, Bytes::Packed(_))
     }
 
     /// The element type.
@@ -105,15 +130,24 @@ impl Matrix for GgmlMatrix {
         self.cols
     }
     fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
-        let q = self.qmatrix().expect("shape checked at construction");
-        kiln_quant::matmul(&q, x, n, out, pool()).expect("activation and output lengths are the caller's n rows");
+        let done = match &self.bytes {
+            Bytes::Packed(p) => kiln_quant::matmul_packed(p, x, n, out, pool()),
+            _ => kiln_quant::matmul(&self.qmatrix().expect("shape checked at construction"), x, n, out, pool()),
+        };
+        done.expect("activation and output lengths are the caller's n rows");
     }
     fn row(&self, i: usize, out: &mut [f32]) {
-        let q = self.qmatrix().expect("shape checked at construction");
-        kiln_quant::dequantize_row(self.ty, q.row(i), out).expect("a row of the matrix's own type and width");
+        let done = match &self.bytes {
+            Bytes::Packed(p) => p.dequantize_row(i, out),
+            _ => kiln_quant::dequantize_row(self.ty, self.qmatrix().expect("shape checked at construction").row(i), out),
+        };
+        done.expect("a row of the matrix's own type and width");
     }
     fn bytes(&self) -> usize {
-        self.data().len()
+        match &self.bytes {
+            Bytes::Packed(p) => p.bytes(),
+            _ => self.data().map_or(0, <[u8]>::len),
+        }
     }
     fn type_name(&self) -> String {
         self.ty.name().to_string()
@@ -208,7 +242,13 @@ pub fn load_gguf(path: &Path) -> Result<CpuLlama> {
     let file = Arc::new(GgufFile::open(path).map_err(|e| ModelError::Gguf(e.to_string()))?);
     let cfg = config_from_gguf(&file)?;
     let tensor = |name: &str| -> Result<TensorView<'_>> { file.tensor(name).map_err(|e| ModelError::Gguf(e.to_string())) };
-    let matrix = |name: &str| -> Result<Box<dyn Matrix>> { Ok(Box::new(GgmlMatrix::mapped(&file, &tensor(name)?)?)) };
+    // Every matrix that is multiplied is packed where its type allows; the embedding only when
+    // the head is tied to it (otherwise only a few of its rows are read per step).
+    let matrix = |name: &str| -> Result<Box<dyn Matrix>> { Ok(Box::new(GgmlMatrix::mapped(&file, &tensor(name)?)?.packed())) };
+    let embedding = |name: &str| -> Result<Box<dyn Matrix>> {
+        let m = GgmlMatrix::mapped(&file, &tensor(name)?)?;
+        Ok(Box::new(if cfg.tie_word_embeddings { m.packed() } else { m }))
+    };
     let vector = |name: &str, len: usize| -> Result<Vec<f32>> {
         let t = tensor(name)?;
         if t.dims != [len] {
@@ -236,7 +276,7 @@ pub fn load_gguf(path: &Path) -> Result<CpuLlama> {
         })
         .collect::<Result<Vec<_>>>()?;
     let w = CpuWeights {
-        embed: matrix("token_embd.weight")?,
+        embed: embedding("token_embd.weight")?,
         layers,
         norm: vector("output_norm.weight", c)?,
         output: if cfg.tie_word_embeddings { None } else { Some(matrix("output.weight")?) },

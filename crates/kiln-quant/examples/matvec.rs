@@ -8,6 +8,7 @@
 //!   --m 1,512               activation rows (default 1,512)
 //!   --model                 also time a whole decode token (all matrices) for Q4_K_M and Q8_0
 //!   --quick                 fewer repetitions
+//!   --packed                Q4_K matrices packed eight rows at a time (as kiln loads them)
 //!   --hot                   kernel speed instead: one 256x2048 matrix that stays in L2, many
 //!                           short runs (the best one is the undisturbed one)
 //! ```
@@ -20,7 +21,46 @@
 
 use std::time::{Duration, Instant};
 
-use kiln_quant::{matmul_with_tier, GgmlType, Pool, QMatrix, Tier};
+use kiln_quant::{matmul_packed_with_tier, matmul_with_tier, GgmlType, PackedMatrix, Pool, QMatrix, Tier};
+
+/// A weight matrix as the product sees it: row-major, or packed (Q4_K with `--packed`).
+enum Weights {
+    Rows(QMatrix<'static>),
+    Packed(PackedMatrix),
+}
+
+impl Weights {
+    fn new(m: QMatrix<'static>, packed: bool) -> Weights {
+        match PackedMatrix::pack(&m).filter(|_| packed) {
+            Some(p) => Weights::Packed(p),
+            None => Weights::Rows(m),
+        }
+    }
+    fn rows(&self) -> usize {
+        match self {
+            Weights::Rows(m) => m.rows(),
+            Weights::Packed(p) => p.rows(),
+        }
+    }
+    fn cols(&self) -> usize {
+        match self {
+            Weights::Rows(m) => m.cols(),
+            Weights::Packed(p) => p.cols(),
+        }
+    }
+    fn bytes(&self) -> usize {
+        match self {
+            Weights::Rows(m) => m.data().len(),
+            Weights::Packed(p) => p.bytes(),
+        }
+    }
+    fn matmul(&self, tier: Tier, x: &[f32], m: usize, out: &mut [f32], pool: &Pool) {
+        match self {
+            Weights::Rows(w) => matmul_with_tier(tier, w, x, m, out, pool).unwrap(),
+            Weights::Packed(w) => matmul_packed_with_tier(tier, w, x, m, out, pool).unwrap(),
+        }
+    }
+}
 
 struct Rng(u64);
 
@@ -96,6 +136,7 @@ struct Opts {
     model: bool,
     quick: bool,
     hot: bool,
+    packed: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -107,6 +148,7 @@ fn parse_opts() -> Opts {
         model: false,
         quick: false,
         hot: false,
+        packed: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -130,6 +172,10 @@ fn parse_opts() -> Opts {
                 o.quick = true;
                 i -= 1;
             }
+            "--packed" => {
+                o.packed = true;
+                i -= 1;
+            }
             "--hot" => {
                 o.hot = true;
                 i -= 1;
@@ -143,18 +189,18 @@ fn parse_opts() -> Opts {
 
 /// Seconds per product: best of `rounds` rounds, each cycling once through `ring` (m = 1) or
 /// repeating one product (m > 1).
-fn time_products(tier: Tier, ring: &[QMatrix<'_>], x: &[f32], m: usize, pool: &Pool, rounds: usize, min_round: Duration) -> f64 {
+fn time_products(tier: Tier, ring: &[Weights], x: &[f32], m: usize, pool: &Pool, rounds: usize, min_round: Duration) -> f64 {
     let rows = ring[0].rows();
     let mut out = vec![0f32; m * rows];
     // Warm-up (first use selects kernels, wakes the pool, faults pages in).
-    matmul_with_tier(tier, &ring[0], x, m, &mut out, pool).unwrap();
+    ring[0].matmul(tier, x, m, &mut out, pool);
     let mut best = f64::INFINITY;
     for _ in 0..rounds {
         let start = Instant::now();
         let mut count = 0usize;
         while count == 0 || start.elapsed() < min_round {
             for w in ring {
-                matmul_with_tier(tier, w, x, m, &mut out, pool).unwrap();
+                w.matmul(tier, x, m, &mut out, pool);
                 count += 1;
             }
         }
@@ -236,7 +282,7 @@ fn main() {
                 }
                 // Decode: a ring of copies larger than the last-level cache.
                 let copies = if m == 1 && !o.hot { (256usize << 20).div_ceil(bytes).max(2) } else { 1 };
-                let ring: Vec<QMatrix<'static>> = (0..copies).map(|_| random_matrix(ty, rows, cols, &mut rng)).collect();
+                let ring: Vec<Weights> = (0..copies).map(|_| Weights::new(random_matrix(ty, rows, cols, &mut rng), o.packed)).collect();
                 let x: Vec<f32> = (0..m * cols).map(|_| rng.unit()).collect();
                 for &tier in &o.tiers {
                     for pool in &pools {
@@ -261,8 +307,9 @@ fn main() {
     if o.model {
         for q8 in [false, true] {
             let products = model_products(q8);
-            let ws: Vec<QMatrix<'static>> = products.iter().map(|&(ty, rows, cols)| random_matrix(ty, rows, cols, &mut rng)).collect();
-            let bytes: usize = ws.iter().map(|w| w.data().len()).sum();
+            let ws: Vec<Weights> =
+                products.iter().map(|&(ty, rows, cols)| Weights::new(random_matrix(ty, rows, cols, &mut rng), o.packed)).collect();
+            let bytes: usize = ws.iter().map(Weights::bytes).sum();
             let xs: Vec<Vec<f32>> = [2048usize, 5504].iter().map(|&c| (0..c).map(|_| rng.unit()).collect()).collect();
             for &tier in &o.tiers {
                 for pool in &pools {
@@ -272,7 +319,7 @@ fn main() {
                         let start = Instant::now();
                         for (w, out) in ws.iter().zip(&mut outs) {
                             let x = if w.cols() == 2048 { &xs[0] } else { &xs[1] };
-                            matmul_with_tier(tier, w, x, 1, out, pool).unwrap();
+                            w.matmul(tier, x, 1, out, pool);
                         }
                         best = best.min(start.elapsed().as_secs_f64());
                     }

@@ -82,6 +82,7 @@ pub mod float;
 pub mod k_quantize;
 pub mod k_quants;
 pub mod matmul;
+pub mod packed;
 pub mod pool;
 pub mod q4_0;
 pub mod q4_1;
@@ -93,7 +94,8 @@ pub mod types;
 
 pub use attention::{attend, Attend, KvType};
 pub use error::QuantError;
-pub use matmul::{matmul, matmul_with_tier, QMatrix};
+pub use matmul::{matmul, matmul_packed, matmul_packed_with_tier, matmul_with_tier, QMatrix};
+pub use packed::PackedMatrix;
 pub use pool::Pool;
 pub use simd::{active_tier, Tier};
 pub use types::GgmlType;

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::act::{quantize_q8_row, quantize_q8k_row, Q8Act, Q8KAct};
+use crate::packed::{PackedMatrix, PACK_ROWS};
 use crate::pool::{Pool, SharedMut};
 use crate::simd::{self, Kernels, Tier};
 use crate::{GgmlType, QuantError};
@@ -146,7 +147,7 @@ fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32],
         32 => Acts::Q8(quantize_q8_parallel(x, n, cols, pool)),
         _ => Acts::Q8K(quantize_q8k_parallel(x, n, cols, pool)),
     };
-    let plan = Plan::new(rows, n, pool.threads());
+    let plan = Plan::new(rows, n, pool.threads(), ROW_CHUNK);
     let next = AtomicUsize::new(0);
     let dst = SharedMut::new(out);
     pool.run(&|_| loop {
@@ -207,8 +208,12 @@ fn dot_tile<R: Copy>(
     }
 }
 
-/// How a product is cut into tasks: tiles of `row_chunk` weight rows by `act_chunk` activation
-/// rows, numbered activation tile fastest (consecutive tasks share weight rows).
+/// Weight rows per task: at least 16 (the atomic counter's cost), at most 64 (load balance).
+const ROW_CHUNK: (usize, usize) = (16, 64);
+
+/// How a product is cut into tasks: tiles of `row_chunk` weight rows (or eight-row groups, for a
+/// packed matrix) by `act_chunk` activation rows, numbered activation tile fastest (consecutive
+/// tasks share weight rows).
 #[derive(Debug, Clone, Copy)]
 struct Plan {
     rows: usize,
@@ -220,14 +225,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(rows: usize, n: usize, threads: usize) -> Plan {
+    /// `rows` units of weight rows, `n` activation rows; `(min, max)` units per task.
+    fn new(rows: usize, n: usize, threads: usize, (min, max): (usize, usize)) -> Plan {
         // Activation tiles of up to 8 rows (8 Q8 rows of 2048 are 16 KB: they stay in L1
         // while a weight row is dotted against each); weight tiles small enough for about 8
-        // tasks per thread (load balance), but at least 16 rows (the atomic counter's cost).
+        // tasks per thread (load balance), within the given bounds.
         let act_chunk = n.min(8);
         let act_tiles = n.div_ceil(act_chunk);
         let per_thread = 8 * threads.max(1);
-        let row_chunk = (rows * act_tiles).div_ceil(per_thread * act_tiles).clamp(16, 64).min(rows);
+        let row_chunk = (rows * act_tiles).div_ceil(per_thread * act_tiles).clamp(min, max).min(rows);
         let row_tiles = rows.div_ceil(row_chunk);
         Plan { rows, n, row_chunk, act_chunk, act_tiles, row_tiles }
     }
@@ -243,6 +249,61 @@ impl Plan {
         let j0 = at * self.act_chunk;
         (r0, (r0 + self.row_chunk).min(self.rows), j0, (j0 + self.act_chunk).min(self.n))
     }
+}
+
+/// `out[j * w.rows() + r] = dot(W[r], x[j])` for a packed matrix (see [`crate::packed`]): the
+/// same result as [`matmul`] of the unpacked matrix on the scalar tier, on every tier.
+pub fn matmul_packed(w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    matmul_packed_on(simd::active_kernels(), w, x, n, out, pool)
+}
+
+/// [`matmul_packed`] with a forced kernel tier (tests and benchmarks).
+pub fn matmul_packed_with_tier(tier: Tier, w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    let k = simd::kernels(tier).ok_or(QuantError::TierUnavailable(tier))?;
+    matmul_packed_on(k, w, x, n, out, pool)
+}
+
+/// Eight-row groups per task (16 to 64 rows, as for row-major matrices).
+const GROUP_CHUNK: (usize, usize) = (2, 8);
+
+fn matmul_packed_on(k: &Kernels, w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
+    let (rows, cols) = (w.rows(), w.cols());
+    if x.len() != n * cols {
+        return Err(QuantError::ValueLength { what: "activations", expected: n * cols, got: x.len() });
+    }
+    if out.len() != n * rows {
+        return Err(QuantError::ValueLength { what: "output", expected: n * rows, got: out.len() });
+    }
+    if n == 0 || rows == 0 {
+        return Ok(());
+    }
+    debug_assert_eq!(w.ty(), GgmlType::Q4K, "the only packed type");
+    let (dot, dot4) = (k.q4k_r8, k.q4k_r8x4);
+    let acts = quantize_q8k_parallel(x, n, cols, pool);
+    let plan = Plan::new(rows / PACK_ROWS, n, pool.threads(), GROUP_CHUNK);
+    let next = AtomicUsize::new(0);
+    let dst = SharedMut::new(out);
+    pool.run(&|_| loop {
+        let t = next.fetch_add(1, Ordering::Relaxed);
+        if t >= plan.tasks() {
+            break;
+        }
+        let (g0, g1, j0, j1) = plan.task(t);
+        // SAFETY: tasks cover disjoint (group, activation) ranges, so each 8-value output run
+        // is written by one task only, through this pointer, while `out` is borrowed mutably.
+        let put = |j: usize, g: usize, v: [f32; PACK_ROWS]| unsafe { dst.slice(j * rows + g * PACK_ROWS, PACK_ROWS).copy_from_slice(&v) };
+        for g in g0..g1 {
+            let wg = w.group(g);
+            let mut j = j0;
+            while j + 4 <= j1 {
+                let o = dot4(wg, &[acts.row(j), acts.row(j + 1), acts.row(j + 2), acts.row(j + 3)]);
+                (0..4).for_each(|t| put(j + t, g, o[t]));
+                j += 4;
+            }
+            (j..j1).for_each(|j| put(j, g, dot(wg, acts.row(j))));
+        }
+    });
+    Ok(())
 }
 
 /// Activation rows per quantization task.
@@ -298,7 +359,7 @@ mod tests {
     #[test]
     fn plans_cover_every_output_once() {
         for (rows, n, threads) in [(1, 1, 2), (17, 1, 2), (2048, 1, 2), (2048, 512, 2), (5504, 33, 3), (100, 7, 1), (64, 2, 16)] {
-            let p = Plan::new(rows, n, threads);
+            let p = Plan::new(rows, n, threads, ROW_CHUNK);
             let mut seen = vec![0u8; rows * n];
             for t in 0..p.tasks() {
                 let (r0, r1, j0, j1) = p.task(t);

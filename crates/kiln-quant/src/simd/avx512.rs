@@ -24,6 +24,8 @@ pub(super) static KERNELS: Kernels = Kernels {
     q4kx4,
     q5kx4,
     q6kx4,
+    q4k_r8,
+    q4k_r8x4,
     f32: dot_f32,
     f16: dot_f16,
     bf16: dot_bf16,

@@ -3,7 +3,7 @@
 
 use super::{Kernels, Tier};
 use crate::act::{Q8KRow, Q8Row};
-use crate::{float, k_quants, q4_0, q4_1, q5_0, q5_1, q8_0};
+use crate::{float, k_quants, packed, q4_0, q4_1, q5_0, q5_1, q8_0};
 
 pub(super) static KERNELS: Kernels = Kernels {
     tier: Tier::Scalar,
@@ -23,6 +23,16 @@ pub(super) static KERNELS: Kernels = Kernels {
     q4kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q4k(w, x)),
     q5kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q5k(w, x)),
     q6kx4: |w, xs| xs.map(|x| k_quants::vec_dot_q6k(w, x)),
+    q4k_r8: |w, x| {
+        check_q8k(w, x, packed::Q4K_R8_BYTES);
+        packed::dot_q4k_r8(w, x)
+    },
+    q4k_r8x4: |w, xs| {
+        xs.map(|x| {
+            check_q8k(w, x, packed::Q4K_R8_BYTES);
+            packed::dot_q4k_r8(w, x)
+        })
+    },
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
@@ -226,6 +236,23 @@ pub(super) fn self_check(k: &Kernels) -> Result<(), String> {
         if got != want {
             return Err(format!("{ty}: {got} vs {want}"));
         }
+    }
+    // The packed Q4_K kernels, on eight rows made from the exact case's Q4_K row (nibbles
+    // varied per row, unit scales kept).
+    let (_, w4k) = case.q8k_weights.iter().find(|(ty, _)| *ty == crate::GgmlType::Q4K).expect("the exact case has a Q4_K row");
+    let rows: Vec<u8> = (0..8u8)
+        .flat_map(|r| w4k.chunks_exact(144).flat_map(move |b| b[..16].iter().copied().chain(b[16..].iter().map(move |q| q ^ (r * 0x11)))))
+        .collect();
+    let m = crate::QMatrix::new(crate::GgmlType::Q4K, 8, w4k.len() / 144 * 256, rows).expect("whole Q4_K rows");
+    let p = crate::PackedMatrix::pack(&m).expect("eight Q4_K rows pack");
+    let (got, want) = ((k.q4k_r8)(p.group(0), case.q8k.row(0)), (KERNELS.q4k_r8)(p.group(0), case.q8k.row(0)));
+    if got != want {
+        return Err(format!("packed Q4_K: {got:?} vs {want:?}"));
+    }
+    let xs = rows4(case.q8k.rows()).map(|j| case.q8k.row(j));
+    let (got, want) = ((k.q4k_r8x4)(p.group(0), &xs), (KERNELS.q4k_r8x4)(p.group(0), &xs));
+    if got != want {
+        return Err(format!("packed Q4_K x4: {got:?} vs {want:?}"));
     }
     Ok(())
 }

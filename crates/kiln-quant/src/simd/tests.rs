@@ -193,3 +193,24 @@ fn self_check_accepts_every_available_tier() {
         assert_eq!(scalar::self_check(k), Ok(()), "{}", k.tier);
     }
 }
+
+#[test]
+fn packed_q4k_groups_equal_the_row_major_reference_bit_for_bit_on_every_tier() {
+    let mut g = Lcg(77);
+    for cols in [256, 768, 2048] {
+        let rows = 8;
+        let w = random_weights(&mut g, T::Q4K, rows * cols / 256);
+        let m = crate::QMatrix::new(T::Q4K, rows, cols, w).unwrap();
+        let p = crate::PackedMatrix::pack(&m).unwrap();
+        let x: Vec<f32> = (0..4 * cols).map(|_| g.gauss()).collect();
+        let a = Q8KAct::quantize(&x, 4, cols);
+        let want: Vec<[f32; 8]> = (0..4).map(|j| std::array::from_fn(|r| crate::k_quants::vec_dot_q4k(m.row(r), a.row(j)))).collect();
+        for k in tiers() {
+            for (j, want) in want.iter().enumerate() {
+                assert_eq!((k.q4k_r8)(p.group(0), a.row(j)), *want, "{} cols {cols} act {j}", k.tier);
+            }
+            let xs = [0, 1, 2, 3].map(|j| a.row(j));
+            assert_eq!((k.q4k_r8x4)(p.group(0), &xs).to_vec(), want, "{} cols {cols} x4", k.tier);
+        }
+    }
+}

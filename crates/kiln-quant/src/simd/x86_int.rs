@@ -403,3 +403,80 @@ pub(crate) unsafe fn q6k<I: Isa, const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N])
     }
     out
 }
+
+/// `vpshufb` mask widening eight scale bytes (broadcast to both 128-bit lanes) to i16 pairs:
+/// 32-bit lane `r` gets `(sc[r], sc[r])`, the pair `vpmaddwd` multiplies a row's two i16 sums by.
+static SCALE_PAIRS: [u8; 32] = {
+    let mut m = [0x80u8; 32];
+    let mut r = 0;
+    while r < 8 {
+        let at = 4 * r;
+        m[at] = r as u8;
+        m[at + 2] = r as u8;
+        r += 1;
+    }
+    m
+};
+
+/// Eight interleaved Q4_K rows (the [`crate::packed`] layout) against `N` Q8_K activation rows:
+/// `out[j][r]` is row `r`'s dot product with activation `j`.
+///
+/// Per sub-block of 32 values, each 32-byte load holds 4 nibble bytes (8 values) of every row;
+/// the activation's matching 4 bytes are broadcast to all eight lanes, `vpmaddubsw` gives i16
+/// pairs per row, and the eight loads of a sub-block are summed in i16 (at most
+/// 8 * 2 * 15 * 127 = 30480, no overflow) before one `vpmaddwd` by the row's scale. The block's
+/// per-row integer sums are then those of the scalar reference, scaled with the same f32
+/// operations, so the result equals it bit for bit.
+#[inline(always)]
+pub(crate) unsafe fn q4k_r8<const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [[f32; 8]; N] {
+    use crate::packed::Q4K_R8_BYTES;
+    let nb = xs[0].d.len();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let pairs = mask(&SCALE_PAIRS);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * Q4K_R8_BYTES);
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for s in 0..8 {
+            let sc = _mm256_shuffle_epi8(_mm256_set1_epi64x(std::ptr::read_unaligned(b.add(32 + 8 * s) as *const i64)), pairs);
+            let mut sum16 = [_mm256_setzero_si256(); N];
+            for g in 0..8 {
+                let q = load(b.add(160 + 32 * (8 * (s / 2) + g)));
+                let v = if s % 2 == 0 { _mm256_and_si256(q, m4) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4) };
+                for (j, x) in xs.iter().enumerate() {
+                    let a = _mm256_set1_epi32(std::ptr::read_unaligned(x.qs.as_ptr().add(i * 256 + 32 * s + 4 * g) as *const i32));
+                    sum16[j] = _mm256_add_epi16(sum16[j], _mm256_maddubs_epi16(v, a));
+                }
+            }
+            for j in 0..N {
+                sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(sum16[j], sc));
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let dmin = _mm256_cvtph_ps(_mm_loadu_si128(b.add(16) as *const __m128i));
+        for (j, x) in xs.iter().enumerate() {
+            // The activation's eight sub-block sums (pairs of its sums of 16), as i32 pairs
+            // (sub-blocks 2p, 2p + 1) broadcast for `vpmaddwd` against the mins pairs.
+            let bs = _mm256_loadu_si256(x.bsums.as_ptr().add(16 * i) as *const __m256i);
+            let sums = _mm256_broadcastsi128_si256(_mm_hadd_epi16(_mm256_castsi256_si128(bs), _mm256_extracti128_si256::<1>(bs)));
+            let mins = |p: usize| _mm256_cvtepu8_epi16(_mm_loadu_si128(b.add(96 + 16 * p) as *const __m128i));
+            let summ = _mm256_add_epi32(
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mins(0), _mm256_shuffle_epi32::<0x00>(sums)),
+                    _mm256_madd_epi16(mins(1), _mm256_shuffle_epi32::<0x55>(sums)),
+                ),
+                _mm256_add_epi32(
+                    _mm256_madd_epi16(mins(2), _mm256_shuffle_epi32::<0xAA>(sums)),
+                    _mm256_madd_epi16(mins(3), _mm256_shuffle_epi32::<0xFF>(sums)),
+                ),
+            );
+            let t = _mm256_sub_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[j])), _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(summ)));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_set1_ps(*x.d.get_unchecked(i)), t));
+        }
+    }
+    let mut out = [[0f32; 8]; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), a);
+    }
+    out
+}
