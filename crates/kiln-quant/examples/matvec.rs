@@ -8,7 +8,7 @@
 //!   --m 1,512               activation rows (default 1,512)
 //!   --model                 also time a whole decode token (all matrices) for Q4_K_M and Q8_0
 //!   --quick                 fewer repetitions
-//!   --packed                Q4_K matrices packed eight rows at a time (as kiln loads them)
+//!   --packed                Q4_K/Q6_K/Q5_0 matrices packed eight rows at a time (as kiln loads them)
 //!   --hot                   kernel speed instead: one 256x2048 matrix that stays in L2, many
 //!                           short runs (the best one is the undisturbed one)
 //! ```
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use kiln_quant::{matmul_packed_with_tier, matmul_with_tier, GgmlType, PackedMatrix, Pool, QMatrix, Tier};
 
-/// A weight matrix as the product sees it: row-major, or packed (Q4_K with `--packed`).
+/// A weight matrix as the product sees it: row-major, or packed (with `--packed`, where the type allows).
 enum Weights {
     Rows(QMatrix<'static>),
     Packed(PackedMatrix),

@@ -52,11 +52,12 @@ pub struct Q8Act {
     pub(crate) qs: Vec<i8>,
     pub(crate) d: Vec<f32>,
     pub(crate) s: Vec<f32>,
+    pub(crate) sums: Vec<i16>,
     rows: usize,
     cols: usize,
 }
 
-/// One activation row of a [`Q8Act`]: `qs.len() == 32 * d.len() == 32 * s.len()`.
+/// One activation row of a [`Q8Act`]: `qs.len() == 32 * d.len() == 32 * s.len() == 32 * sums.len()`.
 #[derive(Debug, Clone, Copy)]
 pub struct Q8Row<'a> {
     /// The int8 values.
@@ -65,6 +66,8 @@ pub struct Q8Row<'a> {
     pub d: &'a [f32],
     /// Per-block `d * sum(q)`.
     pub s: &'a [f32],
+    /// Per-block `sum(q)` (exact; the packed Q5_0 kernel's offset term).
+    pub sums: &'a [i16],
 }
 
 impl Q8Act {
@@ -84,19 +87,30 @@ impl Q8Act {
     pub fn zeroed(rows: usize, cols: usize) -> Q8Act {
         assert!(cols.is_multiple_of(Self::BLOCK), "Q8 activations need a multiple of 32 values per row");
         let nb = cols / Self::BLOCK;
-        Q8Act { qs: vec![0; rows * cols], d: vec![0.0; rows * nb], s: vec![0.0; rows * nb], rows, cols }
+        Q8Act { qs: vec![0; rows * cols], d: vec![0.0; rows * nb], s: vec![0.0; rows * nb], sums: vec![0; rows * nb], rows, cols }
     }
 
     /// Quantizes `x` into row `r`.
     pub fn quantize_row(&mut self, r: usize, x: &[f32]) {
         let (cols, nb) = (self.cols, self.cols / Self::BLOCK);
-        quantize_q8_row(x, &mut self.qs[r * cols..(r + 1) * cols], &mut self.d[r * nb..(r + 1) * nb], &mut self.s[r * nb..(r + 1) * nb]);
+        let (qs, d, s, sums) = (
+            &mut self.qs[r * cols..(r + 1) * cols],
+            &mut self.d[r * nb..(r + 1) * nb],
+            &mut self.s[r * nb..(r + 1) * nb],
+            &mut self.sums[r * nb..(r + 1) * nb],
+        );
+        quantize_q8_row(x, qs, d, s, sums);
     }
 
     /// Row `r`.
     pub fn row(&self, r: usize) -> Q8Row<'_> {
         let (cols, nb) = (self.cols, self.cols / Self::BLOCK);
-        Q8Row { qs: &self.qs[r * cols..(r + 1) * cols], d: &self.d[r * nb..(r + 1) * nb], s: &self.s[r * nb..(r + 1) * nb] }
+        Q8Row {
+            qs: &self.qs[r * cols..(r + 1) * cols],
+            d: &self.d[r * nb..(r + 1) * nb],
+            s: &self.s[r * nb..(r + 1) * nb],
+            sums: &self.sums[r * nb..(r + 1) * nb],
+        }
     }
 
     /// Number of rows.
@@ -110,10 +124,15 @@ impl Q8Act {
     }
 }
 
-/// Quantizes one row into caller-provided Q8 buffers (`qs.len() == x.len()`, one `d`/`s` per 32).
-pub(crate) fn quantize_q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
-    for (((xb, qb), db), sb) in x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(d.iter_mut()).zip(s.iter_mut()) {
+/// Quantizes one row into caller-provided Q8 buffers (`qs.len() == x.len()`, one `d`/`s`/`sums`
+/// per 32).
+pub(crate) fn quantize_q8_row(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], sums: &mut [i16]) {
+    for ((((xb, qb), db), sb), ib) in
+        x.chunks_exact(32).zip(qs.chunks_exact_mut(32)).zip(d.iter_mut()).zip(s.iter_mut()).zip(sums.iter_mut())
+    {
         let (amax, sum) = quantize_block(xb, qb);
+        // |sum| <= 32 * 127.
+        *ib = sum as i16;
         let scale = amax / 127.0;
         // Kept at f16 precision, as GGML's Q8_0/Q8_1 blocks store them: the products then equal
         // llama.cpp's (an f32 scale differs from its f16 one by up to 2^-11, enough to change a

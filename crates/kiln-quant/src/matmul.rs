@@ -277,10 +277,33 @@ fn matmul_packed_on(k: &Kernels, w: &PackedMatrix, x: &[f32], n: usize, out: &mu
     if n == 0 || rows == 0 {
         return Ok(());
     }
-    debug_assert_eq!(w.ty(), GgmlType::Q4K, "the only packed type");
-    let (dot, dot4) = (k.q4k_r8, k.q4k_r8x4);
-    let acts = quantize_q8k_parallel(x, n, cols, pool);
     let plan = Plan::new(rows / PACK_ROWS, n, pool.threads(), GROUP_CHUNK);
+    match w.ty() {
+        GgmlType::Q5_0 => {
+            let acts = quantize_q8_parallel(x, n, cols, pool);
+            packed_tiles(w, &plan, pool, |j| acts.row(j), k.q5_0_r8, k.q5_0_r8x4, out);
+        }
+        ty => {
+            let acts = quantize_q8k_parallel(x, n, cols, pool);
+            let (dot, dot4) = if ty == GgmlType::Q4K { (k.q4k_r8, k.q4k_r8x4) } else { (k.q6k_r8, k.q6k_r8x4) };
+            packed_tiles(w, &plan, pool, |j| acts.row(j), dot, dot4, out);
+        }
+    }
+    Ok(())
+}
+
+/// The tasks of a packed product: each takes a tile of eight-row groups by activation rows,
+/// four activation rows per pass over a group where there are four.
+fn packed_tiles<R: Copy>(
+    w: &PackedMatrix,
+    plan: &Plan,
+    pool: &Pool,
+    act: impl Fn(usize) -> R + Sync,
+    dot: fn(&[u8], R) -> [f32; PACK_ROWS],
+    dot4: fn(&[u8], &[R; 4]) -> [[f32; PACK_ROWS]; 4],
+    out: &mut [f32],
+) {
+    let rows = w.rows();
     let next = AtomicUsize::new(0);
     let dst = SharedMut::new(out);
     pool.run(&|_| loop {
@@ -296,14 +319,13 @@ fn matmul_packed_on(k: &Kernels, w: &PackedMatrix, x: &[f32], n: usize, out: &mu
             let wg = w.group(g);
             let mut j = j0;
             while j + 4 <= j1 {
-                let o = dot4(wg, &[acts.row(j), acts.row(j + 1), acts.row(j + 2), acts.row(j + 3)]);
+                let o = dot4(wg, &[act(j), act(j + 1), act(j + 2), act(j + 3)]);
                 (0..4).for_each(|t| put(j + t, g, o[t]));
                 j += 4;
             }
-            (j..j1).for_each(|j| put(j, g, dot(wg, acts.row(j))));
+            (j..j1).for_each(|j| put(j, g, dot(wg, act(j))));
         }
     });
-    Ok(())
 }
 
 /// Activation rows per quantization task.
@@ -316,10 +338,16 @@ fn quantize_q8_parallel(x: &[f32], n: usize, cols: usize, pool: &Pool) -> Q8Act 
         return a;
     }
     let nb = cols / 32;
-    let (qs, d, s) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.s));
+    let (qs, d, s, sums) = (SharedMut::new(&mut a.qs), SharedMut::new(&mut a.d), SharedMut::new(&mut a.s), SharedMut::new(&mut a.sums));
     // SAFETY: row j's ranges are disjoint from every other row's; each row is claimed once.
     each_row(n, pool, &|j| unsafe {
-        quantize_q8_row(&x[j * cols..(j + 1) * cols], qs.slice(j * cols, cols), d.slice(j * nb, nb), s.slice(j * nb, nb))
+        quantize_q8_row(
+            &x[j * cols..(j + 1) * cols],
+            qs.slice(j * cols, cols),
+            d.slice(j * nb, nb),
+            s.slice(j * nb, nb),
+            sums.slice(j * nb, nb),
+        )
     });
     a
 }

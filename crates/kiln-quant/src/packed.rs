@@ -2,23 +2,26 @@
 //! register holds bytes of eight output rows and every lane of the result is one row's dot
 //! product (llama.cpp's CPU "repack" buffers follow the same idea).
 //!
-//! Why: a row-major k-quant kernel spends a third of its time per 256-value block on work that
-//! does not scale with the weights (unpacking the 6-bit scales, broadcasting the activation's
-//! block scale and sums, and a horizontal sum per row at the end), and reloads the activation
-//! bytes for every row. With eight rows side by side the activation bytes are loaded once per
-//! eight rows (as 4-byte broadcasts), the scales are stored unpacked, and the eight results come
-//! out as one vector. On the 1.3B model's Q4_K matrices this makes the decode product about
-//! 1.5x faster on AVX2 (see `examples/matvec.rs --packed`).
+//! Why: a row-major kernel spends much of its time per block on work that does not scale with
+//! the weights (unpacking scales and fifth bits, broadcasting the activation's block scale, a
+//! horizontal sum per row at the end), and reloads the activation bytes for every row. With
+//! eight rows side by side the activation bytes are loaded once per eight rows (as 4-byte
+//! broadcasts), scales and high bits are stored ready to use, and the eight results come out as
+//! one vector. Products of packed Q4_K matrices are about 1.7x faster on AVX2 when the weights
+//! are in cache (`examples/matvec.rs --packed --hot`), 2.3x in prefill.
 //!
-//! Packing is a permutation plus the unpacking of the 6-bit scales: [`PackedMatrix::row_bytes`]
-//! gives back every row's original GGML bytes, and the products equal the row-major scalar
-//! reference ([`crate::k_quants::vec_dot_q4k`]) bit for bit (same integer sums per block, same f32
-//! operations in the same order).
+//! Packing is a permutation plus a re-arrangement of scale and high bits, with the same total
+//! size: [`PackedMatrix::row_bytes`] gives back every row's original GGML bytes, and the
+//! products equal the row-major scalar references ([`crate::k_quants::vec_dot_q4k`],
+//! [`crate::k_quants::vec_dot_q6k`], [`crate::q5_0::vec_dot`]) bit for bit: same integer sums
+//! per block, same f32 operations in the same order.
 //!
-//! # Q4_K layout (`Q4K_R8_BYTES` = 1184 bytes per eight-row block)
+//! In every layout, a group of eight rows is stored block after block (block `i` of the group at
+//! `i * R8_BYTES`), and "4-byte chunk `c`, row `r`" means the row's bytes `4 c .. 4 c + 4` of
+//! that field, stored at `field + 32 c + 4 r`: a 32-byte load at `field + 32 c` holds chunk `c`
+//! of all eight rows.
 //!
-//! For each group of eight rows, block after block (block `i` of the group at
-//! `i * Q4K_R8_BYTES`):
+//! # Q4_K (`Q4K_R8_BYTES` = 1184)
 //!
 //! | offset | bytes | content |
 //! |---|---|---|
@@ -26,13 +29,36 @@
 //! | 16 | 16 | `dmin` of rows 0..8 (f16) |
 //! | 32 | 64 | scale of sub-block `s`, row `r` at `32 + 8 s + r` (u8, 0..64) |
 //! | 96 | 64 | mins of sub-blocks `2p`, `2p + 1` for row `r` at `96 + 16 p + 2 r` (u8 pairs) |
-//! | 160 | 1024 | nibble bytes: chunk `c` (0..4), group `g` (0..8), row `r`: the row's bytes `32 c + 4 g .. + 4` at `160 + 32 (8 c + g) + 4 r` |
+//! | 160 | 1024 | the 128 nibble bytes in 4-byte chunks `c` (0..32) |
 //!
-//! A 32-byte load at `160 + 32 (8 c + g)` thus holds four nibble bytes of every row: its low
-//! nibbles are values `64 c + 4 g .. + 4` (sub-block `2 c`), its high nibbles values
-//! `64 c + 32 + 4 g .. + 4` (sub-block `2 c + 1`) of each row.
-
-use crate::act::Q8KRow;
+//! The 12 bytes of 6-bit scales and mins per row become 16 unpacked bytes, so a packed Q4_K
+//! matrix is 2.8% larger than its rows (8 x 144 = 1152); the other layouts keep the size.
+//!
+//! Chunk `8 q + g` (`q` 0..4 a 32-byte quarter of the nibbles, `g` 0..8) has in its low nibbles
+//! values `64 q + 4 g .. + 4` (sub-block `2 q`) and in its high nibbles values
+//! `64 q + 32 + 4 g .. + 4` (sub-block `2 q + 1`).
+//!
+//! # Q6_K (`Q6K_R8_BYTES` = 1680 = 8 x 210)
+//!
+//! | offset | bytes | content |
+//! |---|---|---|
+//! | 0 | 16 | `d` of rows 0..8 (f16) |
+//! | 16 | 128 | scales of sub-blocks `2p`, `2p + 1` for row `r` at `16 + 16 p + 2 r` (i8 pairs) |
+//! | 144 | 1024 | `ql` (128 bytes per row) in 4-byte chunks |
+//! | 1168 | 512 | `qh` (64 bytes per row) in 4-byte chunks |
+//!
+//! # Q5_0 (`Q5_0_R8_BYTES` = 176 = 8 x 22)
+//!
+//! | offset | bytes | content |
+//! |---|---|---|
+//! | 0 | 16 | `d` of rows 0..8 (f16) |
+//! | 16 | 32 | fifth bits as a bit plane: bit `k` of row `r`'s byte `b` (at `16 + 4 r + b`) is the fifth bit of value `4 (k / 2) + b + 16 (k % 2)` |
+//! | 48 | 128 | the 16 nibble bytes in 4-byte chunks `g` (0..4): low nibbles values `4 g .. + 4`, high nibbles `16 + 4 g .. + 4` |
+//!
+//! The bit plane makes a nibble's fifth bits one shift and one mask away: for chunk `g`'s low
+//! (`k = 2 g`) or high (`k = 2 g + 1`) nibbles, shifting the plane so that bit `k` lands on bit 4
+//! and masking with 0x10 gives every byte's fifth bit in place.
+use crate::act::{Q8KRow, Q8Row};
 use crate::k_quants::{pack_scales_mins, unpack_scales_mins};
 use crate::matmul::QMatrix;
 use crate::{GgmlType, QuantError};
@@ -41,7 +67,17 @@ use crate::{GgmlType, QuantError};
 pub const PACK_ROWS: usize = 8;
 
 /// Bytes of one eight-row Q4_K block.
-pub const Q4K_R8_BYTES: usize = 8 * 144 + 32;
+pub const Q4K_R8_BYTES: usize = 16 + 16 + 64 + 64 + 1024;
+/// Bytes of one eight-row Q6_K block.
+pub const Q6K_R8_BYTES: usize = 8 * 210;
+/// Bytes of one eight-row Q5_0 block.
+pub const Q5_0_R8_BYTES: usize = 8 * 22;
+
+/// Where 4-byte chunk `c` of row `r` sits in a chunked field starting at `field`.
+#[inline(always)]
+const fn chunk_at(field: usize, c: usize, r: usize) -> usize {
+    field + 32 * c + 4 * r
+}
 
 /// A weight matrix whose rows are interleaved in groups of [`PACK_ROWS`] (see the module docs).
 /// Owned: packing copies the bytes out of a memory map.
@@ -53,26 +89,43 @@ pub struct PackedMatrix {
     data: Vec<u8>,
 }
 
+/// A packed layout: bytes per eight-row block and the block converters.
+struct Layout {
+    r8_bytes: usize,
+    pack: fn(&[u8], usize, &mut [u8]),
+    unpack: fn(&[u8], usize, &mut [u8]),
+}
+
+fn layout(ty: GgmlType) -> Option<Layout> {
+    match ty {
+        GgmlType::Q4K => Some(Layout { r8_bytes: Q4K_R8_BYTES, pack: pack_q4k_block, unpack: unpack_q4k_block }),
+        GgmlType::Q6K => Some(Layout { r8_bytes: Q6K_R8_BYTES, pack: pack_q6k_block, unpack: unpack_q6k_block }),
+        GgmlType::Q5_0 => Some(Layout { r8_bytes: Q5_0_R8_BYTES, pack: pack_q5_0_block, unpack: unpack_q5_0_block }),
+        _ => None,
+    }
+}
+
 impl PackedMatrix {
-    /// Whether `ty` has a packed layout.
+    /// Whether `ty` has a packed layout (Q4_K, Q6_K, Q5_0).
     pub fn supports(ty: GgmlType) -> bool {
-        ty == GgmlType::Q4K
+        layout(ty).is_some()
     }
 
     /// Packs `m`; `None` when its type has no packed layout or its row count is not a multiple
     /// of [`PACK_ROWS`] (such a matrix is multiplied row by row as it is).
     pub fn pack(m: &QMatrix<'_>) -> Option<PackedMatrix> {
-        if !Self::supports(m.ty()) || !m.rows().is_multiple_of(PACK_ROWS) {
+        let l = layout(m.ty())?;
+        if !m.rows().is_multiple_of(PACK_ROWS) {
             return None;
         }
-        let (rows, cols) = (m.rows(), m.cols());
-        let nb = cols / 256;
-        let mut data = vec![0u8; rows / PACK_ROWS * nb * Q4K_R8_BYTES];
-        for (g, group) in data.chunks_exact_mut(nb * Q4K_R8_BYTES).enumerate() {
+        let (rows, cols, block) = (m.rows(), m.cols(), m.ty().block_bytes());
+        let nb = cols / m.ty().block_size();
+        let mut data = vec![0u8; rows / PACK_ROWS * nb * l.r8_bytes];
+        for (g, group) in data.chunks_exact_mut(nb * l.r8_bytes).enumerate() {
             let src: [&[u8]; PACK_ROWS] = std::array::from_fn(|r| m.row(g * PACK_ROWS + r));
-            for (i, dst) in group.chunks_exact_mut(Q4K_R8_BYTES).enumerate() {
+            for (i, dst) in group.chunks_exact_mut(l.r8_bytes).enumerate() {
                 for (r, row) in src.iter().enumerate() {
-                    pack_q4k_block(&row[i * 144..(i + 1) * 144], r, dst);
+                    (l.pack)(&row[i * block..(i + 1) * block], r, dst);
                 }
             }
         }
@@ -99,23 +152,23 @@ impl PackedMatrix {
         self.data.len()
     }
 
-    /// Blocks per row.
-    fn blocks(&self) -> usize {
-        self.cols / 256
+    fn layout(&self) -> Layout {
+        layout(self.ty).expect("only packable types are packed")
     }
 
     /// The bytes of eight-row group `g` (rows `8 g .. 8 g + 8`).
     pub(crate) fn group(&self, g: usize) -> &[u8] {
-        let len = self.blocks() * Q4K_R8_BYTES;
+        let len = self.data.len() / (self.rows / PACK_ROWS);
         &self.data[g * len..(g + 1) * len]
     }
 
     /// Row `r` in its original GGML layout (`ty.row_bytes(cols)` bytes).
     pub fn row_bytes(&self, r: usize) -> Vec<u8> {
-        let group = self.group(r / PACK_ROWS);
-        let mut out = vec![0u8; self.blocks() * 144];
-        for (src, dst) in group.chunks_exact(Q4K_R8_BYTES).zip(out.chunks_exact_mut(144)) {
-            unpack_q4k_block(src, r % PACK_ROWS, dst);
+        let l = self.layout();
+        let block = self.ty.block_bytes();
+        let mut out = vec![0u8; self.cols / self.ty.block_size() * block];
+        for (src, dst) in self.group(r / PACK_ROWS).chunks_exact(l.r8_bytes).zip(out.chunks_exact_mut(block)) {
+            (l.unpack)(src, r % PACK_ROWS, dst);
         }
         out
     }
@@ -126,6 +179,22 @@ impl PackedMatrix {
     }
 }
 
+/// Copies a row's field `row` (a multiple of 4 bytes) into the chunked field at `field` as row `r`.
+fn to_chunks(row: &[u8], packed: &mut [u8], field: usize, r: usize) {
+    for (c, chunk) in row.chunks_exact(4).enumerate() {
+        let at = chunk_at(field, c, r);
+        packed[at..at + 4].copy_from_slice(chunk);
+    }
+}
+
+/// The inverse of [`to_chunks`].
+fn from_chunks(packed: &[u8], row: &mut [u8], field: usize, r: usize) {
+    for (c, chunk) in row.chunks_exact_mut(4).enumerate() {
+        let at = chunk_at(field, c, r);
+        chunk.copy_from_slice(&packed[at..at + 4]);
+    }
+}
+
 /// Writes row `r`'s 144-byte Q4_K block `b` into the eight-row block `dst`.
 fn pack_q4k_block(b: &[u8], r: usize, dst: &mut [u8]) {
     dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
@@ -133,32 +202,73 @@ fn pack_q4k_block(b: &[u8], r: usize, dst: &mut [u8]) {
     let (sc, m) = unpack_scales_mins(&b[4..16]);
     for s in 0..8 {
         dst[32 + 8 * s + r] = sc[s];
+        dst[96 + 16 * (s / 2) + 2 * r + s % 2] = m[s];
     }
-    for p in 0..4 {
-        dst[96 + 16 * p + 2 * r] = m[2 * p];
-        dst[96 + 16 * p + 2 * r + 1] = m[2 * p + 1];
-    }
-    for c in 0..4 {
-        for g in 0..8 {
-            let at = 160 + 32 * (8 * c + g) + 4 * r;
-            dst[at..at + 4].copy_from_slice(&b[16 + 32 * c + 4 * g..16 + 32 * c + 4 * g + 4]);
-        }
-    }
+    to_chunks(&b[16..144], dst, 160, r);
 }
 
-/// The inverse of [`pack_q4k_block`]: row `r`'s 144-byte block from the eight-row block `src`.
+/// The inverse of [`pack_q4k_block`].
 fn unpack_q4k_block(src: &[u8], r: usize, b: &mut [u8]) {
     b[0..2].copy_from_slice(&src[2 * r..2 * r + 2]);
     b[2..4].copy_from_slice(&src[16 + 2 * r..16 + 2 * r + 2]);
     let sc: [u8; 8] = std::array::from_fn(|s| src[32 + 8 * s + r]);
     let m: [u8; 8] = std::array::from_fn(|s| src[96 + 16 * (s / 2) + 2 * r + s % 2]);
     pack_scales_mins(&sc, &m, &mut b[4..16]);
-    for c in 0..4 {
-        for g in 0..8 {
-            let at = 160 + 32 * (8 * c + g) + 4 * r;
-            b[16 + 32 * c + 4 * g..16 + 32 * c + 4 * g + 4].copy_from_slice(&src[at..at + 4]);
+    from_chunks(src, &mut b[16..144], 160, r);
+}
+
+/// Writes row `r`'s 210-byte Q6_K block `b` into the eight-row block `dst`.
+fn pack_q6k_block(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+    for s in 0..16 {
+        dst[16 + 16 * (s / 2) + 2 * r + s % 2] = b[192 + s];
+    }
+    to_chunks(&b[0..128], dst, 144, r);
+    to_chunks(&b[128..192], dst, 1168, r);
+}
+
+/// The inverse of [`pack_q6k_block`].
+fn unpack_q6k_block(src: &[u8], r: usize, b: &mut [u8]) {
+    b[208..210].copy_from_slice(&src[2 * r..2 * r + 2]);
+    for s in 0..16 {
+        b[192 + s] = src[16 + 16 * (s / 2) + 2 * r + s % 2];
+    }
+    from_chunks(src, &mut b[0..128], 144, r);
+    from_chunks(src, &mut b[128..192], 1168, r);
+}
+
+/// Bit `k` of plane byte `b`: the fifth bit of value `4 (k / 2) + b + 16 (k % 2)`.
+#[inline]
+fn q5_plane_value(k: usize, b: usize) -> usize {
+    4 * (k / 2) + b + 16 * (k % 2)
+}
+
+/// Writes row `r`'s 22-byte Q5_0 block `b` into the eight-row block `dst`.
+fn pack_q5_0_block(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+    for byte in 0..4 {
+        dst[16 + 4 * r + byte] = (0..8).fold(0u8, |acc, k| acc | ((((qh >> q5_plane_value(k, byte)) & 1) as u8) << k));
+    }
+    to_chunks(&b[6..22], dst, 48, r);
+}
+
+/// The inverse of [`pack_q5_0_block`].
+fn unpack_q5_0_block(src: &[u8], r: usize, b: &mut [u8]) {
+    b[0..2].copy_from_slice(&src[2 * r..2 * r + 2]);
+    let mut qh = 0u32;
+    for byte in 0..4 {
+        for k in 0..8 {
+            qh |= u32::from((src[16 + 4 * r + byte] >> k) & 1) << q5_plane_value(k, byte);
         }
     }
+    b[2..6].copy_from_slice(&qh.to_le_bytes());
+    from_chunks(src, &mut b[6..22], 48, r);
+}
+
+#[inline]
+fn f16_pair(b: &[u8], at: usize) -> f32 {
+    crate::float::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
 /// The scalar reference product of an eight-row Q4_K group with one Q8_K activation row: per
@@ -171,20 +281,67 @@ pub(crate) fn dot_q4k_r8(w: &[u8], x: Q8KRow<'_>) -> [f32; PACK_ROWS] {
         for (r, acc) in sum.iter_mut().enumerate() {
             let (mut sumi, mut summ) = (0i32, 0i32);
             for s in 0..8 {
-                let (c, high) = (s / 2, s % 2 == 1);
                 let mut dot = 0i32;
                 for k in 0..32 {
-                    let byte = b[160 + 32 * (8 * c + k / 4) + 4 * r + k % 4];
-                    let q = if high { byte >> 4 } else { byte & 0x0F };
+                    let byte = b[chunk_at(160, 8 * (s / 2) + k / 4, r) + k % 4];
+                    let q = if s % 2 == 1 { byte >> 4 } else { byte & 0x0F };
                     dot += i32::from(q) * i32::from(a[32 * s + k]);
                 }
                 sumi += i32::from(b[32 + 8 * s + r]) * dot;
                 let m = b[96 + 16 * (s / 2) + 2 * r + s % 2];
                 summ += i32::from(m) * (i32::from(bs[2 * s]) + i32::from(bs[2 * s + 1]));
             }
-            let d = crate::float::f16_to_f32(u16::from_le_bytes([b[2 * r], b[2 * r + 1]]));
-            let dmin = crate::float::f16_to_f32(u16::from_le_bytes([b[16 + 2 * r], b[16 + 2 * r + 1]]));
-            *acc += x.d[i] * (d * sumi as f32 - dmin * summ as f32);
+            *acc += x.d[i] * (f16_pair(b, 2 * r) * sumi as f32 - f16_pair(b, 16 + 2 * r) * summ as f32);
+        }
+    }
+    sum
+}
+
+/// The scalar reference product of an eight-row Q6_K group with one Q8_K activation row (as
+/// [`crate::k_quants::vec_dot_q6k`] per row).
+pub(crate) fn dot_q6k_r8(w: &[u8], x: Q8KRow<'_>) -> [f32; PACK_ROWS] {
+    let mut sum = [0f32; PACK_ROWS];
+    for (i, b) in w.chunks_exact(Q6K_R8_BYTES).enumerate() {
+        let a = &x.qs[i * 256..(i + 1) * 256];
+        let bs = &x.bsums[i * 16..(i + 1) * 16];
+        for (r, acc) in sum.iter_mut().enumerate() {
+            let mut sumi = 0i32;
+            for j in 0..16 {
+                let mut dot = 0i32;
+                for (e, &ae) in a.iter().enumerate().skip(16 * j).take(16) {
+                    let (h, v) = (e / 128, e % 128);
+                    let ql = b[chunk_at(144, 16 * h + (v % 64) / 4, r) + v % 4];
+                    let qh = b[chunk_at(1168, 8 * h + (v % 32) / 4, r) + v % 4];
+                    let q = ((ql >> (4 * (v / 64))) & 0x0F) | (((qh >> (2 * (v / 32))) & 0x03) << 4);
+                    dot += i32::from(q) * i32::from(ae);
+                }
+                let sc = b[16 + 16 * (j / 2) + 2 * r + j % 2] as i8;
+                sumi += i32::from(sc) * (dot - 32 * i32::from(bs[j]));
+            }
+            *acc += x.d[i] * (f16_pair(b, 2 * r) * sumi as f32);
+        }
+    }
+    sum
+}
+
+/// The scalar reference product of an eight-row Q5_0 group with one Q8 activation row (as
+/// [`crate::q5_0::vec_dot`] per row).
+pub(crate) fn dot_q5_0_r8(w: &[u8], x: Q8Row<'_>) -> [f32; PACK_ROWS] {
+    let mut sum = [0f32; PACK_ROWS];
+    for (i, b) in w.chunks_exact(Q5_0_R8_BYTES).enumerate() {
+        let a = &x.qs[i * 32..(i + 1) * 32];
+        for (r, acc) in sum.iter_mut().enumerate() {
+            let mut isum = 0i32;
+            for k in 0..8 {
+                for byte in 0..4 {
+                    let e = q5_plane_value(k, byte);
+                    let nib = b[chunk_at(48, k / 2, r) + byte];
+                    let low = if k % 2 == 0 { nib & 0x0F } else { nib >> 4 };
+                    let q = low | (((b[16 + 4 * r + byte] >> k) & 1) << 4);
+                    isum += (i32::from(q) - 16) * i32::from(a[e]);
+                }
+            }
+            *acc += f16_pair(b, 2 * r) * x.d[i] * isum as f32;
         }
     }
     sum
@@ -195,54 +352,81 @@ mod tests {
     use super::*;
     use crate::simd::scalar::Lcg;
 
-    fn random_q4k(g: &mut Lcg, rows: usize, cols: usize) -> QMatrix<'static> {
-        let mut data: Vec<u8> = (0..rows * cols / 256 * 144).map(|_| g.byte()).collect();
-        for b in data.chunks_exact_mut(144) {
-            // Finite f16 scales (random bytes would include infinities and NaNs).
-            b[0..2].copy_from_slice(&crate::float::f32_to_f16(0.001 * (1 + g.small(50).unsigned_abs()) as f32).to_le_bytes());
-            b[2..4].copy_from_slice(&crate::float::f32_to_f16(0.0005 * (1 + g.small(50).unsigned_abs()) as f32).to_le_bytes());
+    /// Random rows of `ty` with finite f16 scales in every scale field.
+    fn random_rows(g: &mut Lcg, ty: GgmlType, rows: usize, cols: usize) -> QMatrix<'static> {
+        let mut data: Vec<u8> = (0..rows * ty.row_bytes(cols).unwrap()).map(|_| g.byte()).collect();
+        let fields: &[usize] = match ty {
+            GgmlType::Q4K => &[0, 2],
+            GgmlType::Q6K => &[208],
+            _ => &[0],
+        };
+        for b in data.chunks_exact_mut(ty.block_bytes()) {
+            for &f in fields {
+                let v = 0.0005 * (1 + g.small(50).unsigned_abs()) as f32;
+                b[f..f + 2].copy_from_slice(&crate::float::f32_to_f16(v).to_le_bytes());
+            }
         }
-        QMatrix::new(GgmlType::Q4K, rows, cols, data).unwrap()
+        QMatrix::new(ty, rows, cols, data).unwrap()
     }
+
+    const TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0];
 
     #[test]
     fn packing_round_trips_every_row_byte_for_byte() {
         let mut g = Lcg(11);
-        // Raw random bytes: every 12-byte scale field is a valid encoding, NaN scales included.
-        let data: Vec<u8> = (0..16 * 3 * 144).map(|_| g.byte()).collect();
-        let m = QMatrix::new(GgmlType::Q4K, 16, 768, data).unwrap();
-        let p = PackedMatrix::pack(&m).unwrap();
-        assert_eq!(p.bytes(), 2 * 3 * Q4K_R8_BYTES);
-        for r in 0..16 {
-            assert_eq!(p.row_bytes(r), m.row(r), "row {r}");
+        for ty in TYPES {
+            // Raw random bytes: every scale field, NaN scales included, must survive.
+            let cols = 3 * ty.block_size();
+            let data: Vec<u8> = (0..16 * ty.row_bytes(cols).unwrap()).map(|_| g.byte()).collect();
+            let m = QMatrix::new(ty, 16, cols, data).unwrap();
+            let p = PackedMatrix::pack(&m).unwrap();
+            assert_eq!(p.bytes(), 2 * 3 * layout(ty).unwrap().r8_bytes, "{ty}");
+            for r in 0..16 {
+                assert_eq!(p.row_bytes(r), m.row(r), "{ty} row {r}");
+            }
+            let (mut a, mut b) = (vec![0f32; cols], vec![0f32; cols]);
+            p.dequantize_row(13, &mut a).unwrap();
+            crate::dequantize_row(ty, m.row(13), &mut b).unwrap();
+            assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{ty}");
         }
-        let mut a = vec![0f32; 768];
-        let mut b = vec![0f32; 768];
-        p.dequantize_row(5, &mut a).unwrap();
-        crate::dequantize_row(GgmlType::Q4K, m.row(5), &mut b).unwrap();
-        assert_eq!(a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]
-    fn only_q4k_with_whole_groups_is_packed() {
+    fn only_packable_types_with_whole_groups_are_packed() {
         let mut g = Lcg(3);
-        assert!(PackedMatrix::pack(&random_q4k(&mut g, 12, 256)).is_none());
+        assert!(PackedMatrix::pack(&random_rows(&mut g, GgmlType::Q4K, 12, 256)).is_none());
         let q8 = QMatrix::new(GgmlType::Q8_0, 8, 32, vec![0u8; 8 * 34]).unwrap();
         assert!(PackedMatrix::pack(&q8).is_none());
-        assert!(PackedMatrix::pack(&random_q4k(&mut g, 8, 256)).is_some());
+        for ty in TYPES {
+            assert!(PackedMatrix::pack(&random_rows(&mut g, ty, 8, 256)).is_some(), "{ty}");
+        }
     }
 
     #[test]
-    fn the_reference_product_equals_the_row_major_reference_bit_for_bit() {
+    fn the_reference_products_equal_the_row_major_references_bit_for_bit() {
         let mut g = Lcg(7);
-        let m = random_q4k(&mut g, 8, 1024);
-        let p = PackedMatrix::pack(&m).unwrap();
-        let x: Vec<f32> = (0..1024).map(|_| g.gauss()).collect();
-        let a = crate::act::Q8KAct::quantize(&x, 1, 1024);
-        let got = dot_q4k_r8(p.group(0), a.row(0));
-        for (r, v) in got.iter().enumerate() {
-            let want = crate::k_quants::vec_dot_q4k(m.row(r), a.row(0));
-            assert_eq!(v.to_bits(), want.to_bits(), "row {r}: {v} vs {want}");
+        for ty in TYPES {
+            let m = random_rows(&mut g, ty, 8, 1024);
+            let p = PackedMatrix::pack(&m).unwrap();
+            let x: Vec<f32> = (0..1024).map(|_| g.gauss()).collect();
+            let (got, want): ([f32; 8], [f32; 8]) = match ty {
+                GgmlType::Q5_0 => {
+                    let a = crate::act::Q8Act::quantize(&x, 1, 1024);
+                    (dot_q5_0_r8(p.group(0), a.row(0)), std::array::from_fn(|r| crate::q5_0::vec_dot(m.row(r), a.row(0))))
+                }
+                _ => {
+                    let a = crate::act::Q8KAct::quantize(&x, 1, 1024);
+                    type Packed = fn(&[u8], Q8KRow<'_>) -> [f32; 8];
+                    type Rows = fn(&[u8], Q8KRow<'_>) -> f32;
+                    let (packed, rows): (Packed, Rows) = if ty == GgmlType::Q4K {
+                        (dot_q4k_r8, crate::k_quants::vec_dot_q4k)
+                    } else {
+                        (dot_q6k_r8, crate::k_quants::vec_dot_q6k)
+                    };
+                    (packed(p.group(0), a.row(0)), std::array::from_fn(|r| rows(m.row(r), a.row(0))))
+                }
+            };
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{ty}: {got:?} vs {want:?}");
         }
     }
 }

@@ -5,7 +5,7 @@
 //! equals the one-row product of the same activations, bit for bit (batch invariance).
 
 use kiln_quant::act::{Q8Act, Q8KAct};
-use kiln_quant::{matmul, matmul_with_tier, GgmlType as T, Pool, QMatrix, QuantError, Tier};
+use kiln_quant::{matmul, matmul_packed_with_tier, matmul_with_tier, GgmlType as T, PackedMatrix, Pool, QMatrix, QuantError, Tier};
 
 struct Rng(u64);
 
@@ -123,6 +123,37 @@ fn matmul_matches_the_reference_on_odd_shapes_for_every_tier_and_thread_count() 
                     }
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn packed_products_equal_the_scalar_row_major_product_for_every_tier_thread_count_and_batch() {
+    let mut g = Rng(21);
+    let pools: Vec<Pool> = [1, 2, 3].into_iter().map(Pool::new).collect();
+    for ty in [T::Q4K, T::Q6K, T::Q5_0] {
+        let cols = 2 * ty.block_size() * if ty == T::Q5_0 { 3 } else { 1 };
+        // Row counts: one group, several with a task split, the most groups a task takes and more.
+        for (rows, n) in [(8, 1), (40, 5), (136, 9), (520, 1)] {
+            let wv: Vec<f32> = (0..rows * cols).map(|_| g.gauss() * 0.05).collect();
+            let w = QMatrix::quantize(ty, rows, cols, &wv).unwrap();
+            let p = PackedMatrix::pack(&w).unwrap();
+            let x: Vec<f32> = (0..n * cols).map(|_| g.gauss()).collect();
+            let mut want = vec![0f32; n * rows];
+            matmul_with_tier(Tier::Scalar, &w, &x, n, &mut want, &pools[0]).unwrap();
+            for tier in tiers() {
+                for pool in &pools {
+                    let mut got = vec![f32::NAN; n * rows];
+                    matmul_packed_with_tier(tier, &p, &x, n, &mut got, pool).unwrap();
+                    let same = got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{tier} {ty} {rows}x{cols} n {n} threads {}", pool.threads());
+                }
+            }
+            let mut short = vec![0f32; rows];
+            assert!(matches!(
+                matmul_packed_with_tier(Tier::Scalar, &p, &x[1..], 1, &mut short, &pools[0]),
+                Err(QuantError::ValueLength { .. })
+            ));
         }
     }
 }

@@ -30,19 +30,21 @@ macro_rules! tier_kernels {
         tier_kernels!(@q8k $features, $isa, q4k, q4k_n, q4kx4, 144);
         tier_kernels!(@q8k $features, $isa, q5k, q5k_n, q5kx4, 176);
         tier_kernels!(@q8k $features, $isa, q6k, q6k_n, q6kx4, 210);
+        tier_kernels!(@r8k $features, q4k_r8, q4k_r8_n, q4k_r8x4, crate::packed::Q4K_R8_BYTES);
+        tier_kernels!(@r8k $features, q6k_r8, q6k_r8_n, q6k_r8x4, crate::packed::Q6K_R8_BYTES);
         #[target_feature(enable = $features)]
-        unsafe fn q4k_r8_n<const N: usize>(w: &[u8], xs: &[crate::act::Q8KRow<'_>; N]) -> [[f32; 8]; N] {
-            int::q4k_r8::<N>(w, xs)
+        unsafe fn q5_0_r8_n<const N: usize>(w: &[u8], xs: &[crate::act::Q8Row<'_>; N]) -> [[f32; 8]; N] {
+            int::q5_0_r8::<N>(w, xs)
         }
-        fn q4k_r8(w: &[u8], x: crate::act::Q8KRow<'_>) -> [f32; 8] {
-            super::scalar::check_q8k(w, x, crate::packed::Q4K_R8_BYTES);
+        fn q5_0_r8(w: &[u8], x: crate::act::Q8Row<'_>) -> [f32; 8] {
+            super::scalar::check_q8(w, x, crate::packed::Q5_0_R8_BYTES);
             // SAFETY: as for the row kernels.
-            unsafe { q4k_r8_n::<1>(w, &[x])[0] }
+            unsafe { q5_0_r8_n::<1>(w, &[x])[0] }
         }
-        fn q4k_r8x4(w: &[u8], xs: &[crate::act::Q8KRow<'_>; 4]) -> [[f32; 8]; 4] {
-            xs.iter().for_each(|x| super::scalar::check_q8k(w, *x, crate::packed::Q4K_R8_BYTES));
+        fn q5_0_r8x4(w: &[u8], xs: &[crate::act::Q8Row<'_>; 4]) -> [[f32; 8]; 4] {
+            xs.iter().for_each(|x| super::scalar::check_q8(w, *x, crate::packed::Q5_0_R8_BYTES));
             // SAFETY: as above.
-            unsafe { q4k_r8_n::<4>(w, xs) }
+            unsafe { q5_0_r8_n::<4>(w, xs) }
         }
         tier_kernels!(@f $features, dot_f32, $f32, 4);
         tier_kernels!(@f $features, dot_f16, $f16, 2);
@@ -85,6 +87,22 @@ macro_rules! tier_kernels {
             unsafe { $gen::<1>(w, &[x])[0] }
         }
         fn $name4(w: &[u8], xs: &[crate::act::Q8KRow<'_>; 4]) -> [f32; 4] {
+            xs.iter().for_each(|x| super::scalar::check_q8k(w, *x, $bytes));
+            // SAFETY: as above.
+            unsafe { $gen::<4>(w, xs) }
+        }
+    };
+    (@r8k $features:literal, $name:ident, $gen:ident, $name4:ident, $bytes:expr) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $gen<const N: usize>(w: &[u8], xs: &[crate::act::Q8KRow<'_>; N]) -> [[f32; 8]; N] {
+            int::$name::<N>(w, xs)
+        }
+        fn $name(w: &[u8], x: crate::act::Q8KRow<'_>) -> [f32; 8] {
+            super::scalar::check_q8k(w, x, $bytes);
+            // SAFETY: as for the row kernels.
+            unsafe { $gen::<1>(w, &[x])[0] }
+        }
+        fn $name4(w: &[u8], xs: &[crate::act::Q8KRow<'_>; 4]) -> [[f32; 8]; 4] {
             xs.iter().for_each(|x| super::scalar::check_q8k(w, *x, $bytes));
             // SAFETY: as above.
             unsafe { $gen::<4>(w, xs) }
@@ -239,11 +257,15 @@ pub(crate) type DotQ8x4 = fn(&[u8], &[Q8Row<'_>; 4]) -> [f32; 4];
 pub(crate) type DotQ8K = fn(&[u8], Q8KRow<'_>) -> f32;
 /// Dot products of a k-quant weight row with four Q8_K activation rows (bit-equal to `DotQ8K`).
 pub(crate) type DotQ8Kx4 = fn(&[u8], &[Q8KRow<'_>; 4]) -> [f32; 4];
-/// Dot products of an eight-row packed group ([`crate::packed`]) with one Q8_K activation row:
-/// one result per row, each equal to the row-major reference's bit for bit.
-pub(crate) type DotR8 = fn(&[u8], Q8KRow<'_>) -> [f32; 8];
-/// [`DotR8`] for four activation rows.
-pub(crate) type DotR8x4 = fn(&[u8], &[Q8KRow<'_>; 4]) -> [[f32; 8]; 4];
+/// Dot products of an eight-row packed k-quant group ([`crate::packed`]) with one Q8_K
+/// activation row: one result per row, each equal to the row-major reference's bit for bit.
+pub(crate) type DotQ8KR8 = fn(&[u8], Q8KRow<'_>) -> [f32; 8];
+/// [`DotQ8KR8`] for four activation rows.
+pub(crate) type DotQ8KR8x4 = fn(&[u8], &[Q8KRow<'_>; 4]) -> [[f32; 8]; 4];
+/// Dot products of an eight-row packed 32-block group with one Q8 activation row.
+pub(crate) type DotQ8R8 = fn(&[u8], Q8Row<'_>) -> [f32; 8];
+/// [`DotQ8R8`] for four activation rows.
+pub(crate) type DotQ8R8x4 = fn(&[u8], &[Q8Row<'_>; 4]) -> [[f32; 8]; 4];
 /// Dot product of an F32/F16/BF16 weight row with f32 activations.
 pub(crate) type DotF = fn(&[u8], &[f32]) -> f32;
 
@@ -270,8 +292,12 @@ pub(crate) struct Kernels {
     pub q4kx4: DotQ8Kx4,
     pub q5kx4: DotQ8Kx4,
     pub q6kx4: DotQ8Kx4,
-    pub q4k_r8: DotR8,
-    pub q4k_r8x4: DotR8x4,
+    pub q4k_r8: DotQ8KR8,
+    pub q4k_r8x4: DotQ8KR8x4,
+    pub q6k_r8: DotQ8KR8,
+    pub q6k_r8x4: DotQ8KR8x4,
+    pub q5_0_r8: DotQ8R8,
+    pub q5_0_r8x4: DotQ8R8x4,
     pub f32: DotF,
     pub f16: DotF,
     pub bf16: DotF,

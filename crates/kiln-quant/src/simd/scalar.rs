@@ -33,6 +33,26 @@ pub(super) static KERNELS: Kernels = Kernels {
             packed::dot_q4k_r8(w, x)
         })
     },
+    q6k_r8: |w, x| {
+        check_q8k(w, x, packed::Q6K_R8_BYTES);
+        packed::dot_q6k_r8(w, x)
+    },
+    q6k_r8x4: |w, xs| {
+        xs.map(|x| {
+            check_q8k(w, x, packed::Q6K_R8_BYTES);
+            packed::dot_q6k_r8(w, x)
+        })
+    },
+    q5_0_r8: |w, x| {
+        check_q8(w, x, packed::Q5_0_R8_BYTES);
+        packed::dot_q5_0_r8(w, x)
+    },
+    q5_0_r8x4: |w, xs| {
+        xs.map(|x| {
+            check_q8(w, x, packed::Q5_0_R8_BYTES);
+            packed::dot_q5_0_r8(w, x)
+        })
+    },
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
@@ -43,7 +63,10 @@ pub(super) static KERNELS: Kernels = Kernels {
 #[inline]
 pub(crate) fn check_q8(w: &[u8], x: Q8Row<'_>, bytes: usize) {
     let nb = x.d.len();
-    assert!(w.len() == nb * bytes && x.qs.len() == nb * 32 && x.s.len() == nb, "weight row and Q8 activation lengths differ");
+    assert!(
+        w.len() == nb * bytes && x.qs.len() == nb * 32 && x.s.len() == nb && x.sums.len() == nb,
+        "weight row and Q8 activation lengths differ"
+    );
 }
 
 /// The lengths a k-quant kernel relies on.
@@ -107,9 +130,10 @@ pub(crate) fn exact_case(seed: u64, nb32: usize, nb256: usize, nf: usize) -> Exa
     }
     let mut q8 = Q8Act::zeroed(3, nb32 * 32);
     q8.qs.iter_mut().for_each(|q| *q = g.small(7) as i8);
-    for (i, (d, s)) in q8.d.iter_mut().zip(q8.s.iter_mut()).enumerate() {
+    for (i, ((d, s), sum)) in q8.d.iter_mut().zip(q8.s.iter_mut()).zip(q8.sums.iter_mut()).enumerate() {
         *d = 1.0;
-        *s = q8.qs[32 * i..32 * i + 32].iter().map(|&q| f32::from(q)).sum();
+        *sum = q8.qs[32 * i..32 * i + 32].iter().map(|&q| i16::from(q)).sum();
+        *s = f32::from(*sum);
     }
     let mut q8k_weights = Vec::new();
     for ty in [T::Q4K, T::Q5K, T::Q6K] {
@@ -201,6 +225,27 @@ pub(crate) fn float_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotF {
     }
 }
 
+/// Eight rows of `ty` made from the row `w` (value bytes XOR-ed with the row number, scale fields
+/// kept), packed; `None` for a type without a packed layout.
+fn eight_rows(ty: crate::GgmlType, w: &[u8]) -> Option<crate::PackedMatrix> {
+    use crate::GgmlType as T;
+    let (lo, hi) = match ty {
+        T::Q4K => (16, 144),
+        T::Q6K => (0, 192),
+        T::Q5_0 => (2, 22),
+        _ => return None,
+    };
+    let bytes = ty.block_bytes();
+    let rows: Vec<u8> = (0..8u8)
+        .flat_map(|r| {
+            w.chunks_exact(bytes)
+                .flat_map(move |b| b.iter().enumerate().map(move |(i, v)| if (lo..hi).contains(&i) { v ^ (r * 0x25) } else { *v }))
+        })
+        .collect();
+    let m = crate::QMatrix::new(ty, 8, w.len() / bytes * ty.block_size(), rows).ok()?;
+    crate::PackedMatrix::pack(&m)
+}
+
 /// Checks every kernel of `k` against the reference on an exact case (odd block counts and a
 /// float length with tails); the error names the first mismatch.
 pub(super) fn self_check(k: &Kernels) -> Result<(), String> {
@@ -237,22 +282,29 @@ pub(super) fn self_check(k: &Kernels) -> Result<(), String> {
             return Err(format!("{ty}: {got} vs {want}"));
         }
     }
-    // The packed Q4_K kernels, on eight rows made from the exact case's Q4_K row (nibbles
-    // varied per row, unit scales kept).
-    let (_, w4k) = case.q8k_weights.iter().find(|(ty, _)| *ty == crate::GgmlType::Q4K).expect("the exact case has a Q4_K row");
-    let rows: Vec<u8> = (0..8u8)
-        .flat_map(|r| w4k.chunks_exact(144).flat_map(move |b| b[..16].iter().copied().chain(b[16..].iter().map(move |q| q ^ (r * 0x11)))))
-        .collect();
-    let m = crate::QMatrix::new(crate::GgmlType::Q4K, 8, w4k.len() / 144 * 256, rows).expect("whole Q4_K rows");
-    let p = crate::PackedMatrix::pack(&m).expect("eight Q4_K rows pack");
-    let (got, want) = ((k.q4k_r8)(p.group(0), case.q8k.row(0)), (KERNELS.q4k_r8)(p.group(0), case.q8k.row(0)));
-    if got != want {
-        return Err(format!("packed Q4_K: {got:?} vs {want:?}"));
-    }
-    let xs = rows4(case.q8k.rows()).map(|j| case.q8k.row(j));
-    let (got, want) = ((k.q4k_r8x4)(p.group(0), &xs), (KERNELS.q4k_r8x4)(p.group(0), &xs));
-    if got != want {
-        return Err(format!("packed Q4_K x4: {got:?} vs {want:?}"));
+    // The packed kernels, on eight rows made from each exact-case row (the value bytes varied
+    // per row, the scale fields kept).
+    for (ty, w) in case.q8k_weights.iter().chain(&case.q8_weights) {
+        let Some(p) = eight_rows(*ty, w) else { continue };
+        let (got, want, got4, want4) = match ty {
+            crate::GgmlType::Q4K | crate::GgmlType::Q6K => {
+                let (one, four, ref1, ref4) = if *ty == crate::GgmlType::Q4K {
+                    (k.q4k_r8, k.q4k_r8x4, KERNELS.q4k_r8, KERNELS.q4k_r8x4)
+                } else {
+                    (k.q6k_r8, k.q6k_r8x4, KERNELS.q6k_r8, KERNELS.q6k_r8x4)
+                };
+                let xs = rows4(case.q8k.rows()).map(|j| case.q8k.row(j));
+                (one(p.group(0), case.q8k.row(0)), ref1(p.group(0), case.q8k.row(0)), four(p.group(0), &xs), ref4(p.group(0), &xs))
+            }
+            _ => {
+                let xs = rows4(case.q8.rows()).map(|j| case.q8.row(j));
+                let g = p.group(0);
+                ((k.q5_0_r8)(g, case.q8.row(0)), (KERNELS.q5_0_r8)(g, case.q8.row(0)), (k.q5_0_r8x4)(g, &xs), (KERNELS.q5_0_r8x4)(g, &xs))
+            }
+        };
+        if got != want || got4 != want4 {
+            return Err(format!("packed {ty}: {got:?} vs {want:?}, x4 {got4:?} vs {want4:?}"));
+        }
     }
     Ok(())
 }

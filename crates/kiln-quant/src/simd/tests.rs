@@ -195,22 +195,36 @@ fn self_check_accepts_every_available_tier() {
 }
 
 #[test]
-fn packed_q4k_groups_equal_the_row_major_reference_bit_for_bit_on_every_tier() {
+fn packed_groups_equal_the_row_major_references_bit_for_bit_on_every_tier() {
     let mut g = Lcg(77);
-    for cols in [256, 768, 2048] {
-        let rows = 8;
-        let w = random_weights(&mut g, T::Q4K, rows * cols / 256);
-        let m = crate::QMatrix::new(T::Q4K, rows, cols, w).unwrap();
-        let p = crate::PackedMatrix::pack(&m).unwrap();
-        let x: Vec<f32> = (0..4 * cols).map(|_| g.gauss()).collect();
-        let a = Q8KAct::quantize(&x, 4, cols);
-        let want: Vec<[f32; 8]> = (0..4).map(|j| std::array::from_fn(|r| crate::k_quants::vec_dot_q4k(m.row(r), a.row(j)))).collect();
-        for k in tiers() {
-            for (j, want) in want.iter().enumerate() {
-                assert_eq!((k.q4k_r8)(p.group(0), a.row(j)), *want, "{} cols {cols} act {j}", k.tier);
+    for ty in [T::Q4K, T::Q6K, T::Q5_0] {
+        for cols in [256, 768, 2048] {
+            let w = random_weights(&mut g, ty, 8 * cols / ty.block_size());
+            let m = crate::QMatrix::new(ty, 8, cols, w).unwrap();
+            let p = crate::PackedMatrix::pack(&m).unwrap();
+            let x: Vec<f32> = (0..4 * cols).map(|_| g.gauss()).collect();
+            let (q8, q8k) = (Q8Act::quantize(&x, 4, cols), Q8KAct::quantize(&x, 4, cols));
+            for k in tiers() {
+                let (one, four): (Vec<[f32; 8]>, Vec<[f32; 8]>) = match ty {
+                    T::Q5_0 => {
+                        let xs = [0, 1, 2, 3].map(|j| q8.row(j));
+                        ((0..4).map(|j| (k.q5_0_r8)(p.group(0), q8.row(j))).collect(), (k.q5_0_r8x4)(p.group(0), &xs).to_vec())
+                    }
+                    _ => {
+                        let (f1, f4) = if ty == T::Q4K { (k.q4k_r8, k.q4k_r8x4) } else { (k.q6k_r8, k.q6k_r8x4) };
+                        let xs = [0, 1, 2, 3].map(|j| q8k.row(j));
+                        ((0..4).map(|j| f1(p.group(0), q8k.row(j))).collect(), f4(p.group(0), &xs).to_vec())
+                    }
+                };
+                for j in 0..4 {
+                    let want: [f32; 8] = std::array::from_fn(|r| match ty {
+                        T::Q5_0 => crate::q5_0::vec_dot(m.row(r), q8.row(j)),
+                        _ => q8k_kernel(&scalar::KERNELS, ty)(m.row(r), q8k.row(j)),
+                    });
+                    assert_eq!(one[j], want, "{} {ty} cols {cols} act {j}", k.tier);
+                    assert_eq!(four[j], want, "{} {ty} cols {cols} act {j} x4", k.tier);
+                }
             }
-            let xs = [0, 1, 2, 3].map(|j| a.row(j));
-            assert_eq!((k.q4k_r8x4)(p.group(0), &xs).to_vec(), want, "{} cols {cols} x4", k.tier);
         }
     }
 }

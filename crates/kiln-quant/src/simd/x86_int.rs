@@ -480,3 +480,154 @@ pub(crate) unsafe fn q4k_r8<const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [
     }
     out
 }
+
+/// `vpshufb` masks taking, from i16 pairs `(a, b)` per 32-bit lane, `(a, a)` (index 0) or
+/// `(b, b)` (index 1): a row's scale for the first or second sub-block of a stored pair.
+static PAIR_DUP: [[u8; 32]; 2] = {
+    let mut m = [[0u8; 32]; 2];
+    let mut t = 0;
+    while t < 2 {
+        let mut k = 0;
+        while k < 32 {
+            let lane = (k % 16) / 4 * 4;
+            m[t][k] = (lane + 2 * t + k % 2) as u8;
+            k += 1;
+        }
+        t += 1;
+    }
+    m
+};
+
+/// Bits `from..from + 2` (`from` even, 0..8) of every byte moved to bits 4..6 (`mask` keeps the
+/// destination bits).
+#[inline(always)]
+unsafe fn bits_to_4(v: __m256i, from: usize, mask: __m256i) -> __m256i {
+    let moved = match from {
+        0 => _mm256_slli_epi16::<4>(v),
+        1 => _mm256_slli_epi16::<3>(v),
+        2 => _mm256_slli_epi16::<2>(v),
+        3 => _mm256_slli_epi16::<1>(v),
+        4 => v,
+        5 => _mm256_srli_epi16::<1>(v),
+        6 => _mm256_srli_epi16::<2>(v),
+        _ => _mm256_srli_epi16::<3>(v),
+    };
+    _mm256_and_si256(moved, mask)
+}
+
+/// Eight interleaved Q6_K rows (the [`crate::packed`] layout) against `N` Q8_K activation rows.
+///
+/// Each 32-byte load of `ql` and `qh` holds 4 bytes of every row; their 6-bit values (at most
+/// 63) times 4 broadcast activation bytes give i16 pairs per row, two loads are summed in i16
+/// (at most 2 * 2 * 63 * 127 = 32004) and multiplied by the sub-block's scale with
+/// `vpmaddwd`. The -32 offset is `32 * sum_j sc_j * bsum_j`, subtracted once per block. Same
+/// integers and f32 operations as the scalar reference.
+#[inline(always)]
+pub(crate) unsafe fn q6k_r8<const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [[f32; 8]; N] {
+    use crate::packed::Q6K_R8_BYTES;
+    let nb = xs[0].d.len();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m30 = _mm256_set1_epi8(0x30);
+    let dup = [mask(&PAIR_DUP[0]), mask(&PAIR_DUP[1])];
+    let mut acc = [_mm256_setzero_ps(); N];
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * Q6K_R8_BYTES);
+        // Row r's scales of sub-blocks 2p, 2p + 1 as i16 pairs in lane r.
+        let scales = |p: usize| _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(16 + 16 * p) as *const __m128i));
+        let mut sumi = [_mm256_setzero_si256(); N];
+        for (j, x) in xs.iter().enumerate() {
+            let bs = x.bsums.as_ptr().add(16 * i) as *const i32;
+            let mut off = _mm256_setzero_si256();
+            for p in 0..8 {
+                off = _mm256_add_epi32(off, _mm256_madd_epi16(scales(p), _mm256_set1_epi32(std::ptr::read_unaligned(bs.add(p)))));
+            }
+            sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32::<5>(off));
+        }
+        for h in 0..2 {
+            for k in 0..4 {
+                let sc2 = scales(4 * h + k);
+                for (t, dup_t) in dup.iter().enumerate() {
+                    let sc = _mm256_shuffle_epi8(sc2, *dup_t);
+                    for pair in 0..2 {
+                        let mut sum16 = [_mm256_setzero_si256(); N];
+                        for u in 0..2 {
+                            let g = 4 * t + 2 * pair + u;
+                            let ql = load(b.add(144 + 32 * (16 * h + 8 * (k % 2) + g)));
+                            let low = if k < 2 { _mm256_and_si256(ql, m4) } else { _mm256_and_si256(_mm256_srli_epi16::<4>(ql), m4) };
+                            let qh = load(b.add(1168 + 32 * (8 * h + g)));
+                            let v = _mm256_or_si256(low, bits_to_4(qh, 2 * k, m30));
+                            for (j, x) in xs.iter().enumerate() {
+                                let at = i * 256 + 128 * h + 32 * k + 4 * g;
+                                let a = _mm256_set1_epi32(std::ptr::read_unaligned(x.qs.as_ptr().add(at) as *const i32));
+                                sum16[j] = _mm256_add_epi16(sum16[j], _mm256_maddubs_epi16(v, a));
+                            }
+                        }
+                        for j in 0..N {
+                            sumi[j] = _mm256_add_epi32(sumi[j], _mm256_madd_epi16(sum16[j], sc));
+                        }
+                    }
+                }
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        for (j, x) in xs.iter().enumerate() {
+            let t = _mm256_mul_ps(d, _mm256_cvtepi32_ps(sumi[j]));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(_mm256_set1_ps(*x.d.get_unchecked(i)), t));
+        }
+    }
+    let mut out = [[0f32; 8]; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), a);
+    }
+    out
+}
+
+/// Eight interleaved Q5_0 rows (the [`crate::packed`] layout) against `N` Q8 activation rows.
+///
+/// The 5-bit values (0..32, unsigned) times broadcast activation bytes, low and high nibbles of
+/// two chunks summed in i16 (at most 4 * 2 * 31 * 127 = 31496), widened with `vpmaddwd`; the
+/// -16 offset is `16 * sum(a)` per block from the activation's integer block sums. Same integers
+/// and f32 operations as the scalar reference.
+#[inline(always)]
+pub(crate) unsafe fn q5_0_r8<const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [[f32; 8]; N] {
+    use crate::packed::Q5_0_R8_BYTES;
+    let nb = xs[0].d.len();
+    let m4 = _mm256_set1_epi8(0x0F);
+    let m10 = _mm256_set1_epi8(0x10);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * Q5_0_R8_BYTES);
+        let plane = load(b.add(16));
+        let mut isum = [_mm256_setzero_si256(); N];
+        for pair in 0..2 {
+            let mut sum16 = [_mm256_setzero_si256(); N];
+            for u in 0..2 {
+                let g = 2 * pair + u;
+                let q = load(b.add(48 + 32 * g));
+                let lo = _mm256_or_si256(_mm256_and_si256(q, m4), bits_to_4(plane, 2 * g, m10));
+                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), bits_to_4(plane, 2 * g + 1, m10));
+                for (j, x) in xs.iter().enumerate() {
+                    let a = x.qs.as_ptr().add(i * 32 + 4 * g);
+                    let a_lo = _mm256_set1_epi32(std::ptr::read_unaligned(a as *const i32));
+                    let a_hi = _mm256_set1_epi32(std::ptr::read_unaligned(a.add(16) as *const i32));
+                    sum16[j] = _mm256_add_epi16(sum16[j], _mm256_add_epi16(_mm256_maddubs_epi16(lo, a_lo), _mm256_maddubs_epi16(hi, a_hi)));
+                }
+            }
+            for j in 0..N {
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(sum16[j], ones));
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        for (j, x) in xs.iter().enumerate() {
+            let offset = _mm256_set1_epi32(16 * i32::from(*x.sums.get_unchecked(i)));
+            let dd = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(i)));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[j], offset))));
+        }
+    }
+    let mut out = [[0f32; 8]; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), a);
+    }
+    out
+}
