@@ -279,9 +279,10 @@ fn matmul_packed_on(k: &Kernels, w: &PackedMatrix, x: &[f32], n: usize, out: &mu
     }
     let plan = Plan::new(rows / PACK_ROWS, n, pool.threads(), GROUP_CHUNK);
     match w.ty() {
-        GgmlType::Q5_0 => {
+        ty if ty.block_size() == 32 => {
             let acts = quantize_q8_parallel(x, n, cols, pool);
-            packed_tiles(w, &plan, pool, |j| acts.row(j), k.q5_0_r8, k.q5_0_r8x4, out);
+            let (dot, dot4) = simd::scalar::packed_q8_kernels(k, ty);
+            packed_tiles(w, &plan, pool, |j| acts.row(j), dot, dot4, out);
         }
         ty => {
             let acts = quantize_q8k_parallel(x, n, cols, pool);

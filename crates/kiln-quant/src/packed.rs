@@ -55,6 +55,11 @@
 //! | 16 | 32 | fifth bits as a bit plane: bit `k` of row `r`'s byte `b` (at `16 + 4 r + b`) is the fifth bit of value `4 (k / 2) + b + 16 (k % 2)` |
 //! | 48 | 128 | the 16 nibble bytes in 4-byte chunks `g` (0..4): low nibbles values `4 g .. + 4`, high nibbles `16 + 4 g .. + 4` |
 //!
+//! # Q8_0 (`Q8_0_R8_BYTES` = 272 = 8 x 34) and Q4_0 (`Q4_0_R8_BYTES` = 144 = 8 x 18)
+//!
+//! `d` of rows 0..8 (f16) at 0, then the value bytes (32 int8 or 16 nibble bytes per row) in
+//! 4-byte chunks at 16.
+//!
 //! The bit plane makes a nibble's fifth bits one shift and one mask away: for chunk `g`'s low
 //! (`k = 2 g`) or high (`k = 2 g + 1`) nibbles, shifting the plane so that bit `k` lands on bit 4
 //! and masking with 0x10 gives every byte's fifth bit in place.
@@ -72,6 +77,10 @@ pub const Q4K_R8_BYTES: usize = 16 + 16 + 64 + 64 + 1024;
 pub const Q6K_R8_BYTES: usize = 8 * 210;
 /// Bytes of one eight-row Q5_0 block.
 pub const Q5_0_R8_BYTES: usize = 8 * 22;
+/// Bytes of one eight-row Q8_0 block.
+pub const Q8_0_R8_BYTES: usize = 8 * 34;
+/// Bytes of one eight-row Q4_0 block.
+pub const Q4_0_R8_BYTES: usize = 8 * 18;
 
 /// Where 4-byte chunk `c` of row `r` sits in a chunked field starting at `field`.
 #[inline(always)]
@@ -101,12 +110,14 @@ fn layout(ty: GgmlType) -> Option<Layout> {
         GgmlType::Q4K => Some(Layout { r8_bytes: Q4K_R8_BYTES, pack: pack_q4k_block, unpack: unpack_q4k_block }),
         GgmlType::Q6K => Some(Layout { r8_bytes: Q6K_R8_BYTES, pack: pack_q6k_block, unpack: unpack_q6k_block }),
         GgmlType::Q5_0 => Some(Layout { r8_bytes: Q5_0_R8_BYTES, pack: pack_q5_0_block, unpack: unpack_q5_0_block }),
+        GgmlType::Q8_0 => Some(Layout { r8_bytes: Q8_0_R8_BYTES, pack: pack_plain_block, unpack: unpack_plain_block }),
+        GgmlType::Q4_0 => Some(Layout { r8_bytes: Q4_0_R8_BYTES, pack: pack_plain_block, unpack: unpack_plain_block }),
         _ => None,
     }
 }
 
 impl PackedMatrix {
-    /// Whether `ty` has a packed layout (Q4_K, Q6_K, Q5_0).
+    /// Whether `ty` has a packed layout (Q4_K, Q6_K, Q5_0, Q8_0, Q4_0).
     pub fn supports(ty: GgmlType) -> bool {
         layout(ty).is_some()
     }
@@ -266,6 +277,19 @@ fn unpack_q5_0_block(src: &[u8], r: usize, b: &mut [u8]) {
     from_chunks(src, &mut b[6..22], 48, r);
 }
 
+/// Writes row `r`'s Q8_0 or Q4_0 block `b` (f16 `d`, then the values) into the eight-row block
+/// `dst`: the scales, then the value bytes in 4-byte chunks.
+fn pack_plain_block(b: &[u8], r: usize, dst: &mut [u8]) {
+    dst[2 * r..2 * r + 2].copy_from_slice(&b[0..2]);
+    to_chunks(&b[2..], dst, 16, r);
+}
+
+/// The inverse of [`pack_plain_block`].
+fn unpack_plain_block(src: &[u8], r: usize, b: &mut [u8]) {
+    b[0..2].copy_from_slice(&src[2 * r..2 * r + 2]);
+    from_chunks(src, &mut b[2..], 16, r);
+}
+
 #[inline]
 fn f16_pair(b: &[u8], at: usize) -> f32 {
     crate::float::f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
@@ -347,6 +371,38 @@ pub(crate) fn dot_q5_0_r8(w: &[u8], x: Q8Row<'_>) -> [f32; PACK_ROWS] {
     sum
 }
 
+/// The scalar reference product of an eight-row Q8_0 group with one Q8 activation row (as
+/// [`crate::q8_0::vec_dot`] per row).
+pub(crate) fn dot_q8_0_r8(w: &[u8], x: Q8Row<'_>) -> [f32; PACK_ROWS] {
+    let mut sum = [0f32; PACK_ROWS];
+    for (i, b) in w.chunks_exact(Q8_0_R8_BYTES).enumerate() {
+        let a = &x.qs[i * 32..(i + 1) * 32];
+        for (r, acc) in sum.iter_mut().enumerate() {
+            let isum: i32 = a.iter().enumerate().map(|(e, &v)| i32::from(b[chunk_at(16, e / 4, r) + e % 4] as i8) * i32::from(v)).sum();
+            *acc += f16_pair(b, 2 * r) * x.d[i] * isum as f32;
+        }
+    }
+    sum
+}
+
+/// The scalar reference product of an eight-row Q4_0 group with one Q8 activation row (as
+/// [`crate::q4_0::vec_dot`] per row).
+pub(crate) fn dot_q4_0_r8(w: &[u8], x: Q8Row<'_>) -> [f32; PACK_ROWS] {
+    let mut sum = [0f32; PACK_ROWS];
+    for (i, b) in w.chunks_exact(Q4_0_R8_BYTES).enumerate() {
+        let a = &x.qs[i * 32..(i + 1) * 32];
+        for (r, acc) in sum.iter_mut().enumerate() {
+            let mut isum = 0i32;
+            for k in 0..16 {
+                let byte = b[chunk_at(16, k / 4, r) + k % 4];
+                isum += (i32::from(byte & 0x0F) - 8) * i32::from(a[k]) + (i32::from(byte >> 4) - 8) * i32::from(a[k + 16]);
+            }
+            *acc += f16_pair(b, 2 * r) * x.d[i] * isum as f32;
+        }
+    }
+    sum
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,7 +425,7 @@ mod tests {
         QMatrix::new(ty, rows, cols, data).unwrap()
     }
 
-    const TYPES: [GgmlType; 3] = [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0];
+    const TYPES: [GgmlType; 5] = [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::Q8_0, GgmlType::Q4_0];
 
     #[test]
     fn packing_round_trips_every_row_byte_for_byte() {
@@ -395,8 +451,10 @@ mod tests {
     fn only_packable_types_with_whole_groups_are_packed() {
         let mut g = Lcg(3);
         assert!(PackedMatrix::pack(&random_rows(&mut g, GgmlType::Q4K, 12, 256)).is_none());
-        let q8 = QMatrix::new(GgmlType::Q8_0, 8, 32, vec![0u8; 8 * 34]).unwrap();
-        assert!(PackedMatrix::pack(&q8).is_none());
+        let q5k = QMatrix::new(GgmlType::Q5K, 8, 256, vec![0u8; 8 * 176]).unwrap();
+        assert!(PackedMatrix::pack(&q5k).is_none());
+        let f16 = QMatrix::new(GgmlType::F16, 8, 32, vec![0u8; 8 * 64]).unwrap();
+        assert!(PackedMatrix::pack(&f16).is_none());
         for ty in TYPES {
             assert!(PackedMatrix::pack(&random_rows(&mut g, ty, 8, 256)).is_some(), "{ty}");
         }
@@ -410,9 +468,16 @@ mod tests {
             let p = PackedMatrix::pack(&m).unwrap();
             let x: Vec<f32> = (0..1024).map(|_| g.gauss()).collect();
             let (got, want): ([f32; 8], [f32; 8]) = match ty {
-                GgmlType::Q5_0 => {
+                GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q4_0 => {
                     let a = crate::act::Q8Act::quantize(&x, 1, 1024);
-                    (dot_q5_0_r8(p.group(0), a.row(0)), std::array::from_fn(|r| crate::q5_0::vec_dot(m.row(r), a.row(0))))
+                    type Packed = fn(&[u8], Q8Row<'_>) -> [f32; 8];
+                    type Rows = fn(&[u8], Q8Row<'_>) -> f32;
+                    let (packed, rows): (Packed, Rows) = match ty {
+                        GgmlType::Q5_0 => (dot_q5_0_r8, crate::q5_0::vec_dot),
+                        GgmlType::Q8_0 => (dot_q8_0_r8, crate::q8_0::vec_dot),
+                        _ => (dot_q4_0_r8, crate::q4_0::vec_dot),
+                    };
+                    (packed(p.group(0), a.row(0)), std::array::from_fn(|r| rows(m.row(r), a.row(0))))
                 }
                 _ => {
                     let a = crate::act::Q8KAct::quantize(&x, 1, 1024);

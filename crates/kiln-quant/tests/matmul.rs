@@ -131,8 +131,8 @@ fn matmul_matches_the_reference_on_odd_shapes_for_every_tier_and_thread_count() 
 fn packed_products_equal_the_scalar_row_major_product_for_every_tier_thread_count_and_batch() {
     let mut g = Rng(21);
     let pools: Vec<Pool> = [1, 2, 3].into_iter().map(Pool::new).collect();
-    for ty in [T::Q4K, T::Q6K, T::Q5_0] {
-        let cols = 2 * ty.block_size() * if ty == T::Q5_0 { 3 } else { 1 };
+    for ty in [T::Q4K, T::Q6K, T::Q5_0, T::Q8_0, T::Q4_0] {
+        let cols = 2 * ty.block_size() * if ty.block_size() == 32 { 3 } else { 1 };
         // Row counts: one group, several with a task split, the most groups a task takes and more.
         for (rows, n) in [(8, 1), (40, 5), (136, 9), (520, 1)] {
             let wv: Vec<f32> = (0..rows * cols).map(|_| g.gauss() * 0.05).collect();

@@ -32,20 +32,9 @@ macro_rules! tier_kernels {
         tier_kernels!(@q8k $features, $isa, q6k, q6k_n, q6kx4, 210);
         tier_kernels!(@r8k $features, q4k_r8, q4k_r8_n, q4k_r8x4, crate::packed::Q4K_R8_BYTES);
         tier_kernels!(@r8k $features, q6k_r8, q6k_r8_n, q6k_r8x4, crate::packed::Q6K_R8_BYTES);
-        #[target_feature(enable = $features)]
-        unsafe fn q5_0_r8_n<const N: usize>(w: &[u8], xs: &[crate::act::Q8Row<'_>; N]) -> [[f32; 8]; N] {
-            int::q5_0_r8::<N>(w, xs)
-        }
-        fn q5_0_r8(w: &[u8], x: crate::act::Q8Row<'_>) -> [f32; 8] {
-            super::scalar::check_q8(w, x, crate::packed::Q5_0_R8_BYTES);
-            // SAFETY: as for the row kernels.
-            unsafe { q5_0_r8_n::<1>(w, &[x])[0] }
-        }
-        fn q5_0_r8x4(w: &[u8], xs: &[crate::act::Q8Row<'_>; 4]) -> [[f32; 8]; 4] {
-            xs.iter().for_each(|x| super::scalar::check_q8(w, *x, crate::packed::Q5_0_R8_BYTES));
-            // SAFETY: as above.
-            unsafe { q5_0_r8_n::<4>(w, xs) }
-        }
+        tier_kernels!(@r8 $features, q5_0_r8, q5_0_r8_n, q5_0_r8x4, crate::packed::Q5_0_R8_BYTES, int::q4_5_0_r8::<true, N>);
+        tier_kernels!(@r8 $features, q4_0_r8, q4_0_r8_n, q4_0_r8x4, crate::packed::Q4_0_R8_BYTES, int::q4_5_0_r8::<false, N>);
+        tier_kernels!(@r8 $features, q8_0_r8, q8_0_r8_n, q8_0_r8x4, crate::packed::Q8_0_R8_BYTES, int::q8_0_r8::<N>);
         tier_kernels!(@f $features, dot_f32, $f32, 4);
         tier_kernels!(@f $features, dot_f16, $f16, 2);
         tier_kernels!(@f $features, dot_bf16, $bf16, 2);
@@ -104,6 +93,22 @@ macro_rules! tier_kernels {
         }
         fn $name4(w: &[u8], xs: &[crate::act::Q8KRow<'_>; 4]) -> [[f32; 8]; 4] {
             xs.iter().for_each(|x| super::scalar::check_q8k(w, *x, $bytes));
+            // SAFETY: as above.
+            unsafe { $gen::<4>(w, xs) }
+        }
+    };
+    (@r8 $features:literal, $name:ident, $gen:ident, $name4:ident, $bytes:expr, $body:path) => {
+        #[target_feature(enable = $features)]
+        unsafe fn $gen<const N: usize>(w: &[u8], xs: &[crate::act::Q8Row<'_>; N]) -> [[f32; 8]; N] {
+            $body(w, xs)
+        }
+        fn $name(w: &[u8], x: crate::act::Q8Row<'_>) -> [f32; 8] {
+            super::scalar::check_q8(w, x, $bytes);
+            // SAFETY: as for the row kernels.
+            unsafe { $gen::<1>(w, &[x])[0] }
+        }
+        fn $name4(w: &[u8], xs: &[crate::act::Q8Row<'_>; 4]) -> [[f32; 8]; 4] {
+            xs.iter().for_each(|x| super::scalar::check_q8(w, *x, $bytes));
             // SAFETY: as above.
             unsafe { $gen::<4>(w, xs) }
         }
@@ -298,6 +303,10 @@ pub(crate) struct Kernels {
     pub q6k_r8x4: DotQ8KR8x4,
     pub q5_0_r8: DotQ8R8,
     pub q5_0_r8x4: DotQ8R8x4,
+    pub q4_0_r8: DotQ8R8,
+    pub q4_0_r8x4: DotQ8R8x4,
+    pub q8_0_r8: DotQ8R8,
+    pub q8_0_r8x4: DotQ8R8x4,
     pub f32: DotF,
     pub f16: DotF,
     pub bf16: DotF,

@@ -53,6 +53,26 @@ pub(super) static KERNELS: Kernels = Kernels {
             packed::dot_q5_0_r8(w, x)
         })
     },
+    q4_0_r8: |w, x| {
+        check_q8(w, x, packed::Q4_0_R8_BYTES);
+        packed::dot_q4_0_r8(w, x)
+    },
+    q4_0_r8x4: |w, xs| {
+        xs.map(|x| {
+            check_q8(w, x, packed::Q4_0_R8_BYTES);
+            packed::dot_q4_0_r8(w, x)
+        })
+    },
+    q8_0_r8: |w, x| {
+        check_q8(w, x, packed::Q8_0_R8_BYTES);
+        packed::dot_q8_0_r8(w, x)
+    },
+    q8_0_r8x4: |w, xs| {
+        xs.map(|x| {
+            check_q8(w, x, packed::Q8_0_R8_BYTES);
+            packed::dot_q8_0_r8(w, x)
+        })
+    },
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
@@ -225,6 +245,17 @@ pub(crate) fn float_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotF {
     }
 }
 
+/// The packed kernels of `k` for a 32-block type with a packed layout (Q5_0, Q8_0, Q4_0).
+pub(crate) fn packed_q8_kernels(k: &Kernels, ty: crate::GgmlType) -> (super::DotQ8R8, super::DotQ8R8x4) {
+    use crate::GgmlType as T;
+    match ty {
+        T::Q5_0 => (k.q5_0_r8, k.q5_0_r8x4),
+        T::Q8_0 => (k.q8_0_r8, k.q8_0_r8x4),
+        T::Q4_0 => (k.q4_0_r8, k.q4_0_r8x4),
+        _ => unreachable!("{ty} has no packed 32-block layout"),
+    }
+}
+
 /// Eight rows of `ty` made from the row `w` (value bytes XOR-ed with the row number, scale fields
 /// kept), packed; `None` for a type without a packed layout.
 fn eight_rows(ty: crate::GgmlType, w: &[u8]) -> Option<crate::PackedMatrix> {
@@ -233,6 +264,8 @@ fn eight_rows(ty: crate::GgmlType, w: &[u8]) -> Option<crate::PackedMatrix> {
         T::Q4K => (16, 144),
         T::Q6K => (0, 192),
         T::Q5_0 => (2, 22),
+        T::Q8_0 => (2, 34),
+        T::Q4_0 => (2, 18),
         _ => return None,
     };
     let bytes = ty.block_bytes();
@@ -299,7 +332,8 @@ pub(super) fn self_check(k: &Kernels) -> Result<(), String> {
             _ => {
                 let xs = rows4(case.q8.rows()).map(|j| case.q8.row(j));
                 let g = p.group(0);
-                ((k.q5_0_r8)(g, case.q8.row(0)), (KERNELS.q5_0_r8)(g, case.q8.row(0)), (k.q5_0_r8x4)(g, &xs), (KERNELS.q5_0_r8x4)(g, &xs))
+                let ((one, four), (ref1, ref4)) = (packed_q8_kernels(k, *ty), packed_q8_kernels(&KERNELS, *ty));
+                (one(g, case.q8.row(0)), ref1(g, case.q8.row(0)), four(g, &xs), ref4(g, &xs))
             }
         };
         if got != want || got4 != want4 {

@@ -197,7 +197,7 @@ fn self_check_accepts_every_available_tier() {
 #[test]
 fn packed_groups_equal_the_row_major_references_bit_for_bit_on_every_tier() {
     let mut g = Lcg(77);
-    for ty in [T::Q4K, T::Q6K, T::Q5_0] {
+    for ty in [T::Q4K, T::Q6K, T::Q5_0, T::Q8_0, T::Q4_0] {
         for cols in [256, 768, 2048] {
             let w = random_weights(&mut g, ty, 8 * cols / ty.block_size());
             let m = crate::QMatrix::new(ty, 8, cols, w).unwrap();
@@ -206,9 +206,10 @@ fn packed_groups_equal_the_row_major_references_bit_for_bit_on_every_tier() {
             let (q8, q8k) = (Q8Act::quantize(&x, 4, cols), Q8KAct::quantize(&x, 4, cols));
             for k in tiers() {
                 let (one, four): (Vec<[f32; 8]>, Vec<[f32; 8]>) = match ty {
-                    T::Q5_0 => {
+                    T::Q5_0 | T::Q8_0 | T::Q4_0 => {
                         let xs = [0, 1, 2, 3].map(|j| q8.row(j));
-                        ((0..4).map(|j| (k.q5_0_r8)(p.group(0), q8.row(j))).collect(), (k.q5_0_r8x4)(p.group(0), &xs).to_vec())
+                        let (f1, f4) = scalar::packed_q8_kernels(k, ty);
+                        ((0..4).map(|j| f1(p.group(0), q8.row(j))).collect(), f4(p.group(0), &xs).to_vec())
                     }
                     _ => {
                         let (f1, f4) = if ty == T::Q4K { (k.q4k_r8, k.q4k_r8x4) } else { (k.q6k_r8, k.q6k_r8x4) };
@@ -218,7 +219,7 @@ fn packed_groups_equal_the_row_major_references_bit_for_bit_on_every_tier() {
                 };
                 for j in 0..4 {
                     let want: [f32; 8] = std::array::from_fn(|r| match ty {
-                        T::Q5_0 => crate::q5_0::vec_dot(m.row(r), q8.row(j)),
+                        T::Q5_0 | T::Q8_0 | T::Q4_0 => q8_kernel(&scalar::KERNELS, ty)(m.row(r), q8.row(j)),
                         _ => q8k_kernel(&scalar::KERNELS, ty)(m.row(r), q8k.row(j)),
                     });
                     assert_eq!(one[j], want, "{} {ty} cols {cols} act {j}", k.tier);

@@ -582,31 +582,36 @@ pub(crate) unsafe fn q6k_r8<const N: usize>(w: &[u8], xs: &[Q8KRow<'_>; N]) -> [
     out
 }
 
-/// Eight interleaved Q5_0 rows (the [`crate::packed`] layout) against `N` Q8 activation rows.
+/// Eight interleaved Q5_0 (`FIVE`) or Q4_0 rows (the [`crate::packed`] layouts) against `N` Q8
+/// activation rows.
 ///
-/// The 5-bit values (0..32, unsigned) times broadcast activation bytes, low and high nibbles of
-/// two chunks summed in i16 (at most 4 * 2 * 31 * 127 = 31496), widened with `vpmaddwd`; the
-/// -16 offset is `16 * sum(a)` per block from the activation's integer block sums. Same integers
-/// and f32 operations as the scalar reference.
+/// The 5-bit (4-bit) values, unsigned, times broadcast activation bytes; low and high nibbles
+/// of two chunks summed in i16 (at most 4 * 2 * 31 * 127 = 31496), widened with `vpmaddwd`; the
+/// -16 (-8) offset is `16 * sum(a)` (`8 * sum(a)`) per block from the activation's integer block
+/// sums. Same integers and f32 operations as the scalar reference.
 #[inline(always)]
-pub(crate) unsafe fn q5_0_r8<const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [[f32; 8]; N] {
-    use crate::packed::Q5_0_R8_BYTES;
+pub(crate) unsafe fn q4_5_0_r8<const FIVE: bool, const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [[f32; 8]; N] {
+    let (bytes, qs) = if FIVE { (crate::packed::Q5_0_R8_BYTES, 48) } else { (crate::packed::Q4_0_R8_BYTES, 16) };
     let nb = xs[0].d.len();
     let m4 = _mm256_set1_epi8(0x0F);
     let m10 = _mm256_set1_epi8(0x10);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); N];
     for i in 0..nb {
-        let b = w.as_ptr().add(i * Q5_0_R8_BYTES);
-        let plane = load(b.add(16));
+        let b = w.as_ptr().add(i * bytes);
+        let plane = if FIVE { load(b.add(16)) } else { _mm256_setzero_si256() };
         let mut isum = [_mm256_setzero_si256(); N];
         for pair in 0..2 {
             let mut sum16 = [_mm256_setzero_si256(); N];
             for u in 0..2 {
                 let g = 2 * pair + u;
-                let q = load(b.add(48 + 32 * g));
-                let lo = _mm256_or_si256(_mm256_and_si256(q, m4), bits_to_4(plane, 2 * g, m10));
-                let hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(q), m4), bits_to_4(plane, 2 * g + 1, m10));
+                let q = load(b.add(qs + 32 * g));
+                let mut lo = _mm256_and_si256(q, m4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), m4);
+                if FIVE {
+                    lo = _mm256_or_si256(lo, bits_to_4(plane, 2 * g, m10));
+                    hi = _mm256_or_si256(hi, bits_to_4(plane, 2 * g + 1, m10));
+                }
                 for (j, x) in xs.iter().enumerate() {
                     let a = x.qs.as_ptr().add(i * 32 + 4 * g);
                     let a_lo = _mm256_set1_epi32(std::ptr::read_unaligned(a as *const i32));
@@ -619,10 +624,45 @@ pub(crate) unsafe fn q5_0_r8<const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [
             }
         }
         let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        let zero_point = if FIVE { 16 } else { 8 };
         for (j, x) in xs.iter().enumerate() {
-            let offset = _mm256_set1_epi32(16 * i32::from(*x.sums.get_unchecked(i)));
+            let offset = _mm256_set1_epi32(zero_point * i32::from(*x.sums.get_unchecked(i)));
             let dd = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(i)));
             acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(_mm256_sub_epi32(isum[j], offset))));
+        }
+    }
+    let mut out = [[0f32; 8]; N];
+    for (o, a) in out.iter_mut().zip(acc) {
+        _mm256_storeu_ps(o.as_mut_ptr(), a);
+    }
+    out
+}
+
+/// Eight interleaved Q8_0 rows (the [`crate::packed`] layout) against `N` Q8 activation rows:
+/// `|w|` times the activation with `w`'s sign (`vpmaddubsw` pairs of at most 2 * 128 * 127 =
+/// 32512, widened at once with `vpmaddwd`). Same integers and f32 operations as the scalar
+/// reference.
+#[inline(always)]
+pub(crate) unsafe fn q8_0_r8<const N: usize>(w: &[u8], xs: &[Q8Row<'_>; N]) -> [[f32; 8]; N] {
+    let nb = xs[0].d.len();
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for i in 0..nb {
+        let b = w.as_ptr().add(i * crate::packed::Q8_0_R8_BYTES);
+        let mut isum = [_mm256_setzero_si256(); N];
+        for g in 0..8 {
+            let q = load(b.add(16 + 32 * g));
+            let magnitude = _mm256_sign_epi8(q, q);
+            for (j, x) in xs.iter().enumerate() {
+                let a = _mm256_set1_epi32(std::ptr::read_unaligned(x.qs.as_ptr().add(i * 32 + 4 * g) as *const i32));
+                let p = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(a, q));
+                isum[j] = _mm256_add_epi32(isum[j], _mm256_madd_epi16(p, ones));
+            }
+        }
+        let d = _mm256_cvtph_ps(_mm_loadu_si128(b as *const __m128i));
+        for (j, x) in xs.iter().enumerate() {
+            let dd = _mm256_mul_ps(d, _mm256_set1_ps(*x.d.get_unchecked(i)));
+            acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(dd, _mm256_cvtepi32_ps(isum[j])));
         }
     }
     let mut out = [[0f32; 8]; N];
