@@ -44,10 +44,19 @@
 //!   `vec_dot` functions in the format modules define the result; SIMD tiers equal them exactly
 //!   where every partial sum is an integer below 2^24 and otherwise differ only by f32
 //!   summation order (tolerance `1e-5 * sum |w_i a_i|`);
-//! - output rows are split into tiles (weight rows x up to 8 activation rows) that the threads of
-//!   a persistent [`Pool`] take from an atomic counter; within a tile, four-row kernels unpack
-//!   each weight block once for four activation rows. Results do not depend on the thread count
-//!   or on `n` (row `j` of an `n`-row product equals the one-row product of `x[j]`, bit for bit).
+//! - output rows are split into tiles (weight rows x up to 8 activation rows, 32 for float
+//!   weights) that the threads of a persistent [`Pool`] take from an atomic counter; within a
+//!   tile, four-row kernels unpack each weight block once for four activation rows, and float
+//!   weights go through a register- and cache-blocked tile product (3 weight rows x 4
+//!   activation rows per step, one FMA chain per output). Results do not depend on the thread
+//!   count or on `n` (row `j` of an `n`-row product equals the one-row product of `x[j]`, bit
+//!   for bit).
+//!
+//! [`PackedMatrix`] holds Q4_K, Q6_K, Q5_0, Q8_0 and Q4_0 matrices with eight rows interleaved
+//! block by block ([`packed`]; kiln-model packs GGUF weights at load) and [`matmul_packed`]
+//! multiplies them: one SIMD register holds eight rows, so activation bytes are loaded once per
+//! eight rows and the eight results come out as one vector (1.2x to 2.4x faster than the
+//! row-major kernels, and equal to the scalar references bit for bit).
 //!
 //! # Kernel tiers
 //!

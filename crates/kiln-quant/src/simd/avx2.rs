@@ -36,5 +36,8 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: dot_f32,
     f16: dot_f16,
     bf16: dot_bf16,
+    f32_tile,
+    f16_tile,
+    bf16_tile,
     attend,
 };

@@ -1,10 +1,11 @@
 //! The AVX-512 tier: the same bodies compiled with AVX-512 F/BW/VL + VNNI (EVEX encodings, 32
-//! vector registers, `vpdpbusd` for the u8 x i8 sums) and 512-bit float kernels.
+//! vector registers, `vpdpbusd` for the u8 x i8 sums); the float kernels are the AVX2 tile
+//! bodies compiled with these features.
 
 use super::x86_int::{self as int, Vnni};
 use super::{x86_float as fl, Kernels, Tier};
 
-tier_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, fl::f32_avx512, fl::f16_avx512, fl::bf16_avx512, fl::attend_avx2);
+tier_kernels!("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", Vnni, fl::f32_avx2, fl::f16_avx2, fl::bf16_avx2, fl::attend_avx2);
 
 pub(super) static KERNELS: Kernels = Kernels {
     tier: Tier::Avx512,
@@ -37,5 +38,8 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: dot_f32,
     f16: dot_f16,
     bf16: dot_bf16,
+    f32_tile,
+    f16_tile,
+    bf16_tile,
     attend,
 };

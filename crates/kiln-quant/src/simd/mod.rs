@@ -35,6 +35,9 @@ macro_rules! tier_kernels {
         tier_kernels!(@r8 $features, q5_0_r8, q5_0_r8_n, q5_0_r8x4, crate::packed::Q5_0_R8_BYTES, int::q4_5_0_r8::<true, N>);
         tier_kernels!(@r8 $features, q4_0_r8, q4_0_r8_n, q4_0_r8x4, crate::packed::Q4_0_R8_BYTES, int::q4_5_0_r8::<false, N>);
         tier_kernels!(@r8 $features, q8_0_r8, q8_0_r8_n, q8_0_r8x4, crate::packed::Q8_0_R8_BYTES, int::q8_0_r8::<N>);
+        tier_kernels!(@tile $features, f32_tile, fl::F32W);
+        tier_kernels!(@tile $features, f16_tile, fl::F16W);
+        tier_kernels!(@tile $features, bf16_tile, fl::Bf16W);
         tier_kernels!(@f $features, dot_f32, $f32, 4);
         tier_kernels!(@f $features, dot_f16, $f16, 2);
         tier_kernels!(@f $features, dot_bf16, $bf16, 2);
@@ -113,6 +116,17 @@ macro_rules! tier_kernels {
             unsafe { $gen::<4>(w, xs) }
         }
     };
+    (@tile $features:literal, $name:ident, $load:ty) => {
+        fn $name(w: &[u8], rows: usize, x: &[f32], n: usize, out: &mut [f32]) {
+            #[target_feature(enable = $features)]
+            unsafe fn inner(w: &[u8], rows: usize, x: &[f32], n: usize, out: &mut [f32]) {
+                fl::float_tile::<$load>(w, rows, x, n, out)
+            }
+            super::scalar::check_tile(w, rows, x, n, out, <$load as fl::FloatLoad>::ELEM);
+            // SAFETY: as above; the lengths the body relies on were checked just above.
+            unsafe { inner(w, rows, x, n, out) }
+        }
+    };
     (@f $features:literal, $name:ident, $body:path, $elem:expr) => {
         fn $name(w: &[u8], x: &[f32]) -> f32 {
             #[target_feature(enable = $features)]
@@ -148,7 +162,7 @@ pub enum Tier {
     Scalar,
     /// AVX2 + FMA + F16C (256-bit).
     Avx2,
-    /// AVX-512 F/BW/VL + VNNI (and the AVX2 set): `vpdpbusd`, 512-bit float kernels.
+    /// AVX-512 F/BW/VL + VNNI (and the AVX2 set): `vpdpbusd`.
     Avx512,
 }
 
@@ -274,6 +288,10 @@ pub(crate) type DotQ8R8x4 = fn(&[u8], &[Q8Row<'_>; 4]) -> [[f32; 8]; 4];
 /// Dot product of an F32/F16/BF16 weight row with f32 activations.
 pub(crate) type DotF = fn(&[u8], &[f32]) -> f32;
 
+/// Products of `rows` float weight rows (`w`, row-major) with `n` f32 activation rows (`x`):
+/// `out[j * rows + r] = dot(w_r, x_j)`, each output the same bits whatever `rows` and `n` are.
+pub(crate) type FloatTile = fn(&[u8], usize, &[f32], usize, &mut [f32]);
+
 /// Attention of a group of query heads over one KV head's cache (see [`crate::attention`]).
 pub(crate) type AttendFn = fn(&crate::attention::Attend<'_>, &mut Vec<f32>, &mut [f32]);
 
@@ -310,6 +328,9 @@ pub(crate) struct Kernels {
     pub f32: DotF,
     pub f16: DotF,
     pub bf16: DotF,
+    pub f32_tile: FloatTile,
+    pub f16_tile: FloatTile,
+    pub bf16_tile: FloatTile,
     pub attend: AttendFn,
 }
 

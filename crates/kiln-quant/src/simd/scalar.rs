@@ -76,6 +76,9 @@ pub(super) static KERNELS: Kernels = Kernels {
     f32: float::vec_dot_f32,
     f16: float::vec_dot_f16,
     bf16: float::vec_dot_bf16,
+    f32_tile: |w, rows, x, n, out| scalar_tile(w, rows, x, n, out, 4, float::vec_dot_f32),
+    f16_tile: |w, rows, x, n, out| scalar_tile(w, rows, x, n, out, 2, float::vec_dot_f16),
+    bf16_tile: |w, rows, x, n, out| scalar_tile(w, rows, x, n, out, 2, float::vec_dot_bf16),
     attend: crate::attention::attend_reference,
 };
 
@@ -94,6 +97,25 @@ pub(crate) fn check_q8(w: &[u8], x: Q8Row<'_>, bytes: usize) {
 pub(crate) fn check_q8k(w: &[u8], x: Q8KRow<'_>, bytes: usize) {
     let nb = x.d.len();
     assert!(w.len() == nb * bytes && x.qs.len() == nb * 256 && x.bsums.len() == nb * 16, "weight row and Q8_K activation lengths differ");
+}
+
+/// The lengths a float tile relies on: `n` activation rows of `cols` values, `rows` weight rows
+/// of `cols * elem` bytes, `n * rows` outputs.
+#[inline]
+pub(crate) fn check_tile(w: &[u8], rows: usize, x: &[f32], n: usize, out: &[f32], elem: usize) {
+    assert!(n > 0 && x.len().is_multiple_of(n), "activation length is not a multiple of the row count");
+    assert!(w.len() == rows * (x.len() / n) * elem && out.len() == n * rows, "weight, activation and output lengths differ");
+}
+
+/// The scalar tier's float tile: one reference dot product per output.
+fn scalar_tile(w: &[u8], rows: usize, x: &[f32], n: usize, out: &mut [f32], elem: usize, dot: fn(&[u8], &[f32]) -> f32) {
+    check_tile(w, rows, x, n, out, elem);
+    let cols = x.len() / n;
+    for r in 0..rows {
+        for j in 0..n {
+            out[j * rows + r] = dot(&w[r * cols * elem..(r + 1) * cols * elem], &x[j * cols..(j + 1) * cols]);
+        }
+    }
 }
 
 /// A tiny deterministic generator for the self-check inputs.
@@ -231,6 +253,17 @@ pub(crate) fn q8k_kernel(k: &Kernels, ty: crate::GgmlType) -> super::DotQ8K {
         T::Q5K => k.q5k,
         T::Q6K => k.q6k,
         _ => unreachable!("{ty} does not use Q8_K activations"),
+    }
+}
+
+/// The tile kernel of `k` for a float type.
+pub(crate) fn float_tile_kernel(k: &Kernels, ty: crate::GgmlType) -> super::FloatTile {
+    use crate::GgmlType as T;
+    match ty {
+        T::F32 => k.f32_tile,
+        T::F16 => k.f16_tile,
+        T::Bf16 => k.bf16_tile,
+        _ => unreachable!("{ty} is not a float type"),
     }
 }
 

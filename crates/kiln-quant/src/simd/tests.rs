@@ -229,3 +229,29 @@ fn packed_groups_equal_the_row_major_references_bit_for_bit_on_every_tier() {
         }
     }
 }
+
+#[test]
+fn float_tiles_equal_the_tier_s_own_dot_product_for_every_shape() {
+    let mut g = Lcg(5);
+    for ty in [T::F32, T::F16, T::Bf16] {
+        // Rows and activation counts around the 3 x 4 and 8 x 1 blocks; column counts with
+        // tails and more than one cache chunk.
+        for (rows, n, cols) in [(1, 1, 7), (8, 1, 2048), (11, 1, 40), (3, 4, 8), (7, 5, 1100), (5, 9, 33), (16, 32, 520)] {
+            let wv: Vec<f32> = (0..rows * cols).map(|_| g.gauss() * 0.05).collect();
+            let mut w = vec![0u8; rows * ty.row_bytes(cols).unwrap()];
+            crate::quantize_row(ty, &wv, &mut w).unwrap();
+            let x: Vec<f32> = (0..n * cols).map(|_| g.gauss()).collect();
+            let rb = ty.row_bytes(cols).unwrap();
+            for k in tiers() {
+                let mut out = vec![f32::NAN; rows * n];
+                scalar::float_tile_kernel(k, ty)(&w, rows, &x, n, &mut out);
+                for r in 0..rows {
+                    for j in 0..n {
+                        let want = float_kernel(k, ty)(&w[r * rb..(r + 1) * rb], &x[j * cols..(j + 1) * cols]);
+                        assert_eq!(out[j * rows + r].to_bits(), want.to_bits(), "{} {ty} {rows}x{cols} n {n} ({r}, {j})", k.tier);
+                    }
+                }
+            }
+        }
+    }
+}

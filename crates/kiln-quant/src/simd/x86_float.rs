@@ -1,6 +1,8 @@
-//! x86 dot products of F32/F16/BF16 weight rows with f32 activations: AVX2+FMA+F16C bodies
-//! (8 lanes) and AVX-512 bodies (16 lanes). F16 converts with `vcvtph2ps`, BF16 by shifting into
-//! the top half of an f32 (exact), so only the summation order differs from the reference.
+//! x86 products of F32/F16/BF16 weight rows with f32 activations (AVX2+FMA+F16C, 8 lanes; the
+//! AVX-512 tier compiles the same bodies): a register- and cache-blocked tile product whose
+//! every output is one FMA chain (see [`float_tile`]). F16 converts with `vcvtph2ps`, BF16 by
+//! shifting into the top half of an f32 (exact), so only the summation order differs from the
+//! reference.
 //! Like `x86_int`, these are `#[inline(always)]` bodies for the `#[target_feature]` wrappers.
 
 use std::arch::x86_64::*;
@@ -8,7 +10,8 @@ use std::arch::x86_64::*;
 use super::x86_int::hsum_ps;
 use crate::attention::{attend_reference, Attend, KvType};
 
-/// Four independent FMA chains over 8-lane chunks, then 8-lane steps (`$x.len()` a multiple of 8).
+/// Four independent FMA chains over 8-lane chunks, then 8-lane steps (`$x.len()` a multiple of
+/// 8): the attention scores' dot product.
 macro_rules! dot256 {
     ($w:expr, $x:expr, $elem:expr, |$p:ident| $load:expr) => {{
         let (w, x): (&[u8], &[f32]) = ($w, $x);
@@ -35,76 +38,187 @@ macro_rules! dot256 {
 
 #[inline(always)]
 unsafe fn f16x8(p: *const u8) -> __m256 {
-    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    F16W::load8(p)
 }
 
+/// A float weight type as the float kernels load it: 8 values at `p` as 8 f32 lanes (F16 by
+/// `vcvtph2ps`, BF16 by shifting into the top half of an f32, both exact).
+pub(crate) trait FloatLoad {
+    /// Bytes per value.
+    const ELEM: usize;
+    unsafe fn load8(p: *const u8) -> __m256;
+    /// The scalar reference dot product, for the `cols % 8` values after the last full 8.
+    fn tail(w: &[u8], x: &[f32]) -> f32;
+}
+
+pub(crate) struct F32W;
+pub(crate) struct F16W;
+pub(crate) struct Bf16W;
+
+impl FloatLoad for F32W {
+    const ELEM: usize = 4;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_loadu_ps(p as *const f32)
+    }
+    fn tail(w: &[u8], x: &[f32]) -> f32 {
+        crate::float::vec_dot_f32(w, x)
+    }
+}
+
+impl FloatLoad for F16W {
+    const ELEM: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
+    fn tail(w: &[u8], x: &[f32]) -> f32 {
+        crate::float::vec_dot_f16(w, x)
+    }
+}
+
+impl FloatLoad for Bf16W {
+    const ELEM: usize = 2;
+    #[inline(always)]
+    unsafe fn load8(p: *const u8) -> __m256 {
+        _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i))))
+    }
+    fn tail(w: &[u8], x: &[f32]) -> f32 {
+        crate::float::vec_dot_bf16(w, x)
+    }
+}
+
+/// Advances the FMA chains of `R` weight rows by `J` activation rows over values `k0..k1`
+/// (multiples of 8): `acc[r][j] += w_r[k..k+8] * x_j[k..k+8]`, one chain per pair, in order of
+/// `k`. Each pair's sequence of operations is the same whatever `R` and `J` are.
+// Index loops on purpose: activation-major order keeps one activation vector live at a time.
+#[allow(clippy::needless_range_loop)]
 #[inline(always)]
-unsafe fn bf16x8(p: *const u8) -> __m256 {
-    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(_mm_loadu_si128(p as *const __m128i))))
+unsafe fn chains<L: FloatLoad, const R: usize, const J: usize>(
+    w: *const u8,
+    w_stride: usize,
+    x: *const f32,
+    x_stride: usize,
+    (k0, k1): (usize, usize),
+    acc: &mut [__m256],
+    acc_stride: usize,
+) {
+    let mut a = [[_mm256_setzero_ps(); J]; R];
+    for (r, row) in a.iter_mut().enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = *acc.get_unchecked(r * acc_stride + j);
+        }
+    }
+    let mut k = k0;
+    while k < k1 {
+        let mut wv = [_mm256_setzero_ps(); R];
+        for (r, v) in wv.iter_mut().enumerate() {
+            *v = L::load8(w.add(r * w_stride + k * L::ELEM));
+        }
+        for j in 0..J {
+            let xv = _mm256_loadu_ps(x.add(j * x_stride + k));
+            for r in 0..R {
+                a[r][j] = _mm256_fmadd_ps(wv[r], xv, a[r][j]);
+            }
+        }
+        k += 8;
+    }
+    for (r, row) in a.iter().enumerate() {
+        for (j, v) in row.iter().enumerate() {
+            *acc.get_unchecked_mut(r * acc_stride + j) = *v;
+        }
+    }
+}
+
+/// Values per pass over a tile: 512 f32 of 4 activation rows (8 KB) stay in L1 while the
+/// tile's weight rows go by, and each weight chunk is reused for every 4 activation rows.
+const K_CHUNK: usize = 512;
+
+/// `out[j * rows + r] = dot(w_r, x_j)` for `rows` weight rows of type `L` (row-major in `w`) and
+/// `n` activation rows (`x`, row-major): a register-blocked product (3 weight rows by 4
+/// activation rows per step, 8 weight rows at a time when `n == 1`), cache-blocked over the
+/// values. Every (row, activation) pair is one 8-lane FMA chain over the values in order, its
+/// lanes summed by `hsum_ps`, plus the scalar reference over the last `cols % 8` values: the
+/// same bits for any tiling, so products are batch-invariant.
+#[inline(always)]
+pub(crate) unsafe fn float_tile<L: FloatLoad>(w: &[u8], rows: usize, x: &[f32], n: usize, out: &mut [f32]) {
+    let cols = x.len() / n;
+    let k8 = cols / 8 * 8;
+    let stride = cols * L::ELEM;
+    let (wp, xp) = (w.as_ptr(), x.as_ptr());
+    let mut acc = vec![_mm256_setzero_ps(); rows * n];
+    macro_rules! step {
+        ($r:expr, $j:expr, $ks:expr, $rb:expr, $jb:expr) => {
+            chains::<L, $r, $j>(wp.add($rb * stride), stride, xp.add($jb * cols), cols, $ks, &mut acc[$rb * n + $jb..], n)
+        };
+    }
+    let mut k0 = 0;
+    while k0 < k8 {
+        let ks = (k0, (k0 + K_CHUNK).min(k8));
+        if n == 1 {
+            let mut rb = 0;
+            while rb + 8 <= rows {
+                step!(8, 1, ks, rb, 0);
+                rb += 8;
+            }
+            while rb < rows {
+                step!(1, 1, ks, rb, 0);
+                rb += 1;
+            }
+        } else {
+            let mut rb = 0;
+            while rb < rows {
+                let mut jb = 0;
+                while jb < n {
+                    match (rows - rb, n - jb) {
+                        (3.., 4..) => step!(3, 4, ks, rb, jb),
+                        (3.., 3) => step!(3, 3, ks, rb, jb),
+                        (3.., 2) => step!(3, 2, ks, rb, jb),
+                        (3.., _) => step!(3, 1, ks, rb, jb),
+                        (2, 4..) => step!(2, 4, ks, rb, jb),
+                        (2, 3) => step!(2, 3, ks, rb, jb),
+                        (2, 2) => step!(2, 2, ks, rb, jb),
+                        (2, _) => step!(2, 1, ks, rb, jb),
+                        (_, 4..) => step!(1, 4, ks, rb, jb),
+                        (_, 3) => step!(1, 3, ks, rb, jb),
+                        (_, 2) => step!(1, 2, ks, rb, jb),
+                        (_, _) => step!(1, 1, ks, rb, jb),
+                    }
+                    jb += 4;
+                }
+                rb += 3;
+            }
+        }
+        k0 = ks.1;
+    }
+    for r in 0..rows {
+        let wr = &w[r * stride..(r + 1) * stride];
+        for j in 0..n {
+            let xj = &x[j * cols..(j + 1) * cols];
+            out[j * rows + r] = hsum_ps(acc[r * n + j]) + L::tail(&wr[k8 * L::ELEM..], &xj[k8..]);
+        }
+    }
 }
 
 #[inline(always)]
 pub(crate) unsafe fn f32_avx2(w: &[u8], x: &[f32]) -> f32 {
-    let n8 = x.len() / 8 * 8;
-    let head = dot256!(&w[..n8 * 4], &x[..n8], 4, |p| _mm256_loadu_ps(p as *const f32));
-    head + crate::float::vec_dot_f32(&w[n8 * 4..], &x[n8..])
+    let mut out = [0f32];
+    float_tile::<F32W>(w, 1, x, 1, &mut out);
+    out[0]
 }
 
 #[inline(always)]
 pub(crate) unsafe fn f16_avx2(w: &[u8], x: &[f32]) -> f32 {
-    let n8 = x.len() / 8 * 8;
-    let head = dot256!(&w[..n8 * 2], &x[..n8], 2, |p| f16x8(p));
-    head + crate::float::vec_dot_f16(&w[n8 * 2..], &x[n8..])
+    let mut out = [0f32];
+    float_tile::<F16W>(w, 1, x, 1, &mut out);
+    out[0]
 }
 
 #[inline(always)]
 pub(crate) unsafe fn bf16_avx2(w: &[u8], x: &[f32]) -> f32 {
-    let n8 = x.len() / 8 * 8;
-    let head = dot256!(&w[..n8 * 2], &x[..n8], 2, |p| bf16x8(p));
-    head + crate::float::vec_dot_bf16(&w[n8 * 2..], &x[n8..])
-}
-
-/// 16-lane version of `dot256`: four FMA chains, then 16-lane steps, then the 8-lane body.
-macro_rules! dot512 {
-    ($w:expr, $x:expr, $elem:expr, |$p:ident| $load:expr) => {{
-        let (w, x): (&[u8], &[f32]) = ($w, $x);
-        let n = x.len();
-        let (wp, xp) = (w.as_ptr(), x.as_ptr());
-        let mut acc = [_mm512_setzero_ps(); 4];
-        let mut i = 0;
-        while i + 64 <= n {
-            for (k, a) in acc.iter_mut().enumerate() {
-                let $p = wp.add((i + 16 * k) * $elem);
-                *a = _mm512_fmadd_ps($load, _mm512_loadu_ps(xp.add(i + 16 * k)), *a);
-            }
-            i += 64;
-        }
-        while i + 16 <= n {
-            let $p = wp.add(i * $elem);
-            acc[0] = _mm512_fmadd_ps($load, _mm512_loadu_ps(xp.add(i)), acc[0]);
-            i += 16;
-        }
-        (_mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]))), i)
-    }};
-}
-
-#[inline(always)]
-pub(crate) unsafe fn f32_avx512(w: &[u8], x: &[f32]) -> f32 {
-    let (head, i) = dot512!(w, x, 4, |p| _mm512_loadu_ps(p as *const f32));
-    head + f32_avx2(&w[i * 4..], &x[i..])
-}
-
-#[inline(always)]
-pub(crate) unsafe fn f16_avx512(w: &[u8], x: &[f32]) -> f32 {
-    let (head, i) = dot512!(w, x, 2, |p| _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)));
-    head + f16_avx2(&w[i * 2..], &x[i..])
-}
-
-#[inline(always)]
-pub(crate) unsafe fn bf16_avx512(w: &[u8], x: &[f32]) -> f32 {
-    let (head, i) =
-        dot512!(w, x, 2, |p| _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(_mm256_loadu_si256(p as *const __m256i)))));
-    head + bf16_avx2(&w[i * 2..], &x[i..])
+    let mut out = [0f32];
+    float_tile::<Bf16W>(w, 1, x, 1, &mut out);
+    out[0]
 }
 
 /// e^x in each lane: Cephes' range reduction (x = n ln2 + r, |r| <= ln2/2, ln2 split in two for
