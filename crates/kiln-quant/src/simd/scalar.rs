@@ -304,8 +304,9 @@ fn eight_rows(ty: crate::GgmlType, w: &[u8]) -> Option<crate::PackedMatrix> {
     let bytes = ty.block_bytes();
     let rows: Vec<u8> = (0..8u8)
         .flat_map(|r| {
-            w.chunks_exact(bytes)
-                .flat_map(move |b| b.iter().enumerate().map(move |(i, v)| if (lo..hi).contains(&i) { v ^ r.wrapping_mul(0x25) } else { *v }))
+            w.chunks_exact(bytes).flat_map(move |b| {
+                b.iter().enumerate().map(move |(i, v)| if (lo..hi).contains(&i) { v ^ r.wrapping_mul(0x25) } else { *v })
+            })
         })
         .collect();
     let m = crate::QMatrix::new(ty, 8, w.len() / bytes * ty.block_size(), rows).ok()?;
