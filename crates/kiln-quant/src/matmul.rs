@@ -121,12 +121,7 @@ enum Acts<'x> {
 
 fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
     let (rows, cols) = (w.rows, w.cols);
-    if x.len() != n * cols {
-        return Err(QuantError::ValueLength { what: "activations", expected: n * cols, got: x.len() });
-    }
-    if out.len() != n * rows {
-        return Err(QuantError::ValueLength { what: "output", expected: n * rows, got: out.len() });
-    }
+    check_lengths(rows, cols, x, n, out)?;
     if n == 0 || rows == 0 {
         return Ok(());
     }
@@ -178,33 +173,34 @@ fn matmul_on(k: &Kernels, w: &QMatrix<'_>, x: &[f32], n: usize, out: &mut [f32],
             }
             Acts::Q8(a) => {
                 let (dot, dot4) = (simd::scalar::q8_kernel(k, w.ty), simd::scalar::q8x4_kernel(k, w.ty));
-                dot_tile(w, (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
+                dot_tile(|r| w.row(r), (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
             }
             Acts::Q8K(a) => {
                 let (dot, dot4) = (simd::scalar::q8k_kernel(k, w.ty), simd::scalar::q8kx4_kernel(k, w.ty));
-                dot_tile(w, (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
+                dot_tile(|r| w.row(r), (r0, r1), (j0, j1), |j| a.row(j), dot, dot4, put);
             }
         }
     });
     Ok(())
 }
 
-/// One task's tile of a quantized product: weight rows `r0..r1` against activation rows
+/// One task's tile of a quantized product: weight rows (or packed eight-row groups) `r0..r1`
+/// from `weights` against activation rows
 /// `j0..j1`, four activation rows per pass over a weight row where there are four (the weight
 /// bytes are read once for the four), the rest one by one. Generic over the activation layout
 /// (Q8 blocks or Q8_K) so both families share it.
 #[inline(always)]
-fn dot_tile<R: Copy>(
-    w: &QMatrix<'_>,
+fn dot_tile<'w, R: Copy, T: Copy>(
+    weights: impl Fn(usize) -> &'w [u8],
     (r0, r1): (usize, usize),
     (j0, j1): (usize, usize),
     act: impl Fn(usize) -> R,
-    dot: fn(&[u8], R) -> f32,
-    dot4: fn(&[u8], &[R; 4]) -> [f32; 4],
-    put: impl Fn(usize, usize, f32),
+    dot: fn(&[u8], R) -> T,
+    dot4: fn(&[u8], &[R; 4]) -> [T; 4],
+    put: impl Fn(usize, usize, T),
 ) {
     for r in r0..r1 {
-        let wr = w.row(r);
+        let wr = weights(r);
         let mut j = j0;
         while j + 4 <= j1 {
             let o = dot4(wr, &[act(j), act(j + 1), act(j + 2), act(j + 3)]);
@@ -286,12 +282,7 @@ const GROUP_CHUNK: (usize, usize) = (2, 8);
 
 fn matmul_packed_on(k: &Kernels, w: &PackedMatrix, x: &[f32], n: usize, out: &mut [f32], pool: &Pool) -> Result<(), QuantError> {
     let (rows, cols) = (w.rows(), w.cols());
-    if x.len() != n * cols {
-        return Err(QuantError::ValueLength { what: "activations", expected: n * cols, got: x.len() });
-    }
-    if out.len() != n * rows {
-        return Err(QuantError::ValueLength { what: "output", expected: n * rows, got: out.len() });
-    }
+    check_lengths(rows, cols, x, n, out)?;
     if n == 0 || rows == 0 {
         return Ok(());
     }
@@ -334,17 +325,19 @@ fn packed_tiles<R: Copy>(
         // SAFETY: tasks cover disjoint (group, activation) ranges, so each 8-value output run
         // is written by one task only, through this pointer, while `out` is borrowed mutably.
         let put = |j: usize, g: usize, v: [f32; PACK_ROWS]| unsafe { dst.slice(j * rows + g * PACK_ROWS, PACK_ROWS).copy_from_slice(&v) };
-        for g in g0..g1 {
-            let wg = w.group(g);
-            let mut j = j0;
-            while j + 4 <= j1 {
-                let o = dot4(wg, &[act(j), act(j + 1), act(j + 2), act(j + 3)]);
-                (0..4).for_each(|t| put(j + t, g, o[t]));
-                j += 4;
-            }
-            (j..j1).for_each(|j| put(j, g, dot(wg, act(j))));
-        }
+        dot_tile(|g| w.group(g), (g0, g1), (j0, j1), &act, dot, dot4, put);
     });
+}
+
+/// The activation and output lengths of an `n`-row product with a `rows` x `cols` matrix.
+fn check_lengths(rows: usize, cols: usize, x: &[f32], n: usize, out: &[f32]) -> Result<(), QuantError> {
+    if x.len() != n * cols {
+        return Err(QuantError::ValueLength { what: "activations", expected: n * cols, got: x.len() });
+    }
+    if out.len() != n * rows {
+        return Err(QuantError::ValueLength { what: "output", expected: n * rows, got: out.len() });
+    }
+    Ok(())
 }
 
 /// Activation rows per quantization task.
