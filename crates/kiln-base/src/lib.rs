@@ -14,6 +14,7 @@
 #![deny(missing_docs)]
 
 pub mod fs;
+pub mod machine;
 pub mod rng;
 pub mod union_find;
 

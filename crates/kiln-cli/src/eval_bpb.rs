@@ -21,7 +21,7 @@ pub struct BpbArgs {
     /// directories skipped too.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
-    /// Tokens per scoring window (long files are scored in windows overlapping by a quarter).
+    /// Tokens per scoring window (long files are scored in windows overlapping by half).
     #[arg(long, default_value_t = 1024)]
     window: usize,
     /// Print one JSON object.

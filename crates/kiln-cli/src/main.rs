@@ -7,6 +7,7 @@ mod data;
 mod eval;
 mod eval_bpb;
 mod eval_repo;
+mod experiment;
 mod generate;
 mod info;
 mod quantize;
@@ -77,6 +78,10 @@ enum Command {
     /// The whole recipe in one command on code found on this machine: corpus, tokenizer, FIM
     /// packing, training from scratch, evaluation, report; resumable.
     Quickstart(quickstart::QuickstartArgs),
+    /// The paper's ablations in miniature: a grid of quickstart variants (FIM rate and layout,
+    /// file order, model size, LR schedule, peak LR) x seeds, trained and scored on the same
+    /// held-out repositories; results.md, results.json and charts; resumable.
+    Experiment(experiment::ExperimentArgs),
     /// Write a model directory as a GGUF file (f32, f16, q8_0, q4_0, q4_k_m) for llama.cpp,
     /// Ollama and `kiln --model FILE.gguf`.
     Quantize(quantize::QuantizeArgs),
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval { command } => eval::run(command),
         Command::Quickstart(args) => quickstart::run(args),
+        Command::Experiment(args) => experiment::run(args),
         Command::Bench { command } => bench::run(command),
         Command::Quantize(a) => quantize::run(a),
     };

@@ -48,6 +48,13 @@ pub struct QuickstartArgs {
     /// file imports; 0 skips it).
     #[arg(long, default_value_t = 100)]
     repo_tasks: usize,
+    /// LR decay after warmup: wsd, linear, cosine, or step (also `deepseek`: the paper's x
+    /// sqrt(0.1) at 80% and 90%) (default: the small-budget recipe's).
+    #[arg(long, value_parser = parse_schedule)]
+    schedule: Option<kiln_train::ScheduleKind>,
+    /// Peak learning rate (default: the small-budget recipe's).
+    #[arg(long)]
+    lr: Option<f64>,
     /// Stop after this stage (corpus, tokenizer, pack, train, eval).
     #[arg(long, value_parser = ["corpus", "tokenizer", "pack", "train", "eval"])]
     until: Option<String>,
@@ -55,6 +62,7 @@ pub struct QuickstartArgs {
 
 impl QuickstartArgs {
     fn options(self) -> Result<Options> {
+        let recipe = kiln_quickstart::Recipe::default();
         let until = self.until.map(|s| s.parse::<Stage>()).transpose().map_err(anyhow::Error::msg)?;
         Ok(Options {
             out: self.out,
@@ -69,8 +77,17 @@ impl QuickstartArgs {
             eval_lines: self.eval_lines,
             repo_tasks: self.repo_tasks,
             until,
+            recipe: kiln_quickstart::Recipe {
+                schedule: self.schedule.unwrap_or(recipe.schedule),
+                lr: self.lr.unwrap_or(recipe.lr),
+                ..recipe
+            },
         })
     }
+}
+
+fn parse_schedule(s: &str) -> std::result::Result<kiln_train::ScheduleKind, String> {
+    s.parse()
 }
 
 /// Runs `kiln quickstart`.

@@ -12,10 +12,15 @@ use kiln_train::{ModelInit, ScheduleKind, StepMetrics, TrainConfig, Trainer};
 /// LR decay after warmup.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ScheduleArg {
-    /// DeepSeek-Coder's: x sqrt(0.1) at 80% and at 90% of the steps.
+    /// DeepSeek-Coder's: x sqrt(0.1) at 80% and at 90% of the steps (also `deepseek`).
+    #[value(alias = "deepseek")]
     Step,
     /// Cosine down to 10% of the peak.
     Cosine,
+    /// Warmup-stable-decay: the peak until 80% of the steps, then linearly to zero.
+    Wsd,
+    /// Linearly from the peak down to zero.
+    Linear,
 }
 
 /// `kiln train ...`
@@ -23,7 +28,7 @@ pub enum ScheduleArg {
 pub struct TrainArgs {
     /// Continue the run in this directory from its latest checkpoint (its config.json is used;
     /// no other setting may be given).
-    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor", "precision"])]
+    #[arg(long, conflicts_with_all = ["data", "out", "preset", "init", "steps", "minutes", "lr", "warmup", "schedule", "micro_batch", "accumulation", "seed", "eval_every", "checkpoint_every", "keep_last", "context_length", "rope_factor", "precision"])]
     resume: Option<PathBuf>,
     /// Only draw RUN/loss.png and RUN/lr.png from RUN/metrics.jsonl (also done after every run).
     #[arg(long, conflicts_with_all = ["resume", "data", "out", "preset", "init"])]
@@ -41,8 +46,13 @@ pub struct TrainArgs {
     #[arg(long)]
     init: Option<PathBuf>,
     /// Optimizer steps.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, conflicts_with = "minutes")]
     steps: usize,
+    /// Train for this many minutes instead of --steps: a few steps are timed first, the step
+    /// count is planned from their pace and re-planned once after a tenth of the run (before any
+    /// LR decay of the step and WSD schedules), so the schedule ends on time.
+    #[arg(long)]
+    minutes: Option<f64>,
     /// Peak learning rate (default: the preset's, from the paper's Table 2 for its sizes).
     #[arg(long)]
     lr: Option<f64>,
@@ -116,6 +126,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
         return Ok(());
     }
     let device = candle_core::Device::Cpu;
+    // When a --minutes run must end.
+    let mut deadline = None;
     let mut trainer = match &args.resume {
         Some(run) => Trainer::resume(run, &device)?,
         None => {
@@ -136,6 +148,8 @@ pub fn run(args: TrainArgs) -> Result<()> {
             cfg.schedule.kind = match args.schedule {
                 ScheduleArg::Step => ScheduleKind::Step,
                 ScheduleArg::Cosine => ScheduleKind::Cosine,
+                ScheduleArg::Wsd => ScheduleKind::Wsd,
+                ScheduleArg::Linear => ScheduleKind::Linear,
             };
             cfg.seed = args.seed;
             cfg.eval_every = args.eval_every;
@@ -149,6 +163,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
             if let (Some(positions), Some(factor)) = (args.context_length, args.rope_factor) {
                 cfg.extend_context = Some(kiln_train::ContextExtension { max_position_embeddings: positions, rope_linear_factor: factor });
             }
+            if let Some(minutes) = args.minutes {
+                if !(minutes > 0.0 && minutes.is_finite()) {
+                    bail!("--minutes {minutes}: give a positive number of minutes");
+                }
+                let scratch = out.join("calibration");
+                let steps = kiln_train::calibrate_steps(&cfg, &scratch, &device, minutes * 60.0)?
+                    .context("could not measure the training speed (no timed step finished)")?;
+                if steps < 10 {
+                    bail!("--minutes {minutes} fits only {steps} optimizer steps of this model and batch; give more minutes");
+                }
+                cfg.steps = steps;
+                cfg.schedule.total_steps = steps;
+                cfg.schedule.warmup_steps = args.warmup.unwrap_or(r.warmup_steps.min(steps / 10));
+                deadline = Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(minutes * 60.0));
+                eprintln!(
+                    "planned {steps} steps for {minutes} minutes (from the pace of {} timed steps)",
+                    kiln_train::budget::CALIBRATION_STEPS
+                );
+            }
             Trainer::create(&out, cfg, &device).with_context(|| format!("starting a run in {}", out.display()))?
         }
     };
@@ -159,7 +192,15 @@ pub fn run(args: TrainArgs) -> Result<()> {
     );
     bar.set_position(trainer.state().step as u64);
     let progress = Progress { bar: bar.clone() };
-    let result = trainer.run(None, &progress);
+    let result = match deadline {
+        Some(deadline) => kiln_train::train_to_deadline(&mut trainer, deadline, &progress, &mut |r| {
+            progress.bar.println(format!(
+                "re-planned to {} steps (measured {:.2} s per step; {} were planned)",
+                r.steps, r.seconds_per_step, r.planned
+            ))
+        }),
+        None => trainer.run(None, &progress),
+    };
     bar.finish_and_clear();
     // Charts of whatever was trained, also when the run stopped on an error.
     if let Err(e) = kiln_train::plot::plot_run(&trainer.run) {

@@ -33,6 +33,6 @@ pub use fim::{FimConfig, FimDoc};
 pub use loader::{Cursor, WindowLoader};
 pub use megatron::{DType, DatasetCounts, MegatronReader, MegatronWriter};
 pub use meta::{PackSummary, SplitCounts, TokenizerFile};
-pub use pack::{pack_corpus, PackConfig};
+pub use pack::{pack_corpus, FileOrder, PackConfig};
 pub use sft::{tokenize_conversation, tokenize_example, SftReader, SftTokens, SftWriter};
 pub use split::Split;

@@ -97,8 +97,12 @@ pub struct PackSummary {
     pub bos_per_document: bool,
     /// FIM settings.
     pub fim: FimConfig,
-    /// What one FIM document is: `"sample"` (a whole corpus sample).
+    /// What one FIM document is: `"sample"` (a whole corpus sample) or `"file"` (one file of
+    /// it, with [`crate::FileOrder::File`]).
     pub fim_unit: String,
+    /// How samples became documents (absent in older packs: dependency order).
+    #[serde(default)]
+    pub order: crate::FileOrder,
     /// The SPM layout used for SPM documents.
     pub spm_layout: String,
     /// Fraction of repositories sent to `val`.

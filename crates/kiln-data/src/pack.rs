@@ -55,11 +55,102 @@ pub struct PackConfig {
     /// Samples with more text than this are tokenized on their own, in segments of this size
     /// streamed into the windows, so no sample's tokens are all in memory at once.
     pub stream_bytes: usize,
+    /// How a repository's files become documents (DeepSeek-Coder: dependency order, one
+    /// document per repository).
+    pub order: FileOrder,
 }
 
 impl Default for PackConfig {
     fn default() -> Self {
-        Self { seq_len: 4096, fim: FimConfig::default(), val_fraction: 0.01, split_seed: 0, chunk_docs: 1024, stream_bytes: 16 << 20 }
+        Self {
+            seq_len: 4096,
+            fim: FimConfig::default(),
+            val_fraction: 0.01,
+            split_seed: 0,
+            chunk_docs: 1024,
+            stream_bytes: 16 << 20,
+            order: FileOrder::Dependency,
+        }
+    }
+}
+
+/// How a corpus sample (a repository's files, rendered in dependency order with a path comment
+/// above each) becomes training documents: the paper's repository-level pre-training and the two
+/// baselines its Table 7 and the ablations need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOrder {
+    /// As the corpus has it: one document per repository, a file after the files it imports.
+    #[default]
+    Dependency,
+    /// One document per repository, its files in a random order (seeded by the sample id and
+    /// the FIM seed), so only the order differs from `Dependency`.
+    Random,
+    /// One document per file (file-level pre-training): no file sees another in its context.
+    File,
+}
+
+impl FileOrder {
+    /// Every order.
+    pub const ALL: [FileOrder; 3] = [FileOrder::Dependency, FileOrder::Random, FileOrder::File];
+
+    /// The name in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FileOrder::Dependency => "dependency",
+            FileOrder::Random => "random",
+            FileOrder::File => "file",
+        }
+    }
+}
+
+impl std::str::FromStr for FileOrder {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        FileOrder::ALL
+            .into_iter()
+            .find(|o| o.name() == s)
+            .ok_or_else(|| format!("unknown file order {s:?}; expected one of {}", FileOrder::ALL.map(|o| o.name()).join(", ")))
+    }
+}
+
+/// The documents `sample` becomes under `order`, as (id, text): the id keys the FIM draw. A
+/// file's piece of the text runs from the end of the file before it (so it starts with the
+/// file's path comment) to the end of its span; text after the last span stays with the last.
+fn documents<'a>(sample: &'a Sample, order: FileOrder, seed: u64) -> Vec<(std::borrow::Cow<'a, str>, std::borrow::Cow<'a, str>)> {
+    use std::borrow::Cow;
+    if order == FileOrder::Dependency || sample.files.len() < 2 {
+        return vec![(Cow::Borrowed(sample.id.as_str()), Cow::Borrowed(sample.text.as_str()))];
+    }
+    let text = sample.text.as_str();
+    let mut bounds: Vec<usize> = sample.files.iter().map(|f| f.end as usize).filter(|&e| e <= text.len()).collect();
+    bounds.dedup();
+    if let Some(last) = bounds.last_mut() {
+        *last = text.len();
+    }
+    let mut pieces = Vec::with_capacity(bounds.len());
+    let mut from = 0;
+    for end in bounds {
+        // Spans are char-aligned in a valid corpus; a damaged one is kept whole rather than cut.
+        let Some(piece) = text.get(from..end) else {
+            return vec![(Cow::Borrowed(sample.id.as_str()), Cow::Borrowed(text))];
+        };
+        if !piece.is_empty() {
+            pieces.push(piece);
+        }
+        from = end;
+    }
+    match order {
+        FileOrder::Dependency => unreachable!("returned above"),
+        FileOrder::Random => {
+            // "order" in ASCII: a stream of its own, apart from the FIM draws of the same seed.
+            crate::rng::SplitMix64::keyed(seed ^ 0x006f_7264_6572, sample.id.as_bytes()).shuffle(&mut pieces);
+            vec![(Cow::Borrowed(sample.id.as_str()), Cow::Owned(pieces.concat()))]
+        }
+        FileOrder::File => {
+            pieces.into_iter().enumerate().map(|(i, p)| (Cow::Owned(format!("{}#{i}", sample.id)), Cow::Borrowed(p))).collect()
+        }
     }
 }
 
@@ -143,35 +234,46 @@ impl WindowPacker {
     }
 }
 
-/// A sample after split, FIM and tokenization.
+/// A document after FIM and tokenization.
 struct Prepared {
-    split: Split,
     fim: bool,
     spm: bool,
     ids: Vec<u32>,
 }
 
-/// Tokenizes a sample, or `None` when it is over `stream_bytes` (then [`stream`] does it).
-fn prepare(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig) -> Result<Option<Prepared>> {
+/// Tokenizes a sample's documents, or `None` when it is over `stream_bytes` (then [`stream`]
+/// does it).
+fn prepare(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig) -> Result<Option<Vec<Prepared>>> {
     if sample.text.len() > cfg.stream_bytes {
         return Ok(None);
     }
-    let split = Split::of_repo(&sample.repo, cfg.val_fraction, cfg.split_seed);
-    let doc = cfg.fim.apply(&sample.text, FimConfig::key_of(&sample.id));
-    let ids = doc.tokens(enc, &sample.id)?;
-    Ok(Some(Prepared { split, fim: doc.is_fim(), spm: matches!(doc, FimDoc::Spm { .. }), ids }))
+    let mut docs = Vec::new();
+    for (id, text) in documents(sample, cfg.order, cfg.fim.seed) {
+        let doc = cfg.fim.apply(&text, FimConfig::key_of(&id));
+        let ids = doc.tokens(enc, &id)?;
+        docs.push(Prepared { fim: doc.is_fim(), spm: matches!(doc, FimDoc::Spm { .. }), ids });
+    }
+    Ok(Some(docs))
 }
 
 /// A large sample, tokenized segment by segment straight into its split's windows.
 fn stream(sample: &Sample, enc: &DocEncoder<'_>, cfg: &PackConfig, packers: &mut [WindowPacker; 2]) -> Result<()> {
-    let packer = match Split::of_repo(&sample.repo, cfg.val_fraction, cfg.split_seed) {
-        Split::Train => &mut packers[0],
-        Split::Val => &mut packers[1],
-    };
-    let doc = cfg.fim.apply(&sample.text, FimConfig::key_of(&sample.id));
+    let packer = &mut packers[split_index(sample, cfg)];
     tracing::debug!(id = %sample.id, bytes = sample.text.len(), "streaming a large sample");
-    packer.start_document(doc.is_fim(), matches!(doc, FimDoc::Spm { .. }), &sample.repo);
-    doc.emit(enc, &sample.id, cfg.stream_bytes, &mut |ids| packer.push_ids(ids))
+    for (id, text) in documents(sample, cfg.order, cfg.fim.seed) {
+        let doc = cfg.fim.apply(&text, FimConfig::key_of(&id));
+        packer.start_document(doc.is_fim(), matches!(doc, FimDoc::Spm { .. }), &sample.repo);
+        doc.emit(enc, &id, cfg.stream_bytes, &mut |ids| packer.push_ids(ids))?;
+    }
+    Ok(())
+}
+
+/// The packer of the sample's split: 0 train, 1 val.
+fn split_index(sample: &Sample, cfg: &PackConfig) -> usize {
+    match Split::of_repo(&sample.repo, cfg.val_fraction, cfg.split_seed) {
+        Split::Train => 0,
+        Split::Val => 1,
+    }
 }
 
 /// Calls `f` on each chunk of `rows` samples of a shard, stopping at the first error of `f`.
@@ -220,17 +322,16 @@ pub fn pack_corpus(corpus_dir: &Path, tokenizer: &TokenizerFile, out_dir: &Path,
     tracing::info!(corpus = %corpus_dir.display(), shards = manifest.shards.len(), samples = rows, seq_len = cfg.seq_len, dtype = dtype.name(), "packing");
     for (n, shard) in manifest.shard_paths(corpus_dir).iter().enumerate() {
         for_each_chunk(shard, cfg.chunk_docs, |chunk| {
-            let prepared: Vec<Result<Option<Prepared>>> = chunk.par_iter().map(|s| prepare(s, &enc, cfg)).collect();
-            for (sample, doc) in chunk.iter().zip(prepared) {
-                let Some(doc) = doc? else {
+            let prepared: Vec<Result<Option<Vec<Prepared>>>> = chunk.par_iter().map(|s| prepare(s, &enc, cfg)).collect();
+            for (sample, docs) in chunk.iter().zip(prepared) {
+                let Some(docs) = docs? else {
                     stream(sample, &enc, cfg, &mut packers)?;
                     continue;
                 };
-                let packer = match doc.split {
-                    Split::Train => &mut packers[0],
-                    Split::Val => &mut packers[1],
-                };
-                packer.push(&doc, &sample.repo)?;
+                let packer = &mut packers[split_index(sample, cfg)];
+                for doc in &docs {
+                    packer.push(doc, &sample.repo)?;
+                }
             }
             Ok(())
         })?;
@@ -254,7 +355,8 @@ pub fn pack_corpus(corpus_dir: &Path, tokenizer: &TokenizerFile, out_dir: &Path,
         tokenizer: TokenizerInfo { path: tokenizer.path.clone(), sha256: tokenizer.sha256.clone(), vocab_size },
         bos_per_document: true,
         fim: cfg.fim,
-        fim_unit: "sample".into(),
+        fim_unit: if cfg.order == FileOrder::File { "file".into() } else { "sample".into() },
+        order: cfg.order,
         spm_layout: "BOS <fim_begin> <fim_hole> suffix <fim_end> prefix middle EOS (Bavarian et al. SPM variant 2)".into(),
         val_fraction: cfg.val_fraction,
         split_seed: cfg.split_seed,
@@ -267,4 +369,72 @@ pub fn pack_corpus(corpus_dir: &Path, tokenizer: &TokenizerFile, out_dir: &Path,
     AtomicFile::write_all_to(&meta_path, &json)?;
     tracing::info!(train_windows = train.windows, val_windows = val.windows, "packed");
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_corpus::shard::FileSpan;
+
+    fn sample(files: &[(&str, &str)]) -> Sample {
+        let mut text = String::new();
+        let mut spans = Vec::new();
+        for (path, body) in files {
+            text.push_str(&format!("# {path}\n"));
+            let start = text.len() as u64;
+            text.push_str(body);
+            spans.push(FileSpan { path: path.to_string(), language: Some("Python".into()), start, end: text.len() as u64 });
+            text.push('\n');
+        }
+        Sample {
+            id: "repo-a/0".into(),
+            repo: "repo-a".into(),
+            languages: vec!["Python".into()],
+            text,
+            files: spans,
+            input: 0,
+            seq: 0,
+            content_hash: String::new(),
+            bands: Vec::new(),
+            contaminated_by: Vec::new(),
+        }
+    }
+
+    /// Random order permutes whole files (path comment with its file); file order gives one
+    /// document per file; dependency order leaves the sample alone.
+    #[test]
+    fn file_orders_keep_every_file_whole() {
+        let files: Vec<(String, String)> = (0..8).map(|i| (format!("m{i}.py"), format!("def f{i}():\n    return {i}\n"))).collect();
+        let refs: Vec<(&str, &str)> = files.iter().map(|(p, b)| (p.as_str(), b.as_str())).collect();
+        let s = sample(&refs);
+        let dep = documents(&s, FileOrder::Dependency, 0);
+        assert_eq!(dep.len(), 1);
+        assert_eq!(dep[0].1, s.text);
+
+        let per_file = documents(&s, FileOrder::File, 0);
+        assert_eq!(per_file.len(), 8);
+        assert_eq!(per_file.iter().map(|(_, t)| t.as_ref()).collect::<String>(), s.text, "the pieces tile the text");
+        for (i, (id, t)) in per_file.iter().enumerate() {
+            assert!(t.contains(&format!("# m{i}.py\n")) && t.contains(&format!("return {i}\n")), "{t:?}");
+            assert_eq!(id.as_ref(), format!("repo-a/0#{i}"));
+        }
+
+        let random = documents(&s, FileOrder::Random, 0);
+        assert_eq!(random.len(), 1);
+        let text = random[0].1.as_ref();
+        assert_ne!(text, s.text, "8 files stay in order with chance 1/40320");
+        // The text is the file pieces, each once, in some order.
+        let mut left: Vec<&str> = per_file.iter().map(|(_, t)| t.as_ref()).collect();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let i =
+                left.iter().position(|p| rest.starts_with(p)).unwrap_or_else(|| panic!("{rest:?} does not start with a whole file piece"));
+            rest = &rest[left.swap_remove(i).len()..];
+        }
+        assert!(left.is_empty(), "{left:?} missing");
+        assert_eq!(documents(&s, FileOrder::Random, 0)[0].1, random[0].1, "seeded");
+        assert_ne!(documents(&s, FileOrder::Random, 1)[0].1, random[0].1, "another seed, another order");
+        assert_eq!("file".parse::<FileOrder>().unwrap(), FileOrder::File);
+        assert!("shuffled".parse::<FileOrder>().unwrap_err().contains("dependency, random, file"));
+    }
 }

@@ -40,6 +40,7 @@ fn config(seq_len: usize, rate: f64) -> PackConfig {
         split_seed: 1,
         chunk_docs: 4,
         stream_bytes: 16 << 20,
+        order: kiln_data::FileOrder::Dependency,
     }
 }
 
@@ -226,6 +227,19 @@ fn output_is_byte_identical_across_runs_threads_and_chunk_sizes() {
     let cfg = PackConfig { fim: FimConfig { seed: 10, ..config(20, 0.5).fim }, ..config(20, 0.5) };
     pool.install(|| pack_corpus(&tmp.path().join("corpus"), &tf, &tmp.path().join("e"), &cfg)).unwrap();
     assert_ne!(files(&tmp.path().join("e")), a);
+    // The other file orders: also the same bytes in memory and streamed, and not the
+    // dependency order's.
+    for order in [kiln_data::FileOrder::Random, kiln_data::FileOrder::File] {
+        let run_order = |name: &str, stream_bytes: usize| {
+            let out = tmp.path().join(name);
+            let cfg = PackConfig { order, stream_bytes, ..config(20, 0.5) };
+            pool.install(|| pack_corpus(&tmp.path().join("corpus"), &tf, &out, &cfg)).unwrap();
+            files(&out)
+        };
+        let whole = run_order(&format!("{}-whole", order.name()), 16 << 20);
+        assert_eq!(run_order(&format!("{}-streamed", order.name()), 40), whole, "{order:?}");
+        assert_ne!(whole, a, "{order:?}");
+    }
 }
 
 #[test]

@@ -26,7 +26,7 @@ pub use engine::{Engine, Job, Request, Sink};
 pub use loaded::LoadedModel;
 pub use model::{CausalLm, KvCache};
 pub use sampling::{Sampler, SamplingParams};
-pub use score::{text_loss, TextLoss};
+pub use score::{continuation_nats, text_loss, TextLoss};
 
 use kiln_model::Config;
 use kiln_tokenizer::Tokenizer;

@@ -21,11 +21,16 @@ const INFILL_PREFIX_BYTES: usize = 3000;
 const INFILL_SUFFIX_BYTES: usize = 1000;
 
 /// One held-out file.
-struct HeldOut {
-    repo: String,
-    path: String,
-    language: String,
-    text: String,
+#[derive(Debug, Clone)]
+pub struct HeldOut {
+    /// Its repository.
+    pub repo: String,
+    /// Its path in the repository.
+    pub path: String,
+    /// Its language.
+    pub language: String,
+    /// Its text.
+    pub text: String,
 }
 
 /// What quickstart measured (recorded in `quickstart.json` under the `eval` stage).
@@ -200,7 +205,7 @@ pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo
 }
 
 /// The files of the held-out repositories, in a seeded order, up to [`MAX_HELDOUT_BYTES`].
-fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<HeldOut>> {
+pub fn heldout_files(corpus: &Path, val_fraction: f64, seed: u64) -> Result<Vec<HeldOut>> {
     let manifest = Manifest::load(corpus)?;
     let mut all = Vec::new();
     for shard in manifest.shard_paths(corpus) {
@@ -328,8 +333,32 @@ fn repo_level(
 /// Single-line infilling on held-out code, as the SantaCoder FIM task scores it: a line of at
 /// least 4 non-blank characters is removed, the model fills the hole (PSM, greedy, up to its
 /// first newline), and the stripped result must equal the stripped line.
-fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, generator: &Engine, window: usize) -> Result<InfillScore> {
-    let mut candidates: Vec<(usize, usize, usize)> = Vec::new(); // (file, line start, line end)
+pub fn infill_lines(
+    files: &[HeldOut],
+    n: usize,
+    seed: u64,
+    loaded: &LoadedModel,
+    generator: &Engine,
+    window: usize,
+) -> Result<InfillScore> {
+    let candidates = hole_lines(files, n, seed);
+    let params = greedy(loaded, 48, &["\n"]);
+    let mut score = InfillScore { lines: candidates.len(), ..Default::default() };
+    for (i, start, end) in candidates {
+        let text = &files[i].text;
+        let ids = fitted_fim_ids(loaded, text, start, end, window - 48)?;
+        let out = generator.generate(&ids, &params, |_| {})?.text;
+        let middle = out.split('\n').next().unwrap_or("");
+        score.exact += usize::from(middle.trim() == text[start..end].trim());
+    }
+    score.exact_match = score.exact as f64 / score.lines.max(1) as f64;
+    Ok(score)
+}
+
+/// `n` lines of at least 4 non-blank characters drawn from `files` by `seed`, as (file, start,
+/// end) byte ranges without the newline.
+fn hole_lines(files: &[HeldOut], n: usize, seed: u64) -> Vec<(usize, usize, usize)> {
+    let mut candidates: Vec<(usize, usize, usize)> = Vec::new();
     for (i, f) in files.iter().enumerate() {
         let mut start = 0;
         for line in f.text.split_inclusive('\n') {
@@ -342,17 +371,193 @@ fn infill_lines(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, ge
     }
     candidates.sort_by_key(|&(i, s, _)| seeded_hash(seed ^ 0x1f, format!("{}:{}:{s}", files[i].repo, files[i].path).as_bytes()));
     candidates.truncate(n);
-    let params = greedy(loaded, 48, &["\n"]);
-    let mut score = InfillScore { lines: candidates.len(), ..Default::default() };
-    for (i, start, end) in candidates {
+    candidates
+}
+
+/// What the code after a hole is worth: bits per byte of held-out lines (the FIM middles)
+/// given the code before and after them (a PSM prompt) and given the code before alone (a
+/// left-to-right prompt), on the same lines with the same tokens.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct MiddleScore {
+    /// Lines scored.
+    pub lines: usize,
+    /// Their bytes (with the newline that ends each).
+    pub bytes: usize,
+    /// Bits per byte of the lines after prefix and suffix (PSM).
+    pub with_suffix_bits_per_byte: f64,
+    /// Bits per byte of the lines after the prefix alone.
+    pub prefix_only_bits_per_byte: f64,
+}
+
+/// Scores `n` held-out lines (the infilling task's lines, drawn by `seed`) as FIM middles, with
+/// and without the suffix; each line is scored with the newline that ends it, so the model also
+/// has to know where the line stops.
+pub fn middle_bits(files: &[HeldOut], n: usize, seed: u64, loaded: &LoadedModel, window: usize) -> Result<MiddleScore> {
+    let mut score = MiddleScore::default();
+    let (mut with, mut without) = (0.0f64, 0.0f64);
+    for (i, start, end) in hole_lines(files, n, seed) {
         let text = &files[i].text;
-        let ids = fitted_fim_ids(loaded, text, start, end, window - 48)?;
-        let out = generator.generate(&ids, &params, |_| {})?.text;
-        let middle = out.split('\n').next().unwrap_or("");
-        score.exact += usize::from(middle.trim() == text[start..end].trim());
+        let end = (end + 1).min(text.len()); // the newline
+        let middle = loaded.tokenizer.encode_raw(&text[start..end])?;
+        if middle.is_empty() || middle.len() + 64 > window {
+            continue;
+        }
+        let room = window - middle.len();
+        let psm = fitted_fim_ids(loaded, text, start, end, room)?;
+        let before = fitted_prefix(loaded, &text[floor_boundary(text, start.saturating_sub(INFILL_PREFIX_BYTES))..start], room)?;
+        let ltr = prompt::completion_ids(&loaded.tokenizer, before)?;
+        if psm.len() > room || ltr.len() > room {
+            continue;
+        }
+        with += kiln_infer::continuation_nats(loaded.model.as_ref(), &psm, &middle)?;
+        without += kiln_infer::continuation_nats(loaded.model.as_ref(), &ltr, &middle)?;
+        score.lines += 1;
+        score.bytes += end - start;
     }
-    score.exact_match = score.exact as f64 / score.lines.max(1) as f64;
+    let per_byte = |nats: f64| nats / std::f64::consts::LN_2 / score.bytes.max(1) as f64;
+    score.with_suffix_bits_per_byte = per_byte(with);
+    score.prefix_only_bits_per_byte = per_byte(without);
     Ok(score)
+}
+
+/// Bits per byte of `files` under the model, each file read alone in sliding windows of
+/// `window` tokens ([`kiln_infer::text_loss`]).
+pub fn files_loss(files: &[HeldOut], loaded: &LoadedModel, window: usize) -> Result<TextLoss> {
+    let mut total = TextLoss::default();
+    for f in files {
+        total.add(kiln_infer::text_loss(loaded.model.as_ref(), &loaded.tokenizer, &f.text, window)?);
+    }
+    Ok(total)
+}
+
+/// What the files a file imports are worth to a model, in bits per byte of held-out lines that
+/// use a symbol defined in one of them (kiln-eval `repo`'s tasks): the line after its file's
+/// code with the repository's imported files in front (dependency order, as in training) and
+/// without them. The synthetic control renames the symbol to a random identifier in every
+/// file of the repository first, so only the imported file can predict it: a model that uses
+/// cross-file context gains much more there.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct CrossFileScore {
+    /// Lines scored (tasks whose prompt had another file within the budget).
+    pub lines: usize,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Bits per byte of the lines with the imported files in the prompt.
+    pub with_context_bits_per_byte: f64,
+    /// Without them.
+    pub without_context_bits_per_byte: f64,
+    /// Synthetic control lines scored.
+    pub synthetic_lines: usize,
+    /// Synthetic control, with the imported files.
+    pub synthetic_with_context_bits_per_byte: f64,
+    /// Synthetic control, without them.
+    pub synthetic_without_context_bits_per_byte: f64,
+}
+
+/// Scores up to `max_tasks` held-out cross-file lines (see [`CrossFileScore`]); `None` when the
+/// held-out repositories have none.
+pub fn cross_file_bits(
+    corpus: &Path,
+    val_fraction: f64,
+    seed: u64,
+    max_tasks: usize,
+    window: usize,
+    loaded: &LoadedModel,
+) -> Result<Option<CrossFileScore>> {
+    use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
+    if max_tasks == 0 {
+        return Ok(None);
+    }
+    let opts = BuildOptions { val_fraction, seed, max_tasks, ..BuildOptions::default() };
+    let tasks = repo_bench::build_from_corpus(corpus, &opts)?;
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    let repos = repo_bench::repos_from_corpus(corpus, &opts)?;
+    // Room for the line: the longest scored line is 64 tokens.
+    let max_prompt_tokens = window.saturating_sub(64).max(32);
+    let eval =
+        EvalOptions { budgets: Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 }, fim: false, partial_files: true };
+    // (with, without) nats of one task's line, or `None` when no other file fit the prompt.
+    let score_task = |task: &kiln_eval::repo_bench::RepoTask, repo: &kiln_repo::Repo| -> Result<Option<(f64, f64)>> {
+        let line = loaded.tokenizer.encode_raw(&task.ground_truth)?;
+        if line.is_empty() || line.len() > 64 {
+            return Ok(None);
+        }
+        let mut nats: Vec<f64> = Vec::with_capacity(2);
+        let mut failed = None;
+        repo_bench::evaluate(std::slice::from_ref(task), std::slice::from_ref(repo), &loaded.tokenizer, &eval, |p| {
+            match kiln_infer::continuation_nats(loaded.model.as_ref(), &p.ids, &line) {
+                Ok(n) => nats.push(n),
+                Err(e) => failed = Some(e),
+            }
+            Ok::<String, std::convert::Infallible>(String::new())
+        })?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        Ok((nats.len() == 2).then(|| (nats[0], nats[1])))
+    };
+    let mut score = CrossFileScore::default();
+    let (mut with, mut without, mut syn_bytes, mut syn_with, mut syn_without) = (0.0, 0.0, 0usize, 0.0, 0.0);
+    for task in &tasks {
+        let Some(repo) = repos.iter().find(|r| r.name == task.repo) else { continue };
+        if let Some((w, wo)) = score_task(task, repo)? {
+            score.lines += 1;
+            score.bytes += task.ground_truth.len();
+            (with, without) = (with + w, without + wo);
+        }
+        // The control: the symbol renamed everywhere to a name no training text holds.
+        let fresh = format!("q{:012x}", seeded_hash(seed ^ 0x5e, task.task_id.as_bytes()) >> 16);
+        let renamed_task = kiln_eval::repo_bench::RepoTask {
+            prefix: rename_identifier(&task.prefix, &task.symbol, &fresh),
+            suffix: rename_identifier(&task.suffix, &task.symbol, &fresh),
+            ground_truth: rename_identifier(&task.ground_truth, &task.symbol, &fresh),
+            ..task.clone()
+        };
+        let renamed_repo = kiln_repo::Repo {
+            name: repo.name.clone(),
+            files: repo
+                .files
+                .iter()
+                .map(|f| kiln_repo::SourceFile { text: rename_identifier(&f.text, &task.symbol, &fresh), ..f.clone() })
+                .collect(),
+        };
+        if let Some((w, wo)) = score_task(&renamed_task, &renamed_repo)? {
+            score.synthetic_lines += 1;
+            syn_bytes += renamed_task.ground_truth.len();
+            (syn_with, syn_without) = (syn_with + w, syn_without + wo);
+        }
+    }
+    let per_byte = |nats: f64, bytes: usize| nats / std::f64::consts::LN_2 / bytes.max(1) as f64;
+    score.with_context_bits_per_byte = per_byte(with, score.bytes);
+    score.without_context_bits_per_byte = per_byte(without, score.bytes);
+    score.synthetic_with_context_bits_per_byte = per_byte(syn_with, syn_bytes);
+    score.synthetic_without_context_bits_per_byte = per_byte(syn_without, syn_bytes);
+    Ok((score.lines + score.synthetic_lines > 0).then_some(score))
+}
+
+/// `text` with every whole-identifier occurrence of `name` replaced by `by` (an occurrence
+/// inside a longer identifier, like `name` in `rename_all`, is left alone).
+pub fn rename_identifier(text: &str, name: &str, by: &str) -> String {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    if name.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (i, _) in text.match_indices(name) {
+        let before = text[..i].chars().next_back();
+        let after = text[i + name.len()..].chars().next();
+        if i < last || before.is_some_and(ident) || after.is_some_and(ident) {
+            continue;
+        }
+        out.push_str(&text[last..i]);
+        out.push_str(by);
+        last = i + name.len();
+    }
+    out.push_str(&text[last..]);
+    out
 }
 
 /// The first `n` lines of `s`.
@@ -413,6 +618,14 @@ fn samples(files: &[HeldOut], loaded: &LoadedModel, generator: &Engine, window: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renaming_touches_whole_identifiers_only() {
+        let text = "from util import parse\nparse(x); parse_all(y); reparse(z); a.parse\n";
+        assert_eq!(rename_identifier(text, "parse", "q1"), "from util import q1\nq1(x); parse_all(y); reparse(z); a.q1\n");
+        assert_eq!(rename_identifier("ab", "", "x"), "ab");
+        assert_eq!(rename_identifier("é_x x", "x", "y"), "é_x y");
+    }
 
     #[test]
     fn last_lines_keeps_the_tail() {

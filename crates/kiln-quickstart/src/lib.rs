@@ -33,6 +33,7 @@ mod error;
 pub mod evaluate;
 mod options;
 mod pipeline;
+pub mod recipe;
 mod report;
 mod sources;
 
@@ -41,6 +42,7 @@ use std::path::PathBuf;
 pub use error::{QuickstartError, Result};
 pub use evaluate::Results;
 pub use options::{Options, Stage};
+pub use recipe::Recipe;
 
 /// Hears what a run does. Every method does nothing by default. Called from the thread that
 /// called [`run`], except [`Observer::corpus_repository_done`], which the corpus build calls from

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::error::{setup, Result};
+use crate::Recipe;
 
 /// A quickstart stage, in order. Each writes its artefact under [`Options::out`] and is recorded
 /// in `quickstart.json` when done.
@@ -90,6 +91,9 @@ pub struct Options {
     pub repo_tasks: usize,
     /// Stop after this stage (`None`: run them all).
     pub until: Option<Stage>,
+    /// The model shape, optimizer and schedule ([`Recipe::default`]: the small-budget recipe;
+    /// [`Recipe::deepseek`]: the paper's).
+    pub recipe: Recipe,
 }
 
 impl Default for Options {
@@ -107,6 +111,7 @@ impl Default for Options {
             eval_lines: 100,
             repo_tasks: 100,
             until: None,
+            recipe: Recipe::default(),
         }
     }
 }
@@ -118,8 +123,12 @@ impl Options {
         if self.minutes.is_nan() || self.minutes <= 0.0 {
             setup!("--minutes must be positive (got {})", self.minutes);
         }
-        if !(128..=2048).contains(&self.seq_len) {
-            setup!("--seq-len must be between 128 and 2048, the `tiny` preset's positions (got {})", self.seq_len);
+        let positions = self.recipe.shape.max_position_embeddings;
+        if !(128..=positions).contains(&self.seq_len) {
+            setup!("--seq-len must be between 128 and {positions}, the model's positions (got {})", self.seq_len);
+        }
+        if let Err(e) = self.recipe.validate() {
+            setup!("the training recipe is invalid: {e}");
         }
         Ok(())
     }

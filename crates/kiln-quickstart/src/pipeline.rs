@@ -13,12 +13,12 @@ use kiln_corpus::pipeline::{self, BuildPlan};
 use kiln_corpus::BenchmarkSource;
 use kiln_corpus::{CorpusConfig, Manifest};
 use kiln_data::{pack_corpus, FimConfig, PackConfig, Split, TokenizerFile};
-use kiln_train::{ModelInit, TrainConfig, Trainer};
+use kiln_train::{TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{setup, QuickstartError, Result};
 use crate::sources::{self, Candidate};
-use crate::{evaluate, report, Observer, Options, Outcome, Stage};
+use crate::{evaluate, report, Observer, Options, Outcome, Recipe, Stage};
 
 /// What decides the artefacts; a rerun in the same folder must have the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +31,10 @@ pub(crate) struct Settings {
     pub(crate) steps: Option<usize>,
     /// The benchmarks the corpus is decontaminated against.
     pub(crate) decontamination: BenchmarkSource,
+    /// How the model is trained (absent in folders from before it was recorded: the recipe of
+    /// then, the paper's).
+    #[serde(default = "Recipe::deepseek")]
+    pub(crate) recipe: Recipe,
 }
 
 /// `quickstart.json`: settings, the repositories chosen, and each finished stage.
@@ -133,6 +137,7 @@ pub(crate) fn run(opts: &Options, observer: &dyn Observer) -> Result<Outcome> {
         seq_len: opts.seq_len,
         steps: opts.steps,
         decontamination,
+        recipe: opts.recipe,
     };
     let state_path = opts.out.join("quickstart.json");
     let state = if state_path.is_file() {
@@ -203,6 +208,7 @@ fn differing_setting(old: &Settings, new: &Settings) -> Option<&'static str> {
         ("--seq-len", old.seq_len != new.seq_len),
         ("--steps", old.steps != new.steps),
         ("decontamination benchmarks (--benchmarks)", old.decontamination != new.decontamination),
+        ("training recipe (--recipe)", old.recipe != new.recipe),
     ]
     .into_iter()
     .find(|(_, differs)| *differs)
@@ -454,12 +460,7 @@ impl kiln_train::trainer::TrainObserver for TrainProgress<'_> {
 }
 
 fn train_config(run: &Run, steps: usize) -> TrainConfig {
-    let recipe = kiln_train::recipe::recipe(kiln_model::Preset::Tiny);
-    let mut cfg = TrainConfig::new(run.dir("data"), ModelInit::Preset("tiny".into()), steps, recipe.max_lr);
-    cfg.micro_batch = 8;
-    cfg.accumulation = 1;
-    cfg.schedule.warmup_steps = recipe.warmup_steps.min(steps / 10);
-    cfg.seed = run.state.settings.seed;
+    let mut cfg = run.state.settings.recipe.train_config(run.dir("data"), steps, run.state.settings.seed);
     cfg.eval_every = (steps / 10).max(1);
     cfg.checkpoint_every = (steps / 5).max(1);
     cfg.keep_last = 1;
@@ -507,9 +508,12 @@ fn stage_train(run: &mut Run, opts: &Options) -> Result<()> {
                 steps
             }
         };
+        let recipe = run.state.settings.recipe;
         run.say(format!(
-            "[5/6] train: `tiny` preset from scratch, {steps} steps of 8 x {} tokens (DeepSeek-Coder's recipe: AdamW, warmup, step decay)",
-            run.state.settings.seq_len
+            "[5/6] train: from scratch, {steps} steps of {} x {} tokens ({})",
+            recipe.batch_windows,
+            run.state.settings.seq_len,
+            recipe.describe()
         ));
         Trainer::create(&dir, train_config(run, steps), &device)?
     };
@@ -599,6 +603,7 @@ mod tests {
             seq_len: 512,
             steps: None,
             decontamination: BenchmarkSource::Bundled,
+            recipe: Recipe::default(),
         };
         assert_eq!(differing_setting(&s, &s.clone()), None);
         assert_eq!(differing_setting(&s, &Settings { seed: 3, ..s.clone() }), Some("--seed"));

@@ -11,16 +11,6 @@ use crate::evaluate::Results;
 use crate::pipeline::Run;
 use crate::Stage;
 
-/// The machine, as `/proc/cpuinfo` names it, and the cores in use.
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("{cpu}, {cores} cores, no GPU used")
-}
-
 /// Writes `report.md`, `loss.png` and `corpus_languages.png` into the output folder.
 pub(crate) fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let out = &run.out;
@@ -33,7 +23,7 @@ pub(crate) fn write(run: &Run, r: &Results) -> Result<PathBuf> {
         md,
         "kiln {} on {}. Seed {}. Total time {:.1} min.\n",
         env!("CARGO_PKG_VERSION"),
-        machine(),
+        kiln_base::machine::describe(),
         st.settings.seed,
         run.spent_s() / 60.0
     );
@@ -99,7 +89,9 @@ pub(crate) fn write(run: &Run, r: &Results) -> Result<PathBuf> {
     let tokens = info("train", "tokens").as_f64().unwrap_or(0.0);
     let _ = writeln!(
         md,
-        "The `tiny` preset (LLaMA architecture, 4 layers, width 128) from random weights: {} steps, {:.1} M tokens in {:.1} min ({:.0} tokens/s). Training loss {} → {}; validation loss {}.\n",
+        "A LLaMA-architecture model ({}; {:.1} M parameters) from random weights: {} steps, {:.1} M tokens in {:.1} min ({:.0} tokens/s). Training loss {} → {}; validation loss {}.\n",
+        run.state.settings.recipe.describe(),
+        run.state.settings.recipe.shape.parameters(model_vocab(&run.dir("model"))) as f64 / 1e6,
         info("train", "steps"),
         tokens / 1e6,
         train_s / 60.0,
@@ -219,4 +211,13 @@ fn loss_points(run: &std::path::Path) -> (Option<f64>, Option<f64>, Option<f64>)
     let train: Vec<f64> = metrics.iter().filter(|m| m.kind == "train" && m.loss.is_finite()).map(|m| m.loss).collect();
     let val = metrics.iter().rev().find(|m| m.kind == "eval").map(|m| m.loss);
     (train.first().copied(), train.last().copied(), val)
+}
+
+/// The vocabulary rows of the trained model (its `config.json`; 0 when unreadable).
+fn model_vocab(model: &std::path::Path) -> usize {
+    std::fs::read(model.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["vocab_size"].as_u64())
+        .unwrap_or(0) as usize
 }

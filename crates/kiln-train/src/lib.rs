@@ -37,4 +37,4 @@ pub use error::{Result, TrainError};
 pub use model::TrainModel;
 pub use optim::{AdamW, AdamWConfig};
 pub use schedule::{Schedule, ScheduleKind};
-pub use trainer::{ContextExtension, ModelInit, Precision, StepMetrics, TrainConfig, Trainer, TrainerState};
+pub use trainer::{ContextExtension, ModelInit, ModelShape, Precision, StepMetrics, TrainConfig, Trainer, TrainerState};

@@ -201,6 +201,69 @@ pub fn bar_chart(path: &Path, title: &str, rows: &[(String, f64)], unit: &str) -
     Ok(())
 }
 
+/// Colours of the series of [`line_chart`], in order (then repeated).
+const PALETTE: [Rgb; 8] =
+    [[31, 119, 180], [214, 39, 40], [44, 160, 44], [255, 127, 14], [148, 103, 189], [140, 86, 75], [227, 119, 194], [23, 190, 207]];
+
+/// A horizontal bar chart PNG whose bars show a mean and a whisker its spread (mean ± spread),
+/// for results over several seeds. The value axis starts at 90% of the smallest `mean -
+/// spread` (said in the title line), not at zero, so differences of a few percent show.
+pub fn bar_chart_with_spread(path: &Path, title: &str, rows: &[(String, f64, f64)], unit: &str) -> Result<()> {
+    let mut cv = Canvas::new();
+    let rows = &rows[..rows.len().min(16)];
+    let finite: Vec<&(String, f64, f64)> = rows.iter().filter(|r| r.1.is_finite()).collect();
+    let lo = finite.iter().map(|r| r.1 - r.2.max(0.0)).fold(f64::MAX, f64::min);
+    let hi = finite.iter().map(|r| r.1 + r.2.max(0.0)).fold(f64::MIN, f64::max);
+    let (lo, hi) = if finite.is_empty() { (0.0, 1.0) } else { (0.9 * lo.max(0.0), hi.max(lo + f64::MIN_POSITIVE)) };
+    cv.text(10, 8, &format!("{title} (axis from {lo:.3})"), AXIS);
+    let (left, right) = (170i64, (W - 130) as i64);
+    let x_of = |v: f64| left + (((v - lo) / (hi - lo)).clamp(0.0, 1.0) * (right - left) as f64) as i64;
+    let row_h = ((H - 40) / rows.len().max(1)).min(28) as i64;
+    for (i, (label, mean, spread)) in rows.iter().enumerate() {
+        let y = 32 + i as i64 * row_h;
+        let label: String = label.chars().take(20).collect();
+        cv.text(10, y + (row_h - 10) / 2, &label, AXIS);
+        if !mean.is_finite() {
+            cv.text(left, y + (row_h - 10) / 2, "no result", AXIS);
+            continue;
+        }
+        let end = x_of(*mean);
+        for yy in y + 4..y + row_h - 4 {
+            cv.line((left, yy), (end.max(left + 1), yy), BAR);
+        }
+        let mid = y + row_h / 2;
+        let (a, b) = (x_of(mean - spread), x_of(mean + spread));
+        cv.line((a, mid), (b, mid), AXIS);
+        cv.line((a, mid - 4), (a, mid + 4), AXIS);
+        cv.line((b, mid - 4), (b, mid + 4), AXIS);
+        cv.text(b.max(end) + 6, y + (row_h - 10) / 2, &format!("{mean:.3} {unit}"), AXIS);
+    }
+    kiln_base::fs::write_atomic(path, &cv.png()).map_err(|e| TrainError::Io { path: e.path, source: e.source })?;
+    Ok(())
+}
+
+/// A line chart PNG of several named series of (x, y) points, each in its own colour, with a
+/// legend of the names in those colours under the title (e.g. the loss curves of a sweep's arms).
+pub fn line_chart(path: &Path, title: &str, series: &[(String, Vec<(f64, f64)>)]) -> Result<()> {
+    let drawn: Vec<Series<'_>> =
+        series.iter().enumerate().map(|(i, (_, pts))| (pts.as_slice(), PALETTE[i % PALETTE.len()], false)).collect();
+    let mut cv = chart(&drawn, false);
+    cv.text(MARGIN_L as i64 + 8, 4, title, AXIS);
+    let mut x = MARGIN_L as i64 + 8;
+    let mut y = 16;
+    for (i, (name, _)) in series.iter().enumerate() {
+        let name: String = name.chars().take(24).collect();
+        let width = 8 * name.len() as i64 + 16;
+        if x + width > (W - MARGIN_R) as i64 {
+            (x, y) = (MARGIN_L as i64 + 8, y + 12);
+        }
+        cv.text(x, y, &name, PALETTE[i % PALETTE.len()]);
+        x += width;
+    }
+    kiln_base::fs::write_atomic(path, &cv.png()).map_err(|e| TrainError::Io { path: e.path, source: e.source })?;
+    Ok(())
+}
+
 /// A series to draw: its (step, value) points, its colour, and dots (true) or a line (false).
 type Series<'a> = (&'a [(f64, f64)], Rgb, bool);
 
@@ -369,6 +432,33 @@ mod tests {
         assert!((long as f64 / short as f64 - 4.0).abs() < 0.1, "{long} vs {short}");
         // Labels are drawn in the axis colour left of the bars.
         assert!(raw.chunks(1 + 3 * W).any(|row| row[1..1 + 3 * 160].chunks(3).any(|c| c == AXIS)));
+    }
+
+    #[test]
+    fn spread_bars_and_line_charts_are_drawn() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("spread.png");
+        bar_chart_with_spread(&p, "bpb", &[("a".into(), 2.0, 0.1), ("b".into(), 2.5, 0.05), ("c".into(), f64::NAN, 0.0)], "bpb").unwrap();
+        let raw = pixels(&p);
+        let widths: Vec<usize> =
+            raw.chunks(1 + 3 * W).map(|row| row[1..].chunks(3).filter(|c| *c == BAR).count()).filter(|&n| n > 0).collect();
+        assert!(widths.iter().max().unwrap() > widths.iter().min().unwrap(), "bars differ in length: {widths:?}");
+        let q = dir.path().join("lines.png");
+        line_chart(&q, "loss", &[("a".into(), vec![(0.0, 3.0), (10.0, 2.0)]), ("b".into(), vec![(0.0, 3.5), (10.0, 2.5)])]).unwrap();
+        let raw = pixels(&q);
+        assert!(has_colour(&raw, PALETTE[0]) && has_colour(&raw, PALETTE[1]) && !has_colour(&raw, PALETTE[2]));
+    }
+
+    /// The filtered scanlines of a PNG this module wrote.
+    fn pixels(p: &Path) -> Vec<u8> {
+        let bytes = std::fs::read(p).unwrap();
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+        let start = bytes.windows(4).position(|w| w == b"IDAT").unwrap();
+        let len = u32::from_be_bytes(bytes[start - 4..start].try_into().unwrap()) as usize;
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(&bytes[start + 4..start + 4 + len]), &mut raw).unwrap();
+        assert_eq!(raw.len(), H * (1 + 3 * W));
+        raw
     }
 
     /// Whether a pixel of `colour` is in the filtered scanlines `raw` (1 filter byte per row).

@@ -1,5 +1,10 @@
 //! Learning-rate schedules (paper §3.3, spec §6): linear warmup, then DeepSeek-Coder's
-//! three-stage step schedule or cosine.
+//! three-stage step schedule, cosine, warmup-stable-decay or linear decay to zero.
+//!
+//! The last two are for short budgets: a run of minutes has no time to spend at a tenth of its
+//! peak rate, and both decay to zero (Bergsma et al. 2025, "Straight to Zero"; MiniCPM's WSD).
+//! WSD also keeps the peak rate until its decay, so a time-budgeted run can re-plan its length
+//! late (see `Schedule::decay_start`).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +17,41 @@ pub enum ScheduleKind {
     Step,
     /// Cosine from the maximum down to 10 % of it at the last step.
     Cosine,
+    /// Warmup-stable-decay: the maximum until the last [`WSD_DECAY_FRACTION`] of the steps,
+    /// then linearly down to zero at the last step.
+    Wsd,
+    /// Linearly from the maximum (at the end of warmup) down to zero at the last step.
+    Linear,
+}
+
+impl ScheduleKind {
+    /// Every kind, for listings and errors.
+    pub const ALL: [ScheduleKind; 4] = [ScheduleKind::Step, ScheduleKind::Cosine, ScheduleKind::Wsd, ScheduleKind::Linear];
+
+    /// The name used in configs and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Step => "step",
+            ScheduleKind::Cosine => "cosine",
+            ScheduleKind::Wsd => "wsd",
+            ScheduleKind::Linear => "linear",
+        }
+    }
+}
+
+impl std::str::FromStr for ScheduleKind {
+    type Err = String;
+
+    /// The names of [`ScheduleKind::name`], and `deepseek` for the step schedule.
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "deepseek" {
+            return Ok(ScheduleKind::Step);
+        }
+        ScheduleKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown schedule {s:?}; expected one of {}", ScheduleKind::ALL.map(|k| k.name()).join(", ")))
+    }
 }
 
 /// A schedule over `total_steps` optimizer steps.
@@ -27,8 +67,11 @@ pub struct Schedule {
     pub kind: ScheduleKind,
 }
 
-/// Where the decay ends, as a fraction of `max_lr` (both kinds).
+/// Where the step and cosine decays end, as a fraction of `max_lr` (WSD and linear end at 0).
 pub const FINAL_FRACTION: f64 = 0.1;
+/// The share of the steps over which WSD decays (Hägele et al. 2024 found a 20% cool-down
+/// matches cosine at every length they tried).
+pub const WSD_DECAY_FRACTION: f64 = 0.2;
 
 impl Schedule {
     /// The learning rate of optimizer step `step` (0-based).
@@ -55,6 +98,34 @@ impl Schedule {
                 let min = self.max_lr * FINAL_FRACTION;
                 min + (self.max_lr - min) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
             }
+            ScheduleKind::Wsd => {
+                let start = self.decay_start(self.total_steps);
+                if step < start {
+                    return self.max_lr;
+                }
+                // Linear from max at `start` to 0 one step past the last, so the last step still
+                // moves the weights.
+                let span = (self.total_steps - start) as f64;
+                self.max_lr * (1.0 - (step - start) as f64 / span).max(0.0)
+            }
+            ScheduleKind::Linear => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                self.max_lr * (1.0 - (step - self.warmup_steps) as f64 / span).max(0.0)
+            }
+        }
+    }
+
+    /// The first step whose LR depends on the planned length when the run is planned for
+    /// `total_steps`: before it, every step's LR is the same for any plan at least that long, so
+    /// a run may change its plan (`Trainer::replan_steps`) until it gets there.
+    pub fn decay_start(&self, total_steps: usize) -> usize {
+        match self.kind {
+            ScheduleKind::Step => (total_steps * 4).div_ceil(5),
+            ScheduleKind::Wsd => {
+                let stable = ((total_steps as f64) * (1.0 - WSD_DECAY_FRACTION)).ceil() as usize;
+                stable.max(self.warmup_steps).min(total_steps)
+            }
+            ScheduleKind::Cosine | ScheduleKind::Linear => self.warmup_steps,
         }
     }
 }
@@ -84,5 +155,41 @@ mod tests {
         assert!((s.lr(54) - 1.1).abs() < 1e-12, "{}", s.lr(54)); // halfway: (2 + 0.2) / 2
         assert!((s.lr(104) - 0.2).abs() < 1e-12);
         assert!(s.lr(30) > s.lr(31));
+    }
+
+    #[test]
+    fn wsd_holds_the_peak_then_decays_to_zero() {
+        let s = Schedule { max_lr: 1.0, warmup_steps: 10, total_steps: 100, kind: ScheduleKind::Wsd };
+        assert_eq!(s.lr(0), 0.1);
+        assert_eq!(s.lr(10), 1.0);
+        assert_eq!(s.lr(79), 1.0);
+        assert_eq!(s.decay_start(100), 80);
+        assert_eq!(s.lr(80), 1.0);
+        assert!((s.lr(90) - 0.5).abs() < 1e-12, "{}", s.lr(90));
+        assert!((s.lr(99) - 0.05).abs() < 1e-12, "{}", s.lr(99));
+        assert!(s.lr(99) > 0.0 && s.lr(100) == 0.0);
+        // A longer plan gives the same LR to every step before the shorter plan's decay.
+        let longer = Schedule { total_steps: 150, ..s };
+        assert!((0..80).all(|i| s.lr(i) == longer.lr(i)));
+    }
+
+    #[test]
+    fn linear_goes_from_the_peak_to_zero() {
+        let s = Schedule { max_lr: 2.0, warmup_steps: 4, total_steps: 104, kind: ScheduleKind::Linear };
+        assert_eq!(s.lr(3), 2.0);
+        assert_eq!(s.lr(4), 2.0);
+        assert!((s.lr(54) - 1.0).abs() < 1e-12);
+        assert!((s.lr(103) - 0.02).abs() < 1e-12);
+        assert_eq!(s.decay_start(104), 4);
+    }
+
+    #[test]
+    fn schedule_names_round_trip() {
+        for k in ScheduleKind::ALL {
+            assert_eq!(k.name().parse::<ScheduleKind>().unwrap(), k);
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.name()));
+        }
+        assert_eq!("deepseek".parse::<ScheduleKind>().unwrap(), ScheduleKind::Step);
+        assert!("warmup".parse::<ScheduleKind>().unwrap_err().contains("step, cosine, wsd, linear"));
     }
 }

@@ -34,8 +34,78 @@ pub enum ModelInit {
     /// Random weights of a preset shape (from scratch), seeded by [`TrainConfig::seed`]; the
     /// vocabulary is sized to the data's tokenizer.
     Preset(String),
+    /// Random weights of a shape given in full (a preset's config with other sizes; for
+    /// recipes and sweeps that try shapes no preset has), seeded and vocabulary-sized like
+    /// [`ModelInit::Preset`].
+    Shape(ModelShape),
     /// An existing model directory (continued pre-training, long context, SFT).
     Dir(PathBuf),
+}
+
+/// The sizes of a from-scratch model; the rest (RoPE base 10,000, no scaling, f32, eps 1e-6,
+/// init range 0.02) is the CPU presets'.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelShape {
+    /// Width.
+    pub hidden_size: usize,
+    /// SwiGLU inner width.
+    pub intermediate_size: usize,
+    /// Transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads (`hidden_size` must be a multiple).
+    pub num_attention_heads: usize,
+    /// Key/value heads (a divisor of the query heads).
+    pub num_key_value_heads: usize,
+    /// Positions the model is built for (at least the data's window).
+    pub max_position_embeddings: usize,
+    /// The output projection shares the token embedding's weights.
+    pub tie_word_embeddings: bool,
+}
+
+impl ModelShape {
+    /// The model config of this shape (vocabulary and special ids still the preset's: the
+    /// trainer sizes them to the data).
+    pub fn config(&self) -> Config {
+        Config {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_hidden_layers: self.num_hidden_layers,
+            num_attention_heads: self.num_attention_heads,
+            num_key_value_heads: self.num_key_value_heads,
+            head_dim: self.hidden_size / self.num_attention_heads.max(1),
+            max_position_embeddings: self.max_position_embeddings,
+            tie_word_embeddings: self.tie_word_embeddings,
+            ..Config::preset(Preset::Tiny)
+        }
+    }
+
+    /// Parameters of the shape with a vocabulary of `vocab` rows.
+    pub fn parameters(&self, vocab: usize) -> usize {
+        let cfg = Config { vocab_size: vocab, ..self.config() };
+        cfg.expected_tensors().iter().map(|(_, shape)| shape.iter().product::<usize>()).sum()
+    }
+
+    /// Says what is wrong with the shape, naming the field.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let s = self;
+        if s.hidden_size == 0 || s.intermediate_size == 0 || s.num_hidden_layers == 0 || s.max_position_embeddings == 0 {
+            return Err("hidden_size, intermediate_size, num_hidden_layers and max_position_embeddings must be at least 1".into());
+        }
+        if s.num_attention_heads == 0 || !s.hidden_size.is_multiple_of(s.num_attention_heads) {
+            return Err(format!("num_attention_heads {} must divide hidden_size {}", s.num_attention_heads, s.hidden_size));
+        }
+        if !(s.hidden_size / s.num_attention_heads).is_multiple_of(2) {
+            return Err(format!(
+                "the head width hidden_size / num_attention_heads = {} must be even (RoPE rotates pairs)",
+                s.hidden_size / s.num_attention_heads
+            ));
+        }
+        if s.num_key_value_heads == 0 || !s.num_attention_heads.is_multiple_of(s.num_key_value_heads) {
+            return Err(format!("num_key_value_heads {} must divide num_attention_heads {}", s.num_key_value_heads, s.num_attention_heads));
+        }
+        Ok(())
+    }
 }
 
 /// Everything a run is defined by; saved in the run directory and checked on resume.
@@ -317,9 +387,17 @@ impl Trainer {
         }
         let meta = PackSummary::load(&cfg.data).ok();
         let model = match &cfg.init {
-            ModelInit::Preset(name) => {
-                let preset: Preset = name.parse().map_err(|e| TrainError::Config(format!("preset `{name}`: {e}")))?;
-                let mut mc = Config::preset(preset);
+            ModelInit::Preset(_) | ModelInit::Shape(_) => {
+                let mut mc = match &cfg.init {
+                    ModelInit::Preset(name) => {
+                        Config::preset(name.parse::<Preset>().map_err(|e| TrainError::Config(format!("preset `{name}`: {e}")))?)
+                    }
+                    ModelInit::Shape(shape) => {
+                        shape.validate().map_err(|e| TrainError::Config(format!("model shape: {e}")))?;
+                        shape.config()
+                    }
+                    ModelInit::Dir(_) => unreachable!("matched above"),
+                };
                 if let Some(m) = &meta {
                     // Size the vocabulary to the tokenizer, padded to a multiple of 64 as
                     // DeepSeek padded 32,022 ids to 32,256 rows, and take its special ids.
@@ -496,18 +574,17 @@ impl Trainer {
     }
 
     /// Changes the planned number of steps of a run that has not yet reached its first LR decay
-    /// (80% of the old plan for the step schedule; any step after warmup for cosine), and records
+    /// under the old or the new plan ([`crate::Schedule::decay_start`]: 80% of the plan for the
+    /// step schedule and WSD; the end of warmup for cosine and linear), and records
     /// it in `config.json` so a resume keeps it. For time-budgeted runs (`kiln quickstart`): plan,
     /// time the first steps for real, then re-plan. Warmup is kept, so the steps already taken
     /// had exactly the learning rates the new plan gives them.
     pub fn replan_steps(&mut self, steps: usize) -> Result<()> {
         let done = self.state.step;
-        let decay_started = match self.cfg.schedule.kind {
-            crate::schedule::ScheduleKind::Step => done * 5 > self.cfg.steps * 4,
-            crate::schedule::ScheduleKind::Cosine => done > self.cfg.schedule.warmup_steps,
-        };
-        let new_decay_passed = self.cfg.schedule.kind == crate::schedule::ScheduleKind::Step && done * 5 > steps * 4;
-        if steps <= done || steps <= self.cfg.schedule.warmup_steps || decay_started || new_decay_passed {
+        // Only steps before both plans' decay keep their LR under the new plan.
+        let sched = self.cfg.schedule;
+        let fixed_until = sched.decay_start(self.cfg.steps).min(sched.decay_start(steps));
+        if steps <= done || steps <= sched.warmup_steps || done > fixed_until {
             return Err(TrainError::Config(format!(
                 "cannot re-plan to {steps} steps at step {done} of {} (the LR schedule of the steps already taken would change)",
                 self.cfg.steps
