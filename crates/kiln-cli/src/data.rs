@@ -58,6 +58,11 @@ pub enum DataCommand {
         /// Fraction of repositories held out for validation (0: no val split).
         #[arg(long, default_value_t = 0.01)]
         val_fraction: f64,
+        /// How a repository's files become documents: dependency (one document per repository,
+        /// files in dependency order: the paper's), random (the same files shuffled), file (one
+        /// document per file: file-level pre-training).
+        #[arg(long, default_value = "dependency", value_parser = parse_order)]
+        order: kiln_data::FileOrder,
         /// Seed of the FIM draws and of the repository split.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -116,7 +121,7 @@ fn sft(input: PathBuf, tokenizer: PathBuf, val_fraction: f64, seed: u64, out: Pa
 pub fn run(cmd: DataCommand) -> Result<()> {
     match cmd {
         DataCommand::Sft { input, tokenizer, val_fraction, seed, out } => sft(input, tokenizer, val_fraction, seed, out),
-        DataCommand::Pack { corpus, tokenizer, seq_len, fim_rate, fim_mode, val_fraction, seed, out } => {
+        DataCommand::Pack { corpus, tokenizer, seq_len, fim_rate, fim_mode, val_fraction, order, seed, out } => {
             let tokenizer = TokenizerFile::load(&tokenizer)?;
             let spm_rate = match fim_mode {
                 FimMode::Psm => 0.0,
@@ -127,6 +132,7 @@ pub fn run(cmd: DataCommand) -> Result<()> {
                 fim: FimConfig { rate: fim_rate, spm_rate, seed },
                 val_fraction,
                 split_seed: seed,
+                order,
                 ..PackConfig::default()
             };
             let s = pack_corpus(&corpus, &tokenizer, &out, &cfg)?;
@@ -162,4 +168,8 @@ pub fn run(cmd: DataCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_order(s: &str) -> std::result::Result<kiln_data::FileOrder, String> {
+    s.parse()
 }

@@ -33,8 +33,8 @@ pub struct ExperimentArgs {
     #[arg(long)]
     steps: Option<usize>,
     /// Refuse to start when the estimated time is over this many minutes (prints the largest
-    /// grid that fits).
-    #[arg(long)]
+    /// grid that fits); with --minutes-per-arm, not --steps.
+    #[arg(long, conflicts_with = "steps")]
     budget_minutes: Option<f64>,
     /// Repositories to use instead of the cargo registry and the python3 standard library.
     #[arg(long, num_args = 1..)]

@@ -34,7 +34,8 @@ pub struct ExperimentOptions {
     pub minutes_per_arm: f64,
     /// a fixed number of optimizer steps per arm instead (reproducible; for tests).
     pub steps: Option<usize>,
-    /// Refuse to start when the estimate is over this many minutes (naming the grid that fits).
+    /// Refuse to start when the estimate is over this many minutes (naming the grid that fits);
+    /// with `minutes_per_arm` only (a step count's time is not known in advance).
     pub budget_minutes: Option<f64>,
     /// Most megabytes of source code read.
     pub max_source_mb: u64,
@@ -235,15 +236,16 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
     let estimate = opts.estimate_min(&arms, opts.seeds, base_done);
     let jobs = arms.len() * opts.seeds;
     observer.say(&format!(
-        "{} arms x {} seeds = {jobs} training runs of {} each, {} questions ({}); estimated {:.0} min",
+        "{} arms x {} seeds = {jobs} training runs of {} each, {} questions ({}); estimated {:.0} min{}",
         arms.len(),
         opts.seeds,
         opts.budget_label(),
         opts.questions.len(),
         opts.questions.iter().map(|q| q.name()).collect::<Vec<_>>().join(", "),
-        estimate
+        estimate,
+        if opts.steps.is_some() { " plus the training steps (their time is not known before they run)" } else { "" }
     ));
-    if let Some(budget) = opts.budget_minutes {
+    if let (Some(budget), None) = (opts.budget_minutes, opts.steps) {
         if estimate > budget {
             return Err(ExperimentError::Setup(too_big(opts, &arms, base_done, estimate, budget)));
         }
