@@ -286,6 +286,26 @@ fn fitted_prefix<'a>(loaded: &LoadedModel, before: &'a str, max_tokens: usize) -
     }
 }
 
+/// Up to `max_tasks` of kiln-eval `repo`'s tasks on the held-out repositories, with those
+/// repositories' files; `None` when asked for none or there are none.
+fn heldout_repo_tasks(
+    corpus: &Path,
+    val_fraction: f64,
+    seed: u64,
+    max_tasks: usize,
+) -> Result<Option<(Vec<kiln_eval::repo_bench::RepoTask>, Vec<kiln_repo::Repo>)>> {
+    use kiln_eval::repo_bench::{self, BuildOptions};
+    if max_tasks == 0 {
+        return Ok(None);
+    }
+    let opts = BuildOptions { val_fraction, seed, max_tasks, ..BuildOptions::default() };
+    let tasks = repo_bench::build_from_corpus(corpus, &opts)?;
+    if tasks.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((tasks, repo_bench::repos_from_corpus(corpus, &opts)?)))
+}
+
 /// Repository-level completion on held-out repositories (kiln-eval `repo`): the prompt is the
 /// repository's imported files (dependency order, within half the window; the file that no
 /// longer fits is cut to its first lines) then the file up to the line, or the same without the
@@ -299,16 +319,8 @@ fn repo_level(
     loaded: &LoadedModel,
     generator: &Engine,
 ) -> Result<Option<RepoLevel>> {
-    use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
-    if max_tasks == 0 {
-        return Ok(None);
-    }
-    let opts = BuildOptions { val_fraction, seed, max_tasks, ..BuildOptions::default() };
-    let tasks = repo_bench::build_from_corpus(corpus, &opts)?;
-    if tasks.is_empty() {
-        return Ok(None);
-    }
-    let repos = repo_bench::repos_from_corpus(corpus, &opts)?;
+    use kiln_eval::repo_bench::{self, Budgets, EvalOptions};
+    let Some((tasks, repos)) = heldout_repo_tasks(corpus, val_fraction, seed, max_tasks)? else { return Ok(None) };
     let max_new = 24;
     let max_prompt_tokens = window - max_new;
     let budgets = Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 };
@@ -464,16 +476,8 @@ pub fn cross_file_bits(
     window: usize,
     loaded: &LoadedModel,
 ) -> Result<Option<CrossFileScore>> {
-    use kiln_eval::repo_bench::{self, Budgets, BuildOptions, EvalOptions};
-    if max_tasks == 0 {
-        return Ok(None);
-    }
-    let opts = BuildOptions { val_fraction, seed, max_tasks, ..BuildOptions::default() };
-    let tasks = repo_bench::build_from_corpus(corpus, &opts)?;
-    if tasks.is_empty() {
-        return Ok(None);
-    }
-    let repos = repo_bench::repos_from_corpus(corpus, &opts)?;
+    use kiln_eval::repo_bench::{self, Budgets, EvalOptions};
+    let Some((tasks, repos)) = heldout_repo_tasks(corpus, val_fraction, seed, max_tasks)? else { return Ok(None) };
     // Room for the line: the longest scored line is 64 tokens.
     let max_prompt_tokens = window.saturating_sub(64).max(32);
     let eval =
