@@ -60,6 +60,10 @@ pub struct ExperimentArgs {
     /// Benchmarks to decontaminate against (a directory with humaneval/ and mbpp/).
     #[arg(long)]
     benchmarks: Option<PathBuf>,
+    /// Train nothing: write results.md, results.json and the charts from the runs already
+    /// finished in --out (the grid's other flags select which), naming the runs still missing.
+    #[arg(long)]
+    report_only: bool,
 }
 
 fn parse_question(s: &str) -> std::result::Result<Question, String> {
@@ -84,6 +88,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         eval_lines: a.eval_lines,
         cross_file_tasks: a.cross_file_tasks,
         benchmarks: a.benchmarks,
+        report_only: a.report_only,
     };
     let terminal = Terminal::default();
     let outcome = kiln_experiment::run(&opts, &terminal)?;

@@ -49,6 +49,9 @@ pub struct ExperimentOptions {
     pub cross_file_tasks: usize,
     /// Benchmarks to decontaminate against (`None`: those built into kiln).
     pub benchmarks: Option<PathBuf>,
+    /// Train nothing: write the report from the runs already finished in the folder (to see
+    /// where a long grid stands, or to report a grid stopped early; the missing runs are named).
+    pub report_only: bool,
 }
 
 impl Default for ExperimentOptions {
@@ -69,6 +72,7 @@ impl Default for ExperimentOptions {
             eval_lines: 100,
             cross_file_tasks: 100,
             benchmarks: None,
+            report_only: false,
         }
     }
 }
@@ -245,6 +249,9 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
         estimate,
         if opts.steps.is_some() { " plus the training steps (their time is not known before they run)" } else { "" }
     ));
+    if opts.report_only {
+        return report_finished(opts, &arms, &base_dir, observer);
+    }
     if let (Some(budget), None) = (opts.budget_minutes, opts.steps) {
         if estimate > budget {
             return Err(ExperimentError::Setup(too_big(opts, &arms, base_done, estimate, budget)));
@@ -367,6 +374,35 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
     // 4. The report.
     let (_, by_question) = opts.grid();
     let written = report::write(out, opts, &arms, &by_question, &results, &heldout)?;
+    Ok(Outcome { report: written.markdown, json: written.json, plots: written.plots, results })
+}
+
+/// `report_only`: the report from the finished runs, naming the missing ones.
+fn report_finished(opts: &ExperimentOptions, arms: &[Arm], base_dir: &Path, observer: &dyn ExperimentObserver) -> Result<Outcome> {
+    if !quickstart_stage_done(base_dir, Stage::Pack) {
+        return Err(ExperimentError::Setup(format!(
+            "nothing to report in {}: its shared stages (base/) are not built yet; run the experiment first",
+            opts.out.display()
+        )));
+    }
+    let val_fraction = base_val_fraction(base_dir)?;
+    let heldout = evaluate::heldout_files(&base_dir.join("corpus"), val_fraction, opts.seed)?;
+    let mut results = Vec::new();
+    let mut missing = Vec::new();
+    for arm in arms {
+        for s in 0..opts.seeds {
+            let dir = opts.out.join("arms").join(slug(&arm.name)).join(format!("seed-{s}"));
+            match finished(&dir, arm, opts.seed + s as u64, &opts.budget_label()) {
+                Some(r) => results.push(r),
+                None => missing.push(format!("{} seed {}", arm.name, opts.seed + s as u64)),
+            }
+        }
+    }
+    if !missing.is_empty() {
+        observer.say(&format!("not finished (left out of the report): {}", missing.join(", ")));
+    }
+    let (_, by_question) = opts.grid();
+    let written = report::write(&opts.out, opts, arms, &by_question, &results, &heldout)?;
     Ok(Outcome { report: written.markdown, json: written.json, plots: written.plots, results })
 }
 

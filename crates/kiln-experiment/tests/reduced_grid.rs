@@ -103,6 +103,19 @@ fn a_reduced_grid_writes_every_output_and_resumes() {
     assert!(lines.iter().any(|l| l.contains("arm random-order is new")), "{lines:?}");
     assert_eq!(third.steps.load(Ordering::SeqCst), 6, "only the new arm trained");
 
+    // The report alone, from the finished runs, with a run that is not finished named.
+    let two_seeds = ExperimentOptions { seeds: 2, report_only: true, ..opts.clone() };
+    let fourth = Recorder::default();
+    let partial = kiln_experiment::run(&two_seeds, &fourth).unwrap();
+    assert_eq!(partial.results.len(), 2, "seed 1 never ran");
+    assert_eq!(fourth.steps.load(Ordering::SeqCst), 0);
+    let lines = fourth.lines.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("not finished") && l.contains("baseline seed 1") && l.contains("file-level seed 1")),
+        "{lines:?}"
+    );
+    assert!(!out.join("arms/baseline/seed-1").exists(), "nothing was started");
+
     // Over budget: refused before anything runs, with what fits.
     // (3 arms x 3 seeds x (4 + 0.7) min + 2 packs x 0.5 = 43 min; with 2 seeds 29.2.)
     let big = ExperimentOptions { steps: None, minutes_per_arm: 4.0, seeds: 3, budget_minutes: Some(30.0), arms: vec![], ..opts.clone() };
