@@ -521,16 +521,14 @@ fn run_job(
         infill: None,
         cross_file: None,
     };
-    let state = match outcome {
-        Ok(state) if state.loss.is_finite() => state,
-        Ok(state) => return Ok(JobResult { diverged: true, steps: state.step, tokens: state.tokens_seen, ..base }),
-        Err(TrainError::Diverged { step, loss, .. }) => {
-            observer.say(&format!("  arm {} seed {seed} diverged at step {step} (loss {loss}); the grid goes on", arm.name));
-            return Ok(JobResult { diverged: true, steps: step, ..base });
+    let base = match after_training(base, outcome)? {
+        Trained::Scorable(base) => base,
+        Trained::Diverged(r) => {
+            observer
+                .say(&format!("  arm {} seed {seed} diverged at step {} (last loss {}); the grid goes on", arm.name, r.steps, r.last_loss));
+            return Ok(r);
         }
-        Err(e) => return Err(e.into()),
     };
-    let base = JobResult { steps: state.step, tokens: state.tokens_seen, last_loss: state.loss, ..base };
     let ckpt = kiln_train::trainer::checkpoints(&train_dir)
         .pop()
         .map(|(_, d)| d)
@@ -549,6 +547,33 @@ fn run_job(
         cross_file,
         ..base
     })
+}
+
+/// What a training run left to do.
+enum Trained {
+    /// A model to score: the result so far (steps, tokens, last loss).
+    Scorable(JobResult),
+    /// The run diverged: its result, marked.
+    Diverged(JobResult),
+}
+
+/// Sorts a training outcome: a run that stopped on non-finite losses (the trainer's
+/// `Diverged`) or ended on a non-finite loss is a diverged result, not an error, so the grid
+/// goes on; any other error stops the grid.
+fn after_training(base: JobResult, outcome: std::result::Result<kiln_train::TrainerState, TrainError>) -> Result<Trained> {
+    match outcome {
+        Ok(state) if state.loss.is_finite() => {
+            let r = JobResult { steps: state.step, tokens: state.tokens_seen, last_loss: state.loss, ..base };
+            Ok(Trained::Scorable(r))
+        }
+        Ok(state) => {
+            Ok(Trained::Diverged(JobResult { diverged: true, steps: state.step, tokens: state.tokens_seen, last_loss: state.loss, ..base }))
+        }
+        Err(TrainError::Diverged { step, loss, .. }) => {
+            Ok(Trained::Diverged(JobResult { diverged: true, steps: step, last_loss: loss, ..base }))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What a job folder was started for (its arm, seed and budget), so a rerun resumes only the
@@ -602,6 +627,59 @@ mod tests {
         let msg = too_big(&opts, &arms, true, full, 20.0);
         assert!(msg.contains("the largest grid that fits: --questions fim --seeds 1"), "{msg}");
         assert!(too_big(&opts, &arms, true, full, 1.0).contains("not even one question"));
+    }
+
+    fn empty_result(arm: &str) -> JobResult {
+        JobResult {
+            arm: arm.into(),
+            key: String::new(),
+            seed: 0,
+            budget: "5 steps".into(),
+            diverged: false,
+            steps: 0,
+            tokens: 0,
+            train_seconds: 1.0,
+            last_loss: f64::NAN,
+            bits_per_byte: None,
+            middles: None,
+            infill: None,
+            cross_file: None,
+        }
+    }
+
+    /// A diverged run is a result marked diverged (the grid goes on); other training errors stop
+    /// the grid; the report shows the diverged run in its arm's row.
+    #[test]
+    fn a_diverged_arm_is_marked_and_reported() {
+        let diverged = TrainError::Diverged { step: 7, count: 3, loss: f64::NAN, norm: f64::INFINITY };
+        let Trained::Diverged(r) = after_training(empty_result("lr-5e-3"), Err(diverged)).unwrap() else { panic!("not marked diverged") };
+        assert!(r.diverged && r.steps == 7 && r.bits_per_byte.is_none());
+        let state = kiln_train::TrainerState { step: 5, tokens_seen: 640, cursor: Default::default(), loss: f64::INFINITY };
+        assert!(matches!(after_training(empty_result("a"), Ok(state.clone())).unwrap(), Trained::Diverged(_)));
+        let fine = kiln_train::TrainerState { loss: 3.5, ..state };
+        let Trained::Scorable(r) = after_training(empty_result("a"), Ok(fine)).unwrap() else { panic!("a finite run is scored") };
+        assert_eq!((r.steps, r.tokens, r.last_loss), (5, 640, 3.5));
+        assert!(after_training(empty_result("a"), Err(TrainError::Config("bad".into()))).is_err());
+
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = ExperimentOptions {
+            out: tmp.path().to_path_buf(),
+            questions: vec![Question::Lr],
+            steps: Some(5),
+            seeds: 1,
+            ..ExperimentOptions::default()
+        };
+        let (arms, by_question) = opts.grid();
+        let ok = JobResult { bits_per_byte: Some(2.5), steps: 5, ..empty_result("baseline") };
+        let written = report::write(tmp.path(), &opts, &arms, &by_question, &[ok, r_diverged(&arms[2].name)], &[]).unwrap();
+        let md = std::fs::read_to_string(written.markdown).unwrap();
+        let row = md.lines().find(|l| l.starts_with(&format!("| {} |", arms[2].name))).unwrap();
+        assert!(row.contains("1 (1 diverged)") && row.contains("| — |"), "{row}");
+        assert!(md.lines().any(|l| l.starts_with("| baseline |") && l.contains("2.5000")), "{md}");
+    }
+
+    fn r_diverged(arm: &str) -> JobResult {
+        JobResult { diverged: true, steps: 7, ..empty_result(arm) }
     }
 
     #[test]
