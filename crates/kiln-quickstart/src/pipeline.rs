@@ -208,7 +208,7 @@ fn differing_setting(old: &Settings, new: &Settings) -> Option<&'static str> {
         ("--seq-len", old.seq_len != new.seq_len),
         ("--steps", old.steps != new.steps),
         ("decontamination benchmarks (--benchmarks)", old.decontamination != new.decontamination),
-        ("training recipe (--recipe)", old.recipe != new.recipe),
+        ("training recipe (--schedule, --lr)", old.recipe != new.recipe),
     ]
     .into_iter()
     .find(|(_, differs)| *differs)
@@ -608,6 +608,12 @@ mod tests {
         assert_eq!(differing_setting(&s, &s.clone()), None);
         assert_eq!(differing_setting(&s, &Settings { seed: 3, ..s.clone() }), Some("--seed"));
         assert_eq!(differing_setting(&s, &Settings { seq_len: 256, ..s.clone() }), Some("--seq-len"));
+        let wsd = Recipe { schedule: kiln_train::ScheduleKind::Wsd, ..Recipe::default() };
+        assert_eq!(differing_setting(&s, &Settings { recipe: wsd, ..s.clone() }), Some("training recipe (--schedule, --lr)"));
+        // A folder from before the recipe was recorded reads as the paper's recipe.
+        let mut old = serde_json::to_value(&s).unwrap();
+        old.as_object_mut().unwrap().remove("recipe");
+        assert_eq!(serde_json::from_value::<Settings>(old).unwrap().recipe, Recipe::deepseek());
         assert_eq!(vocab_for(1 << 20), 2048);
         assert_eq!(vocab_for(100 << 20), 8192);
     }
