@@ -114,9 +114,11 @@ struct Terminal {
 
 impl ExperimentObserver for Terminal {
     fn say(&self, line: &str) {
+        // A bar drawn on a terminal prints above itself; a hidden one (stderr not a terminal,
+        // e.g. a log file) would drop the line.
         match self.bar.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 

@@ -152,7 +152,14 @@ impl Observer for Terminal {
     }
 
     fn training_eval(&self, step: usize, val_loss: f64) {
-        Self::with_bar(&self.train, |b| b.println(format!("  step {step:>6}  val loss {val_loss:.4}")));
+        // A hidden bar (stderr not a terminal) would drop the line.
+        let line = format!("  step {step:>6}  val loss {val_loss:.4}");
+        let shown = self.train.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(|b| !b.is_hidden());
+        if shown {
+            Self::with_bar(&self.train, |b| b.println(&line));
+        } else {
+            eprintln!("{line}");
+        }
     }
 
     fn training_finished(&self) {
