@@ -358,7 +358,11 @@ pub(crate) fn write(
             .filter(|(_, c)| !c.is_empty())
             .collect();
         let loss_path = plots_dir.join(format!("{}-loss.png", q.name()));
-        kiln_train::plot::line_chart(&loss_path, &format!("{}: training loss (seed 0, smoothed)", q.name()), &curves)?;
+        kiln_train::plot::line_chart(
+            &loss_path,
+            &format!("{}: training loss from a fifth of the run on (seed 0; smoothed)", q.name()),
+            &curves,
+        )?;
         let _ = writeln!(
             md,
             "\n![{} bits per byte](plots/{}-bpb.png)\n![{} loss curves](plots/{}-loss.png)\n",
@@ -388,9 +392,11 @@ pub(crate) fn write(
     Ok(Written { markdown, json, plots })
 }
 
-/// A loss curve averaged over windows of 20 steps (single steps of a batch of 8 are noisy).
+/// A loss curve from a fifth of its steps on (the first steps fall from ln V for every arm alike
+/// and would flatten the rest of the chart), averaged over windows of 20 steps (single steps
+/// of a batch of 8 are noisy).
 fn smooth(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
-    points
+    points[points.len() / 5..]
         .chunks(20)
         .map(|c| (c.iter().map(|p| p.0).sum::<f64>() / c.len() as f64, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64))
         .collect()
