@@ -154,6 +154,17 @@ fn quickstart_runs_end_to_end_resumes_and_reproduces() {
         assert!((0.0..=100.0).contains(&repo[k].as_f64().unwrap()), "{k}: {repo}");
     }
     assert!(report.contains("| all |") && report.contains("| with |") && report.contains("| without |"), "{report}");
+    // What the suffix and the imported files are worth, in bits per byte.
+    let middles = &eval["middles"];
+    assert!(middles["lines"].as_u64().unwrap() >= 1, "{eval}");
+    for k in ["with_suffix_bits_per_byte", "prefix_only_bits_per_byte"] {
+        let v = middles[k].as_f64().unwrap();
+        assert!(v > 0.1 && v < 30.0, "{k}: {middles}");
+    }
+    let cross = &eval["cross_file"];
+    assert!(cross["lines"].as_u64().unwrap() >= 1 && cross["synthetic_lines"].as_u64().unwrap() >= 1, "{eval}");
+    assert!(cross["with_context_bits_per_byte"].as_f64().unwrap() > 0.0, "{cross}");
+    assert!(report.contains("What the code after a hole is worth") && report.contains("What the imported files are worth"), "{report}");
 
     // The model loads and generates.
     let model = out.join("model");

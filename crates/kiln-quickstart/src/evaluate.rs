@@ -58,6 +58,12 @@ pub struct Results {
     /// defined in another file of their repository, completed with and without that repository's
     /// imported files in the prompt.
     pub repo: Option<RepoLevel>,
+    /// FIM middles with and without the suffix (absent in runs from before it was measured).
+    #[serde(default)]
+    pub middles: Option<MiddleScore>,
+    /// Cross-file lines with and without the imported files, and the synthetic control.
+    #[serde(default)]
+    pub cross_file: Option<CrossFileScore>,
     /// A completion after a function header of a held-out file.
     pub sample_completion: Option<SampleText>,
     /// An infill of the line after that header.
@@ -187,6 +193,24 @@ pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo
         )),
         None => run.say("  repository-level completion: no held-out line uses a symbol from another file its file imports; not measured"),
     }
+    let middles = middle_bits(&files, eval_lines, seed, &loaded, window)?;
+    let cross_file = cross_file_bits(&run.dir("corpus"), val_fraction, seed, repo_tasks, window, &loaded)?;
+    if middles.lines > 0 {
+        run.say(format!(
+            "  FIM middles ({} lines): {:.3} bits per byte with the suffix, {:.3} with the prefix only",
+            middles.lines, middles.with_suffix_bits_per_byte, middles.prefix_only_bits_per_byte
+        ));
+    }
+    if let Some(c) = &cross_file {
+        run.say(format!(
+            "  cross-file lines ({}): {:.3} bits per byte with the imported files, {:.3} without; renamed symbols: {:.3} vs {:.3}",
+            c.lines,
+            c.with_context_bits_per_byte,
+            c.without_context_bits_per_byte,
+            c.synthetic_with_context_bits_per_byte,
+            c.synthetic_without_context_bits_per_byte
+        ));
+    }
     let (sample_completion, sample_infill) = samples(&files, &loaded, &generator, window)?;
     Ok(Results {
         heldout_repos: repos,
@@ -199,6 +223,8 @@ pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo
         per_language,
         infill,
         repo,
+        middles: (middles.lines > 0).then_some(middles),
+        cross_file,
         sample_completion,
         sample_infill,
     })

@@ -172,6 +172,29 @@ pub(crate) fn write(run: &Run, r: &Results) -> Result<PathBuf> {
             let _ = writeln!(md, "Repository-level completion: no held-out line uses a symbol defined in another file of its repository, so the comparison was not measured.\n");
         }
     }
+    if let Some(m) = &r.middles {
+        let _ = writeln!(
+            md,
+            "What the code after a hole is worth ({} held-out lines scored as FIM middles, the same tokens both ways): **{:.3}** bits per byte given the code before and after (PSM), {:.3} given the code before only{}.\n",
+            m.lines,
+            m.with_suffix_bits_per_byte,
+            m.prefix_only_bits_per_byte,
+            if m.with_suffix_bits_per_byte < m.prefix_only_bits_per_byte { ": the model uses the suffix" } else { ": the model does not use the suffix yet" }
+        );
+    }
+    if let Some(c) = &r.cross_file {
+        let _ = writeln!(
+            md,
+            "What the imported files are worth, in bits per byte of the {} repository-level lines: **{:.3}** with the imported files in the prompt, {:.3} without; with the cross-file symbol renamed to a random name everywhere (only the imported file can predict it; {} lines): {:.3} with, {:.3} without{}.\n",
+            c.lines,
+            c.with_context_bits_per_byte,
+            c.without_context_bits_per_byte,
+            c.synthetic_lines,
+            c.synthetic_with_context_bits_per_byte,
+            c.synthetic_without_context_bits_per_byte,
+            if c.synthetic_with_context_bits_per_byte < c.synthetic_without_context_bits_per_byte { ": the model copies from the imported files" } else { ": the model does not copy from the imported files yet" }
+        );
+    }
     let _ = writeln!(md, "## 7. Samples\n");
     if let Some(s) = &r.sample_completion {
         let _ = writeln!(
