@@ -124,6 +124,15 @@ fn lower_than(lower: Option<Stat>, higher: Option<Stat>) -> String {
     }
 }
 
+/// " (one seed: ...)" when an arm's bits per byte rest on fewer than two seeds.
+fn one_seed_note(s: &[ArmSummary]) -> &'static str {
+    if s.iter().any(|a| a.bits_per_byte.is_some_and(|b| b.n < 2)) {
+        " (one seed: no spread to judge noise)"
+    } else {
+        ""
+    }
+}
+
 fn find<'a>(s: &'a [ArmSummary], name: &str) -> Option<&'a ArmSummary> {
     s.iter().find(|a| a.arm == name)
 }
@@ -147,7 +156,8 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                 (Some(a), Some(b)) => {
                     let rel = (a.mean - b.mean) / b.mean;
                     let w = if rel <= 0.01 { "holds" } else { "does not hold" };
-                    format!("{w} ({:+.2}% left-to-right bits per byte vs no FIM)", 100.0 * rel)
+                    let seeds = if a.n < 2 || b.n < 2 { "; one seed: no spread to judge noise" } else { "" };
+                    format!("{w} ({:+.2}% left-to-right bits per byte vs no FIM{seeds})", 100.0 * rel)
                 }
                 _ => "not measured".into(),
             };
@@ -190,7 +200,7 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                 "PSM infills at least as well as SPM (the paper trains PSM; its comparison was with masked span prediction, which kiln does not train)",
                 "DeepSeek-Coder §3.1",
                 format!("FIM middle bits per byte: {}; {}; {}", show("baseline", mid), show("spm-0.5", mid), show("psm+spm-0.5", mid)),
-                lower_than(get("baseline", mid), get("spm-0.5", mid)).replace("holds", "PSM better").replace("does not PSM better", "does not hold"),
+                lower_than(get("baseline", mid), get("spm-0.5", mid)),
             ));
             out
         }
@@ -230,7 +240,7 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                 "At a fixed wall-clock budget there is a best model size (Chinchilla: about 20 tokens per parameter)",
                 "Hoffmann et al. 2022",
                 s.iter().map(|a| format!("{} {}", a.arm, Stat::show(a.bits_per_byte))).collect::<Vec<_>>().join("; "),
-                best.map(|b| format!("best here: {}", b.arm)).unwrap_or_else(|| "not measured".into()),
+                best.map(|b| format!("best here: {}{}", b.arm, one_seed_note(s))).unwrap_or_else(|| "not measured".into()),
             )]
         }
         Question::Schedule => {
