@@ -314,6 +314,8 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
     let val_fraction = base_val_fraction(&base_dir)?;
     let corpus = base_dir.join("corpus");
     let heldout = evaluate::heldout_files(&corpus, val_fraction, opts.seed)?;
+    // The cross-file tasks: read from the corpus once, scored by every run.
+    let repo_tasks = evaluate::heldout_repo_tasks(&corpus, val_fraction, opts.seed, opts.cross_file_tasks)?;
 
     // 2. The data variants.
     let tokenizer = TokenizerFile::load(&base_dir.join("tokenizer").join("tokenizer.json"))?;
@@ -351,7 +353,7 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
             let result = match finished(&dir, arm, seed, &opts.budget_label()) {
                 Some(r) => r,
                 None => {
-                    let r = run_job(opts, arm, seed, pack, &dir, &heldout, val_fraction, &corpus, observer)?;
+                    let r = run_job(opts, arm, seed, pack, &dir, &heldout, repo_tasks.as_ref(), observer)?;
                     kiln_base::fs::write_atomic(&dir.join("result.json"), &serde_json::to_vec_pretty(&r)?)?;
                     r
                 }
@@ -467,8 +469,7 @@ fn run_job(
     pack: &Path,
     dir: &Path,
     heldout: &[HeldOut],
-    val_fraction: f64,
-    corpus: &Path,
+    repo_tasks: Option<&evaluate::HeldoutRepoTasks>,
     observer: &dyn ExperimentObserver,
 ) -> Result<JobResult> {
     let device = candle_core::Device::Cpu;
@@ -539,7 +540,7 @@ fn run_job(
     let middles = evaluate::middle_bits(heldout, opts.eval_lines, opts.seed, &loaded, window)?;
     let generator = kiln_infer::Engine::new(loaded.model.as_ref(), &loaded.tokenizer)?;
     let infill = evaluate::infill_lines(heldout, opts.eval_lines, opts.seed, &loaded, &generator, window)?;
-    let cross_file = evaluate::cross_file_bits(corpus, val_fraction, opts.seed, opts.cross_file_tasks, window, &loaded)?;
+    let cross_file = evaluate::cross_file_bits(repo_tasks, opts.seed, window, &loaded)?;
     Ok(JobResult {
         bits_per_byte: Some(loss.bits_per_byte()),
         middles: (middles.lines > 0).then_some(middles),

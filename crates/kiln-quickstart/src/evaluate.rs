@@ -185,7 +185,8 @@ pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo
     let generator = Engine::new(loaded.model.as_ref(), &loaded.tokenizer)?;
     let infill = infill_lines(&files, eval_lines, seed, &loaded, &generator, window)?;
     run.say(format!("  single-line infilling on {} held-out lines: exact match {:.1}%", infill.lines, infill.exact_match * 100.0));
-    let repo = repo_level(&run.dir("corpus"), val_fraction, seed, repo_tasks, window, &loaded, &generator)?;
+    let held = heldout_repo_tasks(&run.dir("corpus"), val_fraction, seed, repo_tasks)?;
+    let repo = repo_level(held.as_ref(), window, &loaded, &generator)?;
     match &repo {
         Some(r) => run.say(format!(
             "  repository-level completion on {} held-out lines ({} with another file in reach): exact match {:.1}% with the repository's files in the prompt vs {:.1}% without; edit similarity {:.1} vs {:.1}",
@@ -194,7 +195,7 @@ pub(crate) fn evaluate(run: &mut Run, val_fraction: f64, eval_lines: usize, repo
         None => run.say("  repository-level completion: no held-out line uses a symbol from another file its file imports; not measured"),
     }
     let middles = middle_bits(&files, eval_lines, seed, &loaded, window)?;
-    let cross_file = cross_file_bits(&run.dir("corpus"), val_fraction, seed, repo_tasks, window, &loaded)?;
+    let cross_file = cross_file_bits(held.as_ref(), seed, window, &loaded)?;
     if middles.lines > 0 {
         run.say(format!(
             "  FIM middles ({} lines): {:.3} bits per byte with the suffix, {:.3} with the prefix only",
@@ -312,14 +313,13 @@ fn fitted_prefix<'a>(loaded: &LoadedModel, before: &'a str, max_tokens: usize) -
     }
 }
 
+/// kiln-eval `repo`'s tasks on the held-out repositories, with those repositories' files.
+pub type HeldoutRepoTasks = (Vec<kiln_eval::repo_bench::RepoTask>, Vec<kiln_repo::Repo>);
+
 /// Up to `max_tasks` of kiln-eval `repo`'s tasks on the held-out repositories, with those
-/// repositories' files; `None` when asked for none or there are none.
-fn heldout_repo_tasks(
-    corpus: &Path,
-    val_fraction: f64,
-    seed: u64,
-    max_tasks: usize,
-) -> Result<Option<(Vec<kiln_eval::repo_bench::RepoTask>, Vec<kiln_repo::Repo>)>> {
+/// repositories' files; `None` when asked for none or there are none. Built once per run (it
+/// reads the corpus) and shared by every measure that uses them.
+pub fn heldout_repo_tasks(corpus: &Path, val_fraction: f64, seed: u64, max_tasks: usize) -> Result<Option<HeldoutRepoTasks>> {
     use kiln_eval::repo_bench::{self, BuildOptions};
     if max_tasks == 0 {
         return Ok(None);
@@ -336,22 +336,14 @@ fn heldout_repo_tasks(
 /// repository's imported files (dependency order, within half the window; the file that no
 /// longer fits is cut to its first lines) then the file up to the line, or the same without the
 /// other files; greedy, 24 new tokens, first line kept.
-fn repo_level(
-    corpus: &Path,
-    val_fraction: f64,
-    seed: u64,
-    max_tasks: usize,
-    window: usize,
-    loaded: &LoadedModel,
-    generator: &Engine,
-) -> Result<Option<RepoLevel>> {
+fn repo_level(held: Option<&HeldoutRepoTasks>, window: usize, loaded: &LoadedModel, generator: &Engine) -> Result<Option<RepoLevel>> {
     use kiln_eval::repo_bench::{self, Budgets, EvalOptions};
-    let Some((tasks, repos)) = heldout_repo_tasks(corpus, val_fraction, seed, max_tasks)? else { return Ok(None) };
+    let Some((tasks, repos)) = held else { return Ok(None) };
     let max_new = 24;
     let max_prompt_tokens = window - max_new;
     let budgets = Budgets { max_prompt_tokens, context_tokens: max_prompt_tokens / 2 };
     let params = greedy(loaded, max_new, &["\n"]);
-    let report = repo_bench::evaluate(&tasks, &repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false, partial_files: true }, |p| {
+    let report = repo_bench::evaluate(tasks, repos, &loaded.tokenizer, &EvalOptions { budgets, fim: false, partial_files: true }, |p| {
         generator.generate(&p.ids, &params, |_| {}).map(|g| g.text)
     })?;
     let all = report.score.all();
@@ -492,18 +484,11 @@ pub struct CrossFileScore {
     pub synthetic_without_context_bits_per_byte: f64,
 }
 
-/// Scores up to `max_tasks` held-out cross-file lines (see [`CrossFileScore`]); `None` when the
-/// held-out repositories have none.
-pub fn cross_file_bits(
-    corpus: &Path,
-    val_fraction: f64,
-    seed: u64,
-    max_tasks: usize,
-    window: usize,
-    loaded: &LoadedModel,
-) -> Result<Option<CrossFileScore>> {
+/// Scores the held-out cross-file lines of [`heldout_repo_tasks`] (see [`CrossFileScore`]);
+/// `None` when there are none.
+pub fn cross_file_bits(held: Option<&HeldoutRepoTasks>, seed: u64, window: usize, loaded: &LoadedModel) -> Result<Option<CrossFileScore>> {
     use kiln_eval::repo_bench::{self, Budgets, EvalOptions};
-    let Some((tasks, repos)) = heldout_repo_tasks(corpus, val_fraction, seed, max_tasks)? else { return Ok(None) };
+    let Some((tasks, repos)) = held else { return Ok(None) };
     // Room for the line: the longest scored line is 64 tokens.
     let max_prompt_tokens = window.saturating_sub(64).max(32);
     let eval =
@@ -530,7 +515,7 @@ pub fn cross_file_bits(
     };
     let mut score = CrossFileScore::default();
     let (mut with, mut without, mut syn_bytes, mut syn_with, mut syn_without) = (0.0, 0.0, 0usize, 0.0, 0.0);
-    for task in &tasks {
+    for task in tasks {
         let Some(repo) = repos.iter().find(|r| r.name == task.repo) else { continue };
         if let Some((w, wo)) = score_task(task, repo)? {
             score.lines += 1;
