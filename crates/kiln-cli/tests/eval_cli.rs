@@ -540,6 +540,44 @@ fn multipl_e_scores_a_solutions_file_and_names_bad_rows() {
 }
 
 #[test]
+fn humaneval_with_a_python_that_lacks_numpy_stops_before_the_first_problem() {
+    // A venv without numpy first on PATH: the protocol's prelude imports numpy, so every test
+    // program would die on its first line and the run would report pass@1 = 0. The preflight
+    // stops it with the module and how to install it, before the model is even opened.
+    let tmp = tempfile::tempdir().unwrap();
+    let venv = tmp.path().join("venv");
+    let made = Command::new("python3").args(["-m", "venv", "--without-pip"]).arg(&venv).status().is_ok_and(|s| s.success());
+    if !made {
+        eprintln!("SKIPPED: `python3 -m venv` does not work here (Debian: apt-get install python3-venv)");
+        return;
+    }
+    let has_numpy = Command::new(venv.join("bin/python3")).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    assert!(!has_numpy, "a fresh venv without system site packages should not see numpy");
+    let path = format!("{}:{}", venv.join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let out_dir = tmp.path().join("run");
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["eval", "humaneval", "--model", "/nonexistent-model", "--limit", "3", "--out", out_dir.to_str().unwrap()])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the run must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("preflight") && err.contains("numpy") && err.contains("pip install numpy"), "{err}");
+    assert!(err.contains("venv/bin/python3"), "names the interpreter it checked: {err}");
+    assert!(!err.contains("nonexistent-model"), "stops before the model is opened: {err}");
+    assert!(!out_dir.join("samples.jsonl").exists() || std::fs::read_to_string(out_dir.join("samples.jsonl")).unwrap().is_empty());
+    // Infilling's programs import nothing outside the standard library: the same python3 is fine
+    // for them, so the check gets past the preflight to the (missing) model.
+    let out = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["eval", "infill", "--model", "/nonexistent-model", "--limit", "3"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && !err.contains("preflight") && err.contains("nonexistent-model"), "{err}");
+}
+
+#[test]
 fn multipl_e_checks_the_toolchain_before_generating() {
     // On a PATH without g++ the run stops at once with the package to install, before it
     // would load the (nonexistent) model.

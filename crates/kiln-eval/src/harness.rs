@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::client::{Endpoint, FimApi, Sampling};
 use crate::record::{self, RunDir};
 use crate::sandbox::{detect_isolation, Limits};
-use crate::task::{Prompt, Task};
+use crate::task::{Prompt, Task, TestProgram};
 use crate::{DataFile, EvalError};
 
 /// Where completions come from.
@@ -117,6 +117,28 @@ pub struct RunReport {
     pub canonical: bool,
 }
 
+/// Checks what the tasks' test programs need before any completion is made: for Python
+/// programs, the interpreter and every module they import at the top (so a python3 without
+/// numpy stops the run with what to install, instead of scoring every problem 0).
+fn preflight(tasks: &[Task]) -> Result<(), EvalError> {
+    let mut modules: Vec<String> = Vec::new();
+    let mut python = false;
+    for t in tasks {
+        if let TestProgram::Python(src) = (t.program)("") {
+            python = true;
+            for m in crate::sandbox::python_imports(&src) {
+                if !modules.contains(&m) {
+                    modules.push(m);
+                }
+            }
+        }
+    }
+    if python {
+        crate::sandbox::check_python(&modules)?;
+    }
+    Ok(())
+}
+
 /// Runs `tasks`: completions for every (task, sample) not yet scored in `opts.out`, scored as
 /// they come, then the summary over all samples. `open_source` is called only when there is work
 /// (a fully resumed run loads no model and calls no endpoint).
@@ -149,6 +171,9 @@ pub fn run_tasks<E: std::fmt::Display>(
     let resumed = records.len();
     if resumed > 0 {
         tracing::info!(resumed, left = todo.len(), "resuming: samples already scored are kept");
+    }
+    if !todo.is_empty() {
+        preflight(&tasks)?;
     }
     let source = if todo.is_empty() && !canonical { None } else { Some(open_source().map_err(|e| EvalError::Source(format!("{e:#}")))?) };
     let isolation = detect_isolation();

@@ -143,6 +143,10 @@ pub enum EvalError {
         /// Its value now.
         now: String,
     },
+    /// Something the test programs need is missing here (python3, a module of the prelude);
+    /// found before the first problem, with what to install.
+    #[error("preflight: {0}")]
+    Preflight(String),
     /// A program could not be started (python3 missing, no temporary directory).
     #[error("cannot run generated code: {0} (is python3 installed, with numpy?)")]
     Exec(#[from] std::io::Error),

@@ -282,3 +282,67 @@ pub fn run_python(program: &str, limits: &Limits, isolation: Isolation) -> std::
         other => other,
     })
 }
+
+/// The top-level modules a Python program imports at module level (`import a.b as c, d` gives
+/// `a` and `d`; `from e.f import g` gives `e`), in first-seen order; relative imports skipped.
+pub fn python_imports(program: &str) -> Vec<String> {
+    let mut modules: Vec<String> = Vec::new();
+    let mut add = |name: &str| {
+        let root = name.trim().split(['.', ' ']).next().unwrap_or("");
+        if !root.is_empty() && root.chars().all(|c| c.is_alphanumeric() || c == '_') && !modules.iter().any(|m| m == root) {
+            modules.push(root.to_string());
+        }
+    };
+    for line in program.lines() {
+        let line = line.split('#').next().unwrap_or("").trim_end();
+        if let Some(rest) = line.strip_prefix("import ") {
+            rest.split(',').for_each(&mut add);
+        } else if let Some(rest) = line.strip_prefix("from ") {
+            if let Some((module, _)) = rest.split_once(" import ") {
+                add(module);
+            }
+        }
+    }
+    modules
+}
+
+/// Checks, before the first problem, that `python3` starts and can import `modules` (what the
+/// benchmark's test programs import at the top, e.g. numpy from DeepSeek-Coder's prelude):
+/// without this, every program would die on its first line and the run would end normally
+/// with pass@1 = 0. The error names the interpreter, the missing modules and how to install them.
+pub fn check_python(modules: &[String]) -> Result<(), crate::EvalError> {
+    check_python_with(python(), modules)
+}
+
+/// [`check_python`] with an explicit interpreter.
+pub fn check_python_with(interpreter: &str, modules: &[String]) -> Result<(), crate::EvalError> {
+    const FIND: &str = "import importlib.util, sys\nprint(' '.join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))";
+    let out = Command::new(interpreter).arg("-c").arg(FIND).args(modules).stdin(Stdio::null()).output();
+    let out = match out {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            return Err(crate::EvalError::Preflight(format!(
+                "{interpreter} failed to start ({}): {}; the test programs are Python, so kiln needs a working python3 on PATH",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            )))
+        }
+        Err(e) => {
+            return Err(crate::EvalError::Preflight(format!(
+                "cannot run {interpreter} ({e}): the test programs are Python; install python3 (Debian: apt-get install python3) or put it on PATH"
+            )))
+        }
+    };
+    let missing: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap_or("").split_whitespace().collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let debian: Vec<String> = missing.iter().map(|m| format!("python3-{m}")).collect();
+    Err(crate::EvalError::Preflight(format!(
+        "{interpreter} cannot import {}, which the benchmark's test programs import; every program would fail. \
+         Install it for that interpreter (`{interpreter} -m pip install {}`, or on Debian `apt-get install {}`), or put a python3 that has it first on PATH",
+        missing.join(", "),
+        missing.join(" "),
+        debian.join(" ")
+    )))
+}

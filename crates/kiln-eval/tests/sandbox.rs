@@ -155,3 +155,24 @@ fn infilling_ground_truth_lines_pass() {
     .unwrap();
     assert_ne!(wrong[0].result, RunResult::Passed);
 }
+
+#[test]
+fn python_imports_are_the_top_level_modules_a_program_names() {
+    let program = "import math\nimport numpy as np, os.path\nfrom collections import *\nfrom .local import x\n# import commented\ndef f():\n    import inner\nx = 'import nothing'\n";
+    assert_eq!(kiln_eval::sandbox::python_imports(program), ["math", "numpy", "os", "collections"]);
+    let prelude_modules = kiln_eval::sandbox::python_imports(kiln_eval::humaneval::PRELUDE);
+    assert!(prelude_modules.contains(&"numpy".to_string()) && prelude_modules.contains(&"typing".to_string()), "{prelude_modules:?}");
+}
+
+#[test]
+fn the_python_preflight_names_a_missing_module_or_interpreter() {
+    let Some(python) = ["python3"].into_iter().find(|p| std::process::Command::new(p).arg("-V").output().is_ok()) else {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    };
+    kiln_eval::sandbox::check_python_with(python, &["math".into(), "json".into()]).expect("the standard library imports");
+    let err = kiln_eval::sandbox::check_python_with(python, &["math".into(), "no_such_module_kiln".into()]).unwrap_err().to_string();
+    assert!(err.contains("cannot import no_such_module_kiln") && err.contains("pip install no_such_module_kiln"), "{err}");
+    let err = kiln_eval::sandbox::check_python_with("/nonexistent/python3", &[]).unwrap_err().to_string();
+    assert!(err.contains("/nonexistent/python3") && err.contains("install python3"), "{err}");
+}
