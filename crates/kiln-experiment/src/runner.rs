@@ -475,9 +475,7 @@ fn run_job(
     let device = candle_core::Device::Cpu;
     let train_dir = dir.join("train");
     let budget = opts.budget_label();
-    // A run from an older grid or budget is not resumed (it would mix two settings).
-    let resumable = std::fs::read(dir.join("job.json")).ok().is_some_and(|b| b == job_stamp(arm, seed, &budget))
-        && train_dir.join("config.json").is_file();
+    let resumable = resumable(dir, &job_stamp(arm, seed, &budget));
     if !resumable {
         let _ = std::fs::remove_dir_all(dir);
         std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
@@ -550,6 +548,16 @@ fn run_job(
     })
 }
 
+/// Whether the job in `dir` can continue where it stopped: it was started with these settings
+/// (`stamp`: a run from an older grid or budget would mix two settings) and its training run
+/// reached a checkpoint (one stopped before its first has nothing to resume: it starts over).
+fn resumable(dir: &Path, stamp: &[u8]) -> bool {
+    let train_dir = dir.join("train");
+    std::fs::read(dir.join("job.json")).ok().is_some_and(|b| b == stamp)
+        && train_dir.join("config.json").is_file()
+        && !kiln_train::trainer::checkpoints(&train_dir).is_empty()
+}
+
 /// What a training run left to do.
 enum Trained {
     /// A model to score: the result so far (steps, tokens, last loss).
@@ -616,6 +624,22 @@ impl kiln_train::trainer::TrainObserver for StepRelay<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_stopped_before_its_first_checkpoint_starts_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let stamp = b"{\"key\":1}";
+        std::fs::write(dir.join("job.json"), stamp).unwrap();
+        std::fs::create_dir_all(dir.join("train")).unwrap();
+        std::fs::write(dir.join("train/config.json"), "{}").unwrap();
+        assert!(!resumable(dir, stamp), "no checkpoint yet: nothing to resume");
+        let ckpt = dir.join("train/checkpoint-00000005");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("trainer_state.json"), "{}").unwrap();
+        assert!(resumable(dir, stamp));
+        assert!(!resumable(dir, b"{\"key\":2}"), "another grid's job is not resumed");
+    }
 
     #[test]
     fn a_grid_over_budget_names_what_fits() {

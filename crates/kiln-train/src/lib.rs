@@ -13,7 +13,8 @@
 //!
 //! The long-context stage is a config of the same loop ([`trainer::ContextExtension`]).
 //!
-//! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts. [`budget`] sizes a run to a time
+//! [`plot`] draws `metrics.jsonl` as PNG loss and LR charts; [`tensorboard`] writes the same
+//! scalars as TensorBoard event files in the run directory. [`budget`] sizes a run to a time
 //! budget instead of a step count (time a few steps, train, re-plan from the real pace).
 //!
 //! Precision ([`Precision`]): f32 on the CPU; bf16 compute with f32 master weights, gradients
@@ -30,6 +31,7 @@ pub mod recipe;
 pub mod schedule;
 pub mod sft;
 pub mod step;
+pub mod tensorboard;
 pub mod trainer;
 
 pub use budget::{calibrate_steps, train_to_deadline, Replan};

@@ -2,7 +2,8 @@
 //! the schedule, metrics as JSONL, evaluation on the val split, checkpoints that resume exactly.
 //!
 //! A run directory holds `config.json` (the resolved [`TrainConfig`]), `metrics.jsonl` (one line
-//! per step, plus `eval` lines) and `checkpoint-<step>/` directories: a Hugging Face model
+//! per step, plus `eval` lines), the same scalars as TensorBoard event files
+//! (`events.out.tfevents.*`, [`crate::tensorboard`]) and `checkpoint-<step>/` directories: a Hugging Face model
 //! directory (config.json, model.safetensors, generation_config.json, the tokenizer files when the
 //! data names them) plus `optimizer.safetensors` and `trainer_state.json` (step, tokens seen, the
 //! data cursor). A checkpoint is written to a temporary directory and renamed into place, then
@@ -357,6 +358,11 @@ pub struct Trainer {
     val: Option<Source>,
     meta: Option<PackSummary>,
     state: TrainerState,
+    /// Whether this trainer continues a run from a checkpoint (its TensorBoard file then starts
+    /// with a session start at that step, so the replayed steps are shown once).
+    resumed: bool,
+    /// TensorBoard scalars, opened at the first [`Trainer::run`].
+    events: Option<crate::tensorboard::EventWriter>,
 }
 
 /// Checkpoint directories of a run (`checkpoint-<step>` holding `trainer_state.json`), oldest first.
@@ -383,6 +389,15 @@ impl Trainer {
             return Err(TrainError::Checkpoint {
                 path: run.to_path_buf(),
                 message: "already holds a run; resume it (`kiln train --resume`) or choose a new directory".into(),
+            });
+        }
+        if let Some(f) = crate::tensorboard::event_files(run)?.first() {
+            return Err(TrainError::Checkpoint {
+                path: run.to_path_buf(),
+                message: format!(
+                    "holds TensorBoard event files of another run ({}); a new run needs a directory of its own",
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                ),
             });
         }
         let meta = PackSummary::load(&cfg.data).ok();
@@ -498,6 +513,7 @@ impl Trainer {
         };
         let opt = AdamW::new(&model.params, cfg.adamw)?;
         let mut train = train;
+        let resumed = state.is_some();
         let state = match state {
             Some(s) => {
                 train.set_cursor(s.cursor)?;
@@ -505,7 +521,7 @@ impl Trainer {
             }
             None => TrainerState { step: 0, tokens_seen: 0, cursor: train.cursor(), loss: f64::NAN },
         };
-        Ok(Trainer { run: run.to_path_buf(), cfg, model, opt, train, val, meta, state })
+        Ok(Trainer { run: run.to_path_buf(), cfg, model, opt, train, val, meta, state, resumed, events: None })
     }
 
     /// The current state.
@@ -522,6 +538,9 @@ impl Trainer {
     pub fn run(&mut self, stop_at: Option<usize>, observer: &dyn TrainObserver) -> Result<TrainerState> {
         let metrics_path = self.run.join("metrics.jsonl");
         let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(io(&metrics_path))?;
+        if self.events.is_none() {
+            self.events = Some(crate::tensorboard::EventWriter::create(&self.run, self.resumed.then_some(self.state.step))?);
+        }
         let end = stop_at.unwrap_or(self.cfg.steps).min(self.cfg.steps);
         let mut bad_in_a_row = 0usize;
         while self.state.step < end {
@@ -556,12 +575,19 @@ impl Trainer {
                 skipped,
             };
             writeln!(metrics, "{}", serde_json::to_string(&m).expect("metrics serialise")).map_err(io(&metrics_path))?;
+            let events = self.events.as_mut().expect("opened above");
+            events.scalars(
+                m.step,
+                &[("train/loss", m.loss), ("train/lr", m.lr), ("train/grad_norm", m.grad_norm), ("train/tokens_per_s", m.tokens_per_s)],
+            )?;
+            events.flush()?;
             observer.on_metrics(&m, self.cfg.steps);
             let s = self.state.step;
             if self.cfg.eval_every > 0 && s.is_multiple_of(self.cfg.eval_every) {
                 if let Some(loss) = self.evaluate()? {
                     let e = StepMetrics { kind: "eval".into(), loss, tokens_per_s: 0.0, skipped: false, ..m };
                     writeln!(metrics, "{}", serde_json::to_string(&e).expect("metrics serialise")).map_err(io(&metrics_path))?;
+                    self.events.as_mut().expect("opened above").scalars(e.step, &[("eval/loss", e.loss)])?;
                     observer.on_metrics(&e, self.cfg.steps);
                 }
             }
@@ -570,6 +596,7 @@ impl Trainer {
                 self.checkpoint()?;
             }
         }
+        self.events.as_mut().expect("opened above").flush()?;
         Ok(self.state.clone())
     }
 

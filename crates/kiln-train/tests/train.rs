@@ -343,3 +343,82 @@ fn divergence_is_detected_and_the_last_good_checkpoint_survives() {
     assert_eq!(std::fs::read_to_string(run.join("latest")).unwrap(), "checkpoint-00000001");
     Llama::load(&run.join("checkpoint-00000001"), None, &Device::Cpu).unwrap();
 }
+
+/// TensorBoard's own reader (the `tensorboard` package's EventAccumulator) reads the event files
+/// with the values of `metrics.jsonl`; a run stopped between checkpoints and resumed shows each
+/// step once, with the same values as an uninterrupted run.
+#[test]
+fn tensorboard_reads_the_scalars_of_metrics_jsonl_across_a_resume() {
+    const READ: &str = "import json, sys\n\
+        from tensorboard.backend.event_processing import event_accumulator as ea\n\
+        acc = ea.EventAccumulator(sys.argv[1], size_guidance={ea.SCALARS: 0})\n\
+        acc.Reload()\n\
+        print(json.dumps({t: [[e.step, e.value] for e in acc.Scalars(t)] for t in acc.Tags()['scalars']}))\n";
+    let probe = std::process::Command::new("python3").args(["-c", "import tensorboard"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!("SKIPPING tensorboard_reads_the_scalars_of_metrics_jsonl_across_a_resume: python3 with the tensorboard package not found (pip install tensorboard)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    small_model(&tmp.path().join("init"));
+    counting_data(&tmp.path().join("data"), 40);
+    // A val split: counting windows as well, so eval lines are written every 4 steps.
+    let val = tmp.path().join("val-data");
+    counting_data(&val, 8);
+    std::fs::rename(val.join("train.bin"), tmp.path().join("data/val.bin")).unwrap();
+    std::fs::rename(val.join("train.idx"), tmp.path().join("data/val.idx")).unwrap();
+    let mut cfg = config(tmp.path(), 12);
+    cfg.checkpoint_every = 6;
+    cfg.eval_every = 4;
+    let whole = tmp.path().join("whole");
+    Trainer::create(&whole, cfg.clone(), &Device::Cpu).unwrap().run(None, &Quiet).unwrap();
+    // Stopped at step 8, two steps after the checkpoint at 6: the resume replays steps 7 and 8.
+    let split = tmp.path().join("split");
+    Trainer::create(&split, cfg.clone(), &Device::Cpu).unwrap().run(Some(8), &Quiet).unwrap();
+    let mut resumed = Trainer::resume(&split, &Device::Cpu).unwrap();
+    assert_eq!(resumed.state().step, 6);
+    resumed.run(None, &Quiet).unwrap();
+    assert_eq!(kiln_train::tensorboard::event_files(&split).unwrap().len(), 2);
+
+    let read = |dir: &Path| -> HashMap<String, Vec<(u64, f64)>> {
+        let out = std::process::Command::new("python3").args(["-c", READ, dir.to_str().unwrap()]).output().unwrap();
+        assert!(out.status.success(), "tensorboard could not read {}: {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+        let v: HashMap<String, Vec<(u64, f64)>> = serde_json::from_slice(&out.stdout).unwrap();
+        v
+    };
+    let tb = read(&whole);
+    // The expected series, from metrics.jsonl of the uninterrupted run.
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(whole.join("metrics.jsonl")).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let series = |kind: &str, field: &str| -> Vec<(u64, f64)> {
+        lines.iter().filter(|m| m["kind"] == kind).map(|m| (m["step"].as_u64().unwrap(), m[field].as_f64().unwrap())).collect()
+    };
+    for (tag, kind, field) in [
+        ("train/loss", "train", "loss"),
+        ("train/lr", "train", "lr"),
+        ("train/grad_norm", "train", "grad_norm"),
+        ("train/tokens_per_s", "train", "tokens_per_s"),
+        ("eval/loss", "eval", "loss"),
+    ] {
+        let want = series(kind, field);
+        let got = &tb[tag];
+        assert_eq!(got.len(), want.len(), "{tag}: {got:?} vs {want:?}");
+        for ((gs, gv), (ws, wv)) in got.iter().zip(&want) {
+            assert_eq!(gs, ws, "{tag}");
+            // TensorBoard keeps f32 scalars.
+            assert!((gv - wv).abs() <= 1e-6 * wv.abs().max(1.0), "{tag} at step {ws}: {gv} vs {wv}");
+        }
+    }
+    assert_eq!(tb["eval/loss"].iter().map(|p| p.0).collect::<Vec<_>>(), [4, 8, 12]);
+    // Across the resume: every step once, the same values (timing aside).
+    let tb_split = read(&split);
+    for tag in ["train/loss", "train/lr", "train/grad_norm", "eval/loss"] {
+        assert_eq!(tb_split[tag], tb[tag], "{tag} after a resume");
+    }
+    // A new run may not write into a directory with another run's event files.
+    let stray = tmp.path().join("stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::copy(kiln_train::tensorboard::event_files(&whole).unwrap()[0].clone(), stray.join("events.out.tfevents.1.other")).unwrap();
+    let err = Trainer::create(&stray, cfg, &Device::Cpu).err().expect("refused").to_string();
+    assert!(err.contains("event files of another run") && err.contains("stray"), "{err}");
+}
