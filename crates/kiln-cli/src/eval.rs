@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_eval::client::{Endpoint, FimApi};
+use kiln_eval::client::{ClientOptions, Endpoint, FimApi};
 use kiln_eval::harness::{self, RunObserver, RunOptions, Source};
 use kiln_eval::task::{self, InfillSet, Task};
 use kiln_eval::{humaneval, infilling, mbpp, DataFile};
@@ -97,9 +97,25 @@ pub struct EvalArgs {
     /// Score the reference solutions instead of a model's completions (checks the harness).
     #[arg(long, conflicts_with_all = ["model", "endpoint"])]
     canonical: bool,
-    /// Take completions from an OpenAI-compatible server (`http://host:port`, e.g. `kiln serve`).
+    /// Take completions from an OpenAI-compatible server (`http://host:port` or `https://...`,
+    /// e.g. `kiln serve`, llama.cpp's server, vLLM, a hosted API).
     #[arg(long, conflicts_with = "model")]
     endpoint: Option<String>,
+    /// PEM certificate to trust for an https endpoint instead of the system's roots (a private
+    /// authority, or the server's self-signed certificate).
+    #[arg(long, requires = "endpoint")]
+    ca_cert: Option<PathBuf>,
+    /// Proxy for the endpoint's requests (`http://HOST:PORT`); default: HTTPS_PROXY / HTTP_PROXY /
+    /// ALL_PROXY (minus NO_PROXY) for non-loopback endpoints.
+    #[arg(long, requires = "endpoint")]
+    proxy: Option<String>,
+    /// Endpoint requests in flight at once; the completions do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Extra attempts after a 429 or 5xx answer (waits 1 s, 2 s, 4 s, ..., or the server's
+    /// Retry-After; at most 30 s each); then the sample scores 0 with the reason.
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
     /// File holding the endpoint's API key.
     #[arg(long, requires = "endpoint")]
     api_key_file: Option<PathBuf>,
@@ -187,7 +203,14 @@ fn open_source(a: &EvalArgs) -> Result<Source> {
             None => None,
         };
         let fim = if a.fim == FimArg::Infill { FimApi::Infill } else { FimApi::Suffix };
-        return Ok(Source::Endpoint(Endpoint::parse(url, key, Duration::from_secs(a.request_timeout.max(1)))?, fim));
+        let client = ClientOptions {
+            timeout: Duration::from_secs(a.request_timeout.max(1)),
+            ca_cert: a.ca_cert.clone(),
+            proxy: a.proxy.clone(),
+            retries: a.retries,
+            ..ClientOptions::default()
+        };
+        return Ok(Source::Endpoint(Box::new(Endpoint::connect(url, key, &client)?), fim));
     }
     let Some(m) = &a.model else { bail!("give --model DIR, --endpoint URL, or --canonical to check the harness") };
     Ok(Source::Model(Box::new(load(m)?)))
@@ -226,6 +249,7 @@ fn run_options(benchmark: &str, data: &DataFile, default_timeout: u64, a: &EvalA
         top_p: a.top_p,
         seed: a.seed,
         batch: a.batch,
+        concurrency: a.concurrency.max(1),
         workers: a.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())).max(1),
         timeout_s: a.timeout.unwrap_or(default_timeout),
         limit: a.limit,

@@ -54,10 +54,16 @@ fn python_with_numpy() -> bool {
 
 /// `kiln serve --model MODEL` on a free loopback port, once it answers /health.
 fn serve(model: &Path) -> (Server, u16) {
+    serve_with(model, &[])
+}
+
+/// [`serve`] with more arguments.
+fn serve_with(model: &Path, extra: &[&str]) -> (Server, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let server = Server(
         Command::new(env!("CARGO_BIN_EXE_kiln"))
             .args(["serve", "--model", model.to_str().unwrap(), "--port", &port.to_string()])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -362,6 +368,118 @@ fn garbage_and_silent_endpoints_score_zero_with_the_reason_and_all_failing_exits
     assert!(!all_bad.status.success());
     let err = String::from_utf8_lossy(&all_bad.stderr);
     assert!(err.contains("every completion request failed") && err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+/// `kiln serve` behind a TLS proxy (Python's ssl, the committed test certificate authority):
+/// `--endpoint https://... --ca-cert` gives the same completions as plain HTTP, with one request
+/// in flight or four; without `--ca-cert` the certificate is refused with the host and the flag
+/// named.
+#[test]
+fn https_endpoint_through_a_tls_proxy_with_ca_cert_and_concurrency() {
+    if !python_with_numpy() {
+        return;
+    }
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tls");
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tiny_model(tmp.path());
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let (_server, port) = serve_with(&model, &["--max-concurrency", "4"]);
+    let mut proxy = Server(
+        Command::new("python3")
+            .arg(tls.join("tls_proxy.py"))
+            .args([tls.join("server.pem"), tls.join("server.key")])
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(proxy.0.stdout.take().unwrap()), &mut line).unwrap();
+    let https = format!("https://127.0.0.1:{}", line.trim());
+    let ca = tls.join("ca.pem");
+    let common = ["--data", data.to_str().unwrap(), "--limit", "6", "--max-tokens", "12", "--json"];
+    let run = |url: &str, extra: &[&str], out: &Path| {
+        let s: Value = serde_json::from_str(&ok(&kiln(
+            &[&["eval", "humaneval", "--endpoint", url, "--out", out.to_str().unwrap()][..], extra, &common].concat(),
+        )))
+        .unwrap();
+        assert_eq!(s["generation_errors"], 0, "{s}");
+        completions(out)
+    };
+    let plain = run(&format!("http://127.0.0.1:{port}"), &[], &tmp.path().join("plain"));
+    let tls_one = run(&https, &["--ca-cert", ca.to_str().unwrap()], &tmp.path().join("tls-1"));
+    let tls_four = run(&https, &["--ca-cert", ca.to_str().unwrap(), "--concurrency", "4"], &tmp.path().join("tls-4"));
+    assert_eq!(plain.len(), 6);
+    assert_eq!(tls_one, plain, "HTTPS through the proxy gives the completions of plain HTTP");
+    assert_eq!(tls_four, plain, "--concurrency 4 gives the per-sample results of 1");
+    // The system's roots do not know the test authority: refused, with the host and --ca-cert named.
+    let refused = kiln(&[&["eval", "humaneval", "--endpoint", &https][..], &common[..4]].concat());
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("TLS with 127.0.0.1 failed") && err.contains("--ca-cert"), "{err}");
+    // A --ca-cert that holds no certificate is named before any request.
+    let not_pem = tmp.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let bad = kiln(&[&["eval", "humaneval", "--endpoint", &https, "--ca-cert", not_pem.to_str().unwrap()][..], &common[..4]].concat());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("--ca-cert") && err.contains("not.pem"), "{err}");
+}
+
+/// An endpoint that answers 429 forever: a bounded number of attempts (the server counts them),
+/// then the sample fails with the status; a proxy that refuses is named.
+#[test]
+fn an_endpoint_busy_forever_is_retried_a_bounded_number_of_times_and_a_dead_proxy_is_named() {
+    if !python_with_numpy() {
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 65536];
+            let _ = c.set_read_timeout(Some(Duration::from_millis(500)));
+            let _ = c.read(&mut buf);
+            let body = "{\"error\": \"rate limited\"}";
+            let _ = write!(
+                c,
+                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/benchmarks/humaneval/HumanEval.jsonl.gz");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("busy");
+    let url = format!("http://127.0.0.1:{port}");
+    let run = kiln(&[
+        "eval",
+        "humaneval",
+        "--endpoint",
+        &url,
+        "--data",
+        data.to_str().unwrap(),
+        "--limit",
+        "1",
+        "--retries",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success(), "the only request failed");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3, "one attempt and two retries");
+    let rec = &records(&out)[0];
+    let reason = rec["error"].as_str().unwrap();
+    assert!(rec["status"] == "no_completion" && reason.contains("HTTP 429 (after 3 attempts)") && reason.contains("rate limited"), "{rec}");
+    // A proxy that refuses connections.
+    let run =
+        kiln(&["eval", "humaneval", "--endpoint", &url, "--proxy", "http://127.0.0.1:1", "--data", data.to_str().unwrap(), "--limit", "1"]);
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success() && err.contains("through proxy") && err.contains("127.0.0.1:1"), "{err}");
 }
 
 /// `kiln eval repo build` on a corpus built from the fixture repositories gives the same bench

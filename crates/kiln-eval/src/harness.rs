@@ -8,6 +8,8 @@
 //! settings and prints the result; this module never prints.
 
 use std::collections::HashSet;
+
+use rayon::prelude::*;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -25,7 +27,7 @@ pub enum Source {
     /// The tasks' reference solutions (checks the harness).
     Canonical,
     /// An OpenAI-compatible server, asked to fill in the middle through `FimApi`.
-    Endpoint(Endpoint, FimApi),
+    Endpoint(Box<Endpoint>, FimApi),
     /// A model in this process, decoded in batches.
     Model(Box<LoadedModel>),
 }
@@ -68,6 +70,8 @@ pub struct RunOptions {
     pub batch: usize,
     /// Programs run at once.
     pub workers: usize,
+    /// Endpoint requests in flight at once (the completions do not depend on it).
+    pub concurrency: usize,
     /// Seconds per test program.
     pub timeout_s: u64,
     /// Only the first N tasks.
@@ -185,7 +189,7 @@ pub fn run_tasks<E: std::fmt::Display>(
     let mut failed_now = 0usize;
     let chunk = match &source {
         Some(Source::Model(_)) => opts.batch.max(1),
-        _ => workers * 4,
+        _ => (workers * 4).max(opts.concurrency.max(1) * 2),
     };
     for part in todo.chunks(chunk) {
         observer.phase("generating");
@@ -243,26 +247,34 @@ fn complete(source: &Source, tasks: &[Task], part: &[(usize, usize)], opts: &Run
     let warn = |i: usize, s: usize, e: &str| tracing::warn!(task = %tasks[i].task_id, sample = s, error = %e, "no completion; the sample scores 0");
     Ok(match source {
         Source::Canonical => part.iter().map(|&(i, _)| Ok(tasks[i].canonical.clone())).collect(),
-        Source::Endpoint(e, fim) => part
-            .iter()
-            .map(|&(i, s)| {
-                let t = &tasks[i];
-                let sampling = Sampling {
-                    temperature: opts.temperature as f64,
-                    top_p: opts.top_p.map(f64::from),
-                    seed: (opts.temperature > 0.0).then_some(opts.seed.wrapping_add(s as u64)),
-                };
-                let stop: Vec<&str> = t.stop.iter().map(String::as_str).collect();
-                let r = match &t.prompt {
-                    Prompt::Completion(p) => e.complete_sampled(p, opts.max_tokens, &stop, &sampling),
-                    Prompt::Fim { prefix, suffix } => e.complete_fim_with(*fim, prefix, suffix, opts.max_tokens, &sampling),
-                };
-                r.map(|text| (t.finish)(&text)).map_err(|err| {
-                    warn(i, s, &err.to_string());
-                    err.to_string()
-                })
+        Source::Endpoint(e, fim) => {
+            // Requests are independent: `concurrency` of them in flight, answers kept in order.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(opts.concurrency.max(1))
+                .build()
+                .map_err(|e| EvalError::Source(format!("request threads: {e}")))?;
+            pool.install(|| {
+                part.par_iter()
+                    .map(|&(i, s)| {
+                        let t = &tasks[i];
+                        let sampling = Sampling {
+                            temperature: opts.temperature as f64,
+                            top_p: opts.top_p.map(f64::from),
+                            seed: (opts.temperature > 0.0).then_some(opts.seed.wrapping_add(s as u64)),
+                        };
+                        let stop: Vec<&str> = t.stop.iter().map(String::as_str).collect();
+                        let r = match &t.prompt {
+                            Prompt::Completion(p) => e.complete_sampled(p, opts.max_tokens, &stop, &sampling),
+                            Prompt::Fim { prefix, suffix } => e.complete_fim_with(*fim, prefix, suffix, opts.max_tokens, &sampling),
+                        };
+                        r.map(|text| (t.finish)(&text)).map_err(|err| {
+                            warn(i, s, &err.to_string());
+                            err.to_string()
+                        })
+                    })
+                    .collect()
             })
-            .collect(),
+        }
         Source::Model(m) => {
             let engine =
                 Engine::new(m.model.as_ref(), &m.tokenizer).map_err(|e| EvalError::Source(e.to_string()))?.with_max_batch(opts.batch);
