@@ -10,6 +10,8 @@
 //!   (files placed before the cursor's file, as kiln's repository-level training samples are
 //!   laid out), `prompt`, `n_predict`, `stream`, with llama.cpp's `timings` in the response.
 //! - `GET /v1/models`, `GET /health`, `GET /metrics` (Prometheus).
+//! - `GET /`: a playground page to try the model in a browser (built into the binary), with
+//!   `GET /v1/repo/files` and `GET /v1/repo/file?path=` for its file picker over `--repo`.
 //!
 //! Requests run on a fixed number of generation slots (`max_concurrency`); up to `max_queue`
 //! more wait for one, beyond that the server answers 429. The running requests decode together
@@ -189,7 +191,9 @@ pub async fn generate(
 }
 
 async fn auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if state.cfg.api_keys.is_empty() || req.uri().path() == "/health" {
+    // `/health` for probes; `/` is the playground page, which holds no data (its requests
+    // carry the key like any client's, and it asks for one on a 401).
+    if state.cfg.api_keys.is_empty() || matches!(req.uri().path(), "/health" | "/") {
         return next.run(req).await;
     }
     let given = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
@@ -208,14 +212,15 @@ async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next) -> 
     let path = req.uri().path().to_string();
     let start = Instant::now();
     let resp = next.run(req).await;
-    let known = ["/v1/completions", "/v1/chat/completions", "/infill", "/v1/models", "/health", "/metrics"];
+    let known =
+        ["/v1/completions", "/v1/chat/completions", "/infill", "/v1/models", "/health", "/metrics", "/", "/v1/repo/files", "/v1/repo/file"];
     let endpoint = if known.contains(&path.as_str()) { path.as_str() } else { "other" };
     state.metrics.request(endpoint, resp.status().as_u16(), start.elapsed().as_secs_f64());
     resp
 }
 
 async fn not_found(req: Request) -> ApiError {
-    ApiError::status(StatusCode::NOT_FOUND, format!("no route {} {}; kiln serves POST /v1/completions, POST /v1/chat/completions, POST /infill, GET /v1/models, GET /health, GET /metrics", req.method(), req.uri().path()))
+    ApiError::status(StatusCode::NOT_FOUND, format!("no route {} {}; kiln serves POST /v1/completions, POST /v1/chat/completions, POST /infill, GET /v1/models, GET /health, GET /metrics, GET / (the playground), GET /v1/repo/files, GET /v1/repo/file?path=", req.method(), req.uri().path()))
 }
 
 /// The HTTP routes over `state`.
@@ -227,6 +232,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(api::models))
         .route("/health", get(api::health))
         .route("/metrics", get(api::metrics))
+        .route("/", get(api::page))
+        .route("/v1/repo/files", get(api::repo_files))
+        .route("/v1/repo/file", get(api::repo_file))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))

@@ -69,7 +69,9 @@ pub struct InfillRequest {
     pub t_max_predict_ms: Option<i64>,
 }
 
-fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool), ApiError> {
+/// The generation job, whether `input_extra` was cut, and the paths of the context files placed
+/// before the cursor's file (repository context, then the client's chunks).
+fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool, Vec<String>), ApiError> {
     let prefix = r.input_prefix.as_deref().ok_or_else(|| ApiError::field("input_prefix", "input_prefix is required"))?;
     let suffix = r.input_suffix.as_deref().ok_or_else(|| ApiError::field("input_suffix", "input_suffix is required"))?;
     let mut extra: Vec<ContextFile> = r
@@ -93,6 +95,7 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool), Api
     // Repository context first (dependency order), then the client's chunks, then the file.
     let (mut context, path) = repo_context(state, r.file.as_deref(), near, max_new)?;
     context.extend(extra);
+    let context_files: Vec<String> = context.iter().map(|c| c.path.clone()).collect();
     let (mut ids, _context_tokens) = prompt::repo_fim_ids(tok, &context, path.as_deref(), prefix, suffix)?;
     if let Some(typed) = r.prompt.as_deref().filter(|p| !p.is_empty()) {
         ids.extend(tok.encode_raw(typed).map_err(kiln_infer::InferError::from)?);
@@ -114,7 +117,7 @@ fn infill_params(state: &AppState, r: &InfillRequest) -> Result<(Job, bool), Api
             _ => None,
         },
     };
-    Ok((Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) }, truncated))
+    Ok((Job { ids, params, cache_prompt: r.cache_prompt.unwrap_or(true) }, truncated, context_files))
 }
 
 /// llama.cpp's `stop_type`.
@@ -127,8 +130,9 @@ fn stop_type(f: FinishReason) -> &'static str {
     }
 }
 
-/// The full llama.cpp `/completion`-shaped response of a finished generation.
-fn llama_response(state: &AppState, o: &Outcome, truncated: bool) -> Value {
+/// The full llama.cpp `/completion`-shaped response of a finished generation, plus kiln's
+/// `context_files` (the files placed before the cursor's file).
+fn llama_response(state: &AppState, o: &Outcome, truncated: bool, context_files: &[String]) -> Value {
     let g: &Generation = &o.generation;
     let t = &g.timings;
     let predicted = g.ids.len();
@@ -140,6 +144,7 @@ fn llama_response(state: &AppState, o: &Outcome, truncated: bool) -> Value {
         "model": state.cfg.model_name, "tokens_predicted": predicted, "tokens_evaluated": g.prompt_ids.len(),
         "has_new_line": g.text.contains('\n'), "truncated": truncated,
         "stop_type": stop_type(g.finish_reason), "stopping_word": "", "tokens_cached": t.cached_tokens,
+        "context_files": context_files,
         "timings": {
             "prompt_n": processed, "prompt_ms": t.prefill_ms,
             "prompt_per_token_ms": per(t.prefill_ms, processed), "prompt_per_second": rate(t.prefill_ms, processed),
@@ -153,14 +158,14 @@ fn llama_response(state: &AppState, o: &Outcome, truncated: bool) -> Value {
 /// `POST /infill`.
 pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<Response, ApiError> {
     let r: InfillRequest = read_json(&state, req).await?;
-    let (job, truncated) = infill_params(&state, &r)?;
+    let (job, truncated, context_files) = infill_params(&state, &r)?;
     if r.stream == Some(true) {
         let st = state.clone();
         let stream = stream_generation(&state, job).await?;
         let events = stream.into_events(move |ev| match ev {
             StreamEvent::Piece(p) => vec![Event::default().data(json!({"content": p, "tokens": [], "stop": false}).to_string())],
             StreamEvent::Done(Ok(o)) => {
-                let mut last = llama_response(&st, &o, truncated);
+                let mut last = llama_response(&st, &o, truncated, &context_files);
                 last["content"] = json!("");
                 vec![Event::default().data(last.to_string())]
             }
@@ -175,5 +180,5 @@ pub async fn infill(State(state): State<Arc<AppState>>, req: Request) -> Result<
     let wait = Instant::now();
     let permit = state.acquire_slot().await?;
     let o = generate(&state, permit, job, cancel, None, wait.elapsed().as_secs_f64() * 1000.0).await?;
-    Ok(Json(llama_response(&state, &o, truncated)).into_response())
+    Ok(Json(llama_response(&state, &o, truncated, &context_files)).into_response())
 }

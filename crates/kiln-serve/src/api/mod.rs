@@ -9,6 +9,7 @@
 //!   llama.cpp's response with `timings`.
 //! - `chat`: `POST /v1/chat/completions` (OpenAI chat with the instruct template).
 //! - `info`: `GET /v1/models`, `GET /health`, `GET /metrics`.
+//! - `playground`: the page at `GET /` and the repository file list/text it picks from.
 //! - `openai`: what the two OpenAI endpoints share: `stop` as one string or many, `n`
 //!   choices run one after another, the `usage` object.
 //! - `params`: checks and conversions of the generation fields the endpoints take (sampling,
@@ -27,6 +28,7 @@ mod infill;
 mod info;
 mod openai;
 mod params;
+mod playground;
 mod stream;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -42,6 +44,7 @@ pub use completions::{completions, CompletionRequest, PromptInput};
 pub use infill::{infill, ExtraChunk, InfillRequest};
 pub use info::{health, metrics, models};
 pub use openai::OneOrMany;
+pub use playground::{page, repo_file, repo_files, FileQuery};
 pub use stream::{GenerationStream, StreamEvent};
 
 /// Reads the body (413 above the limit) and parses it (400 naming the position and field).
