@@ -33,6 +33,9 @@ pub struct TrainArgs {
     /// Only draw RUN/loss.png and RUN/lr.png from RUN/metrics.jsonl (also done after every run).
     #[arg(long, conflicts_with_all = ["resume", "data", "out", "preset", "init"])]
     plot: Option<PathBuf>,
+    /// Draw loss.png with a log-scale loss axis (with --plot, or at the end of a run).
+    #[arg(long)]
+    log_loss: bool,
     /// Packed training data (`kiln data pack --out`, or `kiln data sft --out`).
     #[arg(long, required_unless_present_any = ["resume", "plot"])]
     data: Option<PathBuf>,
@@ -121,7 +124,7 @@ impl TrainObserver for Progress {
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     if let Some(run) = &args.plot {
-        let [loss, lr] = kiln_train::plot::plot_run(run)?;
+        let [loss, lr] = kiln_train::plot::plot_run_with(run, args.log_loss)?;
         eprintln!("wrote {} and {}", loss.display(), lr.display());
         return Ok(());
     }
@@ -203,7 +206,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     bar.finish_and_clear();
     // Charts of whatever was trained, also when the run stopped on an error.
-    if let Err(e) = kiln_train::plot::plot_run(&trainer.run) {
+    if let Err(e) = kiln_train::plot::plot_run_with(&trainer.run, args.log_loss) {
         tracing::warn!(error = %e, "no loss/LR charts");
     }
     let state = result?;

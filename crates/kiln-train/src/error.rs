@@ -30,6 +30,14 @@ pub enum TrainError {
         /// What is wrong and what to do.
         message: String,
     },
+    /// A chart could not be drawn or encoded.
+    #[error("chart {path}: {message}")]
+    Plot {
+        /// The PNG file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
     /// A setting is out of range or inconsistent with the data or the model.
     #[error("training config: {0}")]
     Config(String),
