@@ -316,6 +316,15 @@ pub(crate) fn write(
         repos.len(),
         opts.seq_len,
     );
+    let runs = results.len();
+    let train_min: f64 = results.iter().map(|r| r.train_seconds).sum::<f64>() / 60.0;
+    let steps: usize = results.iter().map(|r| r.steps).sum();
+    let tokens: u64 = results.iter().map(|r| r.tokens).sum();
+    let _ = writeln!(
+        md,
+        "Compute: {runs} training runs, {steps} optimizer steps and {:.1}M tokens in all; {train_min:.0} min of training wall time summed over the runs (scoring each trained model adds about a minute per run).\n",
+        tokens as f64 / 1e6
+    );
     let _ = writeln!(
         md,
         "Measures: **bpb** = held-out bits per byte, left to right, each file alone in sliding windows overlapping by half; **middle** = bits per byte of {} held-out lines as FIM middles, with prefix and suffix (PSM) / with the prefix only; **EM** = single-line infilling exact match (%); **cross-file** = bits per byte of held-out lines that use a symbol defined in a file their file imports, with / without the imported files in the prompt; **synthetic** = the same with the symbol renamed to a random name everywhere.\n",
