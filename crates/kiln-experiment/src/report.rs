@@ -58,6 +58,8 @@ pub(crate) struct ArmSummary {
     diverged: usize,
     steps: Option<Stat>,
     tokens: Option<Stat>,
+    /// Training tokens per second of wall time (shows a run slowed by other load or drift).
+    tokens_per_s: Option<Stat>,
     bits_per_byte: Option<Stat>,
     middle_with_suffix: Option<Stat>,
     middle_prefix_only: Option<Stat>,
@@ -66,6 +68,9 @@ pub(crate) struct ArmSummary {
     cross_file_without: Option<Stat>,
     synthetic_with: Option<Stat>,
     synthetic_without: Option<Stat>,
+    /// Its finished (not diverged) runs, for comparisons paired by seed.
+    #[serde(skip)]
+    runs: Vec<JobResult>,
 }
 
 fn summarise(arm: &Arm, results: &[JobResult]) -> ArmSummary {
@@ -85,6 +90,7 @@ fn summarise(arm: &Arm, results: &[JobResult]) -> ArmSummary {
         diverged: mine.len() - ok.len(),
         steps: stat(&|r| Some(r.steps as f64)),
         tokens: stat(&|r| Some(r.tokens as f64)),
+        tokens_per_s: stat(&|r| (r.train_seconds > 0.0).then(|| r.tokens as f64 / r.train_seconds)),
         bits_per_byte: stat(&|r| r.bits_per_byte),
         middle_with_suffix: stat(&|r| r.middles.map(|m| m.with_suffix_bits_per_byte)),
         middle_prefix_only: stat(&|r| r.middles.map(|m| m.prefix_only_bits_per_byte)),
@@ -93,7 +99,61 @@ fn summarise(arm: &Arm, results: &[JobResult]) -> ArmSummary {
         cross_file_without: stat(&|r| r.cross_file.filter(|c| c.lines > 0).map(|c| c.without_context_bits_per_byte)),
         synthetic_with: stat(&|r| r.cross_file.filter(|c| c.synthetic_lines > 0).map(|c| c.synthetic_with_context_bits_per_byte)),
         synthetic_without: stat(&|r| r.cross_file.filter(|c| c.synthetic_lines > 0).map(|c| c.synthetic_without_context_bits_per_byte)),
+        runs: ok.iter().map(|r| (**r).clone()).collect(),
     }
+}
+
+/// One measure of a run (bits per byte of something), for paired comparisons.
+type Measure = fn(&JobResult) -> Option<f64>;
+
+fn m_bpb(r: &JobResult) -> Option<f64> {
+    r.bits_per_byte
+}
+fn m_middle(r: &JobResult) -> Option<f64> {
+    r.middles.map(|m| m.with_suffix_bits_per_byte)
+}
+fn m_middle_prefix(r: &JobResult) -> Option<f64> {
+    r.middles.map(|m| m.prefix_only_bits_per_byte)
+}
+fn m_synthetic_with(r: &JobResult) -> Option<f64> {
+    r.cross_file.filter(|c| c.synthetic_lines > 0).map(|c| c.synthetic_with_context_bits_per_byte)
+}
+fn m_synthetic_without(r: &JobResult) -> Option<f64> {
+    r.cross_file.filter(|c| c.synthetic_lines > 0).map(|c| c.synthetic_without_context_bits_per_byte)
+}
+
+/// Whether `lower`'s measure is below `higher`'s, paired by seed: the runs of the two arms with
+/// the same seed (or two measures of the same runs) are compared run by run, which removes
+/// what a seed does to both (at a few hundred steps, which part of the corpus a seed's batches
+/// happen to cover moves held-out bits per byte by more than most levers). Only for arms that
+/// train on the same packed data (so a seed gives both the same batches) or two measures of one
+/// arm; `None` with fewer than two matched seeds.
+fn paired(lower: &ArmSummary, lm: Measure, higher: &ArmSummary, hm: Measure) -> Option<String> {
+    let diffs: Vec<f64> = lower
+        .runs
+        .iter()
+        .filter_map(|a| {
+            let b = higher.runs.iter().find(|b| b.seed == a.seed)?;
+            Some(hm(b)? - lm(a)?)
+        })
+        .filter(|d| d.is_finite())
+        .collect();
+    let d = Stat::of(diffs)?;
+    if d.n < 2 {
+        return None;
+    }
+    let se = d.sd / (d.n as f64).sqrt();
+    let word = if d.mean > 2.0 * se {
+        "holds"
+    } else if -d.mean > 2.0 * se {
+        "does not hold"
+    } else {
+        "within noise"
+    };
+    Some(format!(
+        "{word} (margin {:+.4} ± {:.4} bits per byte, positive in the claim's direction; mean ± standard error, paired by seed over {} seeds)",
+        d.mean, se, d.n
+    ))
 }
 
 /// A claim and what the runs say about it.
@@ -148,6 +208,20 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
     let bpb = |a: &ArmSummary| a.bits_per_byte;
     let mid = |a: &ArmSummary| a.middle_with_suffix;
     let show = |name: &str, f: fn(&ArmSummary) -> Option<Stat>| format!("{} {}", name, Stat::show(get(name, f)));
+    // Paired by seed where the two runs share their batches (the same arm, or arms on the same
+    // packed data); otherwise the unpaired two-standard-error rule.
+    let same_data = |a: &str, b: &str| {
+        let data = |n: &str| arms.iter().find(|x| x.name == n).map(|x| x.data);
+        a == b || data(a).is_some_and(|d| Some(d) == data(b))
+    };
+    let compare =
+        |lower: &str, lm: Measure, lf: fn(&ArmSummary) -> Option<Stat>, higher: &str, hm: Measure, hf: fn(&ArmSummary) -> Option<Stat>| {
+            let pair = match (find(s, lower), find(s, higher)) {
+                (Some(a), Some(b)) if same_data(lower, higher) => paired(a, lm, b, hm),
+                _ => None,
+            };
+            pair.unwrap_or_else(|| lower_than(get(lower, lf), get(higher, hf)))
+        };
     match q {
         Question::Fim => {
             let mut out = Vec::new();
@@ -194,7 +268,7 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                     Stat::show(get("baseline", mid)),
                     Stat::show(get("baseline", |a| a.middle_prefix_only))
                 ),
-                lower_than(get("baseline", mid), get("baseline", |a| a.middle_prefix_only)),
+                compare("baseline", m_middle, mid, "baseline", m_middle_prefix, |a| a.middle_prefix_only),
             ));
             out.push(v(
                 "PSM infills at least as well as SPM (the paper trains PSM; its comparison was with masked span prediction, which kiln does not train)",
@@ -227,7 +301,7 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                         Stat::show(get("baseline", |a| a.synthetic_with)),
                         Stat::show(get("baseline", |a| a.synthetic_without))
                     ),
-                    lower_than(get("baseline", |a| a.synthetic_with), get("baseline", |a| a.synthetic_without)),
+                    compare("baseline", m_synthetic_with, |a| a.synthetic_with, "baseline", m_synthetic_without, |a| a.synthetic_without),
                 ),
             ]
         }
@@ -251,18 +325,22 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                 (named(kiln_train::ScheduleKind::Step), named(kiln_train::ScheduleKind::Linear), named(kiln_train::ScheduleKind::Wsd));
             let stat = |n: &Option<String>| n.as_deref().and_then(|n| get(n, bpb));
             let label = |n: &Option<String>| n.clone().unwrap_or_else(|| "—".into());
+            let beats = |a: &Option<String>, b: &Option<String>| match (a, b) {
+                (Some(a), Some(b)) => compare(a, m_bpb, bpb, b, m_bpb, bpb),
+                _ => lower_than(stat(a), stat(b)),
+            };
             vec![
                 v(
                     "Linear decay to zero beats the paper's step decay at a small budget",
                     "Bergsma et al. 2025 (\"Straight to Zero\")",
                     format!("{} {}; {} {}", label(&lin), Stat::show(stat(&lin)), label(&step), Stat::show(stat(&step))),
-                    lower_than(stat(&lin), stat(&step)),
+                    beats(&lin, &step),
                 ),
                 v(
                     "Warmup-stable-decay beats step decay",
                     "MiniCPM (Hu et al. 2024); Hägele et al. 2024",
                     format!("{} {}; {} {}", label(&wsd), Stat::show(stat(&wsd)), label(&step), Stat::show(stat(&step))),
-                    lower_than(stat(&wsd), stat(&step)),
+                    beats(&wsd, &step),
                 ),
             ]
         }
@@ -275,8 +353,21 @@ fn verdicts(q: Question, arms: &[Arm], s: &[ArmSummary]) -> Vec<Verdict> {
                 "The recipe's peak LR is the best of three (x0.4, x1, x2.5)",
                 "kiln's small-budget recipe",
                 s.iter().map(|a| format!("{} {}", a.arm, Stat::show(a.bits_per_byte))).collect::<Vec<_>>().join("; "),
-                best.map(|b| if b.arm == "baseline" { "holds".to_string() } else { format!("does not hold: {} is better", b.arm) })
-                    .unwrap_or_else(|| "not measured".into()),
+                best.map(|b| {
+                    let head = if b.arm == "baseline" { "holds".to_string() } else { format!("does not hold: {} is better", b.arm) };
+                    // Each other rate against the recipe's, run by run.
+                    let pairs: Vec<String> = s
+                        .iter()
+                        .filter(|a| a.arm != "baseline")
+                        .map(|a| format!("baseline below {}: {}", a.arm, compare("baseline", m_bpb, bpb, &a.arm, m_bpb, bpb)))
+                        .collect();
+                    if pairs.is_empty() {
+                        head
+                    } else {
+                        format!("{head}; {}", pairs.join("; "))
+                    }
+                })
+                .unwrap_or_else(|| "not measured".into()),
             )]
         }
     }
@@ -343,13 +434,13 @@ pub(crate) fn write(
         verdict_json.push(serde_json::json!({"question": q.name(), "verdicts": vs}));
         let _ = writeln!(
             md,
-            "\n| arm | settings | seeds | bpb | middle, prefix+suffix | middle, prefix only | EM | cross-file with / without | synthetic with / without | steps |\n|---|---|---|---|---|---|---|---|---|---|"
+            "\n| arm | settings | seeds | bpb | middle, prefix+suffix | middle, prefix only | EM | cross-file with / without | synthetic with / without | steps | training tokens/s |\n|---|---|---|---|---|---|---|---|---|---|---|"
         );
         for r in &rows {
             let diverged = if r.diverged > 0 { format!(" ({} diverged)", r.diverged) } else { String::new() };
             let _ = writeln!(
                 md,
-                "| {} | {} | {}{} | {} | {} | {} | {} | {} / {} | {} / {} | {} |",
+                "| {} | {} | {}{} | {} | {} | {} | {} | {} / {} | {} / {} | {} | {} |",
                 r.arm,
                 r.describe,
                 r.seeds,
@@ -363,6 +454,7 @@ pub(crate) fn write(
                 Stat::show(r.synthetic_with),
                 Stat::show(r.synthetic_without),
                 r.steps.map(|s| format!("{:.0}", s.mean)).unwrap_or_else(|| "—".into()),
+                r.tokens_per_s.map(|s| format!("{:.0} ± {:.0}", s.mean, s.sd)).unwrap_or_else(|| "—".into()),
             );
         }
         let bars: Vec<(String, f64, f64)> = rows

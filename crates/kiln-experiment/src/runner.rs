@@ -343,9 +343,12 @@ pub fn run(opts: &ExperimentOptions, observer: &dyn ExperimentObserver) -> Resul
     let mut results = Vec::with_capacity(jobs);
     let mut index = 0;
     observer.jobs_planned(jobs);
-    for arm in &arms {
-        let pack = &packs.iter().find(|(d, _)| *d == arm.data).expect("every arm's data is packed").1;
-        for s in 0..opts.seeds {
+    // Seeds outer, arms inner: on a machine whose speed drifts during the grid (VMs do, by
+    // 20-30% over tens of minutes), every arm then gets runs early and late, instead of the
+    // first arms getting a faster machine; it matters for arms trained to equal wall-clock.
+    for s in 0..opts.seeds {
+        for arm in &arms {
+            let pack = &packs.iter().find(|(d, _)| *d == arm.data).expect("every arm's data is packed").1;
             let seed = opts.seed + s as u64;
             let dir = out.join("arms").join(slug(&arm.name)).join(format!("seed-{s}"));
             let label = format!("{} seed {seed}", arm.name);
