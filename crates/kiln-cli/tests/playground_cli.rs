@@ -98,7 +98,9 @@ fn the_playground_streams_an_infill_with_repository_context_and_asks_for_the_key
         .unwrap();
     assert!(out.status.success(), "the browser check failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
-    eprintln!("playground screenshot: {}", seen["screenshot"].as_str().unwrap_or("?"));
+    // Written to the stderr handle, not with eprintln!: libtest captures the print macros of a
+    // passing test, and CI's log should show where the screenshot is.
+    let _ = writeln!(std::io::stderr(), "playground screenshot: {}", seen["screenshot"].as_str().unwrap_or("?"));
     assert!(seen["files"].as_array().unwrap().iter().any(|f| f == "app/a.py"), "{seen}");
     assert!(seen["pieces"].as_u64().unwrap() >= 2, "the answer streamed in pieces: {seen}");
     assert!(!seen["output"].as_str().unwrap().is_empty(), "{seen}");
